@@ -1,0 +1,65 @@
+"""Shared fixtures for the test suite.
+
+The chapters are the notebooks listed in ``_toc.yml`` (not a glob of ``book/``): the table of
+contents is the single source of truth for what the book contains.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOK_DIR = REPO_ROOT / "book"
+TOC_PATH = REPO_ROOT / "_toc.yml"
+
+# Progress bars differ run to run; keep them out of every output the tests produce.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _toc_files(node: object) -> list[str]:
+    """Every ``root``/``file`` entry of a jupyter-book ``_toc.yml`` tree, in reading order."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if key in node:
+                found.append(str(node[key]))
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key, []) or []:
+                found.extend(_toc_files(child))
+    elif isinstance(node, list):
+        for child in node:
+            found.extend(_toc_files(child))
+    return found
+
+
+def toc_entries() -> list[str]:
+    """The documents of the table of contents, as written there (no suffix)."""
+    return _toc_files(yaml.safe_load(TOC_PATH.read_text()))
+
+
+def chapter_notebooks() -> list[Path]:
+    """The chapter notebooks: the ``.ipynb`` files that the ``_toc.yml`` entries refer to."""
+    return [
+        REPO_ROOT / f"{entry}.ipynb"
+        for entry in toc_entries()
+        if (REPO_ROOT / f"{entry}.ipynb").exists() or not (REPO_ROOT / f"{entry}.md").exists()
+    ]
+
+
+def chapter_params() -> list[pytest.param]:
+    """``chapter_notebooks()`` as pytest parameters with readable ids (the file stem)."""
+    return [pytest.param(nb, id=nb.stem) for nb in chapter_notebooks()]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def book_dir() -> Path:
+    return BOOK_DIR

@@ -1,0 +1,44 @@
+"""The book builds with warnings as errors, from the committed outputs (nothing executes).
+
+Built once per session into a temporary ``--path-output`` so the user's ``_build`` is untouched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, chapter_params, toc_entries
+
+pytestmark = [pytest.mark.slow, pytest.mark.book]
+
+JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
+
+
+@pytest.fixture(scope="module")
+def html_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    cmd = [str(JUPYTER_BOOK), "build", str(REPO_ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        pytest.fail(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    return out / "_build" / "html"
+
+
+def test_book_builds(html_dir: Path):
+    assert (html_dir / "index.html").is_file()
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_page_rendered(html_dir: Path, entry: str):
+    assert (html_dir / f"{entry}.html").is_file(), f"{entry} was not rendered"
+
+
+@pytest.mark.parametrize("nb_path", chapter_params())
+def test_chapter_outputs_rendered(html_dir: Path, nb_path: Path):
+    """The committed outputs reach the page: at least one figure of each chapter is shown."""
+    page = (html_dir / nb_path.relative_to(REPO_ROOT).with_suffix(".html")).read_text()
+    assert "<img" in page, f"{nb_path.name}: no figure in the rendered page"
