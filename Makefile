@@ -1,0 +1,71 @@
+# The two everyday commands are `make book` and `make test` (see README.md).
+# Both create the virtual environment in .venv on first use.
+
+SHELL      := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON     ?= $(shell command -v python3.11 || command -v python3)
+VENV       := .venv
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.installed
+export TQDM_DISABLE := 1
+
+# The chapter notebooks are exactly the .ipynb files listed in _toc.yml.
+CHAPTERS = $(shell sed -n 's/^ *- *file: *\(book\/[^ #]*\).*/\1/p' _toc.yml | while read -r f; do [ -f "$$f.ipynb" ] && echo "$$f.ipynb"; done)
+
+NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=1800 \
+               --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+.PHONY: help venv test unit nbval book execute clean
+
+help:
+	@echo "make book     build the book from the committed outputs into _build/html"
+	@echo "make test     unit tests, notebook hygiene, smoke runs, book build, nbval"
+	@echo "make execute  re-execute every chapter at book scale (refreshes committed outputs)"
+	@echo "make venv     create/update .venv from requirements.txt"
+	@echo "make clean    remove build and run outputs (keeps .venv)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt
+	@touch $@
+
+# Unit tests, hygiene, chapter smoke runs (papermill) and the book build, then nbval: the
+# committed notebooks re-executed at book scale and compared with their stored outputs.
+test: venv
+	@start=$$(date +%s); status=0; \
+	echo "== pytest tests/ (unit, hygiene, smoke, build)"; \
+	$(BIN)/python -m pytest tests || status=1; \
+	mid=$$(date +%s); \
+	echo "== nbval: $(CHAPTERS)"; \
+	if [ -n "$(strip $(CHAPTERS))" ]; then \
+	  $(BIN)/python -m pytest $(NBVAL_FLAGS) $(CHAPTERS) || status=$$((status + 2)); \
+	else echo "no chapter notebooks listed in _toc.yml"; status=$$((status + 2)); fi; \
+	end=$$(date +%s); \
+	echo "== summary: pytest tests/ $$([ $$((status & 1)) -eq 0 ] && echo passed || echo FAILED) ($$((mid - start)) s)," \
+	     "nbval $$([ $$((status & 2)) -eq 0 ] && echo passed || echo FAILED) ($$((end - mid)) s)"; \
+	exit $$status
+
+unit: venv
+	$(BIN)/python -m pytest tests -m "not slow"
+
+nbval: venv
+	$(BIN)/python -m pytest $(NBVAL_FLAGS) $(CHAPTERS)
+
+book: venv
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Open _build/html/index.html"
+
+# Re-execute each chapter in place at its committed (book) scale, keeping the parameters cell
+# (nbclient's `jupyter execute`, run from the notebook's folder like nbval).
+execute: venv
+	@for nb in $(CHAPTERS); do \
+	  echo "== executing $$nb"; start=$$(date +%s); \
+	  $(BIN)/jupyter execute --inplace --timeout=1800 --kernel_name=python3 "$$nb"; \
+	  echo "   $$(( $$(date +%s) - start )) s"; \
+	done
+
+clean:
+	rm -rf _build _output book/_output runs .pytest_cache
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
