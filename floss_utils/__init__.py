@@ -1,0 +1,10 @@
+"""floss_utils: the small, tested library behind the book on gradient stability in RNNs.
+
+Modules:
+    dynamics  - batched recurrent maps (tanh RNNs, linear maps, rate networks, any cell)
+    lyapunov  - Lyapunov spectra by the QR method (batched, differentiable), D_KY, entropy rate
+    theory    - closed forms: mean-field largest exponent, Newman's Gaussian-product spectrum
+    plotting  - the book's figure theme
+"""
+
+__version__ = "0.1.0"
