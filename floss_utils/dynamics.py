@@ -199,11 +199,11 @@ class LinearMap(_MatrixMap):
 
 
 class RandomGaussianProduct(RecurrentMap):
-    """Products of i.i.d. Gaussian matrices: ``h_{t+1} = W_t h_t``, ``W_t`` entries N(0, sigma^2/N).
+    """Products of i.i.d. Gaussian matrices ``W_t``, entries N(0, sigma^2/N): tangent map ``W_t``.
 
     A fresh matrix is drawn at every step from ``generator`` (one per system in the batch), the
     setting of Newman's exact spectrum (:func:`floss_utils.theory.newman_spectrum`).
-    The state itself is irrelevant for the spectrum; it is carried along for uniformity.
+    The state is irrelevant for the spectrum: it is carried along unchanged.
     """
 
     def __init__(
@@ -245,7 +245,7 @@ class RandomGaussianProduct(RecurrentMap):
             self._b, self._n, self._n, dtype=self._dtype, device=self._device,
             generator=self.generator,
         )
-        return torch.matmul(self._current, h.unsqueeze(-1)).squeeze(-1)
+        return h  # the state plays no role (and W_t h would overflow over long runs)
 
     def tangent(self, h: Tensor, u: Optional[Tensor], h_next: Tensor, Q: Tensor) -> Tensor:
         assert self._current is not None, "step() must be called before tangent()"

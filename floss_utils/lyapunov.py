@@ -21,10 +21,13 @@ whether the matrices come batched or one by one, so for many small systems it is
 enough for the exponents: whatever the orthogonality of the intermediate bases, the identity
 ``D_T ... D_1 Q_0 = Q_T R_T ... R_1`` holds by construction, so the accumulated ``log R_ii`` are
 exact up to ``log vol(Q_T)``, which stays bounded because every pass re-orthonormalizes to
-``O(u cond(A)^2)``. Cholesky breaks down when ``cond(A) > u^{-1/2}`` (about 1e8 in float64, a few
-thousand in float32); the breakdown is detected without synchronizing the device, and the
-``"auto"`` method then recomputes the spectrum with Householder QR (with a warning).
-``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
+``O(u cond(A)^2)``. Cholesky breaks down when ``cond(A)`` approaches ``u^{-1/2}`` (about 1e8 in
+float64, a few thousand in float32: strongly saturated units, full spectra). A breakdown is always
+detected (failed factorization or a pivot lost to cancellation) and never returned silently:
+on the CPU, where a check costs nothing, that one step is redone with Householder QR; on an
+accelerator the loop never synchronizes with the host, so the breakdown is recorded and the
+``"auto"`` method recomputes the whole spectrum with Householder QR (with a warning), while an
+explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class LyapunovResult:
         times: (R,) elapsed time after the transient at each recorded point (if ``record``).
         history: (R, B, k) running estimate at each recorded point (if ``record``).
         reorth: the re-orthonormalization method actually used.
+        fallback_steps: steps at which a Cholesky QR breakdown was redone with Householder QR.
     """
 
     exponents: Tensor
@@ -78,6 +82,7 @@ class LyapunovResult:
     times: Optional[Tensor] = None
     history: Optional[Tensor] = None
     reorth: str = "qr"
+    fallback_steps: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +196,7 @@ def lyapunov_spectrum(
     record: bool = False,
     record_every: int = 1,
     generator: Optional[torch.Generator] = None,
+    per_step_checks: Optional[bool] = None,
 ) -> LyapunovResult:
     """The ``k`` largest Lyapunov exponents of a batch of recurrent maps.
 
@@ -211,6 +217,8 @@ def lyapunov_spectrum(
         record: keep the running estimate at QR points after the transient.
         record_every: keep every ``record_every``-th QR point.
         generator: torch random generator for ``q0``.
+        per_step_checks: handle Cholesky breakdowns step by step (needs a host sync per step;
+            default: True on CPU, False on accelerators, see the module docstring).
 
     Returns:
         A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
@@ -247,7 +255,10 @@ def lyapunov_spectrum(
     elif q0.shape != (B, N, k):
         raise ValueError(f"q0 must have shape (B, N, k) = ({B}, {N}, {k}), got {tuple(q0.shape)}")
 
-    result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every)
+    if per_step_checks is None:
+        per_step_checks = h0.device.type == "cpu"
+    result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
+                  per_step_checks)
     if result is None:  # Cholesky breakdown somewhere
         if reorth != "auto":
             raise FloatingPointError(
@@ -258,7 +269,7 @@ def lyapunov_spectrum(
             "Cholesky QR broke down on an ill-conditioned tangent basis; recomputing the "
             "spectrum with Householder QR", RuntimeWarning, stacklevel=2,
         )
-        result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every)
+        result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every, False)
         assert result is not None
     return result
 
@@ -274,6 +285,7 @@ def _run(
     method: str,
     record: bool,
     record_every: int,
+    sync_ok: bool,
 ) -> Optional[LyapunovResult]:
     B, k = Q.shape[0], Q.shape[-1]
     acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
@@ -283,6 +295,7 @@ def _run(
     times: list[int] = []
     n_qr_after = 0
     last_qr = 0
+    fallback_steps = 0
     for t in range(total):
         u = get_u(t)
         h_next = system.step(h, u)
@@ -290,11 +303,17 @@ def _run(
         h = h_next
         if (t + 1) % ons and t != transient - 1 and t != total - 1:
             continue
-        Q, logr, info = orthonormalize(Q, method)
+        A = Q
+        Q, logr, info = orthonormalize(A, method)
         if info is not None:
-            breakdown = torch.maximum(breakdown, info)
+            if sync_ok:  # CPU: checking costs nothing; redo this one step with Householder QR
+                if bool((info > 0).any()):
+                    Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
+                    fallback_steps += 1
+            else:  # accelerator: no host synchronization in the loop; decide at the end
+                breakdown = torch.maximum(breakdown, info)
         # no host synchronization: remember the first step where anything went non-finite
-        ok = torch.isfinite(logr).all(dim=-1)
+        ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
         first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
         if t >= transient:
             acc = acc + logr
@@ -324,6 +343,7 @@ def _run(
         times=torch.tensor(times, dtype=Q.dtype) * system.time_step if record else None,
         history=torch.stack(history) if record and history else None,
         reorth=method,
+        fallback_steps=fallback_steps,
     )
 
 

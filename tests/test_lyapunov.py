@@ -231,26 +231,49 @@ def test_cholesky_qr_spectrum_matches_lapack_on_flossing_case():
     assert (chol - lapack).abs().max() < 1e-10
 
 
-def test_cholesky_breakdown_falls_back_to_householder_in_auto_mode():
-    # A map squashing one direction by 1e-12 per step makes D Q's condition number 1e12 >
-    # u^-1/2: the Gram matrix is numerically singular and Cholesky either fails or returns a
-    # pivot made of rounding noise. Either way it must report it (never return garbage silently); "auto"
-    # recomputes with LAPACK and still gets the exact exponents; an explicit "cholqr" refuses.
-    n = 4
+def _squashing_map():
+    # W = Q diag(1, 0.5, 0.2, 1e-12): one direction squashed by 1e-12 per step makes D Q's
+    # condition number 1e12 > u^-1/2, so the Gram matrix is numerically singular and Cholesky
+    # either fails or returns a pivot made of rounding noise.
     scales = torch.tensor([1.0, 0.5, 0.2, 1e-12], dtype=F64)
-    W = (scaled_orthogonal(1, n, 1.0, generator=gen(38)) * scales)  # W = Q diag(scales)
-    h0 = torch.zeros(1, n, dtype=F64)
-    A = W @ random_orthonormal(1, n, n, generator=gen(39))
-    assert cholesky_qr(A)[2].item() != 0
-    with pytest.warns(RuntimeWarning, match="Householder"):
-        res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="auto", generator=gen(40))
-    assert res.reorth == "qr"
-    # W = Q diag(s) has singular values s; its exponents are the log-moduli of its eigenvalues,
-    # whose sum is sum(log s). Householder QR resolves the 1e-12 direction to a relative
-    # u * cond = 1e-4 per step, so the sum rule holds to 1e-4:
+    return scaled_orthogonal(1, 4, 1.0, generator=gen(38)) * scales, scales
+
+
+def _check_squashing_result(res, scales):
+    # W's exponents are the log-moduli of its eigenvalues, whose sum is sum(log s). Householder
+    # QR resolves the 1e-12 direction to a relative u * cond = 1e-4 per step, so the sum rule
+    # holds to 1e-4 (a silently broken Cholesky factor would be off by ~10).
     assert abs(res.exponents.sum().item() - torch.log(scales).sum().item()) < 1e-4
+
+
+def test_cholesky_breakdown_is_detected():
+    W, _ = _squashing_map()
+    A = W @ random_orthonormal(1, 4, 4, generator=gen(39))
+    assert cholesky_qr(A)[2].item() != 0
+    assert cholesky_qr(random_orthonormal(1, 4, 4, generator=gen(39)))[2].item() == 0
+
+
+def test_cholesky_breakdown_on_cpu_redoes_the_step_with_householder():
+    W, scales = _squashing_map()
+    res = lyapunov_spectrum(LinearMap(W), torch.zeros(1, 4, dtype=F64), steps=40, reorth="cholqr",
+                            generator=gen(40))
+    assert res.fallback_steps == 40
+    _check_squashing_result(res, scales)
+
+
+def test_cholesky_breakdown_without_per_step_checks_recomputes_or_refuses():
+    # The accelerator path (no host sync in the loop): "auto" recomputes with LAPACK and warns;
+    # an explicit "cholqr" refuses.
+    W, scales = _squashing_map()
+    h0 = torch.zeros(1, 4, dtype=F64)
+    with pytest.warns(RuntimeWarning, match="Householder"):
+        res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="auto", generator=gen(40),
+                                per_step_checks=False)
+    assert res.reorth == "qr"
+    _check_squashing_result(res, scales)
     with pytest.raises(FloatingPointError, match="reorth='qr'"):
-        lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="cholqr", generator=gen(40))
+        lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="cholqr", generator=gen(40),
+                          per_step_checks=False)
 
 
 # ---------------------------------------------------------------- equivalences
