@@ -1,0 +1,264 @@
+"""The long-term Jacobian tools of floss_utils/jacobians.py against independent ground truths.
+
+Each test states its tolerance and why. Float64 throughout. Ground truths: matrix powers for
+linear maps, ``torch.autograd.functional.jacobian`` of the unrolled map for tanh networks,
+matrices with known singular values, noiseless lines, and Oseledets' theorem for a scaled
+orthogonal map (every singular value of ``T_t`` is exactly ``g^t``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from floss_utils.dynamics import LinearMap, TanhRNN, gaussian_coupling, scaled_orthogonal
+from floss_utils.jacobians import growth_rate, gradient_norms, log_singular_values, long_term_jacobian
+from floss_utils.lyapunov import random_orthonormal
+from floss_utils.spectra import white_noise_drive
+
+F64 = torch.float64
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Loops of tiny batched ops: a second intra-op thread only adds synchronization (and makes
+    # the run time erratic on a shared 2-core machine).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def unrolled_jacobians(net, h0, drive, t):
+    """dh_t/dh_0 per system by reverse-mode autograd of the unrolled forward pass (B, N, N)."""
+
+    def f(x):
+        h = x
+        for s in range(t):
+            h = net.step(h, None if drive is None else drive(s))
+        return h
+
+    full = torch.autograd.functional.jacobian(f, h0)  # (B, N, B, N)
+    B = h0.shape[0]
+    blocks = torch.stack([full[b, :, b, :] for b in range(B)])
+    off = full.clone()
+    for b in range(B):
+        off[b, :, b, :] = 0
+    assert torch.equal(off, torch.zeros_like(off)), "systems of the batch must not interact"
+    return blocks
+
+
+# ---------------------------------------------------------------- long_term_jacobian
+
+
+def test_linear_map_full_jacobian_is_the_matrix_power():
+    # T_t = W^t for every t. matrix_power multiplies in a different order (repeated squaring),
+    # so the two differ by round-off ~ t * eps * ||W||^t: relative tolerance 1e-12 at t <= 25
+    # with rho(W) ~ 1.1.
+    W = gaussian_coupling(2, 6, 1.1, generator=gen(0))
+    h0 = torch.randn(2, 6, dtype=F64, generator=gen(1))
+    T = long_term_jacobian(LinearMap(W), h0, None, 25)
+    assert T.shape == (25, 2, 6, 6)
+    for t in range(1, 26):
+        truth = torch.linalg.matrix_power(W, t)
+        torch.testing.assert_close(T[t - 1], truth, rtol=1e-12, atol=1e-12 * truth.abs().max().item())
+
+
+def test_linear_map_with_given_directions_is_power_times_q0():
+    # k < N with an explicit q0: T_t Q_0 = W^t Q_0. Same round-off argument: 1e-12.
+    W = gaussian_coupling(3, 7, 0.9, generator=gen(2))
+    q0 = random_orthonormal(3, 7, 3, generator=gen(3))
+    h0 = torch.randn(3, 7, dtype=F64, generator=gen(4))
+    T = long_term_jacobian(LinearMap(W), h0, None, 15, k=3, q0=q0)
+    assert T.shape == (15, 3, 7, 3)
+    for t in (1, 2, 7, 15):
+        truth = torch.linalg.matrix_power(W, t) @ q0
+        torch.testing.assert_close(T[t - 1], truth, rtol=1e-12, atol=1e-13)
+
+
+def test_random_directions_are_orthonormal_when_k_below_n():
+    # k < N without q0: Q_0 is Haar-random orthonormal, so T_1 = W Q_0 with Q_0^T Q_0 = I, i.e.
+    # T_1^T T_1 = Q_0^T W^T W Q_0 and the columns of W^{-1} T_1 are orthonormal (to round-off).
+    W = gaussian_coupling(2, 6, 1.0, generator=gen(5))
+    T = long_term_jacobian(LinearMap(W), torch.zeros(2, 6, dtype=F64), None, 1, k=4, generator=gen(6))
+    q0 = torch.linalg.solve(W, T[0])
+    torch.testing.assert_close(q0.mT @ q0, torch.eye(4, dtype=F64).expand(2, 4, 4), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["preactivation", "rate"])
+def test_tanh_jacobian_equals_autograd_of_unrolled_map(form):
+    # Independent ground truth: reverse-mode autograd through net.step, never through
+    # net.tangent. Both are exact chain rules evaluated in a different order: relative
+    # tolerance 1e-11 at t <= 30 for a chaotic g = 2 network with input and bias.
+    N, B = 6, 2
+    J = gaussian_coupling(B, N, 2.0, generator=gen(7))
+    bias = 0.3 * torch.randn(B, N, dtype=F64, generator=gen(8))
+    net = TanhRNN(J, bias=bias, form=form)
+    h0 = torch.randn(B, N, dtype=F64, generator=gen(9))
+    if form == "rate":
+        h0 = torch.tanh(h0)
+    drive = white_noise_drive(B, N, 0.5, seed=10)
+    T = long_term_jacobian(net, h0, drive, 30)
+    for t in (1, 2, 11, 30):
+        truth = unrolled_jacobians(net, h0, drive, t)
+        scale = truth.abs().amax(dim=(-2, -1), keepdim=True)
+        assert ((T[t - 1] - truth).abs() <= 1e-11 * scale).all(), t
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (dynamics.TanhRNN.tangent, also spectra.sum_rule_terms): the tanh slope is computed "
+    "as 1 - tanh(x)**2, which cancels to exactly 0 once tanh(x) rounds to 1 (|x| >~ 19 in float64) "
+    "although sech^2(x) = 1/cosh(x)^2 is representable up to |x| ~ 355 (sech^2(20) = 1.7e-17); "
+    "the relative error is already 2e-4 at |x| = 15 and 4e-3 at |x| = 17. A saturated unit gets an "
+    "exactly singular Jacobian (lyapunov_spectrum raises NonFiniteError for a unit held at x = 20.5 "
+    "whose true exponent is ~ -40) and sum_rule_terms' rhs becomes -inf via log1p(-1)",
+)
+def test_saturated_tanh_unit_keeps_its_tiny_slope():
+    # D_0 = J diag(sech^2 h0) with J = 0.5 I: the diagonal is 0.5 / cosh(h0)^2 in closed form.
+    h0 = torch.tensor([[20.0, 15.0, 1.0]], dtype=F64)
+    T = long_term_jacobian(TanhRNN(0.5 * torch.eye(3, dtype=F64)[None]), h0, None, 1)
+    truth = 0.5 / torch.cosh(h0[0]) ** 2
+    torch.testing.assert_close(torch.diagonal(T[0, 0]), truth, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- gradient_norms
+
+
+def test_gradient_norms_equal_transposed_jacobian_on_readout():
+    # ||T_t^T w|| from two independent routes: long_term_jacobian (analytic tangent) and
+    # autograd.functional.jacobian of the unrolled map. Exact chain rules in different orders:
+    # relative tolerance 1e-11.
+    N, B = 6, 3
+    J = gaussian_coupling(B, N, 1.8, generator=gen(11))
+    net = TanhRNN(J)
+    h0 = torch.randn(B, N, dtype=F64, generator=gen(12))
+    drive = white_noise_drive(B, N, 0.2, seed=13)
+    horizons = [1, 4, 9, 20]
+    for w in (torch.randn(N, dtype=F64, generator=gen(14)), torch.randn(B, N, dtype=F64, generator=gen(15))):
+        norms = gradient_norms(net, h0, drive, horizons, w)
+        assert norms.shape == (len(horizons), B)
+        T = long_term_jacobian(net, h0, drive, horizons[-1])
+        wb = w.expand(B, N)
+        for i, t in enumerate(horizons):
+            via_tangent = torch.linalg.vector_norm(torch.einsum("bij,bi->bj", T[t - 1], wb), dim=-1)
+            via_autograd = torch.linalg.vector_norm(
+                torch.einsum("bij,bi->bj", unrolled_jacobians(net, h0, drive, t), wb), dim=-1)
+            torch.testing.assert_close(norms[i], via_tangent, rtol=1e-11, atol=0)
+            torch.testing.assert_close(norms[i], via_autograd, rtol=1e-11, atol=0)
+
+
+def test_gradient_norms_of_a_scaled_orthogonal_map_grow_like_g_to_the_t():
+    # T_t = (g Q)^t is g^t times an orthogonal matrix: ||T_t^T w|| = g^t ||w|| exactly (1e-12).
+    g = 1.2
+    net = LinearMap(scaled_orthogonal(2, 5, g, generator=gen(16)))
+    w = torch.randn(5, dtype=F64, generator=gen(17))
+    horizons = [1, 10, 40]
+    norms = gradient_norms(net, torch.randn(2, 5, dtype=F64, generator=gen(18)), None, horizons, w)
+    truth = torch.tensor([g**t for t in horizons], dtype=F64)[:, None] * torch.linalg.vector_norm(w)
+    torch.testing.assert_close(norms, truth.expand(3, 2), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("horizons", [[], [0, 3], [-1, 2], [3, 2], [1, 5, 4]],
+                         ids=["empty", "zero", "negative", "decreasing", "not-sorted"])
+def test_gradient_norms_refuse_bad_horizons(horizons):
+    net = LinearMap(torch.eye(3, dtype=F64)[None])
+    with pytest.raises(ValueError, match="increasing positive"):
+        gradient_norms(net, torch.ones(1, 3, dtype=F64), None, horizons, torch.ones(3, dtype=F64))
+
+
+# ---------------------------------------------------------------- log_singular_values
+
+
+def test_log_singular_values_of_known_matrices():
+    # diag matrices: singular values are |diagonal|, sorted. U diag(s) V^T (orthonormal U, V):
+    # singular values s. The SVD is backward stable: absolute error ~ eps * sigma_1 on each
+    # sigma, i.e. ~1e-15 relative on these well-separated values: tolerance 1e-12 on the logs.
+    D = torch.diag_embed(torch.tensor([[0.01, -3.0, 1.0], [2.0, 2.0, 0.5]], dtype=F64))
+    truth = torch.tensor([[math.log(3.0), 0.0, math.log(0.01)], [math.log(2.0)] * 2 + [math.log(0.5)]], dtype=F64)
+    torch.testing.assert_close(log_singular_values(D), truth, rtol=0, atol=1e-12)
+
+    s = torch.tensor([5.0, 1.0, 1e-3], dtype=F64)
+    U = random_orthonormal(4, 7, 3, generator=gen(19))  # (4, 7, 3): tall, like T_t Q_0
+    V = random_orthonormal(4, 3, 3, generator=gen(20))
+    A = U @ torch.diag(s) @ V.mT
+    torch.testing.assert_close(log_singular_values(A), s.log().expand(4, 3), rtol=0, atol=1e-12)
+    # leading batch dimensions (horizon, B) pass through
+    assert log_singular_values(A.reshape(2, 2, 7, 3)).shape == (2, 2, 3)
+
+
+def test_log_singular_values_below_resolution_are_nan():
+    # Float64 resolves singular values down to ~eps * sigma_1 = 2.2e-16 sigma_1. 1e-20 and an
+    # exact 0 are below it (NaN, not noise); 1e-10 is far above it (its log is exact to ~1e-6
+    # relative, since the SVD's absolute error is ~eps * sigma_1: tolerance 1e-5 on the log).
+    D = torch.diag(torch.tensor([1.0, 1e-10, 1e-20, 0.0], dtype=F64))[None]
+    out = log_singular_values(D)[0]
+    assert abs(out[0].item()) < 1e-14
+    assert abs(out[1].item() - math.log(1e-10)) < 1e-5
+    assert torch.isnan(out[2:]).all()
+    # the floor is relative to sigma_1: scaling the matrix changes nothing but the offset
+    out2 = log_singular_values(1e100 * D)[0]
+    torch.testing.assert_close(out2[:2], out[:2] + math.log(1e100), rtol=0, atol=1e-5)
+    assert torch.isnan(out2[2:]).all()
+
+
+# ---------------------------------------------------------------- growth_rate
+
+
+def test_growth_rate_of_a_line_is_its_slope():
+    # Least squares on noiseless data returns the slope up to round-off: 1e-12.
+    t = torch.arange(1, 61, dtype=F64)
+    assert abs(growth_rate(t, 0.37 * t - 2.5).item() - 0.37) < 1e-12
+    # uneven times and integer t work alike
+    tu = torch.tensor([1, 2, 5, 9, 20, 33], dtype=torch.int64)
+    assert abs(growth_rate(tu, -0.8 * tu.to(F64) + 4.0).item() + 0.8) < 1e-12
+
+
+def test_growth_rate_of_a_batch_of_lines():
+    # log_values (T, B, k): each column its own slope and intercept.
+    t = torch.arange(0, 40, dtype=F64)
+    slopes = torch.randn(3, 4, dtype=F64, generator=gen(21))
+    offsets = torch.randn(3, 4, dtype=F64, generator=gen(22))
+    y = t[:, None, None] * slopes + offsets
+    rate = growth_rate(t, y)
+    assert rate.shape == (3, 4)
+    torch.testing.assert_close(rate, slopes, rtol=0, atol=1e-12)
+
+
+def test_growth_rate_respects_t_min():
+    # Before t_min the data are garbage (a transient): with t_min the fit sees only the line
+    # and is exact (1e-12); without it the slope is visibly wrong.
+    t = torch.arange(0, 50, dtype=F64)
+    y = 0.2 * t + 1.0
+    y = torch.where(t < 10, 40.0 + t, y)
+    assert abs(growth_rate(t, y, t_min=10).item() - 0.2) < 1e-12
+    assert abs(growth_rate(t, y).item() - 0.2) > 0.05
+    assert abs(growth_rate(t, y, t_min=9).item() - 0.2) > 1e-3  # t = 9 is garbage: t_min is inclusive
+
+
+# ---------------------------------------------------------------- Oseledets
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_oseledets_scaled_orthogonal_map(k):
+    # T_t = (g Q)^t Q_0: every singular value is g^t exactly, so log sigma_i(T_t) / t = ln g for
+    # all i and t. Round-off in t products is ~t * eps relative, i.e. ~t * eps / t in the
+    # rate: tolerance 1e-12. The fitted growth rate of the log singular values is also ln g.
+    g = 1.3
+    net = LinearMap(scaled_orthogonal(2, 8, g, generator=gen(23)))
+    horizon = 80
+    T = long_term_jacobian(net, torch.randn(2, 8, dtype=F64, generator=gen(24)), None, horizon,
+                           k=k, generator=gen(25))
+    t = torch.arange(1, horizon + 1, dtype=F64)
+    logs = log_singular_values(T)  # (horizon, 2, k)
+    assert logs.shape == (horizon, 2, 8 if k is None else k)
+    rates = logs / t[:, None, None]
+    torch.testing.assert_close(rates, torch.full_like(rates, math.log(g)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(growth_rate(t, logs, t_min=5), torch.full_like(logs[0], math.log(g)),
+                               rtol=0, atol=1e-12)
