@@ -132,7 +132,7 @@ CHAPTERS: dict[str, Chapter] = {
             n_spectrum=Param("int", "N of the networks whose full spectra are shown",
                              {"smoke": 30, "book": 100, "paper": 400}),
             collapse_sizes=Param("list[int]", "sizes N whose spectra are compared against i/N",
-                                 {"smoke": [20, 40], "book": [50, 100, 200], "paper": [100, 200, 400, 800]}),
+                                 {"smoke": [30, 60], "book": [50, 100, 200], "paper": [100, 200, 400, 800]}),
             collapse_gain=Param("float", "gain g of the collapse figure", {"smoke": 3.0, "book": 3.0, "paper": 3.0}),
             input_stds=Param("list[float]", "std s of the white input drive (per unit, per step)",
                              {"smoke": [0.0, 1.0], "book": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0],
@@ -148,12 +148,12 @@ CHAPTERS: dict[str, Chapter] = {
             "Oseledets' theorem made visible: long-term Jacobian singular values, gradient norm and "
             "condition number vs horizon (the link GF builds on, GF Fig. 1)",
             {"smoke": 0.2, "book": 1.0, "paper": 10.0},
-            n_units=Param("int", "network size N", {"smoke": 24, "book": 64, "paper": 256}),
+            n_units=Param("int", "network size N", {"smoke": 40, "book": 64, "paper": 256}),
             gains=Param("list[float]", "gains of the stable, edge-of-chaos and chaotic networks",
-                        {"smoke": [0.5, 1.0, 2.0], "book": [0.5, 1.0, 2.0], "paper": [0.5, 1.0, 2.0]}),
+                        {"smoke": [0.5, 1.0, 2.5], "book": [0.5, 1.0, 2.5], "paper": [0.5, 1.0, 2.5]}),
             input_std=Param("float", "std s of the white input drive", {"smoke": 0.1, "book": 0.1, "paper": 0.1}),
             horizon=Param("int", "longest horizon t of the long-term Jacobian (steps)",
-                          {"smoke": 40, "book": 120, "paper": 300}),
+                          {"smoke": 60, "book": 120, "paper": 300}),
             k=Param("int", "number of tangent directions (exponents, singular values)",
                     {"smoke": 6, "book": 8, "paper": 16}),
             steps=Param("int", "steps of the QR estimate of the exponents", {"smoke": 300, "book": 4000, "paper": 20000}),
@@ -326,13 +326,14 @@ def write_table(cfg: Config, name: str, frame: Any) -> Path:
     return path
 
 
-def glue_number(name: str, value: float, digits: int = 3) -> float:
+def glue_number(name: str, value: float, digits: int = 3) -> float | int:
     """Round ``value`` and glue it (myst-nb) for use in the prose as ``{glue:text}`name```.
 
-    Rounding keeps the stored output identical across machines for nbval.
+    Rounding keeps the stored output identical across machines for nbval; ``digits=0``
+    glues an int.
     """
     from myst_nb import glue
 
-    rounded = round(float(value), digits)
+    rounded: float | int = round(float(value), digits) if digits > 0 else int(round(float(value)))
     glue(name, rounded, display=False)
     return rounded

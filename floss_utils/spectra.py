@@ -81,10 +81,12 @@ class TanhSpectra:
     Attributes:
         exponents: (C, S, k) per step, descending along the last axis.
         result: the raw :class:`LyapunovResult` (batch axis flattened, condition-major).
+        networks: the batched networks (C*S of them, condition-major).
     """
 
     exponents: Tensor
     result: LyapunovResult
+    networks: TanhRNN
 
 
 def tanh_spectra(
@@ -125,7 +127,7 @@ def tanh_spectra(
     res = lyapunov_spectrum(net, h0, drive, steps=steps, transient=transient, k=k,
                             record=record, record_every=record_every, generator=gen)
     lam = torch.sort(res.exponents, dim=-1, descending=True).values
-    return TanhSpectra(lam.reshape(C, n_seeds, -1), res)
+    return TanhSpectra(lam.reshape(C, n_seeds, -1), res, net)
 
 
 def gaussian_product_spectra(
