@@ -24,10 +24,11 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import numbers
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 
@@ -171,16 +172,27 @@ _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _LITERAL_TYPES = (int, float, str, bool, list, tuple, dict, type(None))
 
 
-def _notebook_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The literal-valued user variables of a notebook namespace (what papermill can set)."""
+def _notebook_parameters(namespace: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
+    """The user variables of a notebook namespace that can be parameters: every literal-valued
+    name (what papermill can set), and every known parameter name whatever its value (so that
+    ``steps = np.int64(100)`` is converted or refused, never silently ignored)."""
+    known = set(known)
     return {
         name: value
         for name, value in namespace.items()
-        if not name.startswith("_")
-        and name not in _IPYTHON_NAMES
-        and not isinstance(value, types.ModuleType)
-        and isinstance(value, _LITERAL_TYPES)
+        if name in known
+        or (not name.startswith("_")
+            and name not in _IPYTHON_NAMES
+            and not isinstance(value, types.ModuleType)
+            and isinstance(value, _LITERAL_TYPES))
     }
+
+
+def _plain(value: Any) -> Any:
+    """numpy/torch scalars and arrays -> Python numbers and lists (``.tolist()``)."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple, str)):
+        return value.tolist()
+    return value
 
 
 def _coerce(chapter: str, name: str, spec: Param, value: Any) -> Any:
@@ -188,11 +200,11 @@ def _coerce(chapter: str, name: str, spec: Param, value: Any) -> Any:
 
     def scalar(kind: str, v: Any) -> Any:
         if kind == "int":
-            if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ParameterError(f"{where} must be an int, got {type(v).__name__} {v!r}")
-            return v
+            return int(v)
         if kind == "float":
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 raise ParameterError(f"{where} must be a number, got {type(v).__name__} {v!r}")
             if not math.isfinite(v):
                 raise ParameterError(f"{where} must be finite, got {v!r}")
@@ -207,6 +219,7 @@ def _coerce(chapter: str, name: str, spec: Param, value: Any) -> Any:
             return v
         raise AssertionError(f"unknown parameter kind {kind}")
 
+    value = _plain(value)
     if spec.kind.startswith("list["):
         inner = spec.kind[5:-1]
         if not isinstance(value, (list, tuple)) or isinstance(value, str):
@@ -260,7 +273,7 @@ def configure(chapter: str, namespace: Mapping[str, Any]) -> Config:
     if chapter not in CHAPTERS:
         raise ParameterError(f"unknown chapter {chapter!r}; known: {', '.join(CHAPTERS)}")
     spec = CHAPTERS[chapter]
-    given = _notebook_parameters(namespace)
+    given = _notebook_parameters(namespace, spec.params)
     unknown = sorted(set(given) - set(spec.params))
     if unknown:
         hints = []
@@ -271,15 +284,19 @@ def configure(chapter: str, namespace: Mapping[str, Any]) -> Config:
             f"{chapter}: unknown parameter(s) {', '.join(hints)}; "
             f"known: {', '.join(spec.params)}"
         )
-    scale = _coerce(chapter, "scale", spec.params["scale"], given.get("scale", "book"))
+    scale = given.get("scale")
+    scale = _coerce(chapter, "scale", spec.params["scale"], "book" if scale is None else scale)
     values: dict[str, Any] = {}
     for name, p in spec.params.items():
         value = given.get(name, None)
         if value is None:
             value = p.presets[scale] if p.presets else p.default
         values[name] = _coerce(chapter, name, p, value)
-    device = resolve_device(values["device"])
-    dtype = resolve_dtype(values["dtype"])
+    try:
+        device = resolve_device(values["device"])
+        dtype = resolve_dtype(values["dtype"])
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"{chapter}: {exc}") from None
     out = Path(values["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     return Config(chapter=chapter, values=values, device=device, dtype=dtype, output_dir=out)
@@ -288,6 +305,8 @@ def configure(chapter: str, namespace: Mapping[str, Any]) -> Config:
 def check(ok: bool | torch.Tensor, claim: str, detail: str = "") -> None:
     """Assert one of the chapter's claims; print it when it holds, raise when it does not."""
     if isinstance(ok, torch.Tensor):
+        ok = bool(ok.all())
+    elif hasattr(ok, "all"):  # numpy arrays and scalars
         ok = bool(ok.all())
     if not ok:
         raise ChapterCheckError(f"claim failed: {claim}" + (f" ({detail})" if detail else ""))
@@ -334,6 +353,11 @@ def glue_number(name: str, value: float, digits: int = 3) -> float | int:
     """
     from myst_nb import glue
 
-    rounded: float | int = round(float(value), digits) if digits > 0 else int(round(float(value)))
+    if digits < 0:
+        raise ValueError(f"digits must be >= 0, got {digits}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"cannot glue {name!r}: value is {value}")
+    rounded: float | int = round(value, digits) if digits > 0 else int(round(value))
     glue(name, rounded, display=False)
     return rounded

@@ -39,6 +39,8 @@ __all__ = [
     "scaled_orthogonal",
     "resolve_device",
     "resolve_dtype",
+    "sech2",
+    "log_sech2",
 ]
 
 
@@ -68,6 +70,21 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in table:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return table[dtype]
+
+
+def sech2(x: Tensor) -> Tensor:
+    """``sech^2 x = 1 - tanh^2 x``, accurate where ``tanh x`` rounds to 1 (``|x| > 19``).
+
+    ``1 - tanh(x)**2`` cancels to exactly 0 there although ``sech^2 x`` is representable up to
+    ``|x| ~ 355``; a saturated unit would get an exactly singular Jacobian.
+    """
+    return torch.cosh(x).pow(-2)
+
+
+def log_sech2(x: Tensor) -> Tensor:
+    """``ln sech^2 x = -2 ln cosh x`` without overflow: ``-2 (|x| + ln(1 + e^{-2|x|}) - ln 2)``."""
+    a = x.abs()
+    return -2.0 * (a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0))
 
 
 def _check_square_batch(name: str, W: Tensor) -> None:
@@ -175,10 +192,14 @@ class TanhRNN(_MatrixMap):
 
     def tangent(self, h: Tensor, u: Optional[Tensor], h_next: Tensor, Q: Tensor) -> Tensor:
         if self.form == "preactivation":
-            slope = 1.0 - torch.tanh(h) ** 2
-            return torch.matmul(self.W, slope.unsqueeze(-1) * Q)
-        slope = 1.0 - h_next**2
-        return slope.unsqueeze(-1) * torch.matmul(self.W, Q)
+            return torch.matmul(self.W, sech2(h).unsqueeze(-1) * Q)
+        # rate form: the slope is sech^2 of the pre-activation a = J r + u (not 1 - r_next^2,
+        # which cancels to 0 for saturated units); recomputing a costs one matrix-vector product
+        a = torch.matmul(self.W, h.unsqueeze(-1)).squeeze(-1)
+        drive = self._drive(u)
+        if drive is not None:
+            a = a + drive
+        return sech2(a).unsqueeze(-1) * torch.matmul(self.W, Q)
 
 
 @dataclass
@@ -282,8 +303,7 @@ class RateNetwork(_MatrixMap):
         return h + self.dt * (rec - h)
 
     def tangent(self, h: Tensor, u: Optional[Tensor], h_next: Tensor, Q: Tensor) -> Tensor:
-        slope = 1.0 - torch.tanh(h) ** 2
-        return (1.0 - self.dt) * Q + self.dt * torch.matmul(self.W, slope.unsqueeze(-1) * Q)
+        return (1.0 - self.dt) * Q + self.dt * torch.matmul(self.W, sech2(h).unsqueeze(-1) * Q)
 
 
 class CellMap(RecurrentMap):

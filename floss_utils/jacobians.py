@@ -66,7 +66,7 @@ def long_term_jacobian(
 
 def log_singular_values(T: Tensor) -> Tensor:
     """Natural log of the singular values of a batch of matrices (..., N, k) -> (..., k),
-    descending. Singular values below the float resolution (``< eps * sigma_1``) are NaN
+    descending. Singular values below the float resolution (``<= 10 eps sigma_1``) are NaN
     rather than numerical noise."""
     s = torch.linalg.svdvals(T)
     floor = torch.finfo(T.dtype).eps * 10 * s[..., :1]
@@ -92,8 +92,9 @@ def gradient_norms(
         (len(horizons), B) gradient norms.
     """
     horizons = list(horizons)
-    if not horizons or any(t < 1 for t in horizons) or horizons != sorted(horizons):
-        raise ValueError(f"horizons must be increasing positive integers, got {horizons}")
+    if (not horizons or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in horizons)
+            or any(a >= b for a, b in zip(horizons, horizons[1:]))):
+        raise ValueError(f"horizons must be strictly increasing positive integers, got {horizons}")
     x0 = h0.detach().clone().requires_grad_(True)
     h, states = x0, {}
     for t in range(horizons[-1]):

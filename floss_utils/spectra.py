@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .dynamics import RandomGaussianProduct, TanhRNN, gaussian_coupling
+from .dynamics import RandomGaussianProduct, TanhRNN, gaussian_coupling, log_sech2
 from .lyapunov import LyapunovResult, lyapunov_spectrum
 
 __all__ = ["white_noise_drive", "random_tanh_networks", "tanh_spectra", "TanhSpectra",
@@ -41,8 +42,8 @@ def white_noise_drive(
         if s.shape[0] != batch:
             raise ValueError(f"std has {s.shape[0]} entries for a batch of {batch}")
         s = s[:, None]
-    if bool((s < 0).any()):
-        raise ValueError("input std must be >= 0")
+    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+        raise ValueError(f"input std must be finite and >= 0, got {std}")
     if bool((s == 0).all()):
         return None
     gen = torch.Generator(device=device)
@@ -112,8 +113,8 @@ def tanh_spectra(
     Returns:
         :class:`TanhSpectra` with exponents of shape (C, n_seeds, k), sorted descending.
     """
-    gains_seq = [float(x) for x in (gains if isinstance(gains, (list, tuple)) else [gains])]
-    stds_seq = [float(x) for x in (input_std if isinstance(input_std, (list, tuple)) else [input_std])]
+    gains_seq = [float(x) for x in np.atleast_1d(np.asarray(torch.as_tensor(gains).cpu()))]
+    stds_seq = [float(x) for x in np.atleast_1d(np.asarray(torch.as_tensor(input_std).cpu()))]
     if len(gains_seq) > 1 and len(stds_seq) > 1:
         raise ValueError("sweep either gains or input_std, not both")
     C = max(len(gains_seq), len(stds_seq))
@@ -121,9 +122,11 @@ def tanh_spectra(
     stds_full = stds_seq * C if len(stds_seq) == 1 else stds_seq
     gen = torch.Generator().manual_seed(seed)
     net, h0 = random_tanh_networks(n_units, gains_full, n_seeds, generator=gen, dtype=dtype, device=device)
-    B = C * n_seeds
-    std = torch.tensor(stds_full, dtype=dtype).repeat_interleave(n_seeds)
-    drive = white_noise_drive(B, n_units, std.to(device), seed=seed + 1, dtype=dtype, device=device)
+    # common random numbers: every condition of a seed sees the same standardized noise,
+    # rescaled by its own std (as every condition of a seed shares the same standard-normal J)
+    std = torch.tensor(stds_full, dtype=dtype, device=device).repeat_interleave(n_seeds)[:, None]
+    base = white_noise_drive(n_seeds, n_units, 1.0, seed=seed + 1, dtype=dtype, device=device)
+    drive = None if bool((std == 0).all()) else (lambda t: std * base(t).repeat(C, 1))
     res = lyapunov_spectrum(net, h0, drive, steps=steps, transient=transient, k=k,
                             record=record, record_every=record_every, generator=gen)
     lam = torch.sort(res.exponents, dim=-1, descending=True).values
@@ -144,6 +147,7 @@ def gaussian_product_spectra(
 
 def sum_rule_terms(
     net: TanhRNN, h0: Tensor, drive: Optional[Callable[[int], Tensor]], *, steps: int, transient: int,
+    generator: Optional[torch.Generator] = None,
 ) -> tuple[Tensor, Tensor]:
     """Both sides of the sum rule for a pre-activation tanh network, along one trajectory.
 
@@ -153,12 +157,12 @@ def sum_rule_terms(
     Returns:
         (lhs, rhs), each of shape (B,), per step.
     """
-    res = lyapunov_spectrum(net, h0, drive, steps=steps, transient=transient, reorth="qr")
+    res = lyapunov_spectrum(net, h0, drive, steps=steps, transient=transient, reorth="qr", generator=generator)
     h = h0
     log_slopes = torch.zeros(h0.shape[0], dtype=h0.dtype, device=h0.device)
     for t in range(transient + steps):
         if t >= transient:  # D_t = J diag(sech^2 x_t) acts on the state before step t
-            log_slopes = log_slopes + torch.log1p(-torch.tanh(h) ** 2).sum(-1)
+            log_slopes = log_slopes + log_sech2(h).sum(-1)
         h = net.step(h, None if drive is None else drive(t))
     rhs = torch.linalg.slogdet(net.J).logabsdet + log_slopes / steps
     return res.exponents.sum(-1), rhs

@@ -154,28 +154,24 @@ def test_ints_are_accepted_for_floats_and_become_floats(tmp_path):
     assert cfg.gains == [1.0, 2.5] and all(type(g) is float for g in cfg.gains)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _notebook_parameters keeps only builtin literal types, so a known parameter bound "
-    "to a numpy/torch value (gains = np.linspace(...), steps = np.int64(100)) is silently dropped "
-    "and the scale preset is used instead of being type-checked and refused",
-)
 @pytest.mark.parametrize(
-    "name, value",
+    "name, value, expected",
     [
-        pytest.param("gains", np.array([0.5, 1.0]), id="numpy-array-for-list"),
-        pytest.param("steps", np.int64(100), id="numpy-int-for-int"),
-        pytest.param("steps", torch.tensor(100), id="tensor-for-int"),
+        pytest.param("gains", np.array([0.5, 1.0]), [0.5, 1.0], id="numpy-array-for-list"),
+        pytest.param("steps", np.int64(100), 100, id="numpy-int-for-int"),
+        pytest.param("steps", torch.tensor(100), 100, id="tensor-for-int"),
     ],
 )
-def test_known_parameter_with_non_literal_value_is_not_silently_ignored(tmp_path, name, value):
-    ns = notebook_namespace(tmp_path, scale="smoke", **{name: value})
-    try:
-        cfg = configure(CH1, ns)
-    except ParameterError as err:
-        assert repr(name) in str(err)
-        return
-    pytest.fail(f"{name} = {value!r} was silently replaced by the preset {cfg.values[name]!r}")
+def test_known_parameter_with_numpy_or_torch_value_is_converted_not_ignored(tmp_path, name, value, expected):
+    # a known name is never dropped because of its value's type: it is converted to a plain
+    # Python value and type-checked (the scale preset must not silently replace it)
+    cfg = configure(CH1, notebook_namespace(tmp_path, scale="smoke", **{name: value}))
+    assert cfg.values[name] == expected and type(cfg.values[name]) is type(expected)
+
+
+def test_known_parameter_with_unconvertible_value_is_refused(tmp_path):
+    with pytest.raises(ParameterError, match="'steps'"):
+        configure(CH1, notebook_namespace(tmp_path, scale="smoke", steps=np.array([1.5, 2.0])))
 
 
 # ---------------------------------------------------------------- scale presets, defaults

@@ -111,15 +111,8 @@ def test_tanh_jacobian_equals_autograd_of_unrolled_map(form):
         assert ((T[t - 1] - truth).abs() <= 1e-11 * scale).all(), t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (dynamics.TanhRNN.tangent, also spectra.sum_rule_terms): the tanh slope is computed "
-    "as 1 - tanh(x)**2, which cancels to exactly 0 once tanh(x) rounds to 1 (|x| >~ 19 in float64) "
-    "although sech^2(x) = 1/cosh(x)^2 is representable up to |x| ~ 355 (sech^2(20) = 1.7e-17); "
-    "the relative error is already 2e-4 at |x| = 15 and 4e-3 at |x| = 17. A saturated unit gets an "
-    "exactly singular Jacobian (lyapunov_spectrum raises NonFiniteError for a unit held at x = 20.5 "
-    "whose true exponent is ~ -40) and sum_rule_terms' rhs becomes -inf via log1p(-1)",
-)
+# Regression: the slope used to be 1 - tanh(x)**2, which cancels to exactly 0 once tanh(x)
+# rounds to 1 (|x| >~ 19 in float64) although sech^2(x) is representable up to |x| ~ 355.
 def test_saturated_tanh_unit_keeps_its_tiny_slope():
     # D_0 = J diag(sech^2 h0) with J = 0.5 I: the diagonal is 0.5 / cosh(h0)^2 in closed form.
     h0 = torch.tensor([[20.0, 15.0, 1.0]], dtype=F64)
