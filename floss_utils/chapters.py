@@ -26,13 +26,14 @@ import json
 import math
 import numbers
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
 
 from .dynamics import resolve_device, resolve_dtype
+from .registry import CHAPTERS, SCALES, Chapter, Param
 
 __all__ = [
     "Param",
@@ -48,8 +49,6 @@ __all__ = [
     "glue_number",
 ]
 
-SCALES = ("smoke", "book", "paper")
-
 
 class ParameterError(ValueError):
     """An unknown, ill-typed or impossible chapter parameter."""
@@ -58,111 +57,6 @@ class ParameterError(ValueError):
 class ChapterCheckError(AssertionError):
     """A chapter's claim did not hold for the computed numbers."""
 
-
-@dataclass(frozen=True)
-class Param:
-    """One chapter parameter.
-
-    Attributes:
-        kind: ``"int"``, ``"float"``, ``"str"``, ``"bool"``, ``"list[int]"`` or ``"list[float]"``.
-        doc: one-line meaning (units included).
-        presets: value per scale, for parameters implied by ``scale`` (default ``None`` in the
-            notebook); empty for parameters with a fixed default.
-        default: the notebook default for parameters not implied by the scale.
-        choices: allowed values, if restricted.
-    """
-
-    kind: str
-    doc: str
-    presets: Mapping[str, Any] = field(default_factory=dict)
-    default: Any = None
-    choices: tuple = ()
-
-
-def _common(chapter_id: str) -> dict[str, Param]:
-    return {
-        "scale": Param("str", "smoke (seconds) | book (committed outputs, minutes on 2 CPU cores) | paper (the sources' sizes)",
-                       default="book", choices=SCALES),
-        "seed": Param("int", "base random seed; every experiment derives its own from it", default=0),
-        "device": Param("str", "'auto' (CUDA when present), 'cpu' or 'cuda'", default="auto"),
-        "dtype": Param("str", "floating-point precision of the numerics", default="float64",
-                       choices=("float32", "float64")),
-        "output_dir": Param("str", "directory for results.json, tables and figures",
-                            default=f"_output/{chapter_id}"),
-    }
-
-
-@dataclass(frozen=True)
-class Chapter:
-    """A chapter of the book: its notebook, what it reproduces and its parameters."""
-
-    id: str
-    title: str
-    reproduces: str
-    minutes: Mapping[str, float]
-    params: Mapping[str, Param]
-
-    @property
-    def notebook(self) -> str:
-        return f"book/{self.id}.ipynb"
-
-
-def _chapter(id: str, title: str, reproduces: str, minutes: Mapping[str, float], **params: Param) -> Chapter:
-    return Chapter(id, title, reproduces, minutes, {**_common(id), **params})
-
-
-CHAPTERS: dict[str, Chapter] = {
-    c.id: c
-    for c in [
-        _chapter(
-            "01_lyapunov_spectra",
-            "Lyapunov spectra of recurrent networks",
-            "Engelken, Wolf & Abbott (2023) Figs. 1-4 (spectra, collapse, dimension, entropy); "
-            "mean-field and Newman validations",
-            {"smoke": 0.3, "book": 2.0, "paper": 60.0},
-            sizes=Param("list[int]", "network sizes N for the mean-field comparison of lambda_max",
-                        {"smoke": [30, 60], "book": [100, 400], "paper": [100, 400, 1000, 2000]}),
-            gains=Param("list[float]", "coupling gains g swept for lambda_max, dimension and entropy",
-                        {"smoke": [0.5, 1.5, 2.5, 4.0],
-                         "book": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0],
-                         "paper": [round(0.5 + 0.125 * i, 3) for i in range(29)]}),
-            steps=Param("int", "steps averaged over per spectrum (after the transient)",
-                        {"smoke": 200, "book": 2000, "paper": 10000}),
-            transient=Param("int", "steps discarded before averaging",
-                            {"smoke": 50, "book": 300, "paper": 1000}),
-            n_spectrum=Param("int", "N of the networks whose full spectra are shown",
-                             {"smoke": 30, "book": 100, "paper": 400}),
-            collapse_sizes=Param("list[int]", "sizes N whose spectra are compared against i/N",
-                                 {"smoke": [30, 60], "book": [50, 100, 200], "paper": [100, 200, 400, 800]}),
-            collapse_gain=Param("float", "gain g of the collapse figure", {"smoke": 3.0, "book": 3.0, "paper": 3.0}),
-            input_stds=Param("list[float]", "std s of the white input drive (per unit, per step)",
-                             {"smoke": [0.0, 1.0], "book": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0],
-                              "paper": [0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]}),
-            input_gain=Param("float", "gain g of the input-fluctuation figure", {"smoke": 3.0, "book": 3.0, "paper": 3.0}),
-            newman_n=Param("int", "N of the Gaussian-product check", {"smoke": 10, "book": 40, "paper": 100}),
-            newman_steps=Param("int", "steps of the Gaussian-product check",
-                               {"smoke": 1000, "book": 20000, "paper": 100000}),
-        ),
-        _chapter(
-            "02_exponents_to_gradients",
-            "From exponents to gradients",
-            "Oseledets' theorem made visible: long-term Jacobian singular values, gradient norm and "
-            "condition number vs horizon (the link GF builds on, GF Fig. 1)",
-            {"smoke": 0.2, "book": 1.0, "paper": 10.0},
-            n_units=Param("int", "network size N", {"smoke": 40, "book": 64, "paper": 256}),
-            gains=Param("list[float]", "gains of the stable, edge-of-chaos and chaotic networks",
-                        {"smoke": [0.5, 1.0, 2.5], "book": [0.5, 1.0, 2.5], "paper": [0.5, 1.0, 2.5]}),
-            input_std=Param("float", "std s of the white input drive", {"smoke": 0.1, "book": 0.1, "paper": 0.1}),
-            horizon=Param("int", "longest horizon t of the long-term Jacobian (steps)",
-                          {"smoke": 60, "book": 120, "paper": 300}),
-            k=Param("int", "number of tangent directions (exponents, singular values)",
-                    {"smoke": 6, "book": 8, "paper": 16}),
-            steps=Param("int", "steps of the QR estimate of the exponents", {"smoke": 300, "book": 4000, "paper": 20000}),
-            transient=Param("int", "steps discarded before everything else", {"smoke": 50, "book": 200, "paper": 1000}),
-            n_seeds=Param("int", "networks (seeds) per gain", {"smoke": 2, "book": 8, "paper": 32}),
-        ),
-    ]
-}
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,19 @@
+"""The registry of the book's chapters: id, title, what each reproduces, its parameters.
+
+One module per part of the book; each defines ``CHAPTERS``, a list of
+:class:`~floss_utils.registry.base.Chapter` in reading order. The notebooks' parameters cells
+mirror these entries (a test checks that they agree).
+"""
+
+from __future__ import annotations
+
+from .base import SCALES, Chapter, Param, chapter, common_params
+from . import part1_foundations
+
+__all__ = ["CHAPTERS", "SCALES", "Chapter", "Param", "chapter", "common_params"]
+
+CHAPTERS: dict[str, Chapter] = {
+    c.id: c
+    for part in (part1_foundations,)
+    for c in part.CHAPTERS
+}
