@@ -15,12 +15,13 @@ CHAPTERS = $(shell sed -n 's/^ *- *file: *\(book\/[^ #]*\).*/\1/p' _toc.yml | wh
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=1800 \
                --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: help venv test unit nbval book execute clean
+.PHONY: help venv test unit nbval book execute student clean
 
 help:
 	@echo "make book     build the book from the committed outputs into _build/html"
 	@echo "make test     unit tests, notebook hygiene, smoke runs, book build, nbval"
 	@echo "make execute  re-execute every chapter at book scale (refreshes committed outputs)"
+	@echo "make student  write the student edition (solutions removed) into _build/student"
 	@echo "make venv     create/update .venv from requirements.txt"
 	@echo "make clean    remove build and run outputs (keeps .venv)"
 
@@ -65,6 +66,11 @@ execute: venv
 	  $(BIN)/jupyter execute --inplace --timeout=1800 --kernel_name=python3 "$$nb"; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
+
+# The student edition: every chapter with its exercise solutions removed.
+student: venv
+	$(BIN)/python -c "import sys; from floss_utils.student import write_student_edition as w; \
+	  print('\n'.join(map(str, w(sys.argv[1:], '_build/student'))))" $(CHAPTERS)
 
 clean:
 	rm -rf _build _output book/_output runs .pytest_cache
