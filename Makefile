@@ -29,7 +29,7 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install -q -r requirements.txt
 	@touch $@
 
 # Unit tests, hygiene, chapter smoke runs (papermill) and the book build, then nbval: the
