@@ -471,6 +471,7 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
         "versions": package_versions(),
         "git": git_commit(Path(task["root"])),
         "host": platform.node(),
+        "worker": task.get("worker"),
         "started": _now(),
         "finished": None,
         "wall_s": None,
@@ -663,6 +664,18 @@ def _cancel_check(cancel: Callable[[], bool] | str | None) -> Callable[[], bool]
     return check
 
 
+def _dask_worker() -> str | None:
+    """The address of the Dask worker running the current task, if any."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:  # not inside a Dask task
+        return None
+
+
 def run_point(task: Mapping[str, Any], cancel: Callable[[], bool] | str | None = None) -> dict[str, Any]:
     """Run one sweep point in a child process, unless it is already complete.
 
@@ -686,6 +699,7 @@ def run_point(task: Mapping[str, Any], cancel: Callable[[], bool] | str | None =
         if out.exists():
             _clear(out)
         out.mkdir(parents=True, exist_ok=True)
+        task = {**task, "worker": _dask_worker()}
         env = {**os.environ, "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
         start = time.perf_counter()
         with open(out / "run.log", "w") as log:
@@ -863,6 +877,15 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
         raise RunError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
     prepare_sweep_dir(out, chapter.id, fixed_values)
+    client = _connect(scheduler) if scheduler else None  # before writing anything
+    try:
+        return _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, progress, on_point)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, progress, on_point) -> SweepResult:
     names = [point_name(v) for v in points]
     if len(set(names)) != len(names):  # cannot happen with distinct values; kept as a guard
         names = [f"{n}__{i}" for i, n in enumerate(names)]
@@ -894,8 +917,8 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
             on_point(res)
 
     try:
-        if scheduler:
-            interrupted = _sweep_dask(tasks, scheduler, done)
+        if client is not None:
+            interrupted = _sweep_dask(tasks, client, done)
         else:
             interrupted = _sweep_local(tasks, workers, done)
     finally:
@@ -943,42 +966,50 @@ def _sweep_local(tasks: list[dict[str, Any]], workers: int, done: Callable[[dict
     return False
 
 
-def _sweep_dask(tasks: list[dict[str, Any]], scheduler: str, done: Callable[[dict[str, Any]], None]) -> bool:
-    """Run the tasks on the Dask cluster at ``scheduler``; True if interrupted."""
+def _connect(scheduler: str):
+    """A Dask client of the scheduler at ``scheduler`` (timeout: ``distributed.comm.timeouts.connect``)."""
     try:
-        from distributed import Client, Event, as_completed
+        from distributed import Client
     except ImportError as exc:  # pragma: no cover - distributed is in requirements.txt
-        raise RunError("--scheduler needs dask distributed: pip install distributed") from exc
+        raise RunError("--scheduler needs Dask distributed: pip install dask distributed") from exc
     try:
-        client = Client(scheduler, timeout="15s")
-    except (OSError, TimeoutError) as exc:
+        return Client(scheduler)
+    except (OSError, TimeoutError, ValueError) as exc:
         raise RunError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def _sweep_dask(tasks: list[dict[str, Any]], client, done: Callable[[dict[str, Any]], None]) -> bool:
+    """Run the tasks on the Dask cluster of ``client``; True if interrupted."""
+    from distributed import Event, as_completed
+
     cancel = f"floss-cancel-{uuid.uuid4().hex}"
     event = Event(cancel, client=client)
-    try:
-        futures = {client.submit(run_point, t, cancel, key=f"floss-{t['point']}-{uuid.uuid4().hex[:8]}",
-                                 pure=False): t for t in tasks}
+    futures = {client.submit(run_point, t, cancel, key=f"floss-{t['point']}-{uuid.uuid4().hex[:8]}",
+                             pure=False): t for t in tasks}
+
+    def deliver(fut) -> None:
         try:
-            for fut in as_completed(futures):
-                try:
-                    done(fut.result())
-                except Exception as exc:
-                    done({"point": futures[fut]["point"], "status": "failed",
-                          "error": f"{type(exc).__name__}: {exc}", "skipped": False})
-        except KeyboardInterrupt:
-            event.set()  # running points stop their child processes, queued ones return at once
-            delivered = {f for f in futures if f.done()}
-            try:
-                for fut in as_completed([f for f in futures if f not in delivered], timeout=30):
-                    if fut.status == "finished":
-                        done(fut.result())
-            except Exception:  # timeout or cancelled futures: what is on disk is what counts
-                pass
-            client.cancel(list(futures))
-            return True
-        return False
-    finally:
-        client.close()
+            done(fut.result())
+        except Exception as exc:  # a bug in the runner or a lost worker, not the chapter
+            done({"point": futures[fut]["point"], "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                  "skipped": False})
+
+    delivered = set()
+    try:
+        for fut in as_completed(futures):
+            delivered.add(fut)
+            deliver(fut)
+    except KeyboardInterrupt:
+        event.set()  # running points stop their child processes, queued ones return at once
+        try:
+            for fut in as_completed([f for f in futures if f not in delivered], timeout=30):
+                if fut.status == "finished":
+                    deliver(fut)
+        except Exception:  # timeout or cancelled futures: what is on disk is what counts
+            pass
+        client.cancel(list(futures))
+        return True
+    return False
 
 
 def _child_main() -> int:
