@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from .batched_adam import BatchedAdam
+from .dynamics import resolve_dtype
 from .lyapunov import NonFiniteError, cholesky_qr, lyapunov_spectrum
 from .networks import GFNetwork, seeded_generator
 
@@ -80,6 +81,8 @@ class FlossingConfig:
         lr: learning rate of the flossing Adam.
         params: the GFNetwork parameters flossing updates.
         reorth: re-orthonormalization of the estimator (``"auto"``: Cholesky QR in float64).
+        dtype: precision of the exponent computation (default float64 whatever the network's
+            precision: the Cholesky QR needs it; gradients flow back through the cast).
         ons: steps between QRs (GF: 1). The exponents, and hence the loss and its gradient, do
             not depend on it in exact arithmetic (``D_T..D_1 Q_0 = Q R_T..R_1`` and the diagonal
             of a product of triangular matrices is the product of their diagonals); a few steps
@@ -94,12 +97,15 @@ class FlossingConfig:
     params: tuple[str, ...] = ("W_s", "J", "b")
     reorth: str = "auto"
     ons: int = 1
+    dtype: str = "float64"
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"FlossingConfig.k must be >= 1, got {self.k}")
         if self.n_transient >= self.steps:
             raise ValueError(f"FlossingConfig: transient {self.n_transient} leaves no averaged step of {self.steps}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"FlossingConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.ons < 1:
             raise ValueError(f"FlossingConfig.ons must be >= 1, got {self.ons}")
         if not self.params:
@@ -305,9 +311,10 @@ class Flosser:
     def _inputs(self, idx: list[int]) -> tuple[Tensor, Tensor]:
         c = self.config
         net = self.net
-        bits = _bits([(self.seeds[m], FLOSS_BITS, self.counts[m]) for m in idx], c.steps, net.dtype, net.device)
+        dt = resolve_dtype(c.dtype)
+        bits = _bits([(self.seeds[m], FLOSS_BITS, self.counts[m]) for m in idx], c.steps, dt, net.device)
         q0 = _random_bases([(self.seeds[m], FLOSS_BASIS, self.counts[m]) for m in idx], net.n_units, c.k,
-                           net.dtype, net.device)
+                           dt, net.device)
         return bits, q0
 
     def _loss_fn(self, idx: list[int], bits: Tensor, q0: Tensor) -> Callable[[], tuple[Tensor, Tensor]]:
@@ -315,7 +322,7 @@ class Flosser:
         M = net.n_members
 
         def fn() -> tuple[Tensor, Tensor]:
-            sub = net.select(idx)
+            sub = net.select(idx).to(resolve_dtype(c.dtype))
             lam = network_exponents(sub, bits, k=c.k, transient=c.n_transient, q0=q0, reorth=c.reorth,
                                     ons=c.ons)
             t_idx = torch.as_tensor(idx, device=net.device)
@@ -336,7 +343,7 @@ class Flosser:
             raise ValueError(f"active must have shape (M,) = ({M},), got {tuple(act.shape)}")
         act = act & ~self.bad.cpu()
         idx = torch.nonzero(act).flatten().tolist()
-        nan = torch.full((), float("nan"), dtype=self.net.dtype, device=dev)
+        nan = torch.full((), float("nan"), dtype=resolve_dtype(self.config.dtype), device=dev)
         if not idx:
             return FlossStep(loss=nan.expand(M).clone(), exponents=nan.expand(M, self.config.k).clone(),
                              updated=torch.zeros(M, dtype=torch.bool, device=dev),
@@ -354,7 +361,7 @@ class Flosser:
             for j, m in enumerate(idx):
                 try:
                     with torch.no_grad():
-                        network_exponents(self.net.select([m]), bits[:, j:j + 1], k=self.config.k,
+                        network_exponents(self.net.select([m]).to(bits.dtype), bits[:, j:j + 1], k=self.config.k,
                                           transient=self.config.n_transient, q0=q0[j:j + 1],
                                           reorth=self.config.reorth)
                 except NonFiniteError:
@@ -386,18 +393,22 @@ class Flosser:
         longer trajectory of ``steps`` steps (transient ``10 + ceil(steps/10)``); bits and basis
         drawn from (seeds[m], key), independent of the flossing steps' draws. Returns (M, k)."""
         return evaluate_exponents(self.net, self.seeds, steps=steps or self.config.steps,
-                                  k=k or self.config.k, key=key, reorth=self.config.reorth)
+                                  k=k or self.config.k, key=key, reorth=self.config.reorth,
+                                  dtype=self.config.dtype)
 
 
 @torch.no_grad()
 def evaluate_exponents(net: GFNetwork, seeds: Sequence[int], *, steps: int, k: int, key: int = 0,
-                       transient: Optional[int] = None, reorth: str = "auto") -> Tensor:
+                       transient: Optional[int] = None, reorth: str = "auto",
+                       dtype: str | torch.dtype = "float64") -> Tensor:
     """Exponents (M, k) of every member along one input-driven trajectory of ``steps`` steps from
-    the learned initial state of slot 0 (bits and basis from (seeds[m], key); no gradient)."""
+    the learned initial state of slot 0 (bits and basis from (seeds[m], key); no gradient),
+    computed in ``dtype``."""
     M = net.n_members
     if len(seeds) != M:
         raise ValueError(f"need one seed per member: got {len(seeds)} for M = {M}")
     transient = flossing_transient(steps) if transient is None else transient
-    bits = _bits([(int(s), SPECTRUM_BITS, key) for s in seeds], steps, net.dtype, net.device)
-    q0 = _random_bases([(int(s), SPECTRUM_BITS, key, 1) for s in seeds], net.n_units, k, net.dtype, net.device)
-    return network_exponents(net.clone(), bits, k=k, transient=transient, q0=q0, reorth=reorth)
+    dt = resolve_dtype(dtype)
+    bits = _bits([(int(s), SPECTRUM_BITS, key) for s in seeds], steps, dt, net.device)
+    q0 = _random_bases([(int(s), SPECTRUM_BITS, key, 1) for s in seeds], net.n_units, k, dt, net.device)
+    return network_exponents(net.clone().to(dt), bits, k=k, transient=transient, q0=q0, reorth=reorth)

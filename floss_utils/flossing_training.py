@@ -227,7 +227,7 @@ def _safe_exponents(net: GFNetwork, seeds: list[int], alive: Tensor, fc: Flossin
             continue
         try:
             out[g] = evaluate_exponents(net.select(g), [seeds[m] for m in g], steps=fc.steps, k=fc.k,
-                                        key=key, reorth=fc.reorth)
+                                        key=key, reorth=fc.reorth, dtype=fc.dtype).to(net.dtype)
         except NonFiniteError:
             if len(g) > 1:  # rare: locate the failing member(s) by bisection
                 groups += [g[: len(g) // 2], g[len(g) // 2:]]

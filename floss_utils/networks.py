@@ -104,6 +104,12 @@ class GFNetwork:
         """A detached copy (same values, no gradient tracking)."""
         return GFNetwork(**{f.name: getattr(self, f.name).detach().clone() for f in fields(self)})
 
+    def to(self, dtype: torch.dtype) -> "GFNetwork":
+        """The ensemble in another precision (differentiable cast; ``self`` if already there)."""
+        if dtype == self.dtype:
+            return self
+        return GFNetwork(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
+
     def select(self, index: Tensor | Sequence[int]) -> "GFNetwork":
         """Members ``index`` (differentiable gather: gradients flow back to this ensemble)."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
