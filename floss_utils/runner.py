@@ -843,7 +843,9 @@ def collect(directory: str | Path, points: Sequence[Mapping[str, Any]], grid_nam
                              **{n: row[n] for n in grid_names}, "error": p.get("error")})
     table = directory / SWEEP_CSV
     tmp = directory / f".{SWEEP_CSV}.tmp"
-    pd.DataFrame(rows).to_csv(tmp, index=False)
+    frame = pd.DataFrame(rows)
+    frame = frame[[c for c in frame.columns if c != "error"] + ["error"]]  # the error last
+    frame.to_csv(tmp, index=False)
     os.replace(tmp, table)
     fail_path = directory / FAILURES_CSV
     if failures:
@@ -903,7 +905,7 @@ def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, 
     results: dict[str, dict[str, Any]] = {}
     interrupted = False
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), desc=f"sweep {chapter.id}", unit="point", disable=None if progress else True,
                file=sys.stderr)

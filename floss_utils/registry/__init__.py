@@ -10,11 +10,12 @@ from __future__ import annotations
 from .base import SCALES, Chapter, Param, chapter, common_params
 from . import part1_foundations
 from . import part2_curse_of_memory
+from . import tools
 
 __all__ = ["CHAPTERS", "SCALES", "Chapter", "Param", "chapter", "common_params"]
 
 CHAPTERS: dict[str, Chapter] = {
     c.id: c
-    for part in (part1_foundations, part2_curse_of_memory)
+    for part in (part1_foundations, part2_curse_of_memory, tools)
     for c in part.CHAPTERS
 }

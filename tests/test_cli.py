@@ -1,0 +1,351 @@
+"""The ``floss`` command (floss_utils/cli.py): every subcommand, validation, run records, exit codes.
+
+Most tests drive ``floss_utils.cli.main`` in-process with the tiny test chapter of
+``tests/tiny_book.py`` (its notebook runs in about a second: ``y = x**2 + seed``, an error when
+``x == fail_at``); one runs a real chapter at smoke scale through ``python -m floss_utils``.
+Ground truths: the registry entries and notebooks' parameters cells (read here with ``ast``),
+``git rev-parse HEAD``, ``importlib.metadata`` versions, the files on disk, and the Makefile.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import floss_utils
+from floss_utils import cli, runner
+from floss_utils.cli import main
+from floss_utils.registry import CHAPTERS, SCALES, Param, chapter
+from floss_utils.runner import Book
+
+from conftest import REPO_ROOT
+from tiny_book import BOOK, TINY, TINY_ROOT
+
+SUBCOMMANDS = ("list", "params", "run", "sweep", "build")
+
+
+def _record(directory: Path) -> dict:
+    return json.loads((directory / "run.json").read_text())
+
+
+# ---------------------------------------------------------------------------------- help, entry points
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: floss {command}")
+    assert len(text.splitlines()) > 4
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for command in SUBCOMMANDS:
+        assert re.search(rf"^\s+{command}\s", text, re.M), command
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+
+
+def test_console_script_and_python_m_agree():
+    # the installed `floss` script (pyproject [project.scripts]) and `python -m floss_utils`
+    floss = Path(sys.executable).with_name("floss")
+    assert floss.is_file(), "the floss console script is not installed (pip install -e .)"
+    outputs = [subprocess.run(cmd + ["list", "--json"], capture_output=True, text=True, timeout=120)
+               for cmd in ([str(floss)], [sys.executable, "-m", "floss_utils"])]
+    for proc in outputs:
+        assert proc.returncode == 0, proc.stderr
+    assert outputs[0].stdout == outputs[1].stdout
+    assert [c["id"] for c in json.loads(outputs[0].stdout)] == list(CHAPTERS)
+
+
+# ---------------------------------------------------------------------------------- list, params
+
+
+def test_list_shows_every_chapter(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for c in CHAPTERS.values():
+        assert f"{c.id}  {c.title}" in text
+        assert c.reproduces.split()[0] in text
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == [{"id": c.id, "title": c.title, "reproduces": c.reproduces, "minutes": dict(c.minutes)}
+                    for c in CHAPTERS.values()]
+
+
+def _cell_comments(nb_path: Path) -> dict[str, tuple[object, str]]:
+    """Independent parse of a parameters cell: {name: (literal, comment)} via ast + regex."""
+    nb = json.loads(nb_path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = "".join(cell["source"])
+    out = {}
+    for line, stmt in zip(source.splitlines(), ast.parse(source).body):
+        comment = line.split("#", 1)[1].strip() if "#" in line else ""
+        out[stmt.targets[0].id] = (ast.literal_eval(stmt.value), comment)
+    return out
+
+
+@pytest.mark.parametrize("chapter_id", list(CHAPTERS))
+def test_params_agrees_with_registry_and_parameters_cell(chapter_id, capsys):
+    spec = CHAPTERS[chapter_id]
+    nb_path = REPO_ROOT / spec.notebook
+    if not nb_path.exists():
+        pytest.skip(f"{spec.notebook} not written yet")
+    assert main(["params", chapter_id, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["problems"] == []
+    cell = _cell_comments(nb_path)
+    assert [r["name"] for r in data["parameters"]] == list(spec.params) == list(cell)
+    for row in data["parameters"]:
+        p = spec.params[row["name"]]
+        assert row["kind"] == p.kind and row["presets"] == dict(p.presets) and row["choices"] == list(p.choices)
+        assert row["default"] == (None if p.presets else p.default)
+        assert cell[row["name"]][1].startswith(row["meaning"])  # the notebook's own comment
+    # the text form shows every name, its type and its meaning
+    assert main(["params", chapter_id]) == 0
+    text = capsys.readouterr().out
+    for row in data["parameters"]:
+        assert f"{row['name']} ({row['kind']})" in text and row["meaning"] in text
+
+
+def test_params_at_one_scale_shows_the_preset(capsys):
+    assert main(["params", "tiny", "--scale", "paper"], book=BOOK) == 0
+    text = capsys.readouterr().out
+    assert "x (float) = 3.0  [from scale]" in text and "scale (str) = 'paper'" in text
+
+
+def test_params_reports_a_notebook_registry_disagreement(capsys):
+    drifted = chapter("tiny", "t", "r", {s: 0.1 for s in SCALES},
+                      x=Param("float", "the input value", {s: 1.0 for s in SCALES}),
+                      fail_at=Param("float", "f", default=0.5),  # notebook says -1.0
+                      extra=Param("int", "not in the notebook", default=1))
+    rc = main(["params", "tiny"], book=Book(TINY_ROOT, {"tiny": drifted}))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "'fail_at': notebook default -1.0 != registry 0.5" in err
+    assert "'extra' is in the registry but not in the notebook" in err
+    assert "'hold_at' is in the notebook's parameters cell but not in the registry" in err
+
+
+def test_unknown_chapter_suggests_the_closest(capsys):
+    assert main(["params", "02_exponent_to_gradients"]) == 2
+    assert "did you mean '02_exponents_to_gradients'?" in capsys.readouterr().err
+    assert main(["params", "zz"]) == 2
+    assert "unknown chapter 'zz'" in capsys.readouterr().err
+
+
+def test_chapter_prefix_is_accepted(capsys):
+    assert main(["params", "ti", "--json"], book=BOOK) == 0
+    assert json.loads(capsys.readouterr().out)["chapter"] == "tiny"
+
+
+# ---------------------------------------------------------------------------------- run: validation
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "xx", "1"], "unknown parameter 'xx' (did you mean 'x'?)"),
+        (["-p", "sede", "1"], "unknown parameter 'sede' (did you mean 'seed'?)"),
+        (["-p", "seed", "1.5"], "parameter 'seed' must be an int, got float 1.5"),
+        (["-p", "x", "'a'"], "parameter 'x' must be a number, got str 'a'"),
+        (["-p", "x", "abc"], "parameter 'x': cannot read 'abc' as a float"),
+        (["-p", "dtype", "float16"], "'dtype' must be one of ['float32', 'float64']"),
+        (["-p", "output_dir", "elsewhere"], "'output_dir' is set by the runner: use --out DIR"),
+        (["-p", "scale", "paper", "--scale", "smoke"], "--scale smoke contradicts -p scale paper"),
+        (["-p", "seed", "1", "-p", "seed", "2"], "-p seed given twice"),
+        (["--device", "gpu0"], "parameter 'device': 'gpu0' is not a torch device"),
+    ],
+)
+def test_run_refuses_bad_parameters_before_running(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["run", "tiny", *args, "--out", str(out)], book=BOOK) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists(), "nothing may be written before validation passes"
+
+
+def test_run_lists_every_problem_at_once(tmp_path, capsys):
+    assert main(["run", "tiny", "-p", "xx", "1", "-p", "seed", "'s'", "--out", str(tmp_path / "o")], book=BOOK) == 2
+    err = capsys.readouterr().err
+    assert "2 problems" in err and "'xx'" in err and "'seed' must be an int" in err
+
+
+def test_list_parameter_hint(tmp_path, capsys):
+    assert main(["run", "02_exponents_to_gradients", "-p", "gains", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "'gains' must be a list of float, got int 1 (write a list in brackets, e.g. [1])" in capsys.readouterr().err
+
+
+def test_run_refuses_cuda_where_there_is_none(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["run", "tiny", "--device", "cuda", "--out", str(tmp_path / "o")], book=BOOK) == 2
+    assert "CUDA is not available here" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------- run: records
+
+
+@pytest.mark.slow
+def test_run_writes_notebook_results_figures_and_run_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "tiny", "--scale", "smoke", "-p", "seed", "3", "--device", "cpu", "--out", str(out)],
+                book=BOOK) == 0
+    assert f"ok: tiny (scale smoke, seed 3, device cpu) -> {out}/" in capsys.readouterr().out
+    rec = _record(out)
+    assert rec["chapter"] == "tiny" and rec["status"] == "ok" and rec["error"] is None
+    assert rec["overrides"] == {"seed": 3, "scale": "smoke", "device": "cpu"}
+    assert rec["scale"] == "smoke" and rec["seed"] == 3 and rec["device"] == "cpu"
+    assert rec["parameters"]["x"] == TINY.params["x"].presets["smoke"] == 1.0
+    assert rec["parameters"]["output_dir"] == str(out.resolve())
+    # versions: what importlib.metadata says is installed
+    for name in ("torch", "numpy", "papermill", "floss_utils"):
+        assert rec["versions"][name] == metadata.version(name), name
+    assert rec["versions"]["floss_utils"] == floss_utils.__version__
+    assert rec["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert rec["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    started, finished = (dt.datetime.fromisoformat(rec[k]) for k in ("started", "finished"))
+    assert started.tzinfo is not None and started <= finished
+    assert 0 < rec["wall_s"] <= (finished - started).total_seconds() + 1.0
+    # outputs: executed notebook (with papermill's injected parameters), results, figures
+    executed = json.loads((out / "tiny.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and f'output_dir = "{out.resolve()}"' in "".join(injected[0]["source"])
+    assert rec["outputs"] == {"notebook": "tiny.ipynb", "results": "results.json", "figures": ["figures/dot.png"]}
+    assert (out / "figures" / "dot.png").read_bytes().startswith(b"\x89PNG")
+    results = json.loads((out / "results.json").read_text())
+    assert results["results"]["y"] == 1.0 ** 2 + 3  # the chapter's formula
+    # the recorded command repeats the run
+    assert shlex.split(rec["command"]) == ["floss", "run", "tiny", "-p", "seed", "3", "--scale", "smoke",
+                                           "--device", "cpu", "--out", str(out.resolve())]
+    # a rerun of the same chapter into the same directory replaces it
+    (out / "figures" / "stale.png").write_bytes(b"old")
+    assert main(["run", "tiny", "--scale", "smoke", "-p", "seed", "4", "--out", str(out)], book=BOOK) == 0
+    assert _record(out)["seed"] == 4 and not (out / "figures" / "stale.png").exists()
+
+
+@pytest.mark.slow
+def test_failing_chapter_exits_non_zero_with_the_cell_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "tiny", "--scale", "smoke", "-p", "fail_at", "1", "--out", str(out)], book=BOOK) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"FAILED: tiny: cell \d+: ValueError: tiny: x = 1.0 is the failing value", err), err
+    rec = _record(out)
+    assert rec["status"] == "failed" and "x = 1.0 is the failing value" in rec["error"]
+    assert not runner.is_complete(out)
+    assert (out / "tiny.ipynb").is_file()  # the executed notebook shows the error in place
+
+
+def test_run_refuses_foreign_output_directories(tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"chapter": "01_lyapunov_spectra", "status": "ok"}))
+    (other / "results.json").write_text("{}")
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text(json.dumps({"chapter": "tiny", "fixed": {}}))
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "thesis.tex").write_text("precious")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [(other, "holds a run of 01_lyapunov_spectra, not tiny"), (sweep_dir, "holds a sweep of tiny"),
+             (stranger, "not empty and not a floss run directory"), (a_file, "not a directory")]
+    for target, message in cases:
+        before = {p.name: p.read_bytes() for p in target.iterdir()} if target.is_dir() else None
+        assert main(["run", "tiny", "--out", str(target)], book=BOOK) == 2
+        assert message in capsys.readouterr().err
+        after = {p.name: p.read_bytes() for p in target.iterdir()} if target.is_dir() else None
+        assert after == before, "a refused directory must be left untouched"
+
+
+def test_sweep_validates_before_running(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sweep", "tiny", "--grid", "xx=1,2", "--out", str(out)], book=BOOK) == 2
+    assert "unknown parameter 'xx' (did you mean 'x'?)" in capsys.readouterr().err
+    assert main(["sweep", "tiny", "--grid", "seed=1,a", "--out", str(out)], book=BOOK) == 2
+    assert "cannot read 'a' as a int" in capsys.readouterr().err
+    assert main(["sweep", "tiny", "--out", str(out)], book=BOOK) == 2
+    assert "at least one --grid" in capsys.readouterr().err
+    assert main(["sweep", "tiny", "--grid", "x=1", "--workers", "0", "--out", str(out)], book=BOOK) == 2
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------- build
+
+
+def test_build_runs_the_make_book_command(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def fake_run(cmd, cwd=None, **kw):
+        calls.append((cmd, cwd))
+        return subprocess.CompletedProcess(cmd, 0 if len(calls) == 1 else 3)
+
+    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+    assert main(["build"]) == 0
+    cmd, cwd = calls[0]
+    assert Path(cmd[0]) == Path(sys.executable).with_name("jupyter-book") and Path(cmd[0]).is_file()
+    assert cmd[1:3] == ["build", str(Path(cwd))] and Path(cwd) == REPO_ROOT
+    # the flags of the Makefile's `book` target, read from the Makefile itself
+    make_line = next(line for line in (REPO_ROOT / "Makefile").read_text().splitlines() if "jupyter-book build" in line)
+    assert cmd[3:] == make_line.split("jupyter-book build .", 1)[1].split()
+    assert main(["build", "--path-output", str(tmp_path)]) == 1  # a failing build fails the command
+    assert calls[1][0][-2:] == ["--path-output", str(tmp_path)]
+
+
+# ---------------------------------------------------------------------------------- the chapter pages
+
+
+@pytest.mark.parametrize("chapter_id", [c for c in CHAPTERS if re.match(r"^\d\d_", c)])
+def test_chapter_page_shows_a_valid_rerun_command(chapter_id):
+    """Convention: the first markdown cell has a "Rerun this chapter" admonition showing
+    `floss run <id> --scale smoke --out runs/chNN` (NN = the chapter number); it must run as shown."""
+    nb_path = REPO_ROOT / CHAPTERS[chapter_id].notebook
+    if not nb_path.exists():
+        pytest.skip(f"{nb_path.name} not written yet")
+    nb = json.loads(nb_path.read_text())
+    first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "markdown")["source"])
+    assert "Rerun this chapter" in first
+    expected = f"floss run {chapter_id} --scale smoke --out runs/ch{chapter_id[:2]}"
+    assert f"`{expected}`" in first, f"{nb_path.name}: the first cell must show `{expected}`"
+    args = cli.build_parser().parse_args(shlex.split(expected)[1:])
+    assert args.chapter == chapter_id and args.scale == "smoke"
+
+
+@pytest.mark.slow
+def test_real_chapter_runs_end_to_end_through_python_m(tmp_path):
+    cid = "02_exponents_to_gradients"
+    out = tmp_path / "ch02"
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "floss_utils", "run", cid, "--scale", "smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = _record(out)
+    assert rec["status"] == "ok" and rec["chapter"] == cid and rec["scale"] == "smoke"
+    smoke = {n: p.presets["smoke"] for n, p in CHAPTERS[cid].params.items() if p.presets}
+    assert {n: rec["parameters"][n] for n in smoke} == smoke  # what configure resolved in the kernel
+    results = json.loads((out / "results.json").read_text())
+    assert results["chapter"] == cid and results["results"]
+    assert rec["outputs"]["figures"] and all((out / f).stat().st_size > 0 for f in rec["outputs"]["figures"])
