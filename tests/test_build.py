@@ -1,12 +1,11 @@
 """The book builds with warnings as errors, from the committed outputs (nothing executes).
 
-Built once per session into a temporary ``--path-output`` so the user's ``_build`` is untouched.
+Built once per session (the ``built_html`` fixture of conftest.py, shared with the browser test)
+into a temporary ``--path-output`` so the user's ``_build`` is untouched.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,10 @@ from conftest import REPO_ROOT, chapter_params, toc_entries
 
 pytestmark = [pytest.mark.slow, pytest.mark.book]
 
-JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
-
 
 @pytest.fixture(scope="module")
-def html_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("book")
-    cmd = [str(JUPYTER_BOOK), "build", str(REPO_ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    if proc.returncode != 0:
-        pytest.fail(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
-    return out / "_build" / "html"
+def html_dir(built_html: Path) -> Path:
+    return built_html
 
 
 def test_book_builds(html_dir: Path):
