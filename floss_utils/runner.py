@@ -892,8 +892,8 @@ def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, 
     if len(set(names)) != len(names):  # cannot happen with distinct values; kept as a guard
         names = [f"{n}__{i}" for i, n in enumerate(names)]
     out.mkdir(parents=True, exist_ok=True)
-    meta = _read_json(out / SWEEP_JSON) or {"chapter": chapter.id, "fixed": fixed_values, "created": _now(),
-                                            "runs": []}
+    meta = _read_json(out / SWEEP_JSON) or {"chapter": chapter.id, "kind": "sweep", "fixed": fixed_values,
+                                            "created": _now()}
     meta["updated"] = _now()
     meta["grid"] = {k: _unique([p[k] for p in points]) for k in grid}
     meta["points"] = sorted(set(meta.get("points", [])) | set(names))
