@@ -1,0 +1,243 @@
+"""Hessians, concentration measures and Adam's effective learning rates against ground truths.
+
+Float64 throughout. Tolerances: exact identities computed two ways (Hessian of a quadratic,
+closed-form Hessians, Gauss-Newton at zero residual, torch.optim.Adam) are compared at relative
+1e-9 .. 1e-12 (round-off of sums of ~1e4 terms); central finite differences of the gradient with
+step h have error ~h^2 x third derivative, so they are compared at relative 1e-6 for h = 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from floss_utils import landscape as ls
+from floss_utils import theory as th
+from floss_utils.models import ComplexDiagonalRNN, DenseRNN, LRU
+from floss_utils.teacher import make_teacher
+from floss_utils.training import kernel_error, lagged_gram, quadratic_loss
+
+F64 = torch.float64
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+class Quadratic(nn.Module):
+    """Member-batched quadratic ``1/2 w^T Q_m w + b_m^T w`` plus a parameter used linearly."""
+
+    def __init__(self, Q: torch.Tensor, b: torch.Tensor) -> None:
+        super().__init__()
+        self.Q, self.b = Q, b
+        self.w = nn.Parameter(torch.randn(Q.shape[0], Q.shape[1], generator=gen(1), dtype=F64))
+        self.c = nn.Parameter(torch.randn(Q.shape[0], 2, generator=gen(2), dtype=F64))
+
+    def loss(self) -> torch.Tensor:
+        w = self.w
+        return 0.5 * torch.einsum("mi,mij,mj->m", w, self.Q, w) + (self.b * w).sum(-1) + 3.0 * self.c.sum(-1)
+
+
+def test_hessian_of_known_quadratic_per_member():
+    # Ground truth: the Hessian of 1/2 w^T Q w + b^T w + linear(c) is blockdiag(sym(Q), 0),
+    # member by member (three members with different Q: checks the block-tangent trick).
+    M, P = 3, 5
+    A = torch.randn(M, P, P, generator=gen(0), dtype=F64)
+    model = Quadratic(A @ A.transpose(1, 2) + torch.eye(P, dtype=F64), torch.randn(M, P, generator=gen(3), dtype=F64))
+    H = ls.loss_hessian(model, lambda m: m.loss())
+    expected = torch.zeros(M, P + 2, P + 2, dtype=F64)
+    expected[:, :P, :P] = model.Q
+    assert H.shape == (M, P + 2, P + 2)
+    assert rel(H, expected) < 1e-12
+    assert rel(ls.loss_hessian(model, lambda m: m.loss(), vectorize=False), expected) < 1e-12
+
+
+class Unit1D(nn.Module):
+    def __init__(self, lam: torch.Tensor) -> None:
+        super().__init__()
+        self.lam = nn.Parameter(lam.clone())
+
+
+def test_hessian_of_1d_teacher_student_loss_matches_closed_form():
+    # Ground truth (SCIENCE.md): at the optimum the Hessian of the 1-D teacher-student loss is
+    # (1 + l^2)/(1 - l^2)^3, e.g. 251 263 at 0.99. Relative 1e-9 (the loss has 1/(1-l^2) terms
+    # that cancel at the optimum; round-off grows with 1/(1-l)^3).
+    lam_star = torch.tensor([0.5, 0.9, 0.99], dtype=F64)
+    model = Unit1D(lam_star)
+    H = ls.loss_hessian(model, lambda m: th.teacher_student_loss(m.lam, lam_star))
+    assert rel(H[:, 0, 0], th.teacher_student_hessian_at_optimum(lam_star)) < 1e-9
+    assert abs(H[2, 0, 0].item() - 251263) < 1.0
+
+
+def _grad_flat(model, loss_fn):
+    loss = loss_fn(model).sum()
+    return torch.cat([g.reshape(g.shape[0], -1) for g in torch.autograd.grad(loss, list(model.parameters()))], 1)
+
+
+@pytest.mark.parametrize("kind", ["dense", "diagonal", "lru"])
+def test_hessian_matches_finite_differences_of_gradient(kind):
+    # At a student's random initialization (loss far from zero): column j of the Hessian = (g(theta + h e_j) -
+    # g(theta - h e_j)) / 2h with the autograd gradient g, h = 1e-5 -> relative error ~1e-8.
+    teacher = ls.make_landscape_teacher(3)
+    model = {"dense": lambda: DenseRNN([2], 4, r_max=0.95),
+             "diagonal": lambda: ComplexDiagonalRNN([2], 4, r_min=0.5, r_max=0.95),
+             "lru": lambda: LRU([2], 4, r_min=0.5, r_max=0.95)}[kind]()
+    x = torch.randn(4, 60, 1, generator=gen(5), dtype=F64)
+    loss_fn = ls.mse_loss_fn(x, teacher.outputs(x), method="time")
+    H = ls.loss_hessian(model, loss_fn)[0]
+    layout, theta = ls.flat_parameters(model)
+    h = 1e-5
+    cols = []
+    for j in range(layout.size):
+        for sign in (1, -1):
+            th_j = theta.clone()
+            th_j[0, j] += sign * h
+            with torch.no_grad():
+                for name, val in layout.unflatten(th_j).items():
+                    getattr(model, name).copy_(val)
+            cols.append(_grad_flat(model, loss_fn)[0])
+    fd = torch.stack([(cols[2 * j] - cols[2 * j + 1]) / (2 * h) for j in range(layout.size)], dim=1)
+    assert rel(H, fd) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["dense", "diagonal", "lru"])
+def test_students_at_teacher_reach_zero_loss_and_hessian_is_gauss_newton(kind):
+    # At the teacher the residuals vanish, so the Hessian of 1/2 mean r^2 equals J^T J / R
+    # (first derivatives only); time-domain and kernel (FFT) losses give the same Hessian.
+    teacher = ls.make_landscape_teacher(0)
+    x = torch.randn(8, 300, 1, generator=gen(1), dtype=F64)
+    y = teacher.outputs(x)
+    model = ls.student_at_teacher(kind, teacher)
+    assert ls.mse_loss_fn(x, y)(model).item() < 1e-22
+    H_time = ls.loss_hessian(model, ls.mse_loss_fn(x, y, method="time"))
+    H_kernel = ls.loss_hessian(model, ls.mse_loss_fn(x, y, method="kernel"))
+    GN = ls.gauss_newton(model, lambda m: (m(x) - y).reshape(m.n_members, -1))
+    assert rel(H_time, GN) < 1e-8
+    assert rel(H_kernel, GN) < 1e-8
+
+
+def test_landscape_teacher_has_conjugate_pairs_in_the_ring():
+    t = ls.make_landscape_teacher(4, hidden=6, nu_min=0.99, nu_max=0.993)
+    lam = torch.linalg.eigvals(t.A)
+    assert bool((lam.abs() >= 0.99 - 1e-12).all()) and bool((lam.abs() <= 0.993 + 1e-12).all())
+    assert torch.allclose(torch.sort(lam.real).values, torch.sort(t.eigvals.real).values, atol=1e-10)
+    assert bool((t.eigvals[:3] == t.eigvals[3:].conj()).all())
+    A_rec = t.eigvecs @ torch.diag(t.eigvals) @ torch.linalg.inv(t.eigvecs)
+    assert float(A_rec.imag.abs().max()) < 1e-12 and rel(A_rec.real, t.A) < 1e-12
+    with pytest.raises(ValueError, match="even"):
+        ls.make_landscape_teacher(0, hidden=3)
+
+
+def test_flat_layout_groups_and_labels():
+    model = ComplexDiagonalRNN([0, 1], 3)
+    layout, theta = ls.flat_parameters(model)
+    assert theta.shape == (2, 6 * 3 + 1) and layout.size == 19
+    idx = torch.cat(list(layout.group_index().values()))
+    assert sorted(idx.tolist()) == list(range(19))  # every coordinate in exactly one group
+    assert layout.labels()[:2] == ["lam_re[0]", "lam_re[1]"] and layout.labels()[-1] == "D"
+    back = layout.unflatten(theta)
+    assert torch.equal(back["C_im"], model.C_im.detach())
+    bad = nn.Module()
+    bad.p = nn.Parameter(torch.zeros(()))
+    with pytest.raises(ValueError, match="member axis"):
+        ls.flat_parameters(bad)
+
+
+def test_concentration_measures_on_known_vectors():
+    P = 10
+    e1 = torch.zeros(P, dtype=F64)
+    e1[3] = -2.0
+    flat = torch.ones(P, dtype=F64)
+    three = torch.zeros(P, dtype=F64)
+    three[[0, 4, 9]] = torch.tensor([1.0, -1.0, 1.0], dtype=F64)
+    V = torch.stack([e1, flat, three], dim=1)  # columns
+    pr = ls.participation_ratio(V, dim=0)
+    assert torch.allclose(pr, torch.tensor([1.0, P, 3.0], dtype=F64))
+    assert torch.allclose(ls.top_mass(V, 1, dim=0), torch.tensor([1.0, 1 / P, 1 / 3], dtype=F64))
+    assert torch.allclose(ls.top_mass(V, 3, dim=0), torch.tensor([1.0, 3 / P, 1.0], dtype=F64))
+    gm = ls.group_mass(V, {"a": torch.arange(0, 5), "b": torch.arange(5, 10)}, dim=0)
+    assert torch.allclose(gm["a"] + gm["b"], torch.ones(3, dtype=F64))
+    assert torch.allclose(gm["a"], torch.tensor([1.0, 0.5, 2 / 3], dtype=F64))
+    with pytest.raises(ValueError):
+        ls.participation_ratio(torch.zeros(4))
+    with pytest.raises(ValueError, match="m must be"):
+        ls.top_mass(flat, 0)
+
+
+def test_hessian_eigen_orders_descending():
+    H = torch.diag(torch.tensor([1.0, 5.0, 3.0], dtype=F64))
+    w, V = ls.hessian_eigen(H)
+    assert torch.allclose(w, torch.tensor([5.0, 3.0, 1.0], dtype=F64))
+    assert torch.allclose(V[:, 0].abs(), torch.tensor([0.0, 1.0, 0.0], dtype=F64))
+
+
+@pytest.mark.parametrize("c,steps", [(0.3, 50), (2.0, 3000), (1e-4, 2000)])
+def test_effective_learning_rate_is_torch_adams_update_of_a_unit_gradient(c, steps):
+    # Ground truth: torch.optim.Adam (independent implementation, eps outside the sqrt like
+    # optax). After `steps` constant gradients c, one more step with gradient 1 moves the
+    # parameter by exactly the effective learning rate. Constant gradients also give v in
+    # closed form: v_t = c^2 (1 - b2^t).
+    lr = 1e-3
+    p = nn.Parameter(torch.zeros(1, dtype=F64))
+    opt = torch.optim.Adam([p], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(steps):
+        p.grad = torch.full_like(p, c)
+        opt.step()
+    st = opt.state[p]
+    m, v = st["exp_avg"].clone(), st["exp_avg_sq"].clone()
+    assert torch.allclose(v, torch.tensor([c * c * (1 - 0.999**steps)], dtype=F64), rtol=1e-12)
+    eta = ls.effective_learning_rates(m, v, steps, lr)
+    before = p.detach().clone()
+    p.grad = torch.ones_like(p)
+    opt.step()
+    assert rel(before - p.detach(), eta) < 1e-10
+
+
+def test_adam_ceiling_is_sqrt10_lr():
+    # m = v = 0 (no gradient ever): lr (1 - b1) / sqrt(1 - b2) = sqrt(10) lr for large t.
+    z = torch.zeros(3, dtype=F64)
+    eta = ls.effective_learning_rates(z, z, 10_000, 1e-3)
+    assert torch.allclose(eta, torch.full_like(z, ls.adam_ceiling(1e-3, 10_000)), rtol=1e-14)
+    assert abs(ls.adam_ceiling(1e-3, 10_000) / (math.sqrt(10) * 1e-3) - 1) < 1e-4
+    with pytest.raises(ValueError, match="step"):
+        ls.effective_learning_rates(z, z, -1, 1e-3)
+
+
+def test_train_keep_adam_state_matches_torch_adam_and_shares_batches():
+    # Ground truth: the same student trained by a plain loop with torch.optim.Adam on the same
+    # batches (same generator, same exact quadratic-form loss): parameters and Adam moments
+    # agree to round-off after 6 steps. Training two students together (shared batches) gives
+    # each exactly its solo run.
+    teacher = make_teacher(0, 0.9)
+    steps, B, T = 6, 8, 40
+    solo = ls.train_keep_adam_state(DenseRNN([3], 6), teacher, lr=1e-2, steps=steps, data_seed=11, batch_size=B, seq_len=T)
+    ref = DenseRNN([3], 6)
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+    g = torch.Generator().manual_seed(11)
+    K, D, idx = teacher.kernel(T)[None], teacher.D.reshape(1), torch.zeros(1, dtype=torch.long)
+    for _ in range(steps):
+        x = torch.randn(1, B, T, generator=g, dtype=F64)
+        loss = quadratic_loss(kernel_error(ref, K, D, idx, T), lagged_gram(x), idx, B * T).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert rel(solo.model.A.detach(), ref.A.detach()) < 1e-10
+    assert rel(solo.v["A"], opt.state[ref.A]["exp_avg_sq"]) < 1e-10
+    both = ls.train_keep_adam_state([DenseRNN([3], 6), LRU([1], 4, r_min=0.5)], teacher, lr=1e-2, steps=steps,
+                                    data_seed=11, batch_size=B, seq_len=T, record_every=3)
+    assert rel(both[0].model.A.detach(), solo.model.A.detach()) < 1e-12
+    lru_solo = ls.train_keep_adam_state(LRU([1], 4, r_min=0.5), teacher, lr=1e-2, steps=steps, data_seed=11,
+                                        batch_size=B, seq_len=T)
+    assert rel(both[1].model.lam_mag.detach(), lru_solo.model.lam_mag.detach()) < 1e-12
+    assert [s for s, _ in both[1].history] == [3, 6]
+    eff = both[1].effective_learning_rates()
+    assert torch.allclose(eff["lam_mag"], both[1].history[-1][1]["lam_mag"])
+    with pytest.raises(ValueError, match="schedule"):
+        ls.train_keep_adam_state(DenseRNN([0], 2), teacher, lr=1e-3, steps=1, data_seed=0, schedule="step")
