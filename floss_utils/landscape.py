@@ -291,47 +291,55 @@ def make_landscape_teacher(seed: int, hidden: int = 4, nu_min: float = 0.99, nu_
     return Teacher(A, B, C, D, lam, V, seed, float(nu_min), math.pi).to(device, dtype)
 
 
-def student_at_teacher(kind: str, teacher: Teacher) -> Student:
-    """A one-member student with the teacher's function: ``"dense"`` (the same ``A, B, C, D``),
-    ``"diagonal"`` (complex diagonal RNN without normalization in the eigenbasis:
-    ``lambda = eig(A)``, ``B' = V^-1 B``, ``C' = C V``) or ``"lru"`` (exp magnitude, exp angle
-    with angles taken in ``(0, 2 pi)``, learned ``gamma = sqrt(1 - |lambda|^2)``, ``B' = V^-1 B / gamma``).
-    Same dtype and device as the teacher."""
-    n, dtype, dev = teacher.hidden, teacher.A.dtype, teacher.A.device
+def student_at_teacher(kind: str, teachers: Teacher | Sequence[Teacher]) -> Student:
+    """A student with each teacher's function, one member per teacher: ``"dense"`` (the same
+    ``A, B, C, D``), ``"diagonal"`` (complex diagonal RNN without normalization in the
+    eigenbasis: ``lambda = eig(A)``, ``B' = V^-1 B``, ``C' = C V``) or ``"lru"`` (exp magnitude,
+    exp angle with angles taken in ``(0, 2 pi)``, learned ``gamma = sqrt(1 - |lambda|^2)``,
+    ``B' = V^-1 B / gamma``). Teachers of one size; dtype and device of the first teacher."""
+    teachers = [teachers] if isinstance(teachers, Teacher) else list(teachers)
+    if not teachers or not all(isinstance(t, Teacher) for t in teachers):
+        raise TypeError("teachers must be a Teacher or a non-empty list of Teachers")
+    n, dtype, dev = teachers[0].hidden, teachers[0].A.dtype, teachers[0].A.device
+    if any(t.hidden != n for t in teachers):
+        raise ValueError("all teachers must have the same number of hidden units")
+    teachers = [t.to(dev, dtype) for t in teachers]
+    seeds = list(range(len(teachers)))
+    D = torch.stack([t.D.reshape(()) for t in teachers])
     if kind == "dense":
-        s = DenseRNN([0], n, dtype=dtype, device=dev)
+        s = DenseRNN(seeds, n, dtype=dtype, device=dev)
         with torch.no_grad():
-            s.A.copy_(teacher.A[None])
-            s.B.copy_(teacher.B[None])
-            s.C.copy_(teacher.C[None])
-            s.D.copy_(teacher.D.reshape(1))
+            s.A.copy_(torch.stack([t.A for t in teachers]))
+            s.B.copy_(torch.stack([t.B for t in teachers]))
+            s.C.copy_(torch.stack([t.C for t in teachers]))
+            s.D.copy_(D)
         return s
     if kind not in ("diagonal", "lru"):
         raise ValueError(f"kind must be 'dense', 'diagonal' or 'lru', got {kind!r}")
-    lam, V = teacher.eigvals, teacher.eigvecs
-    Bp = torch.linalg.solve(V, teacher.B.to(V.dtype))
-    Cp = teacher.C.to(V.dtype) @ V
+    lam = torch.stack([t.eigvals for t in teachers])
+    Bp = torch.stack([torch.linalg.solve(t.eigvecs, t.B.to(t.eigvecs.dtype)) for t in teachers])
+    Cp = torch.stack([t.C.to(t.eigvecs.dtype) @ t.eigvecs for t in teachers])
     if kind == "diagonal":
-        s = ComplexDiagonalRNN([0], n, gamma=False, dtype=dtype, device=dev)
+        s = ComplexDiagonalRNN(seeds, n, gamma=False, dtype=dtype, device=dev)
         with torch.no_grad():
-            s.lam_re.copy_(lam.real[None])
-            s.lam_im.copy_(lam.imag[None])
+            s.lam_re.copy_(lam.real)
+            s.lam_im.copy_(lam.imag)
     else:
-        s = LRU([0], n, magnitude="exp", angle="exp", gamma=True, dtype=dtype, device=dev)
+        s = LRU(seeds, n, magnitude="exp", angle="exp", gamma=True, dtype=dtype, device=dev)
         nu, theta = lam.abs(), torch.remainder(torch.angle(lam), 2 * math.pi)
         mag, ang = params_from_lambda(nu, theta, "exp", "exp")
         gam = torch.sqrt(1 - nu**2)
         Bp = Bp / gam
         with torch.no_grad():
-            s.lam_mag.copy_(mag[None])
-            s.lam_ang.copy_(ang[None])
-            s.gamma_log.copy_(torch.log(gam)[None])
+            s.lam_mag.copy_(mag)
+            s.lam_ang.copy_(ang)
+            s.gamma_log.copy_(torch.log(gam))
     with torch.no_grad():
-        s.B_re.copy_(Bp.real[None])
-        s.B_im.copy_(Bp.imag[None])
-        s.C_re.copy_(Cp.real[None])
-        s.C_im.copy_(Cp.imag[None])
-        s.D.copy_(teacher.D.reshape(1))
+        s.B_re.copy_(Bp.real)
+        s.B_im.copy_(Bp.imag)
+        s.C_re.copy_(Cp.real)
+        s.C_im.copy_(Cp.imag)
+        s.D.copy_(D)
     return s
 
 

@@ -116,6 +116,11 @@ def test_students_at_teacher_reach_zero_loss_and_hessian_is_gauss_newton(kind):
     y = teacher.outputs(x)
     model = ls.student_at_teacher(kind, teacher)
     assert ls.mse_loss_fn(x, y)(model).item() < 1e-22
+    # one member per teacher: each member reproduces its own teacher
+    others = [ls.make_landscape_teacher(s) for s in (5, 6)]
+    batched = ls.student_at_teacher(kind, [teacher] + others)
+    ys = torch.stack([y] + [t.outputs(x) for t in others])
+    assert float(ls.mse_loss_fn(x, ys)(batched).max()) < 1e-22
     H_time = ls.loss_hessian(model, ls.mse_loss_fn(x, y, method="time"))
     H_kernel = ls.loss_hessian(model, ls.mse_loss_fn(x, y, method="kernel"))
     GN = ls.gauss_newton(model, lambda m: (m(x) - y).reshape(m.n_members, -1))
