@@ -104,6 +104,13 @@ class GFNetwork:
         """A detached copy (same values, no gradient tracking)."""
         return GFNetwork(**{f.name: getattr(self, f.name).detach().clone() for f in fields(self)})
 
+    @staticmethod
+    def cat(nets: Sequence["GFNetwork"]) -> "GFNetwork":
+        """One ensemble from several (e.g. drawn at different gains), members in order."""
+        if not nets:
+            raise ValueError("GFNetwork.cat needs at least one ensemble")
+        return GFNetwork(**{f.name: torch.cat([getattr(n, f.name) for n in nets]) for f in fields(GFNetwork)})
+
     def to(self, dtype: torch.dtype) -> "GFNetwork":
         """The ensemble in another precision (differentiable cast; ``self`` if already there)."""
         if dtype == self.dtype:

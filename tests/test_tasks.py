@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from floss_utils.networks import init_gf_networks
+from floss_utils.networks import GFNetwork, init_gf_networks
 from floss_utils.tasks import (
     HELD_OUT,
     TRAIN,
@@ -163,3 +163,10 @@ def test_recurrent_map_matches_run():
     for t in range(6):
         x = sysmap.step(x, drive[t])
         assert torch.allclose(x, states[t, :, 0], atol=1e-13)
+
+
+def test_gf_network_cat_and_select():
+    a, b = init_gf_networks([0, 1], 6, 2), init_gf_networks([2], 6, 2, gain=2.0)
+    ab = GFNetwork.cat([a, b])
+    assert ab.n_members == 3 and torch.equal(ab.J[2], b.J[0]) and torch.equal(ab.x0[:2], a.x0)
+    assert torch.equal(ab.select([2, 0]).W_s, torch.stack([b.W_s[0], a.W_s[0]]))
