@@ -119,14 +119,14 @@ def _check_scan_args(lam: Tensor, b: Tensor) -> None:
 def diagonal_scan(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None, chunk: Optional[int] = None) -> Tensor:
     """``h_t = lam * h_{t-1} + b_t`` for all ``t`` at once by a chunked scan.
 
-    Time is cut into chunks of length ``L`` (default ``round(sqrt(T))``). Within a chunk the
-    states started from 0 are one matrix product with the lower-triangular Toeplitz matrix
-    ``W[j, i] = lam^(j-i)`` (``i <= j``; the powers ``lam^0 .. lam^L`` are computed once); the
-    chunk-end states are carried across the ``T/L`` chunks by the same recursion with
-    ``lam^L``, and added back with ``lam^(j+1)``. No power of ``lam`` is ever inverted, so the
-    scan is as accurate as the loop for any ``|lam|`` (tested to round-off), and it is
-    differentiable. Cost: ``O(T L)`` multiply-adds per unit in large matrix products plus
-    ``T/L`` small sequential steps, instead of ``T`` sequential steps.
+    Time is cut into ``T/L`` chunks of length ``L`` (default ``round(sqrt(T))``). Pass 1 runs
+    the recursion from zero inside **all chunks at once** (``L`` steps on tensors ``T/L`` times
+    larger than one time step); pass 2 carries the chunk-end states across chunks with
+    ``lam^L`` (``T/L`` small steps); the carried state enters chunk position ``j`` as
+    ``lam^(j+1) H``, added in one vectorized operation. ``2 sqrt(T)`` sequential steps instead
+    of ``T`` (each of which also costs an autograd node), no power of ``lam`` is ever inverted,
+    so the result equals :func:`diagonal_recurrence` to round-off for any ``lam`` (tested),
+    real or complex, and it is differentiable.
 
     Args:
         lam: ``(..., n)`` broadcastable against ``b[..., 0, :]``; real or complex.
@@ -144,33 +144,34 @@ def diagonal_scan(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None, chunk: Op
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     L = min(chunk, T)
     dtype = torch.promote_types(lam.dtype, b.dtype)
-    lam = lam.to(dtype)
-    b = b.to(dtype)
-    batch = torch.broadcast_shapes(lam.shape[:-1], b.shape[:-2])
-    lam = lam.expand(*batch, lam.shape[-1]) if lam.shape[:-1] != batch else lam
+    lam, b = lam.to(dtype), b.to(dtype)
     nc = -(-T // L)
     pad = nc * L - T
     if pad:
         b = torch.cat([b, b.new_zeros(*b.shape[:-2], pad, n)], dim=-2)
     bc = b.reshape(*b.shape[:-2], nc, L, n)
-    # powers lam^0 .. lam^L, shape (*batch, L+1, n)
-    ones = torch.ones_like(lam).unsqueeze(-2)
-    pw = torch.cat([ones, torch.cumprod(lam.unsqueeze(-2).expand(*lam.shape[:-1], L, lam.shape[-1]), dim=-2)], dim=-2)
-    j = torch.arange(L, device=b.device)
-    lag = (j[:, None] - j[None, :])  # (L, L), j - i
-    mask = (lag >= 0).to(dtype)
-    W = pw[..., lag.clamp(min=0), :] * mask[..., None]  # (*batch, L, L, n)
-    # within-chunk states from zero: h_loc[c, j] = sum_i W[j, i] b[c, i]
-    h_loc = torch.einsum("...jin,...cin->...cjn", W, bc)
-    # carry the chunk-end states across chunks
-    lamL = pw[..., L, :]
-    H = torch.zeros_like(h_loc[..., 0, 0, :]) if h0 is None else (h0.to(dtype) + torch.zeros_like(h_loc[..., 0, 0, :]))
+    lam_c = lam.unsqueeze(-2)  # broadcasts over the chunk axis
+    # pass 1: every chunk from zero, in parallel over chunks
+    s = bc[..., 0, :]
+    local = [s]
+    for j in range(1, L):
+        s = lam_c * s + bc[..., j, :]
+        local.append(s)
+    h_loc = torch.stack(local, dim=-2)  # (..., nc, L, n)
+    # powers lam^1 .. lam^L
+    p, powers = lam, [lam]
+    for _ in range(L - 1):
+        p = p * lam
+        powers.append(p)
+    pw = torch.stack(powers, dim=-2)  # (..., L, n)
+    # pass 2: carry chunk-end states across chunks
+    H = torch.zeros_like(h_loc[..., 0, 0, :]) if h0 is None else h0.to(dtype) + torch.zeros_like(h_loc[..., 0, 0, :])
     carries = [H]
     for c in range(nc - 1):
-        H = lamL * H + h_loc[..., c, L - 1, :]
+        H = p * H + h_loc[..., c, L - 1, :]
         carries.append(H)
-    Hprev = torch.stack(carries, dim=-2)  # (*batch, nc, n): state before each chunk
-    h = h_loc + pw[..., 1:, :].unsqueeze(-3) * Hprev.unsqueeze(-2)
+    Hprev = torch.stack(carries, dim=-2)  # (..., nc, n): state before each chunk
+    h = h_loc + pw.unsqueeze(-3) * Hprev.unsqueeze(-2)
     return h.reshape(*h.shape[:-3], nc * L, n)[..., :T, :]
 
 

@@ -83,29 +83,35 @@ class EnsembleResult:
 _GRAM_INDEX: dict[tuple[int, str], Tensor] = {}
 
 
-def _diag_index(T: int, device: torch.device) -> Tensor:
+def _gram_index(T: int, device: torch.device) -> Tensor:
+    """Flat index ``|l - k| T + (T - 1 - max(k, l))`` of ``G_kl`` in the prefix-sum table."""
     key = (T, str(device))
     if key not in _GRAM_INDEX:
         k = torch.arange(T, device=device)
-        _GRAM_INDEX[key] = (k[None, :] - k[:, None] + T - 1)  # column of (k, l) on its diagonal
+        d = (k[None, :] - k[:, None]).abs()
+        m = T - 1 - torch.maximum(k[None, :], k[:, None])
+        _GRAM_INDEX[key] = (d * T + m).reshape(-1)
     return _GRAM_INDEX[key]
 
 
 def lagged_gram(x: Tensor) -> Tensor:
     """``G_kl = sum_b sum_{t=max(k,l)}^{T-1} x_{b,t-k} x_{b,t-l}`` for inputs ``(..., B, T)``.
 
-    Returns ``(..., T, T)``. Uses ``G_kl = G_{k+1,l+1} + P_{T-1-k, T-1-l}`` with
-    ``P = X^T X``: one product and a reverse cumulative sum along the diagonals.
+    Returns ``(..., T, T)``. With ``P = X^T X`` and ``d = |l - k|``,
+    ``G_kl = sum_{u=0}^{T-1-max(k,l)} P_{u+d, u}``: one matrix product, the diagonals of ``P``
+    read as rows of a strided view (``P`` zero-padded below, so every read is in bounds),
+    a cumulative sum along them, and one gather.
     """
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., B, T), got {tuple(x.shape)}")
     T = x.shape[-1]
-    P = torch.matmul(x.transpose(-1, -2), x)  # (..., T, T)
-    R = P.flip(-1).flip(-2)  # R_kl = P_{T-1-k, T-1-l}
-    idx = _diag_index(T, x.device).expand(*R.shape[:-2], T, T)
-    Z = R.new_zeros(*R.shape[:-2], T, 2 * T - 1).scatter_(-1, idx, R)  # row k, diagonal l-k
-    S = Z.flip(-2).cumsum(-2).flip(-2)  # sum over rows >= k along each diagonal
-    return S.gather(-1, idx)
+    lead = x.shape[:-2]
+    P = torch.matmul(x.transpose(-1, -2), x).reshape(-1, T, T)
+    Pp = P.new_zeros(P.shape[0], 2 * T, T)
+    Pp[:, :T] = P
+    diag = Pp.as_strided((Pp.shape[0], T, T), (2 * T * T, T, T + 1))  # [K, d, u] = P[u + d, u]
+    Q = diag.contiguous().cumsum(-1).reshape(Pp.shape[0], T * T)
+    return Q.index_select(1, _gram_index(T, x.device)).reshape(*lead, T, T)
 
 
 def kernel_error(model: Student, teacher_kernels: Tensor, teacher_D: Tensor, teacher_index: Tensor,
@@ -122,12 +128,24 @@ def quadratic_loss(g: Tensor, G: Tensor, stream: Tensor, n_samples: int) -> Tens
     ``g``: ``(M, T)``; ``G``: ``(K, T, T)`` lagged Gram matrices of the ``K`` data streams;
     ``stream``: ``(M,)`` long; ``n_samples = B T``. Returns ``(M,)``.
     """
-    M = g.shape[0]
     if G.shape[0] == 1:
         Gg = g @ G[0]
-    else:
-        Gg = torch.matmul(g.unsqueeze(0), G)[stream, torch.arange(M, device=g.device)]
+    else:  # members of a stream side by side: one (K, slots, T) x (K, T, T) product
+        slot = _slots(stream)
+        padded = g.new_zeros(G.shape[0], int(slot.max()) + 1, g.shape[-1])
+        padded = padded.index_put((stream, slot), g)
+        Gg = torch.bmm(padded, G)[stream, slot]
     return 0.5 * (Gg * g).sum(-1) / n_samples
+
+
+def _slots(stream: Tensor) -> Tensor:
+    """Position of each member among the members of its stream (0, 1, ...)."""
+    order = torch.argsort(stream, stable=True)
+    sorted_s = stream[order]
+    start = torch.searchsorted(sorted_s, sorted_s, right=False)
+    slot = torch.empty_like(stream)
+    slot[order] = torch.arange(stream.numel(), device=stream.device) - start
+    return slot
 
 
 def fft_loss(g: Tensor, x: Tensor, stream: Tensor) -> Tensor:
