@@ -1,0 +1,56 @@
+"""Parameters of the chapters of Part III, Gradient flossing (see ``registry.base`` for the format).
+
+``paper`` is GF's public protocol: N = 80, k = 75 of 80 exponents flossed on trajectories of
+T_p = 55 steps (first 16 discarded), 500 flossing steps with Adam at lr 1e-3, a QR at every step.
+``book`` keeps the protocol but halves the network (N = 40, k = 36 and the flossed counts scaled
+with N), takes 300 flossing steps at lr 3e-3 and a QR every 3 steps (same exponents and gradients
+to round-off, see ``FlossingConfig.ons``) to fit 2 CPU cores in under two minutes.
+"""
+
+from .base import Chapter, Param, chapter
+
+
+def _flossing_params() -> dict[str, Param]:
+    """Parameters shared by chapters 8 and 9 (the networks and the flossing protocol)."""
+    return dict(
+        n_units=Param("int", "network size N", {"smoke": 16, "book": 40, "paper": 80}),
+        k_values=Param("list[int]", "numbers of flossed exponents compared (the largest is the basis size k)",
+                       {"smoke": [1, 4, 12], "book": [1, 8, 16, 36], "paper": [1, 16, 32, 75]}),
+        floss_steps=Param("int", "flossing steps (Adam updates)", {"smoke": 40, "book": 300, "paper": 500}),
+        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.003, "paper": 0.001}),
+        traj_steps=Param("int", "T_p: steps of each flossing trajectory (first 10 + ceil(T_p/10) discarded)",
+                         {"smoke": 55, "book": 55, "paper": 55}),
+        ons=Param("int", "steps between QRs in the flossing estimate (1 = GF; exponents do not depend on it)",
+                  {"smoke": 3, "book": 3, "paper": 1}),
+        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 1, "book": 2, "paper": 4}),
+        eval_steps=Param("int", "steps of the trajectories on which exponents are evaluated before/after",
+                         {"smoke": 100, "book": 400, "paper": 1000}),
+    )
+
+
+CHAPTERS: list[Chapter] = [
+    chapter(
+        "08_gradient_flossing",
+        "Gradient flossing",
+        "GF Fig. 2 (flossing lambda_1 to a target; spectra before/after flossing k exponents) and "
+        "the mean squared exponent under flossing (SCIENCE.md: ~1.27 -> ~0.01 in 500 steps)",
+        {"smoke": 0.3, "book": 1.5, "paper": 30.0},
+        **_flossing_params(),
+        targets=Param("list[float]", "targets lambda* for flossing lambda_1 (per step)",
+                      {"smoke": [0.0, -1.0], "book": [0.0, -0.5, -1.0], "paper": [0.0, -0.5, -1.0]}),
+        target_seeds=Param("int", "networks (seeds) per target in the lambda_1 experiment",
+                           {"smoke": 1, "book": 3, "paper": 4}),
+    ),
+    chapter(
+        "09_flossing_controls_gradients",
+        "Flossing controls gradients",
+        "GF Fig. 3 (gradient norm and condition number of the long-term Jacobian vs horizon, before "
+        "and after flossing, vs the number of flossed exponents; Oseledets prediction)",
+        {"smoke": 0.3, "book": 1.5, "paper": 30.0},
+        **_flossing_params(),
+        gains=Param("list[float]", "coupling gains g of the networks (g = 1: GF's initialization)",
+                    {"smoke": [1.0], "book": [1.0], "paper": [1.0]}),
+        horizon=Param("int", "longest horizon t of the long-term Jacobian (steps)",
+                      {"smoke": 40, "book": 100, "paper": 200}),
+    ),
+]
