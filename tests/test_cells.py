@@ -1,0 +1,149 @@
+"""Gated cells for Part III: the step against torch's GRUCell/LSTMCell, exponents through JVPs
+against an explicit autograd Jacobian, gradcheck of the flossing loss through a GRU, flossing
+reduces the flossing loss, and the ensemble trainer on cells. Small sizes; float64. Tolerances
+stated per test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from floss_utils.cells import CellNetwork, cell_step, init_cell_networks
+from floss_utils.flossing import FlossingConfig, Flosser, flossing_loss, network_exponents
+from floss_utils.lyapunov import lyapunov_spectrum
+from floss_utils.flossing_training import Member, TrainConfig, schedule, train
+from floss_utils.tasks import copy_task, xor_task
+
+KINDS = ("gru", "lstm")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_step_equals_torch_cell(kind):
+    # ground truth: torch.nn.GRUCell / LSTMCell with our weights (bias_hh = 0); 1e-13 = round-off
+    net = init_cell_networks(kind, [3, 4], n_hidden=5, batch_size=2)
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, net.n_units, dtype=torch.float64)
+    s = torch.randint(0, 2, (2, 2)).double()
+    out = net.step(x, s)
+    N = net.n_hidden
+    for m in range(2):
+        cls = torch.nn.GRUCell if kind == "gru" else torch.nn.LSTMCell
+        cell = cls(1, N).double()
+        with torch.no_grad():
+            cell.weight_hh.copy_(net.J[m])
+            cell.weight_ih.copy_(net.W_s[m].unsqueeze(-1))
+            cell.bias_ih.copy_(net.b[m])
+            cell.bias_hh.zero_()
+            if kind == "gru":
+                ref = cell(s[m].unsqueeze(-1), x[m])
+            else:
+                h, c = cell(s[m].unsqueeze(-1), (x[m, :, :N], x[m, :, N:]))
+                ref = torch.cat([h, c], -1)
+        assert torch.allclose(out[m], ref, atol=1e-13, rtol=0)
+
+
+def _reference_exponents(net: CellNetwork, bits: torch.Tensor, q0: torch.Tensor, transient: int) -> torch.Tensor:
+    """Independent QR algorithm: the full Jacobian of each member's step from
+    torch.autograd.functional.jacobian, Householder QR every step."""
+    M = net.n_members
+    out = []
+    for m in range(M):
+        x = net.x0[m, 0].clone()
+        Q = q0[m].clone()
+        acc = torch.zeros(Q.shape[-1], dtype=torch.float64)
+        sub = net.select([m])
+        for t in range(bits.shape[0]):
+            s = bits[t, m].reshape(1, 1)
+
+            def f(v):
+                return cell_step(sub.kind, sub.J, sub.W_s, sub.b, v.reshape(1, 1, -1), s).reshape(-1)
+
+            D = torch.autograd.functional.jacobian(f, x)
+            x = f(x)
+            Q, R = torch.linalg.qr(D @ Q)
+            if t >= transient:
+                acc += torch.log(torch.abs(torch.diagonal(R)))
+        out.append(acc / (bits.shape[0] - transient))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jvp_exponents_equal_explicit_jacobian(kind):
+    # exponents via CellMap (forward-mode JVPs, the flossing path) vs the explicit Jacobian per
+    # step; same trajectory, same Q_0: equal to round-off (1e-10 over 40 QR steps)
+    net = init_cell_networks(kind, [0, 1, 2], n_hidden=6, batch_size=2, gain=1.5)
+    T, k, transient = 40, 4, 8
+    bits = torch.randint(0, 2, (T, 3), generator=torch.Generator().manual_seed(1)).double()
+    q0 = torch.linalg.qr(torch.randn(3, net.n_units, k, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(2)))[0]
+    ref = _reference_exponents(net, bits, q0, transient)
+    lam = network_exponents(net, bits, k=k, transient=transient, q0=q0, reorth="qr")  # folded JVP
+    assert torch.allclose(lam, ref, atol=1e-10, rtol=0)
+    # the generic CellMap (vmap over tangent columns) gives the same numbers
+    vm = lyapunov_spectrum(net.recurrent_map(folded=False), net.x0[:, 0], net.drive(bits), steps=T - transient,
+                           k=k, transient=transient, q0=q0, reorth="qr").exponents
+    assert torch.allclose(vm, ref, atol=1e-10, rtol=0)
+
+
+def test_gradcheck_flossing_loss_through_gru():
+    # float64 gradcheck (finite differences, torch's default tolerances; fast mode: random
+    # projections of the Jacobian, which fail whenever the full check would, with probability ~1)
+    # of the flossing loss with respect to J, W_s, b through a GRU trajectory of 10 steps, k = 3
+    # of N = 6: reverse mode through the forward-mode tangents and every QR
+    base = init_cell_networks("gru", [5], n_hidden=6, batch_size=1, gain=1.2)
+    bits = torch.tensor([[1.0], [0.0], [1.0], [1.0], [0.0], [0.0], [1.0], [0.0], [1.0], [1.0]])
+    q0 = torch.linalg.qr(torch.randn(1, 6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))[0]
+
+    def loss(J, W_s, b):
+        net = CellNetwork("gru", J, W_s, b, base.w_r, base.c, base.x0)
+        lam = network_exponents(net, bits, k=3, transient=2, q0=q0, reorth="qr")
+        return flossing_loss(lam, -0.2)
+
+    inputs = tuple(t.clone().requires_grad_(True) for t in (base.J, base.W_s, base.b))
+    assert torch.autograd.gradcheck(loss, inputs, fast_mode=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_flossing_reduces_flossing_loss(kind):
+    # 60 flossing steps (lr 0.02, k = 6 of S): the mean flossing loss over the last 10 steps is
+    # below half of the first step's, for every member (GF: flossing drives the exponents to 0)
+    net = init_cell_networks(kind, [0, 1], n_hidden=8, batch_size=2, gain=1.0)
+    fl = Flosser(net, FlossingConfig(k=6, steps=30, lr=0.02, target=0.0), seeds=[0, 1])
+    hist = fl.run(60)["loss"]
+    assert bool((hist[-10:].mean(0) < 0.5 * hist[0]).all()), hist[[0, -1]]
+    assert torch.isfinite(hist).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_trainer_on_cells_ensemble_equals_members_alone(kind):
+    # the Part III trainer with a CellNetwork: 3 members (schedules none/pre/both) together vs
+    # one by one, same histories and parameters to 1e-9 (batched vs single BLAS round-off)
+    cfg = TrainConfig(epochs=8, batch_size=3, seq_len=25, n_units=5, clip=0.03,
+                      flossing=FlossingConfig(k=3, steps=20, lr=0.01), exponents_every=4)
+    members = [Member(0, 0, copy_task(2), schedule("none")),
+               Member(1, 1, xor_task(3), schedule("pre", pre_steps=3)),
+               Member(2, 0, xor_task(2), schedule("both", 2, 2, 4, 1))]
+    ens = train(members, cfg, network=init_cell_networks(kind, [0, 1, 2], 5, 3))
+    assert ens.exponents.shape[-1] == 3 and torch.isfinite(ens.exponents).all()
+    for m, mb in enumerate(members):
+        one = train([mb], cfg, network=init_cell_networks(kind, [mb.net_seed], 5, 3))
+        for name in ("loss", "accuracy", "grad_norm_x0"):
+            assert torch.allclose(getattr(ens, name)[:, m], getattr(one, name)[:, 0], atol=1e-9, rtol=0,
+                                  equal_nan=True), (m, name)
+        for name in ("J", "W_s", "b", "w_r", "c", "x0"):
+            assert torch.allclose(getattr(ens.network, name)[m], getattr(one.network, name)[0], atol=1e-9, rtol=0)
+    # training changed the network (the task step reaches the cell's parameters)
+    assert not torch.allclose(ens.network.J, init_cell_networks(kind, [0, 1, 2], 5, 3).J)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="kind"):
+        init_cell_networks("rnn", [0], 4, 1)
+    net = init_cell_networks("lstm", [0], 4, 1)
+    assert net.n_units == 8 and net.n_hidden == 4
+    with pytest.raises(ValueError, match="x0"):
+        CellNetwork("gru", net.J[:, :12], net.W_s[:, :12], net.b[:, :12], net.w_r, net.c, net.x0)
+    with pytest.raises(ValueError, match="unknown CellNetwork parameter"):
+        net.tensors(["W"])
+    with pytest.raises(ValueError, match="inputs"):
+        net.drive(torch.zeros(5))
