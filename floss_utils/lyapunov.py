@@ -136,6 +136,23 @@ def orthonormalize(A: Tensor, method: str = "qr") -> tuple[Tensor, Tensor, Optio
     raise ValueError(f"unknown re-orthonormalization method {method!r}; use qr, cholqr or cholqr2")
 
 
+def _orthonormalize_flagged(A: Tensor, method: str) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """:func:`orthonormalize` for the estimator's hot loop: the breakdown indicator is a (B,) bool
+    (``None`` for Householder QR), computed with as few tensor operations as possible (a step of
+    a small network is dominated by per-operation overhead, not by arithmetic)."""
+    if method != "cholqr":
+        Q, logr, info = orthonormalize(A, method)
+        return Q, logr, None if info is None else info > 0
+    G = A.mT @ A
+    L, inf = torch.linalg.cholesky_ex(G)
+    Q = torch.linalg.solve_triangular(L.mT, A, upper=True, left=False)
+    diag = torch.diagonal(L, dim1=-2, dim2=-1)
+    # same test as cholesky_qr: a pivot that lost all its digits to cancellation, or a failure
+    loss = 16.0 * A.shape[-1] * torch.finfo(A.dtype).eps
+    bad = (diag * diag < loss * torch.diagonal(G, dim1=-2, dim2=-1)).any(dim=-1) | (inf != 0)
+    return Q, torch.log(diag), bad
+
+
 def random_orthonormal(
     batch_size: int,
     n: int,
@@ -259,6 +276,9 @@ def lyapunov_spectrum(
         per_step_checks = h0.device.type == "cpu"
     result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
                   per_step_checks)
+    if result is NotImplemented:  # something went non-finite: replay step by step to name it
+        result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
+                      per_step_checks, locate=True)
     if result is None:  # Cholesky breakdown somewhere
         if reorth != "auto":
             raise FloatingPointError(
@@ -270,7 +290,10 @@ def lyapunov_spectrum(
             "spectrum with Householder QR", RuntimeWarning, stacklevel=2,
         )
         result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every, False)
-        assert result is not None
+        if result is NotImplemented:
+            result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every,
+                          False, locate=True)
+        assert isinstance(result, LyapunovResult)
     return result
 
 
@@ -286,11 +309,18 @@ def _run(
     record: bool,
     record_every: int,
     sync_ok: bool,
-) -> Optional[LyapunovResult]:
+    locate: bool = False,
+):
+    """The QR loop. Returns the result; ``None`` after a Cholesky breakdown that was not redone
+    step by step (``sync_ok=False``); ``NotImplemented`` when a state or ``log R_ii`` went
+    non-finite (cheaply detected through running sums), in which case the caller replays the
+    run with ``locate=True``, which tracks the first bad step per system and raises
+    :class:`NonFiniteError` naming it."""
     B, k = Q.shape[0], Q.shape[-1]
     acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
+    checksum = torch.zeros(B, dtype=Q.dtype, device=Q.device)
     first_bad = torch.full((B,), -1, dtype=torch.long, device=Q.device)
-    breakdown = torch.zeros(B, dtype=torch.int32, device=Q.device)
+    breakdown = torch.zeros(B, dtype=torch.bool, device=Q.device)
     history: list[Tensor] = []
     times: list[int] = []
     n_qr_after = 0
@@ -304,17 +334,19 @@ def _run(
         if (t + 1) % ons and t != transient - 1 and t != total - 1:
             continue
         A = Q
-        Q, logr, info = orthonormalize(A, method)
-        if info is not None:
+        Q, logr, bad_qr = _orthonormalize_flagged(A, method)
+        if bad_qr is not None:
             if sync_ok:  # CPU: checking costs nothing; redo this one step with Householder QR
-                if bool((info > 0).any()):
+                if bool(bad_qr.any()):
                     Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
                     fallback_steps += 1
             else:  # accelerator: no host synchronization in the loop; decide at the end
-                breakdown = torch.maximum(breakdown, info)
-        # no host synchronization: remember the first step where anything went non-finite
-        ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
-        first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
+                breakdown = breakdown | bad_qr
+        if locate:  # remember the first step where anything went non-finite (no host sync)
+            ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
+            first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
+        else:  # a NaN/inf anywhere in logr or h makes the running sum non-finite for good
+            checksum = checksum + (logr.sum(dim=-1) + h.sum(dim=-1)).detach()
         if t >= transient:
             acc = acc + logr
             n_qr_after += 1
@@ -324,8 +356,10 @@ def _run(
         last_qr = t
     assert last_qr == total - 1
 
-    if bool((breakdown > 0).any()):
+    if bool(breakdown.any()):
         return None  # the caller falls back to Householder QR (which also locates NaN/inf)
+    if not locate and not bool(torch.isfinite(checksum).all()):
+        return NotImplemented
     bad = first_bad >= 0
     if bool(bad.any()):
         b = int(torch.nonzero(bad)[0])
