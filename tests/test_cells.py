@@ -147,3 +147,29 @@ def test_bad_arguments_are_refused():
         net.tensors(["W"])
     with pytest.raises(ValueError, match="inputs"):
         net.drive(torch.zeros(5))
+
+
+def test_summaries_of_a_synthetic_run():
+    # member_table / success_summary / longest_bridged on a hand-made result whose answers are
+    # known: exact equality
+    from types import SimpleNamespace
+
+    from floss_utils.flossing_summary import longest_bridged, member_table, success_summary
+
+    sch = [schedule("none"), schedule("pre", pre_steps=1)]
+    members = [Member(s, s, xor_task(d), sc) for d in (2, 4) for sc in sch for s in (0, 1)]
+    acc = torch.full((4, 8), float("nan"), dtype=torch.float64)
+    acc[1::2] = torch.tensor([[0.5, 0.5, 0.9, 0.97, 0.5, 0.5, 0.5, 0.96]] * 2, dtype=torch.float64)
+    succ = torch.tensor([-1, -1, 4, 2, -1, -1, -1, 4])
+    res = SimpleNamespace(members=members, accuracy=acc, success_epoch=succ,
+                          diverged_epoch=torch.full((8,), -1), epochs=torch.arange(1, 5))
+    tab = member_table(res, window=1)
+    assert tab["success"].tolist() == [False, False, True, True, False, False, False, True]
+    assert tab["final_accuracy"].tolist()[2] == 0.9
+    summ = success_summary(tab)
+    pre = summ[summ.schedule == "pre"].set_index("delay")
+    assert pre.loc[2, "success_rate"] == 1.0 and pre.loc[4, "success_rate"] == 0.5
+    assert pre.loc[2, "median_epochs"] == 3.0
+    lb = longest_bridged(summ, 0.5).set_index("schedule")["longest_delay"]
+    assert lb["pre"] == 4 and lb["none"] == 0
+    assert longest_bridged(summ, 1.0).set_index("schedule")["longest_delay"]["pre"] == 2
