@@ -5,6 +5,9 @@ Modules:
     lyapunov  - Lyapunov spectra by the QR method (batched, differentiable), D_KY, entropy rate
     theory    - closed forms: mean-field largest exponent, Newman's Gaussian-product spectrum
     plotting  - the book's figure theme
+    networks, tasks, flossing, flossing_training, batched_adam
+              - Part III: GF networks, copy/XOR tasks, gradient flossing, ensemble trainer
+                with flossing schedules, per-member Adam with per-member clipping
 """
 
 __version__ = "0.1.0"
