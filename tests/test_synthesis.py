@@ -1,0 +1,180 @@
+"""Part IV measurements: Lanczos sharpness, self-teacher losses, flossing a diagonal recurrence.
+
+Ground truths: dense eigen-decompositions (``torch.linalg.eigvalsh``) of Hessians built by
+reverse-over-reverse autograd (``torch.autograd.functional.hessian``), independent of the
+forward-over-reverse products Lanczos uses; the closed-form exponents ``ln|lambda_i|`` of a
+diagonal linear map and the determinant sum rule; ZO's closed-form white-noise Hessian
+``(1 + nu^2)/(1 - nu^2)^3`` (with its normalized and exp-parametrized variants) by Monte Carlo;
+members run one by one. Float64 throughout. Each test states its tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from floss_utils.landscape import effective_learning_rates
+from floss_utils.networks import init_gf_networks
+from floss_utils.synthesis import (
+    DiagonalPopulation,
+    adam_self_teacher_run,
+    diagonal_block_matrix,
+    diagonal_exponents,
+    diagonal_self_teacher_loss,
+    floss_diagonal,
+    gf_self_teacher_loss,
+    init_diagonal_population,
+    lanczos_top_eigenvalue,
+    sharpness,
+    task_bits,
+    white_noise_hessian_1d,
+)
+
+F64 = torch.float64
+
+
+def dense_hessians(f, theta: torch.Tensor) -> torch.Tensor:
+    """(M, P, P) by reverse-over-reverse autograd, one member at a time."""
+    M = theta.shape[0]
+    out = []
+    for m in range(M):
+        def fm(x, m=m):
+            th = torch.cat([theta[:m], x.unsqueeze(0), theta[m + 1:]])
+            return f(th)[m]
+        out.append(torch.autograd.functional.hessian(fm, theta[m]))
+    return torch.stack(out)
+
+
+def test_lanczos_full_krylov_is_exact():
+    # iters = P: the tridiagonal matrix is similar to A; 1e-9 relative covers round-off
+    A = torch.randn(4, 12, 12, dtype=F64, generator=torch.Generator().manual_seed(0))
+    A = A + A.mT
+    top = lanczos_top_eigenvalue(lambda v: (A @ v.unsqueeze(-1)).squeeze(-1),
+                                 torch.randn(4, 12, dtype=F64, generator=torch.Generator().manual_seed(1)), 12)
+    assert torch.allclose(top, torch.linalg.eigvalsh(A)[:, -1], rtol=1e-9)
+
+
+def test_lanczos_few_iterations_with_a_gap():
+    # a top eigenvalue 10x above the rest converges in a few iterations; 20 of 200 reach 1e-8
+    g = torch.Generator().manual_seed(2)
+    Q, _ = torch.linalg.qr(torch.randn(3, 200, 200, dtype=F64, generator=g))
+    ev = torch.rand(3, 200, dtype=F64, generator=g)
+    ev[:, 0] = torch.tensor([10.0, 20.0, 30.0], dtype=F64)
+    A = Q @ torch.diag_embed(ev) @ Q.mT
+    top = lanczos_top_eigenvalue(lambda v: (A @ v.unsqueeze(-1)).squeeze(-1),
+                                 torch.randn(3, 200, dtype=F64, generator=g), 20)
+    assert torch.allclose(top, ev[:, 0], rtol=1e-8)
+
+
+def test_lanczos_invariant_subspace_restart():
+    # a diagonal operator started on a vector spanning only 2 eigenvectors hits beta = 0; the
+    # restart must still find the true top (5.0), exactly (1e-12)
+    d = torch.tensor([[1.0, 2.0, 5.0, 3.0]], dtype=F64)
+    v0 = torch.tensor([[1.0, 1.0, 0.0, 0.0]], dtype=F64)
+    top = lanczos_top_eigenvalue(lambda v: d * v, v0, 4)
+    assert abs(top.item() - 5.0) < 1e-12
+
+
+def test_gf_self_teacher_sharpness_matches_dense_hessian():
+    # Lanczos with iters = P on jvp-of-grad vs eigvalsh of the autograd Hessian: 1e-8 relative
+    net = init_gf_networks([0, 1], 5, 2)
+    bits = task_bits([0, 1], 20, 0, 15, 2)
+    f, th = gf_self_teacher_loss(net, ("J", "W_s"), bits, burn_in=3)
+    assert torch.allclose(f(th), torch.zeros(2, dtype=F64), atol=0)  # zero at the teacher
+    H = dense_hessians(f, th)
+    s = sharpness(f, th, iters=th.shape[1])
+    assert torch.allclose(s, torch.linalg.eigvalsh(H)[:, -1], rtol=1e-8)
+    # at the optimum the Hessian is a Gauss-Newton matrix: positive semi-definite
+    assert torch.linalg.eigvalsh(H)[:, 0].min() > -1e-10 * s.max()
+    # a mask gives the top eigenvalue of the principal sub-matrix (the J block)
+    mask = torch.arange(th.shape[1]) < 25
+    sJ = sharpness(f, th, iters=25, mask=mask)
+    assert torch.allclose(sJ, torch.linalg.eigvalsh(H[:, :25, :25])[:, -1], rtol=1e-8)
+
+
+@pytest.mark.parametrize("param", ["polar", "exp", "exp_opt"])
+@pytest.mark.parametrize("normalized", [False, True])
+def test_diagonal_sharpness_matches_dense_hessian(param, normalized):
+    # complex diagonal scan under jvp-of-grad vs autograd Hessian: 1e-8 relative
+    pop = init_diagonal_population([3, 4], 3)
+    x = torch.randn(2, 3, 40, dtype=F64, generator=torch.Generator().manual_seed(5))
+    f, th = diagonal_self_teacher_loss(pop, x, parametrization=param, normalized=normalized, burn_in=10)
+    H = dense_hessians(f, th)
+    assert torch.allclose(sharpness(f, th, iters=6), torch.linalg.eigvalsh(H)[:, -1], rtol=1e-8)
+
+
+def test_block_matrix_acts_like_complex_multiplication():
+    # exact up to round-off (1e-14)
+    lam = torch.polar(torch.tensor([[0.5, 0.9]], dtype=F64), torch.tensor([[0.3, 2.0]], dtype=F64))
+    h = torch.tensor([[0.7 - 0.2j, -1.1 + 0.4j]], dtype=torch.complex128)
+    W = diagonal_block_matrix(lam)
+    hr = torch.view_as_real(h).reshape(1, 4)
+    out = (W @ hr.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(out, torch.view_as_real(lam * h).reshape(1, 4), atol=1e-14)
+
+
+def test_diagonal_exponents_closed_form():
+    # QR estimator on the 2n-dim real form: ln|lambda_i| each twice; the 1/T bias of the basis
+    # transient is O(1/T): 3000 steps -> within 3e-3; the sum equals ln|det| = 2 sum ln|lambda| to 1e-10
+    pop = init_diagonal_population([0, 1], 4)
+    ex = diagonal_exponents(pop.lam, steps=3000)
+    closed = torch.sort(torch.log(pop.nu).repeat_interleave(2, -1), descending=True).values
+    assert (ex - closed).abs().max() < 3e-3
+    assert torch.allclose(ex.sum(-1), closed.sum(-1), atol=1e-10)
+
+
+def test_floss_diagonal_reaches_targets_in_closed_form():
+    # 120 Adam steps at lr 0.02 from |lambda| in [0.2, 0.8): every ln|lambda_i| within 0.02 of its target
+    seeds = [0, 1, 2]
+    pop = init_diagonal_population(seeds, 3)
+    flossed, hist = floss_diagonal(pop, seeds, [-0.05, -0.3, -1.0], steps=120, lr=0.02)
+    err = (torch.log(flossed.nu) - torch.tensor([-0.05, -0.3, -1.0], dtype=F64)[:, None]).abs()
+    assert err.max() < 0.02
+    assert bool((hist[-1] < hist[0]).all())
+    assert torch.equal(flossed.theta, pop.theta) and torch.equal(flossed.B, pop.B)
+    with pytest.raises(ValueError, match="targets < 0"):
+        floss_diagonal(pop, seeds, [0.0, -0.3, -1.0], steps=1, lr=0.02)
+
+
+@pytest.mark.parametrize("param,normalized", [("polar", False), ("polar", True), ("exp", True)])
+def test_white_noise_hessian_closed_form_by_monte_carlo(param, normalized):
+    # one real unit (theta = 0, B = C = 1), white noise: magnitude Hessian at the optimum vs ZO's
+    # closed form. 2048 sequences x 200 scored steps (correlation time ~1/(1-nu^2) ~ 3 steps):
+    # Monte Carlo error ~1 %; tolerance 5 %
+    nu = torch.tensor([[0.8]], dtype=F64)
+    pop = DiagonalPopulation(nu=nu, theta=torch.zeros_like(nu), B=torch.ones(1, 1, dtype=torch.complex128),
+                             C=torch.ones(1, 1, dtype=torch.complex128))
+    x = torch.randn(1, 2048, 300, dtype=F64, generator=torch.Generator().manual_seed(7))
+    f, th = diagonal_self_teacher_loss(pop, x, parametrization=param, normalized=normalized, burn_in=100)
+    mag = torch.tensor([True, False])
+    s = sharpness(f, th, iters=1, mask=mag)
+    ref = white_noise_hessian_1d(0.8, param, normalized)
+    assert abs(s.item() / ref.item() - 1) < 0.05
+
+
+def test_adam_self_teacher_run_members_independent_and_learning():
+    # an ensemble equals its members run alone (1e-12), the loss falls, and effective learning
+    # rates never exceed Adam's ceiling sqrt(10) lr at large t (here bias-corrected: < 1.001 lr)
+    net = init_gf_networks([0, 1], 6, 2)
+    run = adam_self_teacher_run(net, [0, 1], steps=30, lr=3e-3, perturbation=0.3, seq_len=20, burn_in=5)
+    alone = adam_self_teacher_run(net.select([1]).to(F64), [1], steps=30, lr=3e-3, perturbation=0.3,
+                                  seq_len=20, burn_in=5)
+    assert torch.allclose(run.v[1], alone.v[0], rtol=1e-12, atol=1e-300)
+    assert bool((run.losses[-5:].mean(0) < run.losses[:5].mean(0)).all())
+    eta = effective_learning_rates(run.m, run.v, run.steps, run.lr)
+    assert eta.max() < 1.001 * 3e-3
+
+
+def test_bad_inputs_are_refused():
+    net = init_gf_networks([0], 4, 2)
+    with pytest.raises(ValueError, match="bits"):
+        gf_self_teacher_loss(net, ("J",), torch.zeros(10, 1, 3), 0)
+    with pytest.raises(ValueError, match="iters"):
+        lanczos_top_eigenvalue(lambda v: v, torch.ones(1, 3), 4)
+    pop = init_diagonal_population([0], 2)
+    with pytest.raises(ValueError, match="parametrization"):
+        diagonal_self_teacher_loss(pop, torch.zeros(1, 2, 5), parametrization="tanh", normalized=False)
+    with pytest.raises(ValueError, match="r_min"):
+        init_diagonal_population([0], 2, r_min=0.9, r_max=0.5)
