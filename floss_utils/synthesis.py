@@ -53,6 +53,8 @@ __all__ = [
     "gf_self_teacher_loss",
     "gf_readout_variance",
     "adam_self_teacher_run",
+    "task_bits",
+    "white_noise",
     "DiagonalPopulation",
     "init_diagonal_population",
     "diagonal_block_matrix",
@@ -231,6 +233,12 @@ def task_bits(seeds: Sequence[int], purpose: int, key: int, steps: int, batch: i
     """Random input bits ``(steps, M, batch)``, member m's from ``(seeds[m], purpose, key)``."""
     return torch.stack([torch.randint(0, 2, (steps, batch), generator=seeded_generator(int(s), purpose, key))
                         for s in seeds], dim=1).to(torch.float64)
+
+
+def white_noise(seeds: Sequence[int], batch: int, steps: int) -> Tensor:
+    """Standard normal inputs ``(M, batch, steps)``, member m's from ``(seeds[m], DIAG_INPUT)``."""
+    return torch.stack([torch.randn(batch, steps, generator=seeded_generator(int(s), DIAG_INPUT), dtype=torch.float64)
+                        for s in seeds])
 
 
 @dataclass

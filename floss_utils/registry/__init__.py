@@ -11,12 +11,13 @@ from .base import SCALES, Chapter, Param, chapter, common_params
 from . import part1_foundations
 from . import part2_curse_of_memory
 from . import part3_flossing
+from . import part4_synthesis
 from . import tools
 
 __all__ = ["CHAPTERS", "SCALES", "Chapter", "Param", "chapter", "common_params"]
 
 CHAPTERS: dict[str, Chapter] = {
     c.id: c
-    for part in (part1_foundations, part2_curse_of_memory, part3_flossing, tools)
+    for part in (part1_foundations, part2_curse_of_memory, part3_flossing, part4_synthesis, tools)
     for c in part.CHAPTERS
 }

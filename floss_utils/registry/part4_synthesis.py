@@ -1,0 +1,56 @@
+"""Parameters of the chapter of Part IV, Synthesis (see ``registry.base`` for the format).
+
+The experiments are *ours* (no source runs them). ``paper`` uses GF's network size (N = 80,
+k = 75 flossed exponents, 500 flossing steps; lr 3e-3 instead of GF's 1e-3 so that the target -1
+is reached), ZO's sequence length (300 scored steps) and student width (64 complex units), and
+more seeds; ``book`` shrinks the networks (N = 20, 8-unit diagonal recurrences) to fit two
+CPU cores in under two minutes.
+"""
+
+from .base import Chapter, Param, chapter
+
+CHAPTERS: list[Chapter] = [
+    chapter(
+        "12_flossing_meets_curse_of_memory",
+        "Flossing meets the curse of memory",
+        "no paper figure (ours): the sharpness (top Hessian eigenvalue w.r.t. the recurrent "
+        "parameters) and Adam's effective learning rates of GF networks flossed to targets "
+        "0 ... -1, and of complex diagonal / LRU recurrences flossed to the same exponents with "
+        "and without ZO's normalization and reparametrization",
+        {"smoke": 0.3, "book": 1.5, "paper": 20.0},
+        n_units=Param("int", "GF network size N", {"smoke": 12, "book": 20, "paper": 80}),
+        k_floss=Param("int", "number of exponents flossed (and evaluated)", {"smoke": 8, "book": 16, "paper": 75}),
+        targets=Param("list[float]", "flossing targets lambda* of the GF networks (per step)",
+                      {"smoke": [0.0, -1.0], "book": [0.0, -0.1, -0.3, -1.0], "paper": [0.0, -0.05, -0.1, -0.3, -1.0]}),
+        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 1, "book": 3, "paper": 8}),
+        floss_steps=Param("int", "flossing steps (Adam updates) of the GF networks",
+                          {"smoke": 40, "book": 150, "paper": 500}),
+        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.01, "book": 0.01, "paper": 0.003}),
+        ons=Param("int", "steps between QRs in the flossing estimate (1 = GF; exponents do not depend on it)",
+                  {"smoke": 3, "book": 3, "paper": 1}),
+        eval_steps=Param("int", "steps of the trajectories on which exponents are evaluated after flossing",
+                         {"smoke": 100, "book": 300, "paper": 1000}),
+        seq_len=Param("int", "length T of the input sequences of the self-teacher loss (steps)",
+                      {"smoke": 40, "book": 80, "paper": 350}),
+        burn_in=Param("int", "leading steps left out of the self-teacher loss",
+                      {"smoke": 10, "book": 20, "paper": 50}),
+        batch=Param("int", "sequences per loss evaluation (= learned initial states per GF network)",
+                    {"smoke": 2, "book": 4, "paper": 16}),
+        lanczos_iters=Param("int", "Lanczos iterations (Hessian-vector products) per sharpness",
+                            {"smoke": 8, "book": 20, "paper": 40}),
+        adam_steps=Param("int", "Adam steps from the perturbed copy back to each network",
+                         {"smoke": 20, "book": 100, "paper": 1000}),
+        adam_lr=Param("float", "learning rate of that Adam run", {"smoke": 0.001, "book": 0.001, "paper": 0.001}),
+        perturbation=Param("float", "std of the perturbation of J (in units of 1/sqrt(N)) where Adam starts",
+                           {"smoke": 0.2, "book": 0.2, "paper": 0.2}),
+        diag_units=Param("int", "complex units n of the diagonal recurrences",
+                         {"smoke": 4, "book": 8, "paper": 64}),
+        diag_targets=Param("list[float]", "flossing targets of the diagonal recurrences (per step, < 0)",
+                           {"smoke": [-0.1, -1.0], "book": [-0.03, -0.1, -0.3, -1.0],
+                            "paper": [-0.01, -0.03, -0.1, -0.3, -1.0]}),
+        diag_floss_steps=Param("int", "flossing steps of the diagonal recurrences",
+                               {"smoke": 40, "book": 150, "paper": 300}),
+        diag_seq_len=Param("int", "length T of the white-noise sequences of the diagonal self-teacher loss",
+                           {"smoke": 100, "book": 300, "paper": 1500}),
+    ),
+]
