@@ -28,6 +28,33 @@ def _flossing_params() -> dict[str, Param]:
     )
 
 
+def _schedule_params() -> dict[str, Param]:
+    """Parameters shared by chapters 10 and 11 (task training with flossing schedules).
+
+    ``book`` shrinks GF's protocol to fit 2 CPU cores: N = 32 (paper 80), T = 64 (300),
+    400 epochs (3001), E_p = 200 (500), E_i = 100 (500) every E_f = 50 (100) epochs, k = 30 of 32
+    flossed (75 of 80), flossing lr 3e-3 (1e-3), 3 seeds (4); task training itself is GF's
+    (B = 16, Adam lr 1e-3, per-tensor clipping at 0.03).
+    """
+    return dict(
+        n_units=Param("int", "network size N", {"smoke": 12, "book": 32, "paper": 80}),
+        seq_len=Param("int", "T: steps per training sequence", {"smoke": 40, "book": 64, "paper": 300}),
+        batch_size=Param("int", "B: sequences per batch", {"smoke": 8, "book": 16, "paper": 16}),
+        epochs=Param("int", "training epochs (one Adam step each)", {"smoke": 40, "book": 400, "paper": 3001}),
+        pre_steps=Param("int", "E_p: flossing steps before training", {"smoke": 20, "book": 200, "paper": 500}),
+        inter_steps=Param("int", "E_i: flossing steps per round during training", {"smoke": 10, "book": 100, "paper": 500}),
+        inter_every=Param("int", "E_f: epochs between flossing rounds during training", {"smoke": 10, "book": 50, "paper": 100}),
+        inter_rounds=Param("int", "N_i: most flossing rounds during training", {"smoke": 2, "book": 2, "paper": 2}),
+        n_floss=Param("int", "k: exponents flossed", {"smoke": 10, "book": 30, "paper": 75}),
+        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.003, "paper": 0.001}),
+        ons=Param("int", "steps between QRs in the flossing estimate (1 = GF; exponents do not depend on it)",
+                  {"smoke": 3, "book": 3, "paper": 1}),
+        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 2, "book": 3, "paper": 4}),
+        eval_every=Param("int", "epochs between held-out accuracy evaluations", {"smoke": 5, "book": 10, "paper": 10}),
+        success_threshold=Param("float", "held-out accuracy that counts as success", default=0.95),
+    )
+
+
 CHAPTERS: list[Chapter] = [
     chapter(
         "08_gradient_flossing",
@@ -52,5 +79,18 @@ CHAPTERS: list[Chapter] = [
                     {"smoke": [1.0], "book": [1.0], "paper": [1.0]}),
         horizon=Param("int", "longest horizon t of the long-term Jacobian (steps)",
                       {"smoke": 40, "book": 100, "paper": 200}),
+    ),
+    chapter(
+        "10_flossing_schedules",
+        "Flossing schedules",
+        "GF's training experiments on delayed copy and XOR: accuracy vs epoch with and without "
+        "flossing; success rate and epochs-to-success vs delay for flossing before, during and "
+        "before + during training (SCIENCE.md expected outcomes for XOR lags (10, 20) and (20, 40))",
+        {"smoke": 0.3, "book": 2.0, "paper": 120.0},
+        **_schedule_params(),
+        xor_delays=Param("list[int]", "delays d of the XOR task (lags d and 2d)",
+                         {"smoke": [3], "book": [5, 10, 15], "paper": [10, 20]}),
+        copy_delays=Param("list[int]", "delays d of the delayed-copy task",
+                          {"smoke": [6], "book": [10, 20, 30], "paper": [20, 40, 60]}),
     ),
 ]
