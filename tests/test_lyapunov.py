@@ -423,3 +423,13 @@ def test_non_finite_state_names_the_system_and_step():
         lyapunov_spectrum(TanhRNN(J), torch.zeros(2, 5, dtype=F64), drive, steps=20)
     with pytest.raises(NonFiniteError, match="h0"):
         lyapunov_spectrum(TanhRNN(J), torch.full((2, 5), float("inf"), dtype=F64), steps=20)
+
+
+def test_huge_but_finite_states_are_not_mistaken_for_non_finite():
+    # The hot loop detects NaN/inf through running sums of the states, which overflow for states
+    # near the float64 maximum although every state is finite; the locating replay must then find
+    # nothing and return the result. Ground truth: the identity map's exponents are 0; each
+    # re-orthonormalization of an orthonormal basis gives R_ii = 1 to a few u, hence 1e-14.
+    W = torch.eye(2, dtype=F64).unsqueeze(0)
+    res = lyapunov_spectrum(LinearMap(W), torch.full((1, 2), 1e308, dtype=F64), steps=5, generator=gen(63))
+    assert res.exponents.abs().max().item() < 1e-14
