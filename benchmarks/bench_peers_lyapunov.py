@@ -44,7 +44,10 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--peers", default=None, help="the peers' venv (benchmarks/.venv) or its site-packages")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=2000, help="steps of the agreement check")
+    ap.add_argument("--time-steps", type=int, default=200,
+                    help="steps per timed call (N = 64, 256): short calls, many repeats, interleaved, so "
+                         "that a change of machine load hits every contender alike")
     ap.add_argument("--sizes", default="64,256")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results")
     return ap.parse_args()
@@ -154,9 +157,7 @@ def sorted_np(lam) -> np.ndarray:
 
 # ---------------------------------------------------------------- cases
 
-def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: int, exact: bool):
-    """Return rows of the table for one case (times per call, per network)."""
-    J, x0 = network(n, g, seed, batch)
+def contenders(J, x0, steps, k, batch):
     fns = {
         "floss_utils (auto: Cholesky QR)": floss(J, x0, steps, k, "auto"),
         "floss_utils (reorth='qr')": floss(J, x0, steps, k, "qr"),
@@ -172,6 +173,14 @@ def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: i
     fns["lyapynov (NumPy)" + (" in a loop" if batch > 1 else "")] = lyapynov_call(J, x0, steps, k)
     if batch == 1:
         fns["floor: matmul + LAPACK QR per step"] = floor(J, steps, k)
+    return fns, t_compile
+
+
+def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: int, exact: bool,
+         time_steps: int | None = None):
+    """Return rows of the table for one case (times per call and per step, per network)."""
+    J, x0 = network(n, g, seed, batch)
+    fns, t_compile = contenders(J, x0, steps, k, batch)
 
     # agreement first
     ref = sorted_np(fns["floss_utils (reorth='qr')"]()) if batch > 1 else sorted_np(fns["PyTorch per-step loop"]())
@@ -190,6 +199,10 @@ def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: i
         errs[name] = err
         if not err <= tol:
             raise SystemExit(f"exponents disagree: {name} differs from the reference by {err:.2e} > {tol:.2e}")
+    check_steps = steps
+    if time_steps is not None and time_steps != steps:
+        fns, t_compile = contenders(J, x0, time_steps, k, batch)
+        steps = time_steps
     times = _common.interleaved_medians(fns, repeats)
     t_floss = times["floss_utils (auto: Cholesky QR)"]
     rows = []
@@ -204,8 +217,8 @@ def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: i
         extra = f" (+ {t_compile:.1f} s compile once)" if name.startswith("lyapax") else ""
         rows.append([name, f"{per * 1e3:.2f}" + extra, f"{per / steps * 1e6:.1f}", rel, err])
     note = (f"reference: {'floss_utils qr' if batch > 1 else 'PyTorch loop'}; "
-            + (f"agreement tolerance {tol:.0e} (trajectories do not separate in {steps} steps)" if exact else
-               f"statistical spread of {steps}-step exponents (rerun from a 1e-9-perturbed state) {spread:.1e}; "
+            + (f"agreement tolerance {tol:.0e} (trajectories do not separate in {check_steps} steps)" if exact else
+               f"statistical spread of {check_steps}-step exponents (rerun from a 1e-9-perturbed state) {spread:.1e}; "
                f"tolerance 5x that = {tol:.1e}"))
     return rows, note
 
@@ -217,10 +230,13 @@ def main() -> None:
           " ".join(a for a in sys.argv[1:] if not a.startswith("--peers") and a != args.peers)
     rep = _common.Report("peers_lyapunov", "Lyapunov spectra: floss_utils vs peers and the floor",
                          cmd.strip(), versions, args.threads)
-    cols = ["contender", "ms per call (per network)", "us per step", "time / floss_utils", "max |dlambda| vs ref"]
+    cols = ["contender", "ms per timed call (per network)", "us per step", "time / floss_utils",
+            "max |dlambda| vs ref"]
     for n in [int(s) for s in args.sizes.split(",")]:
-        rows, note = case(n, n, 2.0, args.steps, 1, args.repeats, seed=n, exact=False)
-        rep.table(f"N = k = {n}, g = 2, {args.steps} steps after a 500-step transient, one network", cols, rows, note)
+        rows, note = case(n, n, 2.0, args.steps, 1, max(args.repeats, 5), seed=n, exact=False,
+                          time_steps=args.time_steps)
+        rep.table(f"N = k = {n}, g = 2, one network: exponents from {args.steps} steps after a 500-step "
+                  f"transient, timed on calls of {args.time_steps} steps", cols, rows, note)
     rows, note = case(80, 75, 1.0, 55, 1, max(args.repeats, 20), seed=80, exact=True)
     rep.table("flossing case: N = 80, k = 75, g = 1, 55 steps, one network per call", cols, rows, note)
     rows, note = case(80, 75, 1.0, 55, 16, max(args.repeats, 10), seed=81, exact=True)
