@@ -136,21 +136,26 @@ def orthonormalize(A: Tensor, method: str = "qr") -> tuple[Tensor, Tensor, Optio
     raise ValueError(f"unknown re-orthonormalization method {method!r}; use qr, cholqr or cholqr2")
 
 
-def _orthonormalize_flagged(A: Tensor, method: str) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """:func:`orthonormalize` for the estimator's hot loop: the breakdown indicator is a (B,) bool
-    (``None`` for Householder QR), computed with as few tensor operations as possible (a step of
-    a small network is dominated by per-operation overhead, not by arithmetic)."""
+def _orthonormalize_flagged(A: Tensor, method: str, host: bool) -> tuple[Tensor, Tensor, Union[None, bool, Tensor]]:
+    """:func:`orthonormalize` for the estimator's hot loop, with as few tensor operations as
+    possible (a step of a small network is dominated by per-operation overhead, not arithmetic).
+    The breakdown indicator is ``None`` for Householder QR, else a Python bool "any system broke
+    down" when ``host`` (a host sync, free on a CPU), else a (B,) bool tensor (no sync)."""
     if method != "cholqr":
         Q, logr, info = orthonormalize(A, method)
-        return Q, logr, None if info is None else info > 0
+        if info is None:
+            return Q, logr, None
+        return Q, logr, bool((info > 0).any()) if host else info > 0
     G = A.mT @ A
     L, inf = torch.linalg.cholesky_ex(G)
     Q = torch.linalg.solve_triangular(L.mT, A, upper=True, left=False)
     diag = torch.diagonal(L, dim1=-2, dim2=-1)
     # same test as cholesky_qr: a pivot that lost all its digits to cancellation, or a failure
     loss = 16.0 * A.shape[-1] * torch.finfo(A.dtype).eps
-    bad = (diag * diag < loss * torch.diagonal(G, dim1=-2, dim2=-1)).any(dim=-1) | (inf != 0)
-    return Q, torch.log(diag), bad
+    lost = diag * diag < loss * torch.diagonal(G, dim1=-2, dim2=-1)
+    if host:
+        return Q, torch.log(diag), bool(inf.any()) or bool(lost.any())
+    return Q, torch.log(diag), lost.any(dim=-1) | (inf != 0)
 
 
 def random_orthonormal(
@@ -318,7 +323,10 @@ def _run(
     :class:`NonFiniteError` naming it."""
     B, k = Q.shape[0], Q.shape[-1]
     acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
-    checksum = torch.zeros(B, dtype=Q.dtype, device=Q.device)
+    # running sums that a NaN/inf anywhere makes non-finite for good: states at QR points, and
+    # log R_ii during the transient (after it, ``acc`` itself is that sum)
+    h_sum = torch.zeros_like(h)
+    transient_sum = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
     first_bad = torch.full((B,), -1, dtype=torch.long, device=Q.device)
     breakdown = torch.zeros(B, dtype=torch.bool, device=Q.device)
     history: list[Tensor] = []
@@ -334,10 +342,10 @@ def _run(
         if (t + 1) % ons and t != transient - 1 and t != total - 1:
             continue
         A = Q
-        Q, logr, bad_qr = _orthonormalize_flagged(A, method)
+        Q, logr, bad_qr = _orthonormalize_flagged(A, method, host=sync_ok)
         if bad_qr is not None:
             if sync_ok:  # CPU: checking costs nothing; redo this one step with Householder QR
-                if bool(bad_qr.any()):
+                if bad_qr:
                     Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
                     fallback_steps += 1
             else:  # accelerator: no host synchronization in the loop; decide at the end
@@ -345,8 +353,10 @@ def _run(
         if locate:  # remember the first step where anything went non-finite (no host sync)
             ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
             first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
-        else:  # a NaN/inf anywhere in logr or h makes the running sum non-finite for good
-            checksum = checksum + (logr.sum(dim=-1) + h.sum(dim=-1)).detach()
+        else:
+            h_sum += h.detach()
+            if t < transient:
+                transient_sum += logr.detach()
         if t >= transient:
             acc = acc + logr
             n_qr_after += 1
@@ -358,7 +368,7 @@ def _run(
 
     if bool(breakdown.any()):
         return None  # the caller falls back to Householder QR (which also locates NaN/inf)
-    if not locate and not bool(torch.isfinite(checksum).all()):
+    if not locate and not all(bool(torch.isfinite(x).all()) for x in (acc, h_sum, transient_sum)):
         return NotImplemented
     bad = first_bad >= 0
     if bool(bad.any()):
