@@ -5,9 +5,10 @@ Modules:
     lyapunov  - Lyapunov spectra by the QR method (batched, differentiable), D_KY, entropy rate
     theory    - closed forms: mean-field largest exponent, Newman's Gaussian-product spectrum
     plotting  - the book's figure theme
-    networks, tasks, flossing, flossing_training, batched_adam
+    networks, tasks, flossing, flossing_training, batched_adam, cells, flossing_summary
               - Part III: GF networks, copy/XOR tasks, gradient flossing, ensemble trainer
-                with flossing schedules, per-member Adam with per-member clipping
+                with flossing schedules, per-member Adam with per-member clipping, GRU/LSTM
+                networks (exponents by forward-mode JVPs), tidy summaries of schedule runs
 """
 
 __version__ = "0.1.0"
