@@ -223,6 +223,42 @@ def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: i
     return rows, note
 
 
+def differentiable(repeats: int, batch: int = 16, n: int = 80, k: int = 75, steps: int = 55):
+    """Forward + backward (gradient of sum lambda_i^2 w.r.t. J, the flossing loss) vs forward."""
+    J, x0 = network(n, 1.0, 82, batch)
+    q0 = torch.eye(n, k, dtype=J.dtype).expand(batch, -1, -1).contiguous()
+    Jg = J.clone().requires_grad_(True)
+
+    def f_fwd():
+        with torch.no_grad():
+            lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0)
+
+    def f_fb():
+        lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0).exponents
+        torch.autograd.grad((lam ** 2).sum(), Jg)
+
+    one = lyapax_fn(steps, k)
+    jf = jax.jit(jax.vmap(one))
+    jg = jax.jit(jax.grad(lambda Jj, xj: jnp.sum(jax.vmap(one)(Jj, xj) ** 2)))
+    Jj, xj = jnp.asarray(J.numpy()), jnp.asarray(x0.numpy())
+    # the two gradients must agree before their times are compared
+    lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0).exponents
+    g_t = torch.autograd.grad((lam ** 2).sum(), Jg)[0].numpy()
+    g_j = np.asarray(jg(Jj, xj))
+    err = float(np.abs(g_t - g_j).max() / np.abs(g_j).max())
+    if not err <= 1e-8:
+        raise SystemExit(f"gradients disagree: floss_utils vs lyapax relative error {err:.1e}")
+    t = _common.interleaved_medians({
+        "floss_utils forward": f_fwd, "floss_utils forward + backward": f_fb,
+        "lyapax forward": lambda: jf(Jj, xj).block_until_ready(),
+        "lyapax forward + backward": lambda: jg(Jj, xj).block_until_ready()}, repeats)
+    rows = [["floss_utils", f"{t['floss_utils forward'] * 1e3:.1f}", f"{t['floss_utils forward + backward'] * 1e3:.1f}",
+             f"{t['floss_utils forward + backward'] / t['floss_utils forward']:.2f}"],
+            ["lyapax (jit)", f"{t['lyapax forward'] * 1e3:.1f}", f"{t['lyapax forward + backward'] * 1e3:.1f}",
+             f"{t['lyapax forward + backward'] / t['lyapax forward']:.2f}"]]
+    return rows, f"gradients of sum lambda^2 w.r.t. J agree to {err:.1e} (relative, max norm); goal: ratio <= 3"
+
+
 def main() -> None:
     versions = {"torch": torch.__version__, "numpy": np.__version__, "jax": jax.__version__,
                 "jaxlib": _v("jaxlib"), "lyapax": _v("lyapax"), "lyapynov": _v("lyapynov")}
@@ -241,6 +277,9 @@ def main() -> None:
     rep.table("flossing case: N = 80, k = 75, g = 1, 55 steps, one network per call", cols, rows, note)
     rows, note = case(80, 75, 1.0, 55, 16, max(args.repeats, 10), seed=81, exact=True)
     rep.table("flossing case, 16 networks per call (times per network)", cols, rows, note)
+    rows, note = differentiable(max(args.repeats, 10))
+    rep.table("differentiable spectrum (flossing step): 16 networks, N = 80, k = 75, 55 steps",
+              ["code", "forward ms", "forward + backward ms", "ratio"], rows, note)
     if not args.no_write:
         rep.write()
 
