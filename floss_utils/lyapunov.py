@@ -384,7 +384,7 @@ def _run(
         exponents=acc / elapsed,
         final_state=h,
         final_basis=Q,
-        times=torch.tensor(times, dtype=Q.dtype) * system.time_step if record else None,
+        times=torch.tensor(times, dtype=Q.dtype, device=Q.device) * system.time_step if record else None,
         history=torch.stack(history) if record and history else None,
         reorth=method,
         fallback_steps=fallback_steps,
