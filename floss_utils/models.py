@@ -101,8 +101,8 @@ def diagonal_recurrence(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> 
     _check_scan_args(lam, b)
     h = torch.zeros_like(b[..., 0, :]) if h0 is None else h0 + torch.zeros_like(b[..., 0, :])
     out = []
-    for t in range(b.shape[-2]):
-        h = lam * h + b[..., t, :]
+    for b_t in b.unbind(-2):  # unbind: one backward node for all steps (indexing b[..., t, :]
+        h = lam * h + b_t     # would allocate a full-size gradient per step)
         out.append(h)
     return torch.stack(out, dim=-2)
 
@@ -152,10 +152,11 @@ def diagonal_scan(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None, chunk: Op
     bc = b.reshape(*b.shape[:-2], nc, L, n)
     lam_c = lam.unsqueeze(-2)  # broadcasts over the chunk axis
     # pass 1: every chunk from zero, in parallel over chunks
-    s = bc[..., 0, :]
+    steps = bc.unbind(-2)  # one backward node, not a full-size gradient per step
+    s = steps[0]
     local = [s]
-    for j in range(1, L):
-        s = lam_c * s + bc[..., j, :]
+    for b_j in steps[1:]:
+        s = lam_c * s + b_j
         local.append(s)
     h_loc = torch.stack(local, dim=-2)  # (..., nc, L, n)
     # powers lam^1 .. lam^L
@@ -167,8 +168,9 @@ def diagonal_scan(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None, chunk: Op
     # pass 2: carry chunk-end states across chunks
     H = torch.zeros_like(h_loc[..., 0, 0, :]) if h0 is None else h0.to(dtype) + torch.zeros_like(h_loc[..., 0, 0, :])
     carries = [H]
+    ends = h_loc[..., L - 1, :].unbind(-2)  # chunk-end states
     for c in range(nc - 1):
-        H = p * H + h_loc[..., c, L - 1, :]
+        H = p * H + ends[c]
         carries.append(H)
     Hprev = torch.stack(carries, dim=-2)  # (..., nc, n): state before each chunk
     h = h_loc + pw.unsqueeze(-3) * Hprev.unsqueeze(-2)
@@ -475,11 +477,11 @@ class DenseRNN(Student):
         M, n = self.n_members, self.hidden
         Bsz, T = u.shape[1], u.shape[2]
         drive = self.B[:, :, None, None] * u.expand(M, Bsz, T)[:, None, :, :]  # (M, n, B, T)
-        drive = drive.permute(3, 0, 1, 2)  # (T, M, n, B)
+        drives = drive.permute(3, 0, 1, 2).contiguous().unbind(0)  # T x (M, n, B), one backward node
         h = torch.zeros(M, n, Bsz, dtype=A.dtype, device=A.device)
         out = []
-        for t in range(T):
-            h = torch.baddbmm(drive[t], A, h)
+        for d_t in drives:
+            h = torch.baddbmm(d_t, A, h)
             out.append(h)
         return torch.stack(out)
 
