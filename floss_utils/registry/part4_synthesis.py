@@ -1,9 +1,9 @@
 """Parameters of the chapter of Part IV, Synthesis (see ``registry.base`` for the format).
 
 The experiments are *ours* (no source runs them). ``paper`` uses GF's network size (N = 80,
-k = 75 flossed exponents, 500 flossing steps; lr 3e-3 instead of GF's 1e-3 so that the target -1
-is reached), ZO's sequence length (300 scored steps) and student width (64 complex units), and
-more seeds; ``book`` shrinks the networks (N = 20, 8-unit diagonal recurrences) to fit two
+k = 75 flossed exponents, 500 flossing steps; lr 3e-3 instead of GF's 1e-3 to give the target -1
+more room), ZO's sequence length (300 scored steps) and student width (64 complex units), and
+more seeds (not yet run: it needs a GPU); ``book`` shrinks the networks (N = 20, 8-unit diagonal recurrences) to fit two
 CPU cores in under two minutes.
 """
 
