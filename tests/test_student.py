@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -64,6 +65,24 @@ def test_refuses_to_overwrite_the_source(tmp_path: Path):
         write_student_edition([src], tmp_path)
 
 
+def _code_checked_solutions(nb) -> int:
+    """Code cells inside solutions that assert something (``check(...)`` or ``assert``)."""
+    inside, count = False, 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for m in re.finditer(r"\{solution-(start|end)\}", cell.source):
+                inside = m.group(1) == "start"
+        elif inside and ("check(" in cell.source or "assert " in cell.source):
+            count += 1
+    return count
+
+
+def test_code_checked_solutions_are_counted():
+    nb = _nb(new_markdown_cell(EXERCISE), new_markdown_cell(START), new_code_cell("check(True, 'ok')"),
+             new_markdown_cell(END), new_code_cell("assert True  # outside any solution"))
+    assert _code_checked_solutions(nb) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("nb_path", chapter_params())
 def test_student_copy_of_each_chapter_has_no_solutions_and_runs(nb_path: Path, tmp_path: Path):
@@ -71,6 +90,7 @@ def test_student_copy_of_each_chapter_has_no_solutions_and_runs(nb_path: Path, t
     n_solutions = sum("{solution-start}" in c.source for c in original.cells if c.cell_type == "markdown")
     n_exercises = sum("{exercise}" in c.source for c in original.cells if c.cell_type == "markdown")
     assert 2 <= n_exercises <= 4 and n_solutions == n_exercises, "each chapter has 2-4 exercises, each with a solution"
+    assert _code_checked_solutions(original) >= 1, "at least one exercise per chapter is checked by code"
     (copy,) = write_student_edition([nb_path], tmp_path / "student")
     student = nbformat.read(copy, as_version=4)
     assert not any("{solution-start}" in c.source or "{solution-end}" in c.source for c in student.cells)
