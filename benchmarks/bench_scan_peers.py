@@ -6,9 +6,8 @@
 layer's recurrence), complex64, shape batch x T x units, T in {300, 3000}. Contenders, forward and
 forward + backward (gradient of ``sum Re h`` with respect to ``lambda`` and ``b``):
 
-* ``floss_utils.models.diagonal_scan`` (chunked scan, the LRU/complex diagonal layers' kernel);
-* the same with ``unbind`` for the chunk slices (a one-line change proposed to its owner, see
-  ``diagonal_scan_unbind``);
+* ``floss_utils.models.diagonal_scan`` (the LRU/complex diagonal layers' kernel: a chunked scan,
+  or the loop for large per-step tensors on a CPU, as it dispatches itself);
 * ``floss_utils.signal_propagation.linear_scan`` (the Part II scan: chunk products; time last);
 * ``floss_utils.models.diagonal_recurrence`` (a Python loop over time, PyTorch autograd);
 * ``jax.lax.associative_scan`` with the LRU binary operator ``(a1, b1), (a2, b2) -> (a1 a2,
@@ -23,7 +22,6 @@ repeats with the contenders interleaved; one thread per library (``--threads``).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -76,40 +74,6 @@ def jax_seq(lam, b):
     return jnp.swapaxes(hs, 0, 1)
 
 
-def diagonal_scan_unbind(lam, b):
-    """``floss_utils.models.diagonal_scan`` with one change, proposed to its owner: the chunk
-    slices are taken with ``unbind`` (one backward node that stacks the slice gradients once)
-    instead of ``b[..., j, :]`` per slice, whose backward (SelectBackward) materializes a zero
-    tensor of the full input size for every slice: O(T^1.5) memory traffic instead of O(T)."""
-    T, n = b.shape[-2], b.shape[-1]
-    L = min(max(1, int(round(math.sqrt(T)))), T)
-    dtype = torch.promote_types(lam.dtype, b.dtype)
-    lam, b = lam.to(dtype), b.to(dtype)
-    nc = -(-T // L)
-    if nc * L - T:
-        b = torch.cat([b, b.new_zeros(*b.shape[:-2], nc * L - T, n)], dim=-2)
-    bc = b.reshape(*b.shape[:-2], nc, L, n).unbind(-2)
-    s = bc[0]
-    local = [s]
-    for j in range(1, L):
-        s = lam.unsqueeze(-2) * s + bc[j]
-        local.append(s)
-    h_loc = torch.stack(local, dim=-2)
-    p, powers = lam, [lam]
-    for _ in range(L - 1):
-        p = p * lam
-        powers.append(p)
-    pw = torch.stack(powers, dim=-2)
-    ends = local[-1].unbind(-2)
-    H = torch.zeros_like(ends[0])
-    carries = [H]
-    for c in range(nc - 1):
-        H = p * H + ends[c]
-        carries.append(H)
-    h = h_loc + pw.unsqueeze(-3) * torch.stack(carries, dim=-2).unsqueeze(-2)
-    return h.reshape(*h.shape[:-3], nc * L, n)[..., :T, :]
-
-
 def torch_linear_scan(lam, b):  # linear_scan wants time last
     return linear_scan(lam, b.transpose(-1, -2)).transpose(-1, -2)
 
@@ -123,7 +87,6 @@ def case(batch: int, T: int, n: int, repeats: int):
     lam_j, b_j = jnp.asarray(lam.numpy()), jnp.asarray(b.numpy())
 
     t_fns = {"floss_utils diagonal_scan": diagonal_scan,
-             "diagonal_scan with unbind (proposed fix)": diagonal_scan_unbind,
              "floss_utils linear_scan": torch_linear_scan,
              "PyTorch loop (diagonal_recurrence)": diagonal_recurrence}
     j_fns = {"JAX associative_scan (jit)": jax_assoc, "JAX lax.scan loop (jit)": jax_seq}
