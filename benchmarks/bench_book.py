@@ -78,27 +78,33 @@ def main() -> None:
     ap.add_argument("--chapters", default="", help="comma-separated id prefixes (default: all that exist)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per run")
     ap.add_argument("--out", default=str(_common.RESULTS))
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of (chapter, scale) pairs not rerun now (their own load is in their row)")
     a = ap.parse_args()
     floss = str(Path(sys.executable).with_name("floss"))
     ids = chapters([s for s in a.chapters.split(",") if s])
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_start = _common.load_average()
-    rows = []
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    header = ["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "budget (s)", "within budget",
+              "load (1 min) before"]
+    cols = ["chapter", "scale", "status", "wall_s", "cpu_s", "budget_s", "within_budget", "load_1min_before"]
+    table: dict[tuple[str, str], list] = {}
+    if a.append and (out / "book_timings.csv").exists():  # keep the rows of runs not redone now
+        with open(out / "book_timings.csv", newline="") as f:
+            for row in list(csv.reader(f))[1:]:
+                table[(row[0], row[1])] = row
     for scale in a.scales.split(","):
         for cid in ids:
             r = run_one(cid, scale, floss, a.timeout)
-            rows.append(r)
+            table[(cid, scale)] = [r[c] for c in cols]
             print(f"{cid:40s} {scale:6s} {r['status']:10s} wall {r['wall_s']:7.1f} s  cpu {r['cpu_s']:7.1f} s  "
                   f"load {r['load_1min_before']}", flush=True)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cols = ["chapter", "scale", "status", "wall_s", "cpu_s", "budget_s", "within_budget", "load_1min_before"]
-    with open(out / "book_timings.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "budget (s)", "within budget",
-                    "load (1 min) before"])
-        for r in rows:
-            w.writerow([r[c] for c in cols])
+            with open(out / "book_timings.csv", "w", newline="") as f:  # after every run
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows(table[key] for key in sorted(table, key=lambda k: (k[1] != "smoke", k[0])))
     import torch
     threads = os.environ.get("OMP_NUM_THREADS", f"default ({torch.get_num_threads()})")
     cmd = ".venv/bin/python benchmarks/bench_book.py " + " ".join(sys.argv[1:])
@@ -110,6 +116,9 @@ def main() -> None:
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}",
         f"- load average (1, 5, 15 min) at start: {load_start}; at end: {_common.load_average()}",
     ]
+    if a.append:
+        meta.append("- with `--append`: rows not rerun by this command were kept from an earlier run "
+                    "(same script; each row records the load it ran under)")
     if loaded:
         meta.append("- **the machine was shared and loaded during this measurement: wall times are inflated "
                     "by other processes; the CPU times are the more faithful numbers**")
