@@ -267,7 +267,7 @@ def main() -> None:
     rep = _common.Report("peers_lyapunov", "Lyapunov spectra: floss_utils vs peers and the floor",
                          cmd.strip(), versions, args.threads)
     cols = ["contender", "ms per timed call (per network)", "us per step", "time / floss_utils",
-            "max |dlambda| vs ref"]
+            "max abs. difference of exponents vs ref"]
     for n in [int(s) for s in args.sizes.split(",")]:
         rows, note = case(n, n, 2.0, args.steps, 1, max(args.repeats, 5), seed=n, exact=False,
                           time_steps=args.time_steps)
