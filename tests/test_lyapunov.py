@@ -433,3 +433,14 @@ def test_huge_but_finite_states_are_not_mistaken_for_non_finite():
     W = torch.eye(2, dtype=F64).unsqueeze(0)
     res = lyapunov_spectrum(LinearMap(W), torch.full((1, 2), 1e308, dtype=F64), steps=5, generator=gen(63))
     assert res.exponents.abs().max().item() < 1e-14
+
+
+def test_non_finite_state_is_named_on_the_accelerator_path_too():
+    # per_step_checks=False (the default on CUDA: no host sync in the loop) must locate the same
+    # system and step as the CPU path, through the replay that follows the cheap detection.
+    J = gaussian_coupling(2, 5, 1.0, generator=gen(62))
+    drive = torch.zeros(20, 2, 5, dtype=F64)
+    drive[7, 1, 0] = float("nan")
+    # (the NaN also fails that step's Cholesky factorization: "auto" first says it falls back)
+    with pytest.raises(NonFiniteError, match=r"b=1 .* t=7"), pytest.warns(RuntimeWarning, match="Householder"):
+        lyapunov_spectrum(TanhRNN(J), torch.zeros(2, 5, dtype=F64), drive, steps=20, per_step_checks=False)
