@@ -11,7 +11,10 @@ before the run. Writes ``benchmarks/results/book_timings.csv`` and ``book_timing
 
 Take this measurement when the machine is quiet: the load average is recorded with every row,
 and with a load above the number of cores the wall times measure the other processes too
-(the CPU time is the more robust number then).
+(the CPU time is the more robust number then). On a shared machine run it with
+``OMP_NUM_THREADS=1``: two OpenMP threads competing with another process for the cores make
+small-tensor PyTorch code 10-100x slower (measured here: a Chapter 1 cell that takes 1.5 s with
+one thread took 138 s with two under load), which would measure the contention, not the book.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def run_one(cid: str, scale: str, floss: str, timeout: int) -> dict:
     return {"chapter": cid, "scale": scale, "status": status, "wall_s": round(wall, 1),
             "runner_wall_s": runner_wall, "cpu_s": round(cpu, 1), "budget_s": BUDGET.get(scale, ""),
             "within_budget": ("yes" if wall <= BUDGET[scale] else "NO") if scale in BUDGET and status == "ok" else "-",
-            "load_1min_before": round(load, 2)}
+            "load_1min_before": round(load, 2), "threads": os.environ.get("OMP_NUM_THREADS", "default")}
 
 
 def main() -> None:
@@ -88,8 +91,9 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     header = ["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "budget (s)", "within budget",
-              "load (1 min) before"]
-    cols = ["chapter", "scale", "status", "wall_s", "cpu_s", "budget_s", "within_budget", "load_1min_before"]
+              "load (1 min) before", "torch threads"]
+    cols = ["chapter", "scale", "status", "wall_s", "cpu_s", "budget_s", "within_budget", "load_1min_before",
+            "threads"]
     table: dict[tuple[str, str], list] = {}
     if a.append and (out / "book_timings.csv").exists():  # keep the rows of runs not redone now
         with open(out / "book_timings.csv", newline="") as f:
