@@ -62,7 +62,12 @@ import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
 
-import jax  # noqa: E402
+try:
+    import jax  # noqa: E402
+except ImportError:
+    raise SystemExit("the peers are not importable: python3.11 -m venv benchmarks/.venv && "
+                     "benchmarks/.venv/bin/pip install -r benchmarks/requirements.txt, then pass "
+                     "--peers benchmarks/.venv") from None
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402

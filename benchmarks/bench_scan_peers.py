@@ -46,7 +46,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
-import jax  # noqa: E402
+try:
+    import jax  # noqa: E402
+except ImportError:
+    raise SystemExit("the peers are not importable: python3.11 -m venv benchmarks/.venv && "
+                     "benchmarks/.venv/bin/pip install -r benchmarks/requirements.txt, then pass "
+                     "--peers benchmarks/.venv") from None
 import jax.numpy as jnp  # noqa: E402
 
 from floss_utils.models import diagonal_recurrence, diagonal_scan  # noqa: E402
