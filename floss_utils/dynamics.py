@@ -37,6 +37,7 @@ __all__ = [
     "CellMap",
     "gaussian_coupling",
     "scaled_orthogonal",
+    "random_orthonormal",
     "resolve_device",
     "resolve_dtype",
     "sech2",
@@ -219,7 +220,33 @@ class LinearMap(_MatrixMap):
         return torch.matmul(self.W, Q)
 
 
-class RandomGaussianProduct(RecurrentMap):
+class _ExplicitShapeMap(RecurrentMap):
+    """Bookkeeping for maps without a coupling matrix: shape, dtype and device given explicitly."""
+
+    def __init__(self, batch_size: int, n_units: int, dtype: torch.dtype, device: str | torch.device) -> None:
+        if batch_size < 1 or n_units < 1:
+            raise ValueError(f"need batch_size >= 1 and n_units >= 1, got {batch_size}, {n_units}")
+        self._b, self._n = batch_size, n_units
+        self._dtype, self._device = dtype, torch.device(device)
+
+    @property
+    def batch_size(self) -> int:
+        return self._b
+
+    @property
+    def n_units(self) -> int:
+        return self._n
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+
+class RandomGaussianProduct(_ExplicitShapeMap):
     """Products of i.i.d. Gaussian matrices ``W_t``, entries N(0, sigma^2/N): tangent map ``W_t``.
 
     A fresh matrix is drawn at every step from ``generator`` (one per system in the batch), the
@@ -237,28 +264,10 @@ class RandomGaussianProduct(RecurrentMap):
         device: str | torch.device = "cpu",
         generator: Optional[torch.Generator] = None,
     ) -> None:
-        if batch_size < 1 or n_units < 1:
-            raise ValueError(f"need batch_size >= 1 and n_units >= 1, got {batch_size}, {n_units}")
-        self._b, self._n, self.sigma = batch_size, n_units, float(sigma)
-        self._dtype, self._device = dtype, torch.device(device)
+        super().__init__(batch_size, n_units, dtype, device)
+        self.sigma = float(sigma)
         self.generator = generator
         self._current: Optional[Tensor] = None
-
-    @property
-    def batch_size(self) -> int:
-        return self._b
-
-    @property
-    def n_units(self) -> int:
-        return self._n
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
 
     def step(self, h: Tensor, u: Optional[Tensor]) -> Tensor:
         scale = self.sigma / math.sqrt(self._n)
@@ -306,7 +315,7 @@ class RateNetwork(_MatrixMap):
         return (1.0 - self.dt) * Q + self.dt * torch.matmul(self.W, sech2(h).unsqueeze(-1) * Q)
 
 
-class CellMap(RecurrentMap):
+class CellMap(_ExplicitShapeMap):
     """Any recurrent cell, with ``D_t Q`` from forward-mode Jacobian-vector products.
 
     Args:
@@ -327,26 +336,9 @@ class CellMap(RecurrentMap):
         device: str | torch.device = "cpu",
         time_step: float = 1.0,
     ) -> None:
+        super().__init__(batch_size, n_units, dtype, device)
         self.step_fn = step_fn
-        self._b, self._n = batch_size, n_units
-        self._dtype, self._device = dtype, torch.device(device)
         self.time_step = float(time_step)
-
-    @property
-    def batch_size(self) -> int:
-        return self._b
-
-    @property
-    def n_units(self) -> int:
-        return self._n
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
 
     def step(self, h: Tensor, u: Optional[Tensor]) -> Tensor:
         return self.step_fn(h, u)
@@ -390,6 +382,23 @@ def gaussian_coupling(
     return J
 
 
+def random_orthonormal(
+    batch_size: int,
+    n: int,
+    k: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """A Haar-random orthonormal basis per system (QR of a Gaussian with sign fix), shape (B, N, k)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= N, got k={k}, N={n}")
+    Z = torch.randn(batch_size, n, k, dtype=dtype, device=device, generator=generator)
+    Q, R = torch.linalg.qr(Z, mode="reduced")
+    return Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+
+
 def scaled_orthogonal(
     batch_size: int,
     n_units: int,
@@ -399,8 +408,5 @@ def scaled_orthogonal(
     device: str | torch.device = "cpu",
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
-    """``g Q`` with ``Q`` Haar-random orthogonal (QR of a Gaussian with sign fix), shape (B, N, N)."""
-    Z = torch.randn(batch_size, n_units, n_units, dtype=dtype, device=device, generator=generator)
-    Q, R = torch.linalg.qr(Z)
-    Q = Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
-    return gain * Q
+    """``g Q`` with ``Q`` Haar-random orthogonal (:func:`random_orthonormal` with k = N), shape (B, N, N)."""
+    return gain * random_orthonormal(batch_size, n_units, n_units, dtype=dtype, device=device, generator=generator)

@@ -40,7 +40,7 @@ from typing import Callable, Literal, Optional, Union
 import torch
 from torch import Tensor
 
-from .dynamics import RecurrentMap
+from .dynamics import RecurrentMap, random_orthonormal  # re-exported: the initial tangent basis
 
 __all__ = [
     "LyapunovResult",
@@ -156,23 +156,6 @@ def _orthonormalize_flagged(A: Tensor, method: str, host: bool) -> tuple[Tensor,
     if host:
         return Q, torch.log(diag), bool(inf.any()) or bool(lost.any())
     return Q, torch.log(diag), lost.any(dim=-1) | (inf != 0)
-
-
-def random_orthonormal(
-    batch_size: int,
-    n: int,
-    k: int,
-    *,
-    dtype: torch.dtype = torch.float64,
-    device: str | torch.device = "cpu",
-    generator: Optional[torch.Generator] = None,
-) -> Tensor:
-    """A Haar-random orthonormal basis per system, shape (B, N, k)."""
-    if not 1 <= k <= n:
-        raise ValueError(f"need 1 <= k <= N, got k={k}, N={n}")
-    Z = torch.randn(batch_size, n, k, dtype=dtype, device=device, generator=generator)
-    Q, R = torch.linalg.qr(Z, mode="reduced")
-    return Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
 
 
 # --------------------------------------------------------------------------------------------
