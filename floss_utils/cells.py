@@ -51,9 +51,11 @@ import torch.autograd.forward_ad as fwAD
 from .dynamics import CellMap, resolve_device, resolve_dtype
 from .networks import PARAM_NAMES, seeded_generator
 
-__all__ = ["CellNetwork", "init_cell_networks", "CELL_KINDS", "cell_step", "FoldedCellMap"]
+__all__ = ["CellNetwork", "init_cell_networks", "CELL_KINDS", "GATE_NAMES", "cell_step", "gate_values",
+           "FoldedCellMap"]
 
 CELL_KINDS = {"gru": 3, "lstm": 4}  # number of gates
+GATE_NAMES = {"gru": ("r", "z"), "lstm": ("i", "f", "o")}  # the sigmoid gates, in stacking order
 
 
 def cell_step(kind: str, J: Tensor, W_s: Tensor, b: Tensor, x: Tensor, s: Tensor) -> Tensor:
@@ -81,6 +83,27 @@ def cell_step(kind: str, J: Tensor, W_s: Tensor, b: Tensor, x: Tensor, s: Tensor
         c_new = f * c + i * g
         return torch.cat([o * torch.tanh(c_new), c_new], dim=-1)
     raise ValueError(f"unknown cell kind {kind!r}; use one of {list(CELL_KINDS)}")
+
+
+def gate_values(net: "CellNetwork", s: Tensor, x0: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """The sigmoid gates of M networks along trajectories driven by inputs s (T, M, B).
+
+    Returns ``{name: (T, M, B, N)}`` for the gates of :data:`GATE_NAMES` (GRU: reset ``r`` and
+    update ``z``, where ``z -> 1`` freezes the state; LSTM: input ``i``, forget ``f``, where
+    ``f -> 1`` keeps the cell state, and output ``o``), each in (0, 1), computed from the states
+    that enter each step (no gradient).
+    """
+    with torch.no_grad():
+        x = net._check_inputs(s, x0)
+        N, out = net.n_hidden, {g: [] for g in GATE_NAMES[net.kind]}
+        rows = {"r": 0, "z": 1} if net.kind == "gru" else {"i": 0, "f": 1, "o": 3}
+        for s_t in s.to(net.dtype).unbind(0):
+            pre = torch.addcmul(net.b.unsqueeze(1), s_t.unsqueeze(-1), net.W_s.unsqueeze(1)) \
+                + torch.bmm(x[..., :N], net.J.mT)
+            for g, r in rows.items():
+                out[g].append(torch.sigmoid(pre[..., r * N:(r + 1) * N]))
+            x = cell_step(net.kind, net.J, net.W_s, net.b, x, s_t)
+    return {g: torch.stack(v) for g, v in out.items()}
 
 
 class FoldedCellMap(CellMap):

@@ -21,7 +21,7 @@ import torch
 
 from .flossing_training import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "fewest_exponents", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -83,6 +83,22 @@ def longest_bridged(summary: pd.DataFrame, min_rate: float = 0.5,
         ok = grp.loc[grp["success_rate"] >= min_rate, "delay"]
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "longest_delay": int(ok.max()) if len(ok) else 0})
+    return pd.DataFrame(rows)
+
+
+def fewest_exponents(summary: pd.DataFrame, min_rate: float = 0.5, by: Sequence[str] = ("order",),
+                     count: str = "n_floss") -> pd.DataFrame:
+    """The smallest number of flossed exponents (column ``count``; 0 = no flossing) at which at
+    least ``min_rate`` of the seeds succeed, per group of ``by``, from :func:`success_summary`
+    output grouped by ``(*by, count)``; ``-1`` where no tried count reaches it."""
+    if not 0 < min_rate <= 1:
+        raise ValueError(f"min_rate must lie in (0, 1], got {min_rate}")
+    rows = []
+    for key, grp in summary.groupby(list(by), sort=True):
+        ok = grp.loc[grp["success_rate"] >= min_rate, count]
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "fewest": int(ok.min()) if len(ok) else -1,
+                     "most_tried": int(grp[count].max())})
     return pd.DataFrame(rows)
 
 

@@ -32,6 +32,7 @@ step.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -101,12 +102,22 @@ SCHEDULES = {n: schedule(n) for n in ("none", "pre", "inter", "both")}
 @dataclass(frozen=True)
 class Member:
     """One network of an ensemble: its seed (initialization, flossing draws), its data seed
-    (task batches), its task and its flossing schedule."""
+    (task batches), its task and its flossing schedule; optionally its own flossing target
+    lambda* and number of flossed exponents (default: those of the :class:`FlossingConfig`)."""
 
     net_seed: int
     data_seed: int
     task: Task
     schedule: Schedule
+    target: Optional[float] = None
+    n_floss: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.n_floss is not None and (isinstance(self.n_floss, bool) or not isinstance(self.n_floss, int)
+                                         or self.n_floss < 1):
+            raise ValueError(f"Member.n_floss must be a positive int or None, got {self.n_floss!r}")
+        if self.target is not None and not math.isfinite(self.target):
+            raise ValueError(f"Member.target must be a finite number or None, got {self.target!r}")
 
 
 def grid(seeds: Sequence[int], schedules: Sequence[Schedule], tasks: Sequence[Task]) -> list[Member]:
@@ -262,7 +273,14 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
     net.requires_grad_(True)
     params = net.tensors(PARAM_NAMES)
     opt = BatchedAdam(params, lr=cfg.lr, clip=cfg.clip)
-    flosser = Flosser(net, cfg.flossing, [m.net_seed for m in members], on_nonfinite="mark")
+    fc = cfg.flossing
+    for m in members:
+        if m.n_floss is not None and m.n_floss > fc.k:
+            raise ValueError(f"member {m}: n_floss = {m.n_floss} exceeds the basis size k = {fc.k} "
+                             "of TrainConfig.flossing")
+    flosser = Flosser(net, fc, [m.net_seed for m in members], on_nonfinite="mark",
+                      targets=[fc.target if m.target is None else m.target for m in members],
+                      n_floss=[fc.k if m.n_floss is None else m.n_floss for m in members])
     seeds = [m.net_seed for m in members]
     data_seeds = [m.data_seed for m in members]
     alive = torch.ones(M, dtype=torch.bool, device=device)

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .networks import seeded_generator
 
-__all__ = ["Task", "copy_task", "xor_task", "targets", "score_mask", "sample_bits", "TaskBatch",
+__all__ = ["Task", "copy_task", "xor_task", "tasks_with_lag", "targets", "score_mask", "sample_bits", "TaskBatch",
            "sample_batch", "accuracy", "TRAIN", "HELD_OUT", "FLOSS"]
 
 # generator purposes (second key of seeded_generator; purpose 0 is network initialization)
@@ -82,6 +82,21 @@ def copy_task(delay: int) -> Task:
 def xor_task(delay: int, order: int = 1) -> Task:
     """Hierarchical XOR of order h (h = 1: XOR of lags d and 2d)."""
     return Task(delay, order)
+
+
+def tasks_with_lag(orders: Sequence[int], lag: int) -> list[Task]:
+    """Tasks of the given orders h sharing the largest lag ``L = 2^h d`` (so ``d = L / 2^h``):
+    with L fixed, the order alone sets the temporal complexity (how many past bits the target
+    combines), not how far back the network must remember. Raises if ``2^h`` does not divide L."""
+    out = []
+    for h in orders:
+        if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+            raise ValueError(f"orders must be non-negative ints, got {h!r}")
+        if isinstance(lag, bool) or not isinstance(lag, int) or lag < 1 or lag % (2 ** h):
+            raise ValueError(f"the largest lag {lag!r} must be a positive multiple of 2^h = {2 ** h} "
+                             f"for order h = {h} (delay d = lag / 2^h must be a whole number of steps)")
+        out.append(Task(lag // 2 ** h, h))
+    return out
 
 
 def _as_tasks(tasks: Task | Sequence[Task], n: int) -> list[Task]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from floss_utils.cells import CellNetwork, cell_step, init_cell_networks
+from floss_utils.cells import GATE_NAMES, CellNetwork, cell_step, gate_values, init_cell_networks
 from floss_utils.flossing import FlossingConfig, Flosser, flossing_loss, network_exponents
 from floss_utils.lyapunov import lyapunov_spectrum
 from floss_utils.flossing_training import Member, TrainConfig, schedule, train
@@ -173,3 +173,38 @@ def test_summaries_of_a_synthetic_run():
     lb = longest_bridged(summ, 0.5).set_index("schedule")["longest_delay"]
     assert lb["pre"] == 4 and lb["none"] == 0
     assert longest_bridged(summ, 1.0).set_index("schedule")["longest_delay"]["pre"] == 2
+    # fewest flossed exponents reaching a success rate: by hand, per order
+    from floss_utils.flossing_summary import fewest_exponents
+    import pandas as pd
+    toy = pd.DataFrame({"order": [0, 0, 0, 1, 1, 1], "n_floss": [0, 4, 16, 0, 4, 16],
+                        "success_rate": [0.0, 2 / 3, 1.0, 0.0, 1 / 3, 1 / 3]})
+    few = fewest_exponents(toy, 0.5).set_index("order")
+    assert few.loc[0, "fewest"] == 4 and few.loc[1, "fewest"] == -1 and few.loc[1, "most_tried"] == 16
+    assert fewest_exponents(toy, 1.0).set_index("order").loc[0, "fewest"] == 16
+    with pytest.raises(ValueError, match="min_rate"):
+        fewest_exponents(toy, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_gate_values_are_the_memory_jacobian_without_coupling(kind):
+    # With J = 0 the gates do not depend on the state, and the step's Jacobian is diagonal in the
+    # gated memory: GRU dh'/dh = diag(z); LSTM dc'/dc = diag(f). Autograd gives the Jacobian
+    # independently of gate_values; agreement to round-off (1e-12).
+    net = init_cell_networks(kind, [0, 1], n_hidden=5, batch_size=3, gain=1.3)
+    net = CellNetwork(kind, torch.zeros_like(net.J), net.W_s, 2.0 * net.b - 0.3, net.w_r, net.c, net.x0)
+    s = torch.bernoulli(torch.full((4, 2, 3), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
+    gates = gate_values(net, s)
+    assert set(gates) == set(GATE_NAMES[kind])
+    x = net.x0
+    for t in range(4):
+        jac = torch.autograd.functional.jacobian(lambda y: net.step(y, s[t]), x)  # (M, B, S, M, B, S)
+        N = net.n_hidden
+        for m in range(2):
+            for b in range(3):
+                block = jac[m, b, :, m, b, :]
+                diag = block[:N, :N] if kind == "gru" else block[N:, N:]
+                key = "z" if kind == "gru" else "f"
+                assert torch.allclose(diag, torch.diag(gates[key][t, m, b]), atol=1e-12)
+        x = net.step(x, s[t])
+    for g in gates.values():
+        assert g.shape == (4, 2, 3, 5) and bool(((g > 0) & (g < 1)).all())

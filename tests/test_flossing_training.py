@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from floss_utils.flossing import FlossingConfig
+from floss_utils.flossing import FlossingConfig, Flosser
 from floss_utils.flossing_training import (
     Member,
     Schedule,
@@ -75,6 +75,36 @@ def test_ensemble_equals_separate_runs():
     assert int(torch.isfinite(fl[:, 1]).sum()) == 4
     assert int(torch.isfinite(fl[:, 2]).sum()) == 6
     assert int(torch.isfinite(fl[:, 3]).sum()) == 3 + 2 * 2
+
+
+def test_per_member_targets_and_counts():
+    # members with their own target lambda* and number of flossed exponents, trained together,
+    # follow the same trajectories as alone (1e-9, as above); the flossing loss differs between
+    # members that differ only in (target, n_floss), and a flossed count above k is refused
+    pre = schedule("pre", pre_steps=5)
+    members = [Member(0, 0, copy_task(2), pre), Member(0, 0, copy_task(2), pre, target=-0.5),
+               Member(0, 0, copy_task(2), pre, n_floss=1), Member(1, 1, xor_task(2), pre, -1.0, 2)]
+    ens = train(members, SMALL)
+    for m, mb in enumerate(members):
+        one = train([mb], SMALL)
+        assert torch.allclose(ens.floss_loss[:, m], one.floss_loss[:, 0], atol=1e-9, rtol=0)
+        assert torch.allclose(ens.network.J[m], one.network.J[0], atol=1e-9, rtol=0)
+    fl0 = ens.floss_loss[:, :3]
+    assert (fl0[:, 0] - fl0[:, 1]).abs().min() > 1e-3 and (fl0[:, 0] - fl0[:, 2]).abs().min() > 1e-6
+    # the first flossing loss is the mean squared distance of the member's first n_floss
+    # exponents to its own target: recompute it by hand from the exponents of the initial
+    # network's first flossing step (the same draws: seed 0, step 0)
+    net = init_gf_networks([0], SMALL.n_units, SMALL.batch_size)
+    lam = Flosser(net, SMALL.flossing, [0]).step().exponents[0]
+    expected = [(lam ** 2).mean(), ((lam + 0.5) ** 2).mean(), lam[0] ** 2]
+    for m in range(3):
+        assert abs(float(fl0[0, m]) - float(expected[m])) < 1e-10, m
+    with pytest.raises(ValueError, match="exceeds the basis size"):
+        train([Member(0, 0, copy_task(2), pre, n_floss=SMALL.flossing.k + 1)], SMALL)
+    with pytest.raises(ValueError, match="n_floss"):
+        Member(0, 0, copy_task(2), pre, n_floss=0)
+    with pytest.raises(ValueError, match="target"):
+        Member(0, 0, copy_task(2), pre, target=float("nan"))
 
 
 def test_per_member_clipping_in_training():

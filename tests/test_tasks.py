@@ -170,3 +170,15 @@ def test_gf_network_cat_and_select():
     ab = GFNetwork.cat([a, b])
     assert ab.n_members == 3 and torch.equal(ab.J[2], b.J[0]) and torch.equal(ab.x0[:2], a.x0)
     assert torch.equal(ab.select([2, 0]).W_s, torch.stack([b.W_s[0], a.W_s[0]]))
+
+
+def test_tasks_with_lag_share_the_largest_lag():
+    from floss_utils.tasks import tasks_with_lag
+
+    ts = tasks_with_lag([0, 1, 2], 16)
+    assert [(t.order, t.delay) for t in ts] == [(0, 16), (1, 8), (2, 4)]
+    assert {t.first_scored for t in ts} == {16}  # the first scorable step is the largest lag
+    with pytest.raises(ValueError, match="multiple of 2\\^h = 4"):
+        tasks_with_lag([2], 6)
+    with pytest.raises(ValueError, match="non-negative"):
+        tasks_with_lag([-1], 8)
