@@ -93,4 +93,26 @@ CHAPTERS: list[Chapter] = [
         copy_delays=Param("list[int]", "delays d of the delayed-copy task",
                           {"smoke": [6], "book": [10, 20, 30], "paper": [20, 40, 60]}),
     ),
+    chapter(
+        "11_architectures_and_complexity",
+        "Architectures and temporal complexity",
+        "GF's claim that flossing helps across architectures (GRU and LSTM cells, flossed through "
+        "Jacobian-vector products) and across tasks of variable temporal complexity (XOR order h "
+        "and delay d), and how many exponents must be flossed as complexity grows",
+        {"smoke": 0.4, "book": 4.0, "paper": 180.0},
+        **_schedule_params(),
+        complexity_orders=Param("list[int]", "XOR orders h of the tanh-network tasks (0: delayed copy)",
+                                {"smoke": [0, 1], "book": [0, 1, 2], "paper": [0, 1, 2]}),
+        complexity_lag=Param("int", "largest lag 2^h d shared by those tasks (steps; the delay is lag / 2^h)",
+                             {"smoke": 4, "book": 16, "paper": 32}),
+        complexity_k=Param("list[int]", "numbers of exponents flossed before training (0: no flossing)",
+                           {"smoke": [0, 1, 10], "book": [0, 1, 4, 16, 30], "paper": [0, 1, 4, 16, 32, 75]}),
+        gru_units=Param("int", "GRU hidden units N (state dimension N)", {"smoke": 6, "book": 16, "paper": 80}),
+        lstm_units=Param("int", "LSTM hidden units N (state (h, c), dimension 2N)", {"smoke": 4, "book": 12, "paper": 40}),
+        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 30, "book": 300, "paper": 3001}),
+        cell_lr=Param("float", "Adam learning rate of the gated networks' task training",
+                      {"smoke": 0.01, "book": 0.01, "paper": 0.001}),
+        cell_copy_delays=Param("list[int]", "delays d of the delayed-copy task for the gated networks",
+                               {"smoke": [4], "book": [10, 20], "paper": [20, 40]}),
+    ),
 ]
