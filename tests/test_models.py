@@ -274,3 +274,21 @@ def test_bad_input_raises_clear_errors():
         LRU([0], 8)(torch.zeros(1, 10, 1, dtype=F64), method="fft")
     with pytest.raises(ValueError, match="chunk"):
         diagonal_scan(torch.ones(2), torch.ones(5, 2), chunk=0)
+
+
+def test_dense_float32_kernel_is_exact_to_float32_round_off():
+    # float32 members with a small spectral radius: A^w underflows float32 (the kernel computes
+    # in float64 on a CPU to avoid subnormal arithmetic); the result is the float64 kernel of the
+    # same parameters rounded to float32 (relative 1e-6 of the largest entry), in float32, and
+    # gradients reach the float32 parameters.
+    S32 = DenseRNN(list(range(4)), 16, r_max=0.3, dtype=torch.float32)
+    S64 = DenseRNN(list(range(4)), 16, r_max=0.3, dtype=torch.float64)
+    with torch.no_grad():
+        for p32, p64 in zip(S32.parameters(), S64.parameters()):
+            p64.copy_(p32.double())
+    K32, K64 = S32.kernel(300), S64.kernel(300)
+    assert K32.dtype == torch.float32
+    assert float((K32.double() - K64).abs().max() / K64.abs().max()) < 1e-6
+    K32.square().sum().backward()
+    assert S32.A.grad is not None and S32.A.grad.dtype == torch.float32 and bool(torch.isfinite(S32.A.grad).all())
+
