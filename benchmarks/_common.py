@@ -110,6 +110,39 @@ def git_commit() -> str:
         return "unknown"
 
 
+def record_output(name: str, command: str, run: Callable[[], object]) -> None:
+    """Run ``run`` (a benchmark's ``main`` body, which prints its table), echo what it prints,
+    and write it to ``benchmarks/results/<name>.md`` with the command, date, commit, machine,
+    versions and load averages before and after."""
+    import contextlib
+    import datetime as dt
+    import io
+    import sys
+
+    import torch
+
+    start = load_average()
+    buf = io.StringIO()
+
+    class _Tee(io.TextIOBase):
+        def write(self, text: str) -> int:
+            sys.__stdout__.write(text)
+            return buf.write(text)
+
+    with contextlib.redirect_stdout(_Tee()):
+        run()
+    out = Path(__file__).resolve().parent / "results" / f"{name}.md"
+    header = [
+        f"- command: `{command}`",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; git commit {git_commit()}",
+        f"- machine: {machine()}; torch threads: {torch.get_num_threads()}",
+        f"- versions: Python {platform.python_version()}, torch {torch.__version__}",
+        f"- load average (1, 5, 15 min) at start: {start}; at end: {load_average()}",
+    ]
+    out.write_text("\n".join(header) + "\n\n```text\n" + buf.getvalue().rstrip() + "\n```\n")
+    print(f"wrote {out}")
+
+
 class Report:
     """Collects rows of a table and writes them as markdown (with provenance) and CSV."""
 

@@ -30,9 +30,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 from floss_utils.flossing import Flosser, FlossingConfig, flossing_loss, network_exponents
 from floss_utils.flossing_training import TrainConfig, grid, schedule, train
@@ -90,7 +95,17 @@ def main() -> None:
     ap.add_argument("--floss-steps", type=int, default=5, help="flossing steps timed per measurement")
     ap.add_argument("--dtype", default="float64", choices=("float64", "float32"),
                     help="training precision (flossing always computes in float64)")
+    ap.add_argument("--record", metavar="NAME", default="",
+                    help="also write the output to benchmarks/results/NAME.md with provenance")
     a = ap.parse_args()
+    if a.record:
+        command = "python benchmarks/bench_flossing.py " + " ".join(sys.argv[1:])
+        _common.record_output(a.record, command, lambda: run(a))
+    else:
+        run(a)
+
+
+def run(a) -> None:
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, training in {a.dtype}, CPU, "
           f"load average {load:.2f} at start")
