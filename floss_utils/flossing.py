@@ -134,8 +134,12 @@ def flossing_loss(exponents: Tensor, target: float | Tensor = 0.0, n_floss: Opti
         return sq.mean(-1)
     k = exponents.shape[-1]
     n = torch.as_tensor(n_floss, device=exponents.device)
-    if bool(((n < 1) | (n > k)).any()):
-        raise ValueError(f"n_floss must lie in [1, k = {k}], got {n.tolist()}")
+    out_of_range = (n < 1) | (n > k)
+    if n.device.type == "cpu":
+        if bool(out_of_range.any()):
+            raise ValueError(f"n_floss must lie in [1, k = {k}], got {n.tolist()}")
+    else:  # checked on the device, without a host synchronisation in the flossing loop
+        torch._assert_async(~out_of_range.any(), f"n_floss must lie in [1, k = {k}]")
     mask = torch.arange(k, device=exponents.device) < n.unsqueeze(-1)
     return (sq * mask).sum(-1) / n.to(exponents.dtype)
 
@@ -266,7 +270,8 @@ class Flosser:
         on_nonfinite: ``"raise"`` (default) or ``"mark"`` (see the module docstring).
 
     Attributes:
-        counts: (M,) host-side list, flossing steps done per member.
+        counts: (M,) host-side list, flossing steps each member took part in (a member marked bad
+            on the device is still computed, never updated).
         bad: (M,) bool tensor, members that produced a non-finite value (``"mark"`` mode).
     """
 
@@ -307,6 +312,7 @@ class Flosser:
         self.optimizer = BatchedAdam(self.params, lr=config.lr)
         self.counts = [0] * M
         self.bad = torch.zeros(M, dtype=torch.bool, device=dev)
+        self._excluded: set[int] = set()
 
     def _inputs(self, idx: list[int]) -> tuple[Tensor, Tensor]:
         c = self.config
@@ -341,7 +347,10 @@ class Flosser:
         act = torch.ones(M, dtype=torch.bool) if active is None else torch.as_tensor(active, dtype=torch.bool).cpu()
         if act.shape != (M,):
             raise ValueError(f"active must have shape (M,) = ({M},), got {tuple(act.shape)}")
-        act = act & ~self.bad.cpu()
+        # No host synchronisation per step: members whose estimate failed in the forward pass are
+        # known on the host (``_excluded``) and left out of the computation; members marked bad
+        # on the device (a non-finite loss or gradient) are masked there and never updated.
+        act[list(self._excluded)] = False
         idx = torch.nonzero(act).flatten().tolist()
         nan = torch.full((), float("nan"), dtype=resolve_dtype(self.config.dtype), device=dev)
         if not idx:
@@ -351,7 +360,7 @@ class Flosser:
         bits, q0 = self._inputs(idx)
         step_no = max(self.counts[m] for m in idx)
         try:
-            out = floss_step(self._loss_fn(idx, bits, q0), self.optimizer, act.to(dev),
+            out = floss_step(self._loss_fn(idx, bits, q0), self.optimizer, act.to(dev) & ~self.bad,
                              on_nonfinite=self.on_nonfinite, step=step_no)
         except NonFiniteError as exc:
             if self.on_nonfinite == "raise":
@@ -369,6 +378,7 @@ class Flosser:
             if not bad_idx:  # pragma: no cover - a batch-only failure would be a bug
                 raise
             self.bad[bad_idx] = True
+            self._excluded.update(bad_idx)
             out = self.step(act)  # the others go on (their counters are unchanged)
             out.bad[bad_idx] = True
             return out
