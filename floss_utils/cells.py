@@ -49,7 +49,7 @@ from torch import Tensor
 import torch.autograd.forward_ad as fwAD
 
 from .dynamics import CellMap, resolve_device, resolve_dtype
-from .networks import PARAM_NAMES, seeded_generator
+from .networks import PARAM_NAMES, MemberBatched, seeded_generator
 
 __all__ = ["CellNetwork", "init_cell_networks", "CELL_KINDS", "GATE_NAMES", "cell_step", "gate_values",
            "FoldedCellMap"]
@@ -126,7 +126,7 @@ class FoldedCellMap(CellMap):
 
 
 @dataclass
-class CellNetwork:
+class CellNetwork(MemberBatched):
     """M gated networks of one kind (see the module docstring for shapes and equations)."""
 
     kind: str
@@ -152,11 +152,6 @@ class CellNetwork:
             raise ValueError(f"CellNetwork({self.kind}).x0 must have shape (M, B, S) = ({M}, B, {S}), "
                              f"got {tuple(self.x0.shape)}")
 
-    # ---- shapes
-    @property
-    def n_members(self) -> int:
-        return self.J.shape[0]
-
     @property
     def n_hidden(self) -> int:
         """N, the number of hidden units."""
@@ -168,49 +163,8 @@ class CellNetwork:
         Lyapunov exponents."""
         return self.x0.shape[-1]
 
-    @property
-    def batch_size(self) -> int:
-        return self.x0.shape[1]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.J.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.J.device
-
-    # ---- parameters (same names and methods as GFNetwork)
-    def tensors(self, names: Sequence[str] = PARAM_NAMES) -> list[Tensor]:
-        """The named parameter tensors, in the order given."""
-        bad = [n for n in names if n not in PARAM_NAMES]
-        if bad:
-            raise ValueError(f"unknown CellNetwork parameter(s) {bad}; known: {list(PARAM_NAMES)}")
-        return [getattr(self, n) for n in names]
-
-    def requires_grad_(self, flag: bool = True) -> "CellNetwork":
-        for t in self.tensors():
-            t.requires_grad_(flag)
-        return self
-
     def _new(self, fn: Callable[[Tensor], Tensor]) -> "CellNetwork":
         return CellNetwork(self.kind, **{n: fn(getattr(self, n)) for n in PARAM_NAMES})
-
-    def clone(self) -> "CellNetwork":
-        """A detached copy (same values, no gradient tracking)."""
-        return self._new(lambda t: t.detach().clone())
-
-    def to(self, dtype: torch.dtype) -> "CellNetwork":
-        """The ensemble in another precision (differentiable cast; ``self`` if already there)."""
-        return self if dtype == self.dtype else self._new(lambda t: t.to(dtype))
-
-    def select(self, index: Tensor | Sequence[int]) -> "CellNetwork":
-        """Members ``index`` (differentiable gather)."""
-        idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        return self._new(lambda t: t[idx])
-
-    def __iter__(self) -> Iterator[Tensor]:
-        return iter(self.tensors())
 
     # ---- dynamics
     def step(self, x: Tensor, s: Tensor) -> Tensor:

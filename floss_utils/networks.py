@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .dynamics import TanhRNN, resolve_device, resolve_dtype
 
-__all__ = ["GFNetwork", "init_gf_networks", "seeded_generator", "PARAM_NAMES"]
+__all__ = ["MemberBatched", "GFNetwork", "init_gf_networks", "seeded_generator", "PARAM_NAMES"]
 
 PARAM_NAMES = ("J", "W_s", "b", "w_r", "c", "x0")
 
@@ -45,8 +45,68 @@ def seeded_generator(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+class MemberBatched:
+    """What every member-batched Part III network shares (:class:`GFNetwork`,
+    :class:`floss_utils.cells.CellNetwork`): the parameters ``J, W_s, b, w_r, c, x0`` (names in
+    :data:`PARAM_NAMES`, member axis first), their shapes, and copies, casts and member selections
+    that keep the ensemble's type."""
+
+    J: Tensor
+    x0: Tensor
+
+    # ---- shapes
+    @property
+    def n_members(self) -> int:
+        return self.J.shape[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.x0.shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.J.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.J.device
+
+    # ---- parameters
+    def tensors(self, names: Sequence[str] = PARAM_NAMES) -> list[Tensor]:
+        """The named parameter tensors, in the order given."""
+        bad = [n for n in names if n not in PARAM_NAMES]
+        if bad:
+            raise ValueError(f"unknown {type(self).__name__} parameter(s) {bad}; known: {list(PARAM_NAMES)}")
+        return [getattr(self, n) for n in names]
+
+    def requires_grad_(self, flag: bool = True):
+        for t in self.tensors():
+            t.requires_grad_(flag)
+        return self
+
+    def _new(self, fn: Callable[[Tensor], Tensor]):
+        """The same kind of ensemble with ``fn`` applied to every parameter."""
+        return type(self)(**{n: fn(getattr(self, n)) for n in PARAM_NAMES})
+
+    def clone(self):
+        """A detached copy (same values, no gradient tracking)."""
+        return self._new(lambda t: t.detach().clone())
+
+    def to(self, dtype: torch.dtype):
+        """The ensemble in another precision (differentiable cast; ``self`` if already there)."""
+        return self if dtype == self.dtype else self._new(lambda t: t.to(dtype))
+
+    def select(self, index: Tensor | Sequence[int]):
+        """Members ``index`` (differentiable gather: gradients flow back to this ensemble)."""
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        return self._new(lambda t: t[idx])
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self.tensors())
+
+
 @dataclass
-class GFNetwork:
+class GFNetwork(MemberBatched):
     """M tanh networks of the GF model (see the module docstring for shapes)."""
 
     J: Tensor
@@ -66,43 +126,9 @@ class GFNetwork:
         if self.x0.ndim != 3 or self.x0.shape[0] != M or self.x0.shape[2] != N:
             raise ValueError(f"GFNetwork.x0 must have shape (M, B, N) = ({M}, B, {N}), got {tuple(self.x0.shape)}")
 
-    # ---- shapes
-    @property
-    def n_members(self) -> int:
-        return self.J.shape[0]
-
     @property
     def n_units(self) -> int:
         return self.J.shape[-1]
-
-    @property
-    def batch_size(self) -> int:
-        return self.x0.shape[1]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.J.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.J.device
-
-    # ---- parameters
-    def tensors(self, names: Sequence[str] = PARAM_NAMES) -> list[Tensor]:
-        """The named parameter tensors, in the order given."""
-        bad = [n for n in names if n not in PARAM_NAMES]
-        if bad:
-            raise ValueError(f"unknown GFNetwork parameter(s) {bad}; known: {list(PARAM_NAMES)}")
-        return [getattr(self, n) for n in names]
-
-    def requires_grad_(self, flag: bool = True) -> "GFNetwork":
-        for t in self.tensors():
-            t.requires_grad_(flag)
-        return self
-
-    def clone(self) -> "GFNetwork":
-        """A detached copy (same values, no gradient tracking)."""
-        return GFNetwork(**{f.name: getattr(self, f.name).detach().clone() for f in fields(self)})
 
     @staticmethod
     def cat(nets: Sequence["GFNetwork"]) -> "GFNetwork":
@@ -110,20 +136,6 @@ class GFNetwork:
         if not nets:
             raise ValueError("GFNetwork.cat needs at least one ensemble")
         return GFNetwork(**{f.name: torch.cat([getattr(n, f.name) for n in nets]) for f in fields(GFNetwork)})
-
-    def to(self, dtype: torch.dtype) -> "GFNetwork":
-        """The ensemble in another precision (differentiable cast; ``self`` if already there)."""
-        if dtype == self.dtype:
-            return self
-        return GFNetwork(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
-
-    def select(self, index: Tensor | Sequence[int]) -> "GFNetwork":
-        """Members ``index`` (differentiable gather: gradients flow back to this ensemble)."""
-        idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        return GFNetwork(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
-
-    def __iter__(self) -> Iterator[Tensor]:
-        return iter(self.tensors())
 
     # ---- dynamics
     def recurrent_map(self) -> TanhRNN:
