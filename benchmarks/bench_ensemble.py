@@ -10,13 +10,16 @@ The issue's setting: 50 members (10 seeds x 5 learning rates) at hidden 64, T = 
 2. Dense students, time domain (the recurrence with one batched product ``A h`` per step, BPTT
    through it, Adam): one training step against the floor set by its matrix products timed
    alone (per time step: ``A h`` forward; ``A^T dh`` and ``dh h^T`` backward; 3 T batched
-   products of the same sizes). Goal: >= 70 % of the floor's speed. Not met, measured cause:
-   BPTT must keep the states of all T steps (T M B n numbers, 490 MB in float32 here), and the
-   step is bound by that memory traffic, which the products alone do not pay: writing the
-   states into fresh memory costs ~90 ms of page faults, the readout over them ~48 ms, the
-   products ~170 ms. A hand-written backward (one product per step for ``g A`` and one
-   accumulation for ``dA``, no autograd bookkeeping) was built and measured: 434 ms vs 441 ms
-   for autograd, so it was not kept. The book trains dense students by item 3 instead.
+   products of the same sizes). Goal: >= 70 % of the floor's speed. Not met, measured cause
+   (torch profiler, one step, 515 ms): the three products per step run at the floor's speed
+   (270 ms together), and as much time again goes to the thin per-step operations around them:
+   the readout ``h_t C`` and its gradient (batched matrix-vector products, 85 ms for a few
+   MFLOP), the drive ``x_t B`` and its gradient, and the additions and copies of autograd's
+   accumulation (~160 ms). A hand-written backward (one product per step for ``g A``, one
+   accumulation for ``dA``, readout and drive gradients as elementwise accumulations) was built
+   and measured, 434 ms against 441 ms for autograd: its states are written into one fresh
+   490 MB buffer, whose first touch alone costs ~90 ms of page faults. It was not kept. The book
+   trains dense students by item 3 instead.
 3. Dense students as ``train_ensemble`` trains them (the exact batch loss as a quadratic form in
    the impulse response, see ``floss_utils.training``): speed-up over the time-domain step, and
    over the time-domain floor of item 2; and its speed against the floor of *its own* matrix
