@@ -196,15 +196,6 @@ class CellNetwork(MemberBatched):
         s = s.to(self.dtype)
         return lambda t: s[t]
 
-    def _check_inputs(self, s: Tensor, x0: Optional[Tensor]) -> Tensor:
-        M = self.n_members
-        if s.ndim != 3 or s.shape[1] != M:
-            raise ValueError(f"inputs must have shape (T, M={M}, B), got {tuple(s.shape)}")
-        x = self.x0 if x0 is None else x0
-        if x.shape[:2] != (M, s.shape[2]):
-            raise ValueError(f"initial state has shape {tuple(x.shape)} but inputs have B = {s.shape[2]}")
-        return x
-
     def _steps(self, s: Tensor, x: Tensor) -> Iterator[Tensor]:
         for s_t in s.to(self.dtype).unbind(0):
             x = cell_step(self.kind, self.J, self.W_s, self.b, x, s_t)

@@ -146,10 +146,7 @@ def _orthonormalize_flagged(A: Tensor, method: str, host: bool) -> tuple[Tensor,
         if info is None:
             return Q, logr, None
         return Q, logr, bool((info > 0).any()) if host else info > 0
-    if torch.is_grad_enabled() and A.requires_grad:
-        Q, logr, bad = _CholeskyQRStep.apply(A)
-    else:
-        Q, logr, bad, _ = _cholesky_qr_step(A)
+    Q, logr, bad = _CholeskyQRStep.apply(A)
     return Q, logr, bool(bad.any()) if host else bad
 
 

@@ -104,6 +104,17 @@ class MemberBatched:
     def __iter__(self) -> Iterator[Tensor]:
         return iter(self.tensors())
 
+    # ---- inputs
+    def _check_inputs(self, s: Tensor, x0: Optional[Tensor]) -> Tensor:
+        """Inputs s (T, M, B) against the ensemble; returns the initial state (x0 or the learned one)."""
+        M = self.n_members
+        if s.ndim != 3 or s.shape[1] != M:
+            raise ValueError(f"inputs must have shape (T, M={M}, B), got {tuple(s.shape)}")
+        x = self.x0 if x0 is None else x0
+        if x.shape[:2] != (M, s.shape[2]):
+            raise ValueError(f"initial state has shape {tuple(x.shape)} but inputs have B = {s.shape[2]}")
+        return x
+
 
 @dataclass
 class GFNetwork(MemberBatched):
@@ -149,15 +160,6 @@ class GFNetwork(MemberBatched):
         if s.ndim == 3:
             return s.unsqueeze(-1) * self.W_s.unsqueeze(1)
         raise ValueError(f"inputs must have shape (T, M) or (T, M, B), got {tuple(s.shape)}")
-
-    def _check_inputs(self, s: Tensor, x0: Optional[Tensor]) -> Tensor:
-        M = self.n_members
-        if s.ndim != 3 or s.shape[1] != M:
-            raise ValueError(f"inputs must have shape (T, M={M}, B), got {tuple(s.shape)}")
-        x = self.x0 if x0 is None else x0
-        if x.shape[:2] != (M, s.shape[2]):
-            raise ValueError(f"initial state has shape {tuple(x.shape)} but inputs have B = {s.shape[2]}")
-        return x
 
     def _steps(self, s: Tensor, x: Tensor) -> Iterator[Tensor]:
         # per-step drive b + W_s s_t (a precomputed (T, M, B, N) drive costs more in memory
