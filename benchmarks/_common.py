@@ -110,14 +110,21 @@ def git_commit() -> str:
         return "unknown"
 
 
+def run_or_record(record: str, script: str, run: Callable[[], object]) -> None:
+    """``run()``, or with ``record`` (a ``--record NAME`` option) :func:`record_output` of it
+    under that name, the command line rebuilt from ``sys.argv``."""
+    if record:
+        record_output(record, f"python benchmarks/{script} " + " ".join(sys.argv[1:]), run)
+    else:
+        run()
+
+
 def record_output(name: str, command: str, run: Callable[[], object]) -> None:
     """Run ``run`` (a benchmark's ``main`` body, which prints its table), echo what it prints,
     and write it to ``benchmarks/results/<name>.md`` with the command, date, commit, machine,
     versions and load averages before and after."""
     import contextlib
-    import datetime as dt
     import io
-    import sys
 
     import torch
 
@@ -134,7 +141,7 @@ def record_output(name: str, command: str, run: Callable[[], object]) -> None:
     out = Path(__file__).resolve().parent / "results" / f"{name}.md"
     header = [
         f"- command: `{command}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; git commit {git_commit()}",
+        f"- date: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC; git commit {git_commit()}",
         f"- machine: {machine()}; torch threads: {torch.get_num_threads()}",
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}",
         f"- load average (1, 5, 15 min) at start: {start}; at end: {load_average()}",

@@ -163,11 +163,7 @@ def main() -> None:
     parser.add_argument("--record", metavar="NAME", default="",
                         help="also write the output to benchmarks/results/NAME.md with provenance")
     args = parser.parse_args()
-    if args.record:
-        command = "python benchmarks/bench_ensemble.py " + " ".join(sys.argv[1:])
-        _common.record_output(args.record, command, lambda: run(args))
-    else:
-        run(args)
+    _common.run_or_record(args.record, "bench_ensemble.py", lambda: run(args))
 
 
 def run(args) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,27 +47,17 @@ from floss_utils.tasks import xor_task
 EPOCHS, PRE, INTER, ROUNDS = 3001, 500, 500, 2
 
 
-def median(fn, repeats: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def task_epoch_time(M: int, epochs: int, repeats: int, dtype: str) -> float:
     cfg = TrainConfig(epochs=epochs, dtype=dtype)
     members = grid(list(range(M)), [schedule("none")], [xor_task(10)])
-    return median(lambda: train(members, cfg), repeats) / epochs
+    return _common.median_time(lambda: train(members, cfg), repeats) / epochs
 
 
 def floss_step_time(M: int, steps: int, repeats: int, dtype: str, ons: int = 1) -> float:
     def run() -> None:
         net = init_gf_networks(list(range(M)), dtype=dtype)
         Flosser(net, FlossingConfig(ons=ons), list(range(M))).run(steps)
-    return median(run, repeats) / steps
+    return _common.median_time(run, repeats) / steps
 
 
 def spectrum_times(repeats: int, M: int = 16) -> tuple[float, float]:
@@ -85,7 +74,7 @@ def spectrum_times(repeats: int, M: int = 16) -> tuple[float, float]:
         lam = network_exponents(net, bits, k=75, transient=16, q0=q0)
         torch.autograd.grad(flossing_loss(lam).sum(), [net.J, net.W_s, net.b])
 
-    return median(fwd, repeats), median(fwd_bwd, repeats)
+    return _common.median_time(fwd, repeats), _common.median_time(fwd_bwd, repeats)
 
 
 def main() -> None:
@@ -98,11 +87,7 @@ def main() -> None:
     ap.add_argument("--record", metavar="NAME", default="",
                     help="also write the output to benchmarks/results/NAME.md with provenance")
     a = ap.parse_args()
-    if a.record:
-        command = "python benchmarks/bench_flossing.py " + " ".join(sys.argv[1:])
-        _common.record_output(a.record, command, lambda: run(a))
-    else:
-        run(a)
+    _common.run_or_record(a.record, "bench_flossing.py", lambda: run(a))
 
 
 def run(a) -> None:
