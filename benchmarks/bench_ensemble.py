@@ -1,25 +1,23 @@
 """Benchmark of ensemble training: prints ratios from one run on this machine.
 
-    python benchmarks/bench_ensemble.py [--steps S] [--dtype float32|float64]
+    python benchmarks/bench_ensemble.py [--steps S] [--repeats R] [--dtype float32|float64] [--record NAME]
 
 The issue's setting: 50 members (10 seeds x 5 learning rates) at hidden 64, T = 300, batch 128.
 
 1. LRU students: ``train_ensemble`` on the 50 members as one program, against a Python loop
    that trains the same 50 members one at a time (same code, one member each).
    Goal: batched throughput >= 5x the loop's.
-2. Dense students, time domain (the recurrence with one batched product ``A h`` per step, BPTT
-   through it, Adam): one training step against the floor set by its matrix products timed
-   alone (per time step: ``A h`` forward; ``A^T dh`` and ``dh h^T`` backward; 3 T batched
-   products of the same sizes). Goal: >= 70 % of the floor's speed. Not met, measured cause
-   (torch profiler, one step, 515 ms): the three products per step run at the floor's speed
-   (270 ms together), and as much time again goes to the thin per-step operations around them:
-   the readout ``h_t C`` and its gradient (batched matrix-vector products, 85 ms for a few
-   MFLOP), the drive ``x_t B`` and its gradient, and the additions and copies of autograd's
-   accumulation (~160 ms). A hand-written backward (one product per step for ``g A``, one
-   accumulation for ``dA``, readout and drive gradients as elementwise accumulations) was built
-   and measured, 434 ms against 441 ms for autograd: its states are written into one fresh
-   490 MB buffer, whose first touch alone costs ~90 ms of page faults. It was not kept. The book
-   trains dense students by item 3 instead.
+2. Dense students, time domain: one training step (fresh batch, teacher outputs, loss, BPTT,
+   Adam) against the floor set by its matrix products timed alone (per time step: ``A h``
+   forward; ``A^T dh`` and ``dh h^T`` backward; 3 T batched products of the same sizes, on the
+   same data every step, so from cache). Goal: >= 70 % of the floor's speed. ``S(x)`` runs
+   :mod:`floss_utils.dense_scan`: drive and readout ride inside one product per step with the
+   augmented matrix ``[[A, B], [C^T A, C.B]]``, the backward is written by hand (one product
+   and one accumulation per step), the states live in a reused buffer laid out for the BLAS
+   path of ``torch.bmm`` (contiguous output blocks). For comparison, the same step by autograd
+   through the plain loop (one ``baddbmm`` per step with the drive and readout as thin
+   per-step operations), which the profiler showed spending as long on those thin operations
+   and autograd's accumulations as on the products.
 3. Dense students as ``train_ensemble`` trains them (the exact batch loss as a quadratic form in
    the impulse response, see ``floss_utils.training``): speed-up over the time-domain step, and
    over the time-domain floor of item 2; and its speed against the floor of *its own* matrix
@@ -71,7 +69,11 @@ def lru_batched_vs_loop(steps: int, dtype) -> tuple[float, float]:
     return timed(batched), timed(loop)
 
 
-def dense_time_domain(steps: int, dtype) -> tuple[float, float]:
+def dense_time_domain(repeats: int, dtype) -> dict[str, float]:
+    """Median times (s) of one time-domain training step, by the book's path (``S(x)``: the
+    augmented-matrix scan with its hand-written backward, :mod:`floss_utils.dense_scan`) and by
+    autograd through the plain per-step loop (``DenseRNN._run``), and of the floor: the step's
+    3 T batched products alone. Timed in turn within each repeat (``interleaved_medians``)."""
     teacher = make_teacher(0, 0.99, dtype=dtype)
     S = DenseRNN(SEEDS, N, dtype=dtype)
     params = list(S.parameters())
@@ -80,17 +82,20 @@ def dense_time_domain(steps: int, dtype) -> tuple[float, float]:
     lr = torch.tensor(LRS, dtype=dtype) * 1e-2
     active = torch.ones(M, dtype=torch.bool)
     gen = torch.Generator().manual_seed(0)
+    count = [0]
 
-    def step(t: int) -> None:
+    def plain_loop(x: torch.Tensor) -> torch.Tensor:
+        u = S._inputs(x)
+        return (torch.cat(S._run(u, readout=True)[1], dim=-1) + S.D[:, None, None] * u).unsqueeze(-1)
+
+    def step(outputs) -> None:
+        count[0] += 1
         x = torch.randn(B, T, 1, generator=gen, dtype=dtype)
         y = teacher.outputs_fft(x)
-        loss = 0.5 * ((S(x) - y) ** 2).mean(dim=(1, 2, 3))
+        loss = 0.5 * ((outputs(x) - y) ** 2).mean(dim=(1, 2, 3))
         grads = torch.autograd.grad(loss.sum(), params)
         with torch.no_grad():
-            adam_step(params, grads, m1, m2, lr, t, active)
-
-    step(1)
-    t_step = timed(lambda: [step(t + 2) for t in range(steps)]) / steps
+            adam_step(params, grads, m1, m2, lr, count[0], active)
 
     A = torch.randn(M, N, N, dtype=dtype) / N**0.5
     h = torch.randn(M, N, B, dtype=dtype)
@@ -103,9 +108,8 @@ def dense_time_domain(steps: int, dtype) -> tuple[float, float]:
             torch.baddbmm(h, A, h, out=out)  # forward A h + drive
             torch.bmm(A.transpose(1, 2), h, out=out)  # backward: A^T dh
             torch.bmm(h, hT, out=outA)  # backward: dh h^T
-    floor()
-    t_floor = min(timed(floor) for _ in range(3))
-    return t_step, t_floor
+    return _common.interleaved_medians({"scan": lambda: step(S), "plain": lambda: step(plain_loop),
+                                        "floor": floor}, repeats)
 
 
 def dense_kernel_mode(steps: int, dtype) -> float:
@@ -159,6 +163,7 @@ def kernel_floor(dtype, streams: int = 10) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of item 2 (medians)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--record", metavar="NAME", default="",
                         help="also write the output to benchmarks/results/NAME.md with provenance")
@@ -177,11 +182,14 @@ def run(args) -> None:
     print(f"  Python loop over members   {tl / args.steps * 1e3:9.2f} ms/step   "
           f"batched throughput {tl / tb:6.2f}x  (goal >= 5)")
 
-    t_step, t_floor = dense_time_domain(2, dtype)
+    td = dense_time_domain(args.repeats, dtype)
+    t_step, t_floor = td["scan"], td["floor"]
     print("[2] dense students, time domain (BPTT through the recurrence)")
-    print(f"  training step              {t_step * 1e3:9.2f} ms")
-    print(f"  3T batched products alone  {t_floor * 1e3:9.2f} ms   speed vs floor {t_floor / t_step:5.2f}"
+    print(f"  training step, book's scan  {t_step * 1e3:9.2f} ms   speed vs floor {t_floor / t_step:5.2f}"
           "  (goal >= 0.70)")
+    print(f"  autograd through plain loop {td['plain'] * 1e3:9.2f} ms   speed vs floor {t_floor / td['plain']:5.2f}"
+          f"   (the scan is {td['plain'] / t_step:4.2f}x faster)")
+    print(f"  3T batched products alone   {t_floor * 1e3:9.2f} ms   (medians of {args.repeats}, timed in turn)")
 
     t_kernel = dense_kernel_mode(args.steps, dtype)
     print("[3] dense students as train_ensemble trains them (exact quadratic-form loss)")

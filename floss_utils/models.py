@@ -60,6 +60,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import dense_scan
+
 __all__ = [
     "MAGNITUDES",
     "ANGLES",
@@ -513,8 +515,22 @@ class DenseRNN(Student):
         return hs, ys
 
     def _time_outputs(self, u: Tensor) -> Tensor:
-        _, ys = self._run(u, readout=True)
-        return torch.cat(ys, dim=-1) + self.D[:, None, None] * u
+        """The time-domain outputs: one product per step with the augmented matrix of
+        :mod:`floss_utils.dense_scan` and its hand-written backward; under ``torch.func``
+        transforms or forward-mode AD, autograd through :meth:`_run` (same numbers)."""
+        A = self.recurrence_matrix()
+        if dense_scan.fast_path_applies(A, self.B, self.C, u):
+            W = dense_scan.augmented_matrix(A, self.B, self.C)
+            y = dense_scan.dense_scan(W, u, self._scan_workspace())
+        else:
+            y = torch.cat(self._run(u, readout=True)[1], dim=-1)
+        return y + self.D[:, None, None] * u
+
+    def _scan_workspace(self) -> "dense_scan.Workspace":
+        ws = self.__dict__.get("_workspace")
+        if ws is None:
+            ws = self.__dict__["_workspace"] = dense_scan.Workspace()
+        return ws
 
 
 class _Diagonal(Student):
