@@ -21,7 +21,8 @@ Common API (``S`` any student, ``x`` of shape ``(B, T, 1)`` shared by all member
 ``(M, B, T, 1)`` one sequence batch per member):
 
 * ``S(x)`` -> ``(M, B, T, 1)``: the outputs, computed in the time domain (dense: one batched
-  matrix product per step; diagonal: :func:`diagonal_scan`). ``S(x, method="kernel")`` computes
+  matrix product per step with drive and readout inside it and a hand-written backward,
+  :mod:`floss_utils.dense_scan`; diagonal: :func:`diagonal_scan`). ``S(x, method="kernel")`` computes
   the same outputs as a causal convolution with the impulse response (FFT).
 * ``S.kernel(T)`` -> ``(M, T)``: the impulse response ``K_k = C A^k B`` (``Re`` of it for the
   diagonal students), ``k = 0..T-1``, without the feed-through; ``S.feedthrough()`` -> ``(M,)``
