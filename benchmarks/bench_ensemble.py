@@ -40,7 +40,8 @@ import _common  # noqa: E402
 
 from floss_utils.models import LRU, DenseRNN
 from floss_utils.teacher import make_teacher
-from floss_utils.training import adam_step, train_ensemble
+from floss_utils.batched_adam import adam_update
+from floss_utils.training import train_ensemble
 
 M, N, T, B = 50, 64, 300, 128
 SEEDS = [s for _ in range(5) for s in range(10)]
@@ -95,7 +96,7 @@ def dense_time_domain(repeats: int, dtype) -> dict[str, float]:
         loss = 0.5 * ((outputs(x) - y) ** 2).mean(dim=(1, 2, 3))
         grads = torch.autograd.grad(loss.sum(), params)
         with torch.no_grad():
-            adam_step(params, grads, m1, m2, lr, count[0], active)
+            adam_update(params, grads, m1, m2, lr=lr, steps=torch.full((M,), count[0]), mask=active)
 
     A = torch.randn(M, N, N, dtype=dtype) / N**0.5
     h = torch.randn(M, N, B, dtype=dtype)

@@ -12,6 +12,9 @@ optimizer that treats each member exactly as if it were trained alone:
 
 The update is Adam (Kingma & Ba 2015) with torch's defaults ``betas=(0.9, 0.999)``,
 ``eps=1e-8`` and no weight decay; for one member it equals ``torch.optim.Adam`` (tested).
+:func:`adam_update` is the update rule alone (learning rate and step count per member), for
+training loops that keep Adam's moments themselves (:mod:`floss_utils.training`,
+:mod:`floss_utils.landscape`); :class:`BatchedAdam` is the optimizer object around it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["BatchedAdam", "member_norms", "clip_per_member"]
+__all__ = ["BatchedAdam", "adam_update", "member_norms", "clip_per_member"]
 
 
 def member_norms(t: Tensor) -> Tensor:
@@ -35,6 +38,39 @@ def clip_per_member(grad: Tensor, max_norm: float) -> Tensor:
     norms = member_norms(grad)
     scale = torch.clamp(max_norm / torch.clamp(norms, min=torch.finfo(grad.dtype).tiny), max=1.0)
     return grad * scale.reshape((-1,) + (1,) * (grad.ndim - 1))
+
+
+@torch.no_grad()
+def adam_update(params: Sequence[Tensor], grads: Sequence[Tensor], m: Sequence[Tensor], v: Sequence[Tensor], *,
+                lr: float | Tensor, steps: Tensor, mask: Tensor, betas: tuple[float, float] = (0.9, 0.999),
+                eps: float = 1e-8, clip: Optional[float] = None) -> None:
+    """One in-place Adam update of the members in ``mask``; the others keep parameters and moments.
+
+    Args:
+        params, grads, m, v: matching lists of ``(M, ...)`` tensors (parameters, their gradients,
+            Adam's first and second moments).
+        lr: one learning rate, or one per member ``(M,)``.
+        steps: ``(M,)`` Adam step count of each member including this update (>= 1; the bias
+            correction ``1 - beta^steps``).
+        mask: ``(M,)`` bool, the members to update.
+        clip: if given, each member's slice of each gradient is clipped to this norm first.
+
+    ``eps`` is added outside the square root (torch's and optax's convention).
+    """
+    b1, b2 = betas
+    for p, g, mi, vi in zip(params, grads, m, v):
+        shape = (-1,) + (1,) * (p.ndim - 1)
+        mk = mask.reshape(shape)
+        g = torch.where(mk, g, torch.zeros((), dtype=g.dtype, device=g.device))
+        if clip is not None:
+            g = clip_per_member(g, clip)
+        mi.copy_(torch.where(mk, b1 * mi + (1 - b1) * g, mi))
+        vi.copy_(torch.where(mk, b2 * vi + (1 - b2) * g * g, vi))
+        c1 = (1 - b1 ** steps.to(p.dtype)).reshape(shape)
+        c2 = (1 - b2 ** steps.to(p.dtype)).reshape(shape)
+        lr_p = lr if isinstance(lr, (int, float)) else lr.to(p.dtype).reshape(shape)
+        delta = lr_p * (mi / c1) / (torch.sqrt(vi / c2) + eps)
+        p.sub_(torch.where(mk, delta, torch.zeros((), dtype=p.dtype, device=p.device)))
 
 
 class BatchedAdam:
@@ -102,18 +138,6 @@ class BatchedAdam:
         if active is not None:
             upd = upd & active.to(device=upd.device, dtype=torch.bool)
         self.steps += upd.long()
-        b1, b2 = self.betas
-        t = self.steps.clamp(min=1)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            shape = (-1,) + (1,) * (p.ndim - 1)
-            mask = upd.reshape(shape)
-            g = torch.where(mask, g, torch.zeros((), dtype=g.dtype, device=g.device))
-            if self.clip is not None:
-                g = clip_per_member(g, self.clip)
-            m.copy_(torch.where(mask, b1 * m + (1 - b1) * g, m))
-            v.copy_(torch.where(mask, b2 * v + (1 - b2) * g * g, v))
-            c1 = (1 - b1 ** t.to(p.dtype)).reshape(shape)
-            c2 = (1 - b2 ** t.to(p.dtype)).reshape(shape)
-            delta = self.lr * (m / c1) / (torch.sqrt(v / c2) + self.eps)
-            p.sub_(torch.where(mask, delta, torch.zeros((), dtype=p.dtype, device=p.device)))
+        adam_update(self.params, grads, self.m, self.v, lr=self.lr, steps=self.steps.clamp(min=1), mask=upd,
+                    betas=self.betas, eps=self.eps, clip=self.clip)
         return upd

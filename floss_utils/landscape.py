@@ -51,7 +51,8 @@ from torch.func import functional_call, grad, jvp, vmap
 
 from .models import LRU, ComplexDiagonalRNN, DenseRNN, Student, params_from_lambda
 from .teacher import Teacher
-from .training import adam_step, cosine_lr, kernel_error, lagged_gram, quadratic_loss
+from .batched_adam import adam_update
+from .training import cosine_lr, kernel_error, lagged_gram, quadratic_loss
 
 __all__ = [
     "FlatLayout",
@@ -400,7 +401,7 @@ def train_keep_adam_state(models: Student | Sequence[Student], teacher: Teacher,
 
     The loss of a batch is the exact quadratic form of :mod:`floss_utils.training`
     (``1/2 MSE`` over ``batch_size`` i.i.d. ``N(0, 1)`` sequences of length ``seq_len``, one
-    fresh batch per step from ``data_seed``); the update is :func:`floss_utils.training.adam_step`.
+    fresh batch per step from ``data_seed``); the update is :func:`floss_utils.batched_adam.adam_update`.
     Several students (e.g. a dense RNN, a complex diagonal RNN and an LRU) train on the **same**
     batches, sharing the batch's lagged Gram matrix (the costliest part of a step).
 
@@ -459,7 +460,8 @@ def train_keep_adam_state(models: Student | Sequence[Student], teacher: Teacher,
             grads = [torch.zeros_like(p) if g is None else torch.nan_to_num(g) for p, g in zip(params, grads)]
             lr_s = st["peak"] if schedule == "constant" else cosine_lr(st["peak"], s, steps, lr_min)
             with torch.no_grad():
-                adam_step(params, grads, st["m"], st["v"], lr_s, s + 1, active, betas, eps)
+                adam_update(params, grads, st["m"], st["v"], lr=lr_s, steps=torch.full_like(st["idx"], s + 1),
+                            mask=active, betas=betas, eps=eps)
             st["active"], st["lr"] = active, lr_s
             if record_every and (s + 1) % record_every == 0:
                 lr_col = torch.as_tensor(lr_s, dtype=dtype, device=device)

@@ -29,7 +29,8 @@ the squared errors (tested to round-off, gradients included), at a cost of ``O(M
 instead of ``O(M B T n^2)``. ``expected_loss`` is the loss's expectation over fresh inputs,
 ``1/(2T) sum_k (T - k) g_k^2``.
 
-The lower-level :func:`adam_step` and :func:`cosine_lr` are exposed for other training loops.
+The update is :func:`floss_utils.batched_adam.adam_update` (per-member learning rates);
+:func:`cosine_lr` is exposed for other training loops.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .batched_adam import adam_update
 from .models import Student
 from .teacher import Teacher
 
@@ -53,7 +55,6 @@ __all__ = [
     "expected_loss",
     "kernel_error",
     "cosine_lr",
-    "adam_step",
     "best_learning_rates",
 ]
 
@@ -173,23 +174,6 @@ def cosine_lr(peak: Tensor, step: int, steps: int, lr_min: float = 1e-7) -> Tens
     return lr_min + (peak - lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
 
 
-def adam_step(params: Sequence[Tensor], grads: Sequence[Tensor], m: Sequence[Tensor], v: Sequence[Tensor],
-              lr: Tensor, t: int, active: Tensor, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
-    """One in-place Adam update (optax conventions: ``eps`` outside the square root), with a
-    per-member learning rate ``lr`` ``(M,)``; members with ``active`` False keep their
-    parameters and moments. ``t`` is the 1-based step count for the bias correction."""
-    b1, b2 = betas
-    c1, c2 = 1 - b1**t, 1 - b2**t
-    for p, g, mi, vi in zip(params, grads, m, v):
-        shape = (-1,) + (1,) * (p.ndim - 1)
-        act = active.view(shape)
-        g = torch.where(act, g, torch.zeros_like(g))
-        mi.copy_(torch.where(act, b1 * mi + (1 - b1) * g, mi))
-        vi.copy_(torch.where(act, b2 * vi + (1 - b2) * g * g, vi))
-        upd = (mi / c1) / (torch.sqrt(vi / c2) + eps)
-        p.sub_(torch.where(act, lr.view(shape) * upd, torch.zeros_like(upd)))
-
-
 def _as_member_tensor(name: str, value, M: int, dtype, device, integer: bool = False) -> Tensor:
     t = torch.as_tensor(value, dtype=torch.long if integer else torch.float64).flatten()
     if t.numel() == 1:
@@ -259,6 +243,7 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
     active = torch.ones(M, dtype=torch.bool, device=device)
+    step_count = torch.zeros(M, dtype=torch.long, device=device)
     div_step = torch.full((M,), -1, dtype=torch.long, device=device)
     losses = torch.full((M, steps), float("nan"), dtype=dtype, device=device)
     first = torch.zeros(M, dtype=dtype, device=device)
@@ -291,7 +276,8 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
                 act = active.view((-1,) + (1,) * (p.ndim - 1))
                 p.copy_(torch.where(act, p, q))
                 q.copy_(p)
-            adam_step(params, grads, m1, m2, cosine_lr(peak, s, steps, lr_min), s + 1, active, betas, eps)
+            adam_update(params, grads, m1, m2, lr=cosine_lr(peak, s, steps, lr_min), steps=step_count.fill_(s + 1),
+                        mask=active, betas=betas, eps=eps)
 
     with torch.no_grad():
         final = losses[:, steps - final_window:].mean(-1)

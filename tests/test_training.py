@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
+from floss_utils.batched_adam import adam_update
 from floss_utils.models import LRU, ComplexDiagonalRNN, DenseRNN
 from floss_utils.teacher import make_teacher
 from floss_utils.training import (
-    adam_step,
     best_learning_rates,
     cosine_lr,
     expected_loss,
@@ -82,7 +82,7 @@ def test_expected_loss_is_mean_of_batch_losses():
     assert torch.allclose(mc, expected_loss(g), rtol=0.02)
 
 
-def test_adam_step_matches_torch_adam():
+def test_adam_update_matches_torch_adam():
     # Reference: torch.optim.Adam (same conventions: eps outside the square root), one member
     # per learning rate; 20 steps with the same gradients.
     p = torch.randn(3, 4, generator=gen(9), dtype=F64)
@@ -92,7 +92,7 @@ def test_adam_step_matches_torch_adam():
     ours, m, v = p.clone(), torch.zeros_like(p), torch.zeros_like(p)
     for step in range(1, 21):
         grad = torch.randn(3, 4, generator=gen(100 + step), dtype=F64)
-        adam_step([ours], [grad], [m], [v], lrs, step, torch.ones(3, dtype=torch.bool))
+        adam_update([ours], [grad], [m], [v], lr=lrs, steps=torch.full((3,), step), mask=torch.ones(3, dtype=torch.bool))
         for i in range(3):
             refs[i].grad = grad[i].clone()
             opts[i].step()
