@@ -103,7 +103,7 @@ CHAPTERS: list[Chapter] = [
                                {"smoke": 0.99, "book": 0.99, "paper": 0.99}),
         adam_hidden=Param("int", "hidden units of the students trained with Adam", {"smoke": 8, "book": 64, "paper": 64}),
         adam_seeds=Param("int", "student seeds per architecture in the Adam runs", {"smoke": 1, "book": 2, "paper": 1}),
-        adam_steps=Param("int", "Adam steps before the effective learning rates are read", {"smoke": 100, "book": 2000, "paper": 10000}),
+        adam_steps=Param("int", "Adam steps before the effective learning rates are read", {"smoke": 100, "book": 6000, "paper": 10000}),
         adam_batch=Param("int", "batch size of the Adam runs", {"smoke": 16, "book": 64, "paper": 128}),
         adam_lr=Param("float", "Adam's constant learning rate", {"smoke": 1e-3, "book": 1e-3, "paper": 1e-3}),
     ),
