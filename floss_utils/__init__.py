@@ -15,8 +15,9 @@ Part II — The curse of memory
     inputs              AR(1), i.i.d. and paper-fitted-autocorrelation input sequences
     signal_propagation  Monte Carlo of linear recurrences and their sensitivities
     teacher_student_1d  parametrizations of lambda, Hessians by autograd, learning the angle with Adam
-    models              member-batched students: dense / block-diagonal RNN, complex diagonal, LRU; scans
+    models              member-batched students: dense / block-diagonal RNN, complex diagonal, LRU
     dense_scan          the dense students' time-domain recurrence with a hand-written backward (BPTT)
+    scans               diagonal linear recurrences, all steps at once: chunked and Toeplitz scans
     teacher             the teacher linear RNN from an explicit seed
     training            batched ensemble training (per-member Adam, schedules, divergence detection)
     teacher_student     grids of teacher-student runs (one program per architecture)

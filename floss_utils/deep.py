@@ -12,7 +12,7 @@ so a whole memory sweep is one tensor program)::
   ``h_t = lambda h_{t-1} + B u_t``, ``lambda`` learned as real and imaginary parts;
   ``"lru"`` - the LRU, ``lambda = exp(-exp(nu_log) + i exp(theta_log))``, input scaled by
   ``gamma = exp(gamma_log)`` (initialized to ``sqrt(1 - |lambda|^2)``); both output
-  ``y = Re(C h) + D * u`` and both run on :func:`floss_utils.models.diagonal_scan`; ``"gru"`` -
+  ``y = Re(C h) + D * u`` and both run on :func:`floss_utils.scans.diagonal_scan`; ``"gru"`` -
   a GRU (flax's ``GRUCell`` convention, ``h_t = (1 - z) n + z h_{t-1}``) with **chrono
   initialization**: update-gate bias ``b_z = log U[T_min, T_max]``, so ``z ~ T/(1+T)`` keeps the
   state for ~``T`` steps (Tallec & Ollivier 2018).
@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .inputs import fitted_autocorrelation_inputs
-from .models import diagonal_scan, ring_init
+from .models import ring_init
+from .scans import diagonal_scan
 
 __all__ = [
     "LAYERS",

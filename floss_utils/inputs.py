@@ -10,7 +10,7 @@
 
 Random numbers are drawn from ``generator`` on the generator's own device and then moved to
 ``device``, so a CPU generator gives the same sequences on every device. The AR(1) filter is a
-chunked parallel scan (:func:`floss_utils.signal_propagation.linear_scan`).
+chunked parallel scan (:func:`floss_utils.scans.linear_scan`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def ar1_inputs(
     Returns:
         ``x`` with ``E[x_t x_{t+Delta}] = rho^|Delta|``.
     """
-    from .signal_propagation import linear_scan  # the AR(1) filter is a linear scan
+    from .scans import linear_scan  # the AR(1) filter is a linear scan
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

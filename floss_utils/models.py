@@ -22,7 +22,7 @@ Common API (``S`` any student, ``x`` of shape ``(B, T, 1)`` shared by all member
 
 * ``S(x)`` -> ``(M, B, T, 1)``: the outputs, computed in the time domain (dense: one batched
   matrix product per step with drive and readout inside it and a hand-written backward,
-  :mod:`floss_utils.dense_scan`; diagonal: :func:`diagonal_scan`). ``S(x, method="kernel")`` computes
+  :mod:`floss_utils.dense_scan`; diagonal: :func:`floss_utils.scans.diagonal_scan`). ``S(x, method="kernel")`` computes
   the same outputs as a causal convolution with the impulse response (FFT).
 * ``S.kernel(T)`` -> ``(M, T)``: the impulse response ``K_k = C A^k B`` (``Re`` of it for the
   diagonal students), ``k = 0..T-1``, without the feed-through; ``S.feedthrough()`` -> ``(M,)``
@@ -47,8 +47,7 @@ truncated normals for B, C, D; plain normals here); diagonal students: ring init
 ``Re B, Im B ~ N(0, 1/n)``, ``Re C, Im C ~ N(0, 1)``, ``D ~ N(0, 1)``, and
 ``gamma = sqrt(1 - |lambda|^2)`` (stored as ``log gamma`` in the LRU).
 
-Lower-level pieces for other models (deep stacks): :func:`diagonal_scan` (chunked parallel scan),
-:func:`diagonal_recurrence` (the plain loop, the reference), :func:`ring_init`,
+Lower-level pieces for other models (deep stacks): :func:`ring_init`,
 :func:`lambda_from_params`, :func:`params_from_lambda`, :func:`shaped_recurrent_matrix`.
 """
 
@@ -62,6 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from . import dense_scan
+from .scans import diagonal_scan
 
 __all__ = [
     "MAGNITUDES",
@@ -70,8 +70,6 @@ __all__ = [
     "DenseRNN",
     "ComplexDiagonalRNN",
     "LRU",
-    "diagonal_scan",
-    "diagonal_recurrence",
     "causal_convolution",
     "ring_init",
     "lambda_from_params",
@@ -86,109 +84,6 @@ ANGLES = ("raw", "exp", "opt")
 
 def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
-
-
-# ------------------------------------------------------------------------------- the scan
-
-
-def diagonal_recurrence(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
-    """``h_t = lam * h_{t-1} + b_t`` by a plain loop over time (the reference for the scan).
-
-    Args:
-        lam: ``(..., n)``, broadcastable against ``b[..., 0, :]``; real or complex.
-        b: ``(..., T, n)`` drives.
-        h0: optional initial state ``h_{-1}``, broadcastable to ``b[..., 0, :]`` (default 0).
-    Returns:
-        ``(..., T, n)`` states ``h_0 .. h_{T-1}``.
-    """
-    _check_scan_args(lam, b)
-    h = torch.zeros_like(b[..., 0, :]) if h0 is None else h0 + torch.zeros_like(b[..., 0, :])
-    out = []
-    for b_t in b.unbind(-2):  # unbind: one backward node for all steps (indexing b[..., t, :]
-        h = lam * h + b_t     # would allocate a full-size gradient per step)
-        out.append(h)
-    return torch.stack(out, dim=-2)
-
-
-def _check_scan_args(lam: Tensor, b: Tensor) -> None:
-    if not isinstance(lam, Tensor) or not isinstance(b, Tensor):
-        raise TypeError("lam and b must be torch tensors")
-    if b.ndim < 2:
-        raise ValueError(f"b must have shape (..., T, n), got {tuple(b.shape)}")
-    if lam.shape[-1:] != b.shape[-1:] and lam.shape[-1:] != (1,):
-        raise ValueError(f"lam's last axis ({tuple(lam.shape)}) must match b's units ({tuple(b.shape)})")
-
-
-def diagonal_scan(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None, chunk: Optional[int] = None) -> Tensor:
-    """``h_t = lam * h_{t-1} + b_t`` for all ``t`` at once by a chunked scan.
-
-    Time is cut into ``T/L`` chunks of length ``L`` (default ``round(sqrt(T))``). Pass 1 runs
-    the recursion from zero inside **all chunks at once** (``L`` steps on tensors ``T/L`` times
-    larger than one time step); pass 2 carries the chunk-end states across chunks with
-    ``lam^L`` (``T/L`` small steps); the carried state enters chunk position ``j`` as
-    ``lam^(j+1) H``, added in one vectorized operation. ``2 sqrt(T)`` sequential steps instead
-    of ``T`` (each of which also costs an autograd node), no power of ``lam`` is ever inverted,
-    so the result equals :func:`diagonal_recurrence` to round-off for any ``lam`` (tested),
-    real or complex, and it is differentiable.
-
-    When to use which (``benchmarks/bench_scan.py``, one CPU thread, complex64): the chunked
-    scan wins where a time step is a small tensor (overhead-bound: 8 x 64 states, T = 300:
-    1.8x forward + backward; 4 x 32, T = 4096: 5.8x); where a time step is a large tensor the
-    loop is memory-bound and the scan's extra passes cost about 2x (128 x 64 and 16 x 256). So
-    with ``chunk=None`` on a CPU, steps of more than ``2048`` state elements go to
-    :func:`diagonal_recurrence`; on a GPU (launch-bound) the chunked scan is always used. An
-    explicit ``chunk`` always uses the chunked scan.
-
-    Args:
-        lam: ``(..., n)`` broadcastable against ``b[..., 0, :]``; real or complex.
-        b: ``(..., T, n)``.
-        h0: optional initial state (default 0), broadcastable to ``b[..., 0, :]``.
-        chunk: chunk length ``L >= 1`` (``None``: ``round(sqrt(T))``, or the loop, see above).
-    Returns:
-        ``(..., T, n)`` states, same as :func:`diagonal_recurrence`.
-    """
-    _check_scan_args(lam, b)
-    T, n = b.shape[-2], b.shape[-1]
-    if chunk is None:
-        per_step = math.prod(torch.broadcast_shapes(lam.shape[:-1], b.shape[:-2])) * n
-        if b.device.type == "cpu" and per_step > 2048:
-            return diagonal_recurrence(lam, b, h0)
-        chunk = max(1, int(round(math.sqrt(T))))
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-    L = min(chunk, T)
-    dtype = torch.promote_types(lam.dtype, b.dtype)
-    lam, b = lam.to(dtype), b.to(dtype)
-    nc = -(-T // L)
-    pad = nc * L - T
-    if pad:
-        b = torch.cat([b, b.new_zeros(*b.shape[:-2], pad, n)], dim=-2)
-    bc = b.reshape(*b.shape[:-2], nc, L, n)
-    lam_c = lam.unsqueeze(-2)  # broadcasts over the chunk axis
-    # pass 1: every chunk from zero, in parallel over chunks
-    steps = bc.unbind(-2)  # one backward node, not a full-size gradient per step
-    s = steps[0]
-    local = [s]
-    for b_j in steps[1:]:
-        s = lam_c * s + b_j
-        local.append(s)
-    h_loc = torch.stack(local, dim=-2)  # (..., nc, L, n)
-    # powers lam^1 .. lam^L
-    p, powers = lam, [lam]
-    for _ in range(L - 1):
-        p = p * lam
-        powers.append(p)
-    pw = torch.stack(powers, dim=-2)  # (..., L, n)
-    # pass 2: carry chunk-end states across chunks
-    H = torch.zeros_like(h_loc[..., 0, 0, :]) if h0 is None else h0.to(dtype) + torch.zeros_like(h_loc[..., 0, 0, :])
-    carries = [H]
-    ends = h_loc[..., L - 1, :].unbind(-2)  # chunk-end states
-    for c in range(nc - 1):
-        H = p * H + ends[c]
-        carries.append(H)
-    Hprev = torch.stack(carries, dim=-2)  # (..., nc, n): state before each chunk
-    h = h_loc + pw.unsqueeze(-3) * Hprev.unsqueeze(-2)
-    return h.reshape(*h.shape[:-3], nc * L, n)[..., :T, :]
 
 
 def causal_convolution(x: Tensor, kernel: Tensor) -> Tensor:

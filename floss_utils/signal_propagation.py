@@ -3,11 +3,11 @@
 The unit is ``h_t = lambda h_{t-1} + gamma x_t`` (``gamma = 1``, or ``sqrt(1 - |lambda|^2)`` when
 normalized), started at ``h_{-1} = 0``; its sensitivity ``d_t = d h_t / d lambda`` (``gamma`` held
 constant) obeys the forward-mode recursion ``d_t = lambda d_{t-1} + h_{t-1}``. Both are linear
-time-invariant recurrences, computed here by :func:`linear_scan`, a chunked parallel scan:
+time-invariant recurrences, computed by :func:`floss_utils.scans.linear_scan`, a chunked parallel scan:
 inside a chunk of ``K`` steps the recurrence is one matrix product with the lower-triangular
 Toeplitz matrix ``L_ts = a^(t-s)``; only the ``T/K`` chunk boundaries are sequential. The scan is
 exact (no division by ``a``, so ``a = 0`` and complex ``a`` are fine) and is tested against the
-step-by-step loop :func:`linear_scan_loop`.
+step-by-step loop :func:`floss_utils.scans.linear_scan_loop`.
 
 :func:`simulate_moments` runs many ``lambda`` values x many AR(1) correlations ``rho`` x many
 samples as one tensor program, streaming the input block by block (memory ``O(n * block)`` per
@@ -23,92 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .scans import linear_scan
+
 __all__ = [
-    "linear_scan",
-    "linear_scan_loop",
     "MomentEstimate",
     "simulate_moments",
     "simulate_teacher_student_loss",
 ]
-
-
-def _power_matrix(a: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """``(L, p)`` with ``L[..., t, s] = a^(t-s)`` for ``t >= s`` (else 0), shape ``(*a.shape, k, k)``,
-    and ``p[..., t] = a^(t+1)``, shape ``(*a.shape, k)``; powers by cumulative product."""
-    pw = torch.cumprod(a.unsqueeze(-1).expand(*a.shape, k), dim=-1)  # a^1 .. a^k
-    pw0 = torch.cat([torch.ones_like(pw[..., :1]), pw[..., :-1]], dim=-1)  # a^0 .. a^(k-1)
-    idx = torch.arange(k, device=a.device)
-    lag = idx[:, None] - idx[None, :]
-    L = pw0[..., lag.clamp(min=0)] * (lag >= 0)
-    return L, pw
-
-
-def linear_scan(a: Tensor, u: Tensor, h0: Tensor | None = None, *, chunk: int = 16) -> Tensor:
-    """All states of ``h_t = a h_{t-1} + u_t`` (``t = 0..T-1``, ``h_{-1} = h0``, default 0).
-
-    Args:
-        a: the (time-invariant) coefficient, real or complex, broadcastable to ``u.shape[:-1]``.
-            Trailing singleton dimensions of ``a`` are treated as "members sharing the same
-            ``a``", which is what makes the scan a cheap matrix product.
-        u: the drive, shape ``(..., T)`` (time last).
-        h0: initial state broadcastable to the batch shape, or ``None`` for zeros.
-        chunk: steps per parallel chunk ``K`` (the work per step grows like ``K``; the number of
-            sequential iterations is ``T / K``). ``|a| <= 1`` keeps every power bounded.
-    Returns:
-        ``h`` of shape ``(*batch, T)`` with ``batch = broadcast(a.shape, u.shape[:-1])`` and
-        the common dtype of ``a`` and ``u``.
-    """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    if u.dim() < 1:
-        raise ValueError("u must have a time dimension (the last one)")
-    a = torch.as_tensor(a, device=u.device)
-    dtype = torch.promote_types(a.dtype, u.dtype)
-    a, u = a.to(dtype), u.to(dtype)
-    T = u.shape[-1]
-    batch = torch.broadcast_shapes(a.shape, u.shape[:-1])
-    nb = len(batch)
-    a_full = a.reshape((1,) * (nb - a.dim()) + tuple(a.shape))
-    j = 0  # trailing singleton dims of a: members sharing one coefficient
-    while j < nb and a_full.shape[nb - 1 - j] == 1:
-        j += 1
-    lead = nb - j
-    members = math.prod(batch[lead:])
-    a_g = a_full.reshape(a_full.shape[:lead])  # (*group,)
-    u_full = u.reshape((1,) * (nb - (u.dim() - 1)) + tuple(u.shape))
-    u_full = u_full.expand(*u_full.shape[:lead], *batch[lead:], T)
-    u_g = u_full.reshape(*u_full.shape[:lead], members, T)  # (*u_group, M, T)
-    h_prev = torch.zeros(torch.broadcast_shapes(a_g.shape, u_g.shape[:-2]) + (members,), dtype=dtype, device=u.device)
-    if h0 is not None:
-        h0 = torch.as_tensor(h0, dtype=dtype, device=u.device).expand(batch)
-        h_prev = h_prev + h0.reshape(*batch[:lead], members)
-    out = []
-    L_full, p_full = _power_matrix(a_g, min(chunk, T))
-    for start in range(0, T, chunk):
-        k = min(chunk, T - start)
-        L, p = (L_full, p_full) if k == L_full.shape[-1] else _power_matrix(a_g, k)
-        y = torch.matmul(u_g[..., start:start + k], L.transpose(-1, -2))  # (..., M, k)
-        y = y + p.unsqueeze(-2) * h_prev.unsqueeze(-1)
-        out.append(y)
-        h_prev = y[..., -1]
-    h = torch.cat(out, dim=-1)
-    return h.reshape(*batch, T)
-
-
-def linear_scan_loop(a: Tensor, u: Tensor, h0: Tensor | None = None) -> Tensor:
-    """Reference implementation of :func:`linear_scan`: one Python step per time step."""
-    a = torch.as_tensor(a, device=u.device)
-    dtype = torch.promote_types(a.dtype, u.dtype)
-    a, u = a.to(dtype), u.to(dtype)
-    batch = torch.broadcast_shapes(a.shape, u.shape[:-1])
-    h = torch.zeros(batch, dtype=dtype, device=u.device)
-    if h0 is not None:
-        h = h + torch.as_tensor(h0, dtype=dtype, device=u.device)
-    out = []
-    for t in range(u.shape[-1]):
-        h = a * h + u[..., t]
-        out.append(h)
-    return torch.stack(out, dim=-1)
 
 
 @dataclass

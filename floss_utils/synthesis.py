@@ -41,7 +41,8 @@ from .batched_adam import BatchedAdam
 from .dynamics import LinearMap
 from .flossing import flossing_loss
 from .lyapunov import lyapunov_spectrum
-from .models import diagonal_scan, lambda_from_params, params_from_lambda
+from .models import lambda_from_params, params_from_lambda
+from .scans import diagonal_scan
 from .networks import GFNetwork, seeded_generator
 
 __all__ = [

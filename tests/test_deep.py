@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from floss_utils import deep
-from floss_utils.models import diagonal_recurrence
+from floss_utils.scans import diagonal_recurrence
 
 F64 = torch.float64
 MEMORIES = [1.0, 10**0.5, 10.0, 10**1.5, 100.0]

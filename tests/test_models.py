@@ -16,13 +16,12 @@ from floss_utils.models import (
     ComplexDiagonalRNN,
     DenseRNN,
     causal_convolution,
-    diagonal_recurrence,
-    diagonal_scan,
     lambda_from_params,
     params_from_lambda,
     ring_init,
     shaped_recurrent_matrix,
 )
+from floss_utils.scans import diagonal_recurrence, diagonal_scan
 
 F64 = torch.float64
 

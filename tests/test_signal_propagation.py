@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from floss_utils.signal_propagation import linear_scan, linear_scan_loop, simulate_moments
+from floss_utils.scans import linear_scan, linear_scan_loop
+from floss_utils.signal_propagation import simulate_moments
 
 F64 = torch.float64
 
