@@ -58,6 +58,8 @@ __all__ = [
     "FLOSS_BITS",
     "FLOSS_BASIS",
     "evaluate_exponents",
+    "FlossingComparison",
+    "compare_before_after_flossing",
 ]
 
 # generator purposes for flossing inputs and initial bases (see floss_utils.tasks for 0-2)
@@ -422,3 +424,37 @@ def evaluate_exponents(net: GFNetwork, seeds: Sequence[int], *, steps: int, k: i
     bits = _bits([(int(s), SPECTRUM_BITS, key) for s in seeds], steps, dt, net.device)
     q0 = _random_bases([(int(s), SPECTRUM_BITS, key, 1) for s in seeds], net.n_units, k, dt, net.device)
     return network_exponents(net.clone().to(dt), bits, k=k, transient=transient, q0=q0, reorth=reorth)
+
+
+@dataclass
+class FlossingComparison:
+    """Outcome of :func:`compare_before_after_flossing`: exponents ``(M, k)`` and the probe's
+    value (whatever ``probe(net)`` returned, ``None`` without a probe) before and after."""
+
+    exponents_before: Tensor
+    exponents_after: Tensor
+    probe_before: object = None
+    probe_after: object = None
+
+
+def compare_before_after_flossing(net: GFNetwork, seeds: Sequence[int], config: "FlossingConfig", steps: int, *,
+                                  exponent_steps: int, probe: Optional[Callable[[GFNetwork], object]] = None
+                                  ) -> FlossingComparison:
+    """Flosses ``net`` **in place** for ``steps`` steps of :class:`Flosser` and reports what changed.
+
+    Before and after: the first ``config.k`` exponents of every member by
+    :func:`evaluate_exponents` (a fresh trajectory of ``exponent_steps`` steps, the same bits
+    both times) and ``probe(net)`` if given (e.g. the gates of a gated cell,
+    :func:`floss_utils.cells.gate_values`). Works for any member-batched network the
+    :class:`Flosser` accepts (GF networks, GRU and LSTM networks).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    probe_before = probe(net) if probe is not None else None
+    e_before = evaluate_exponents(net, seeds, steps=exponent_steps, k=config.k)
+    flosser = Flosser(net, config, seeds)
+    for _ in range(steps):
+        flosser.step()
+    probe_after = probe(net) if probe is not None else None
+    e_after = evaluate_exponents(net, seeds, steps=exponent_steps, k=config.k)
+    return FlossingComparison(e_before, e_after, probe_before, probe_after)

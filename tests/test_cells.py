@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from floss_utils.cells import GATE_NAMES, CellNetwork, cell_step, gate_values, init_cell_networks
-from floss_utils.flossing import FlossingConfig, Flosser, flossing_loss, network_exponents
+from floss_utils.flossing import (FlossingConfig, Flosser, compare_before_after_flossing, evaluate_exponents,
+                                  flossing_loss, network_exponents)
 from floss_utils.lyapunov import lyapunov_spectrum
 from floss_utils.flossing_training import Member, TrainConfig, schedule, train
 from floss_utils.tasks import copy_task, xor_task
@@ -208,3 +209,23 @@ def test_gate_values_are_the_memory_jacobian_without_coupling(kind):
         x = net.step(x, s[t])
     for g in gates.values():
         assert g.shape == (4, 2, 3, 5) and bool(((g > 0) & (g < 1)).all())
+
+
+def test_compare_before_after_flossing_reports_the_flossed_change():
+    # The comparison flosses in place and measures before and after on the same bits: its
+    # "before" equals a measurement of an untouched copy, its "after" one of the flossed network,
+    # flossing toward 0 shrinks the squared exponents, and the probe sees the gate move.
+    seeds = [0, 1]
+    net = init_cell_networks("gru", seeds, 6, 2)
+    untouched = net.clone()
+    s = torch.randint(0, 2, (30, 2, 2), generator=torch.Generator().manual_seed(3)).double() * 2 - 1
+    cfg = FlossingConfig(k=4, steps=30, lr=0.05)
+    cmp = compare_before_after_flossing(net, seeds, cfg, 40, exponent_steps=120,
+                                        probe=lambda n: gate_values(n, s)["z"].mean())
+    torch.testing.assert_close(cmp.exponents_before, evaluate_exponents(untouched, seeds, steps=120, k=4))
+    torch.testing.assert_close(cmp.exponents_after, evaluate_exponents(net, seeds, steps=120, k=4))
+    assert bool((flossing_loss(cmp.exponents_after) < flossing_loss(cmp.exponents_before)).all())
+    assert float(cmp.probe_before) == float(gate_values(untouched, s)["z"].mean())
+    assert float(cmp.probe_after) != float(cmp.probe_before)
+    with pytest.raises(ValueError, match="steps"):
+        compare_before_after_flossing(net, seeds, cfg, -1, exponent_steps=10)
