@@ -171,6 +171,9 @@ class _DenseScan(torch.autograd.Function):
     def backward(ctx, gy: Tensor):
         W, u = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+            if ctx.states is not None:  # not needed: reference_scan recomputes what it needs
+                ctx.workspace.give_back(ctx.states)
+                ctx.states = None
             return _double_backward_grads(W, u, gy)
         H = ctx.states
         if H is None:  # a second backward (retain_graph=True): the buffer went back; recompute
