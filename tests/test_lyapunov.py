@@ -222,8 +222,13 @@ def test_cholesky_qr_step_backward_is_the_qr_derivative():
 
 
 def test_cholesky_qr_matches_lapack_householder_qr():
-    # For a well-conditioned batch (cond ~ 10), the factorizations agree to ~u cond^2: 1e-12.
+    # For a well-conditioned batch (Gaussian 80 x 75: cond <= ~100), the factorizations agree
+    # to ~u cond^2 (1e-12). Orthogonality: one pass loses ~u cond^2 (Cholesky QR's known bound;
+    # measured 2e-13 here, the exact value depends on the BLAS kernel the CPU selects), a
+    # second pass restores it to ~n u (measured 1e-15).
     A = torch.randn(16, 80, 75, dtype=F64, generator=gen(33))
+    u_cond2 = torch.finfo(F64).eps * float(torch.linalg.cond(A).max()) ** 2
+    assert u_cond2 < 5e-12
     Qh, Rh = torch.linalg.qr(A)
     sign = torch.sign(torch.diagonal(Rh, dim1=-2, dim2=-1))
     Qh, Rh = Qh * sign.unsqueeze(-2), Rh * sign.unsqueeze(-1)
@@ -233,7 +238,7 @@ def test_cholesky_qr_matches_lapack_householder_qr():
         assert (Q - Qh).abs().max() < 1e-12
         assert (logdiag - torch.log(torch.diagonal(Rh, dim1=-2, dim2=-1))).abs().max() < 1e-12
         eye = torch.eye(75, dtype=F64)
-        assert (Q.mT @ Q - eye).abs().max() < 1e-13
+        assert (Q.mT @ Q - eye).abs().max() < (u_cond2 if passes == 1 else 1e-14)
 
 
 def test_cholesky_qr_spectrum_matches_lapack_on_flossing_case():
