@@ -12,8 +12,10 @@ export TQDM_DISABLE := 1
 # The chapter notebooks are exactly the .ipynb files listed in _toc.yml.
 CHAPTERS = $(shell sed -n 's/^ *- *file: *\(book\/[^ #]*\).*/\1/p' _toc.yml | while read -r f; do [ -f "$$f.ipynb" ] && echo "$$f.ipynb"; done)
 
+# tests/nbval_machine.py: outputs compared exactly on the machine that executed the notebook
+# (its `executed_on` stamp), with numbers masked on any other (floss_utils/reproducibility.py).
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=1800 \
-               --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+               --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_machine -p no:cacheprovider
 
 .PHONY: help venv test unit nbval book execute student clean
 
@@ -59,11 +61,13 @@ book: venv
 	@echo "Open _build/html/index.html"
 
 # Re-execute each chapter in place at its committed (book) scale, keeping the parameters cell
-# (nbclient's `jupyter execute`, run from the notebook's folder like nbval).
+# (nbclient's `jupyter execute`, run from the notebook's folder like nbval), and stamp it with
+# this machine's fingerprint (floss_utils/reproducibility.py).
 execute: venv
 	@for nb in $(CHAPTERS); do \
 	  echo "== executing $$nb"; start=$$(date +%s); \
 	  $(BIN)/jupyter execute --inplace --timeout=1800 --kernel_name=python3 "$$nb"; \
+	  $(BIN)/python -m floss_utils.reproducibility stamp "$$nb"; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
 
