@@ -20,9 +20,7 @@ from floss_utils.reproducibility import NUMBER_MASKS, machine_fingerprint, noteb
 _MODES: dict[str, str] = {}  # notebook path -> "exact" or "numbers masked (...)"
 
 
-def _describe(fp: dict | None) -> str:
-    if not fp:
-        return "no stamp"
+def _describe(fp: dict) -> str:
     return f"{fp.get('cpu')} ({fp.get('arch')}, {fp.get('cpu_capability')}, torch {fp.get('torch')}, " \
            f"{fp.get('threads')} threads{', ' + fp['accelerator'] if fp.get('accelerator') else ''})"
 
@@ -62,7 +60,8 @@ def pytest_collection_modifyitems(session, config, items):
         if same_machine(stamp, here):
             _MODES[name] = "exact"
         else:
-            _MODES[name] = f"numbers masked (executed on {_describe(stamp)})"
+            why = f"executed on {_describe(stamp)}" if stamp else "the notebook records no machine"
+            _MODES[name] = f"numbers masked ({why})"
             _mask_on_setup(nb_file)
 
 

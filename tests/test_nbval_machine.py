@@ -109,3 +109,4 @@ def test_plugin_compares_exactly_here_and_masked_elsewhere(tmp_path):
     assert got == [expected for _, _, expected in cases.values()], f"{list(zip(cases, got))}\n{out[-3000:]}"
     assert "nbval outputs compared exactly for notebooks executed on this machine" in out
     assert "numbers masked (executed on Some Other CPU" in out
+    assert "numbers masked (the notebook records no machine)" in out
