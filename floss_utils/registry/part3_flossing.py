@@ -7,6 +7,9 @@ with N), takes 300 flossing steps at lr 3e-3 and a QR every 3 steps (same expone
 to round-off, see ``FlossingConfig.ons``) to fit 2 CPU cores in under two minutes.
 """
 
+from dataclasses import replace
+from typing import Any, Optional
+
 from .base import Chapter, Param, chapter
 
 
@@ -28,15 +31,16 @@ def _flossing_params() -> dict[str, Param]:
     )
 
 
-def _schedule_params() -> dict[str, Param]:
-    """Parameters shared by chapters 10 and 11 (task training with flossing schedules).
+def _schedule_params(smoke: Optional[dict[str, Any]] = None) -> dict[str, Param]:
+    """Parameters shared by chapters 10 and 11 (task training with flossing schedules);
+    ``smoke`` replaces the ``smoke`` presets of the named ones (a chapter's own smoke budget).
 
     ``book`` shrinks GF's protocol to fit 2 CPU cores: N = 32 (paper 80), T = 64 (300),
     400 epochs (3001), E_p = 200 (500), E_i = 100 (500) every E_f = 50 (100) epochs, k = 30 of 32
     flossed (75 of 80), flossing lr 3e-3 (1e-3), 3 seeds (4); task training itself is GF's
     (B = 16, Adam lr 1e-3, per-tensor clipping at 0.03).
     """
-    return dict(
+    params = dict(
         n_units=Param("int", "network size N", {"smoke": 12, "book": 32, "paper": 80}),
         seq_len=Param("int", "T: steps per training sequence", {"smoke": 40, "book": 64, "paper": 300}),
         batch_size=Param("int", "B: sequences per batch", {"smoke": 8, "book": 16, "paper": 16}),
@@ -53,6 +57,9 @@ def _schedule_params() -> dict[str, Param]:
         eval_every=Param("int", "epochs between held-out accuracy evaluations", {"smoke": 5, "book": 10, "paper": 10}),
         success_threshold=Param("float", "held-out accuracy that counts as success", default=0.95),
     )
+    for name, value in (smoke or {}).items():
+        params[name] = replace(params[name], presets={**params[name].presets, "smoke": value})
+    return params
 
 
 CHAPTERS: list[Chapter] = [
@@ -100,7 +107,8 @@ CHAPTERS: list[Chapter] = [
         "Jacobian-vector products) and across tasks of variable temporal complexity (XOR order h "
         "and delay d), and how many exponents must be flossed as complexity grows",
         {"smoke": 0.4, "book": 4.0, "paper": 180.0},
-        **_schedule_params(),
+        # smoke: fewer flossing steps, so that the gated cells' JVP flossing fits the smoke budget
+        **_schedule_params(smoke={"pre_steps": 10, "inter_steps": 5}),
         complexity_orders=Param("list[int]", "XOR orders h of the tanh-network tasks (0: delayed copy)",
                                 {"smoke": [0, 1], "book": [0, 1, 2], "paper": [0, 1, 2]}),
         complexity_lag=Param("int", "largest lag 2^h d shared by those tasks (steps; the delay is lag / 2^h)",
@@ -109,7 +117,7 @@ CHAPTERS: list[Chapter] = [
                            {"smoke": [0, 10], "book": [0, 1, 4, 16, 30], "paper": [0, 1, 4, 16, 32, 75]}),
         gru_units=Param("int", "GRU hidden units N (state dimension N)", {"smoke": 6, "book": 16, "paper": 80}),
         lstm_units=Param("int", "LSTM hidden units N (state (h, c), dimension 2N)", {"smoke": 4, "book": 12, "paper": 40}),
-        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 20, "book": 300, "paper": 3001}),
+        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 10, "book": 300, "paper": 3001}),
         cell_lr=Param("float", "Adam learning rate of the gated networks' task training",
                       {"smoke": 0.01, "book": 0.01, "paper": 0.001}),
         cell_copy_delays=Param("list[int]", "delays d of the delayed-copy task for the gated networks",
