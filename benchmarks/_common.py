@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from floss_utils.reproducibility import cpu_model  # stdlib only at import: safe before pin_threads
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -90,15 +92,7 @@ def load_average() -> str:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 def git_commit() -> str:

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["STAMP_KEY", "machine_fingerprint", "notebook_stamp", "stamp_notebook", "same_machine",
+__all__ = ["STAMP_KEY", "cpu_model", "machine_fingerprint", "notebook_stamp", "stamp_notebook", "same_machine",
            "NUMBER_MASKS", "mask_numbers"]
 
 STAMP_KEY = "floss_utils"  # notebook metadata key; the stamp is metadata[STAMP_KEY]["executed_on"]
@@ -39,7 +39,8 @@ STAMP_KEY = "floss_utils"  # notebook metadata key; the stamp is metadata[STAMP_
 _DECIDING = ("arch", "cpu", "os", "torch", "cpu_capability", "threads", "accelerator")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -58,7 +59,7 @@ def machine_fingerprint() -> dict[str, Any]:
     accel = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "arch": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "os": platform.system(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
