@@ -52,6 +52,15 @@ def chapter_notebooks() -> list[Path]:
     ]
 
 
+def registry_notebook(chapter_id: str) -> Path:
+    """The notebook the chapter registry names for ``chapter_id``, which must exist."""
+    from floss_utils.chapters import CHAPTERS
+
+    path = REPO_ROOT / CHAPTERS[chapter_id].notebook
+    assert path.exists(), f"the registry names {CHAPTERS[chapter_id].notebook} for {chapter_id}, which does not exist"
+    return path
+
+
 def chapter_params() -> list[pytest.param]:
     """``chapter_notebooks()`` as pytest parameters with readable ids (the file stem)."""
     return [pytest.param(nb, id=nb.stem) for nb in chapter_notebooks()]

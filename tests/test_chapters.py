@@ -33,7 +33,7 @@ from floss_utils.chapters import (
     write_table,
 )
 
-from conftest import REPO_ROOT
+from conftest import registry_notebook
 
 CH1 = "01_lyapunov_spectra"
 SPEC1 = CHAPTERS[CH1].params
@@ -379,9 +379,7 @@ def _parameters_cell(nb_path) -> str:
 @pytest.mark.parametrize("chapter_id", list(CHAPTERS))
 def test_notebook_parameters_cell_matches_registry(chapter_id):
     chapter = CHAPTERS[chapter_id]
-    nb_path = REPO_ROOT / chapter.notebook
-    if not nb_path.exists():
-        pytest.skip(f"{chapter.notebook} not written yet")
+    nb_path = registry_notebook(chapter_id)
     source = _parameters_cell(nb_path)
     tree = ast.parse(source)
     literals: dict[str, object] = {}
@@ -423,9 +421,7 @@ def test_papermill_reads_every_parameter(chapter_id, caplog):
     import papermill
 
     chapter = CHAPTERS[chapter_id]
-    nb_path = REPO_ROOT / chapter.notebook
-    if not nb_path.exists():
-        pytest.skip(f"{chapter.notebook} not written yet")
+    nb_path = registry_notebook(chapter_id)
     with caplog.at_level("WARNING", logger="papermill"):
         found = papermill.inspect_notebook(str(nb_path))
     assert list(found) == list(chapter.params), f"papermill reads {sorted(set(chapter.params) - set(found))} wrong"

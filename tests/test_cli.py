@@ -28,7 +28,7 @@ from floss_utils.cli import main
 from floss_utils.registry import CHAPTERS, SCALES, Param, chapter
 from floss_utils.runner import Book
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, registry_notebook
 from tiny_book import BOOK, TINY, TINY_ROOT
 
 SUBCOMMANDS = ("list", "params", "run", "sweep", "build")
@@ -107,9 +107,7 @@ def _cell_comments(nb_path: Path) -> dict[str, tuple[object, str]]:
 @pytest.mark.parametrize("chapter_id", list(CHAPTERS))
 def test_params_agrees_with_registry_and_parameters_cell(chapter_id, capsys):
     spec = CHAPTERS[chapter_id]
-    nb_path = REPO_ROOT / spec.notebook
-    if not nb_path.exists():
-        pytest.skip(f"{spec.notebook} not written yet")
+    nb_path = registry_notebook(chapter_id)
     assert main(["params", chapter_id, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["problems"] == []

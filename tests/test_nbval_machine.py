@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import xml.etree.ElementTree as ET
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Optional
 
 import nbformat
 import pytest
@@ -20,7 +21,7 @@ import pytest
 from floss_utils.reproducibility import (machine_fingerprint, mask_numbers, notebook_stamp, same_machine,
                                          stamp_notebook)
 
-from conftest import BOOK_DIR, REPO_ROOT, chapter_notebooks
+from conftest import REPO_ROOT, chapter_notebooks
 
 OTHER_MACHINE = {"arch": "x86_64", "cpu": "Some Other CPU", "os": "Linux", "torch": "0.0", "cpu_capability": "DEFAULT",
                  "threads": 1, "accelerator": None}
@@ -68,14 +69,14 @@ def test_committed_chapters_record_their_machine(path: Path):
     assert {"cpu", "torch", "threads", "cpu_capability"} <= set(stamp)
 
 
-def _notebook(path: Path, source: str, stored: str, stamp: dict) -> None:
+def _notebook(path: Path, source: str, stored: str, stamp: Optional[dict]) -> None:
+    """A one-cell notebook whose stored stdout is ``stored``, stamped with ``stamp`` (or not)."""
     cell = nbformat.v4.new_code_cell(source, execution_count=1,
                                      outputs=[nbformat.v4.new_output("stream", name="stdout", text=stored)])
-    nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3",
-                                                                                    "display_name": "Python 3",
-                                                                                    "language": "python"}}),
-                   str(path))
-    stamp_notebook(path, stamp)
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": kernel}), str(path))
+    if stamp is not None:
+        stamp_notebook(path, stamp)
 
 
 @pytest.mark.slow
@@ -90,12 +91,8 @@ def test_plugin_compares_exactly_here_and_masked_elsewhere(tmp_path):
         "same_here": ("error 1.414, 3 runs\n", here, "passed"),
     }
     for name, (stored, stamp, _) in cases.items():
-        _notebook(tmp_path / f"{name}.ipynb", src, stored, stamp or {})
-        if stamp is None:
-            nb = nbformat.read(str(tmp_path / f"{name}.ipynb"), as_version=4)
-            del nb.metadata["floss_utils"]
-            nbformat.write(nb, str(tmp_path / f"{name}.ipynb"))
-    report = tmp_path / "report.json"
+        _notebook(tmp_path / f"{name}.ipynb", src, stored, stamp)
+    report = tmp_path / "report.xml"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "tests.nbval_machine",
          "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider", "-rA",
