@@ -40,6 +40,7 @@ The book itself
     runner, cli         the ``floss`` command: list, params, run, sweep (local or Dask), build
     student             the student edition (solutions removed)
     plotting            the shared figure theme
+    reproducibility     the machine stamp of executed notebooks; number masks for nbval elsewhere
 """
 
 __version__ = "0.1.0"
