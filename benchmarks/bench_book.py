@@ -123,6 +123,9 @@ def main() -> None:
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}",
         f"- load average (1, 5, 15 min) at start: {load_start}; at end: {_common.load_average()}",
     ]
+    totals = {sc: sum(float(row[3]) for row in table.values() if row[1] == sc) for sc in ("smoke", "book")}
+    meta.append("- total wall time, every chapter one after another: "
+                + ", ".join(f"{sc} {t:.0f} s" for sc, t in totals.items() if t))
     if a.append:
         meta.append("- with `--append`: rows not rerun by this command were kept from an earlier run "
                     "(same script; each row records the load it ran under)")
