@@ -13,7 +13,7 @@ export TQDM_DISABLE := 1
 CHAPTERS = $(shell sed -n 's/^ *- *file: *\(book\/[^ #]*\).*/\1/p' _toc.yml | while read -r f; do [ -f "$$f.ipynb" ] && echo "$$f.ipynb"; done)
 
 # tests/nbval_machine.py: outputs compared exactly on the machine that executed the notebook
-# (its `executed_on` stamp), with numbers masked on any other (floss_utils/reproducibility.py).
+# (its `executed_on` stamp), with numbers masked on any other (floss_utils/book/reproducibility.py).
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=1800 \
                --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_machine -p no:cacheprovider
 
@@ -62,18 +62,18 @@ book: venv
 
 # Re-execute each chapter in place at its committed (book) scale, keeping the parameters cell
 # (nbclient's `jupyter execute`, run from the notebook's folder like nbval), and stamp it with
-# this machine's fingerprint (floss_utils/reproducibility.py).
+# this machine's fingerprint (floss_utils/book/reproducibility.py).
 execute: venv
 	@for nb in $(CHAPTERS); do \
 	  echo "== executing $$nb"; start=$$(date +%s); \
 	  $(BIN)/jupyter execute --inplace --timeout=1800 --kernel_name=python3 "$$nb"; \
-	  $(BIN)/python -m floss_utils.reproducibility stamp "$$nb"; \
+	  $(BIN)/python -m floss_utils.book.reproducibility stamp "$$nb"; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
 
 # The student edition: every chapter with its exercise solutions removed.
 student: venv
-	$(BIN)/python -c "import sys; from floss_utils.student import write_student_edition as w; \
+	$(BIN)/python -c "import sys; from floss_utils.book.student import write_student_edition as w; \
 	  print('\n'.join(map(str, w(sys.argv[1:], '_build/student'))))" $(CHAPTERS)
 
 clean:

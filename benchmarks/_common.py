@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from floss_utils.reproducibility import cpu_model  # stdlib only at import: safe before pin_threads
+from floss_utils.book.reproducibility import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

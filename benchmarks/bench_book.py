@@ -40,7 +40,7 @@ BUDGET = {"smoke": 20.0, "book": 120.0}
 
 
 def chapters(selected: list[str] | None) -> list[str]:
-    from floss_utils.registry import CHAPTERS
+    from floss_utils.book.registry import CHAPTERS
     ids = [cid for cid in CHAPTERS if (ROOT / "book" / f"{cid}.ipynb").exists()]
     if selected:
         ids = [cid for cid in ids if any(cid.startswith(s) for s in selected)]

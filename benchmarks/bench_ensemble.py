@@ -11,7 +11,7 @@ The issue's setting: 50 members (10 seeds x 5 learning rates) at hidden 64, T = 
    Adam) against the floor set by its matrix products timed alone (per time step: ``A h``
    forward; ``A^T dh`` and ``dh h^T`` backward; 3 T batched products of the same sizes, on the
    same data every step, so from cache). Goal: >= 70 % of the floor's speed. ``S(x)`` runs
-   :mod:`floss_utils.dense_scan`: drive and readout ride inside one product per step with the
+   :mod:`floss_utils.curse_of_memory.dense_recurrence`: drive and readout ride inside one product per step with the
    augmented matrix ``[[A, B], [C^T A, C.B]]``, the backward is written by hand (one product
    and one accumulation per step), the states live in a reused buffer laid out for the BLAS
    path of ``torch.bmm`` (contiguous output blocks). For comparison, the same step by autograd
@@ -19,7 +19,7 @@ The issue's setting: 50 members (10 seeds x 5 learning rates) at hidden 64, T = 
    per-step operations), which the profiler showed spending as long on those thin operations
    and autograd's accumulations as on the products.
 3. Dense students as ``train_ensemble`` trains them (the exact batch loss as a quadratic form in
-   the impulse response, see ``floss_utils.training``): speed-up over the time-domain step, and
+   the impulse response, see ``floss_utils.curse_of_memory.student_training``): speed-up over the time-domain step, and
    over the time-domain floor of item 2; and its speed against the floor of *its own* matrix
    products timed alone (the doubling products of the impulse response ``K_k = C A^k B`` and
    their backward products, 3 per forward product, plus the data's Gram or FFT products).
@@ -38,10 +38,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-from floss_utils.models import LRU, DenseRNN
-from floss_utils.teacher import make_teacher
-from floss_utils.batched_adam import adam_update
-from floss_utils.training import train_ensemble
+from floss_utils.curse_of_memory.students import LRU, DenseRNN
+from floss_utils.curse_of_memory.teacher import make_teacher
+from floss_utils.optim import adam_update
+from floss_utils.curse_of_memory.student_training import train_ensemble
 
 M, N, T, B = 50, 64, 300, 128
 SEEDS = [s for _ in range(5) for s in range(10)]
@@ -72,7 +72,7 @@ def lru_batched_vs_loop(steps: int, dtype) -> tuple[float, float]:
 
 def dense_time_domain(repeats: int, dtype) -> dict[str, float]:
     """Median times (s) of one time-domain training step, by the book's path (``S(x)``: the
-    augmented-matrix scan with its hand-written backward, :mod:`floss_utils.dense_scan`) and by
+    augmented-matrix scan with its hand-written backward, :mod:`floss_utils.curse_of_memory.dense_recurrence`) and by
     autograd through the plain per-step loop (``DenseRNN._run``), and of the floor: the step's
     3 T batched products alone. Timed in turn within each repeat (``interleaved_medians``)."""
     teacher = make_teacher(0, 0.99, dtype=dtype)

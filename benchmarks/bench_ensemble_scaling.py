@@ -9,11 +9,11 @@ the throughput saturates. The table shows per M: time per step, throughput, thro
 M = 1 (the batching speed-up) and the efficiency ``speed-up / M`` (1 = every member as cheap as
 the first one; the knee is where it falls below ~0.5), plus the peak resident memory.
 
-1. Teacher-student (Part II, ``floss_utils.training.train_ensemble``): LRU students, hidden 64,
+1. Teacher-student (Part II, ``floss_utils.curse_of_memory.student_training.train_ensemble``): LRU students, hidden 64,
    T = 300, batch 128, one data stream per member, Adam with per-member cosine schedule.
-2. Gradient flossing (Part III, ``floss_utils.flossing.Flosser``): GF networks N = 80, one
+2. Gradient flossing (Part III, ``floss_utils.flossing.flosser.Flosser``): GF networks N = 80, one
    flossing step = 55-step trajectory, k = 75 exponents, backward through every QR, Adam.
-3. Task training (Part III, ``floss_utils.flossing_training.train``): GF networks on XOR,
+3. Task training (Part III, ``floss_utils.flossing.trainer.train``): GF networks on XOR,
    one epoch = batch 16, T = 300, forward + backward + Adam + held-out accuracy (each timed call
    also builds and relaxes the networks, amortized over ``--steps`` epochs).
 
@@ -49,13 +49,13 @@ import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
 
-from floss_utils.flossing import Flosser, FlossingConfig  # noqa: E402
-from floss_utils.flossing_training import TrainConfig, grid, schedule, train  # noqa: E402
-from floss_utils.models import LRU  # noqa: E402
-from floss_utils.networks import init_gf_networks  # noqa: E402
-from floss_utils.tasks import xor_task  # noqa: E402
-from floss_utils.teacher import make_teacher  # noqa: E402
-from floss_utils.training import train_ensemble  # noqa: E402
+from floss_utils.flossing.flosser import Flosser, FlossingConfig
+from floss_utils.flossing.trainer import TrainConfig, grid, schedule, train
+from floss_utils.curse_of_memory.students import LRU
+from floss_utils.flossing.tanh_network import init_gf_networks
+from floss_utils.flossing.tasks import xor_task
+from floss_utils.curse_of_memory.teacher import make_teacher
+from floss_utils.curse_of_memory.student_training import train_ensemble
 
 
 def peak_mb() -> float:

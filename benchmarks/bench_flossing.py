@@ -38,11 +38,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-from floss_utils.flossing import Flosser, FlossingConfig, flossing_loss, network_exponents
-from floss_utils.flossing_training import TrainConfig, grid, schedule, train
-from floss_utils.lyapunov import random_orthonormal
-from floss_utils.networks import init_gf_networks
-from floss_utils.tasks import xor_task
+from floss_utils.flossing.flosser import Flosser, FlossingConfig, flossing_loss, network_exponents
+from floss_utils.flossing.trainer import TrainConfig, grid, schedule, train
+from floss_utils.lyapunov.estimator import random_orthonormal
+from floss_utils.flossing.tanh_network import init_gf_networks
+from floss_utils.flossing.tasks import xor_task
 
 EPOCHS, PRE, INTER, ROUNDS = 3001, 500, 500, 2
 

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from floss_utils.dynamics import TanhRNN, gaussian_coupling
-from floss_utils.lyapunov import lyapunov_spectrum, random_orthonormal
+from floss_utils.lyapunov.maps import TanhRNN, gaussian_coupling
+from floss_utils.lyapunov.estimator import lyapunov_spectrum, random_orthonormal
 
 
 def median_time(fn, repeats: int) -> float:

@@ -75,8 +75,8 @@ import lyapax  # noqa: E402
 import lyapynov  # noqa: E402
 from lyapax.core import LyapunovCheckpoint  # noqa: E402
 
-from floss_utils.dynamics import TanhRNN, gaussian_coupling  # noqa: E402
-from floss_utils.lyapunov import lyapunov_spectrum  # noqa: E402
+from floss_utils.lyapunov.maps import TanhRNN, gaussian_coupling
+from floss_utils.lyapunov.estimator import lyapunov_spectrum
 
 try:
     from importlib.metadata import version as _v

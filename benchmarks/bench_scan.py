@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scan.py [--repeats R]
 
-``floss_utils.scans.diagonal_scan`` with its chunked path forced (chunks of ~sqrt(T), all
+``floss_utils.curse_of_memory.scans.diagonal_scan`` with its chunked path forced (chunks of ~sqrt(T), all
 chunks advanced in parallel, carries across chunks) against ``diagonal_recurrence`` (a Python loop over time), forward and
 forward + backward, complex64, for a few shapes of ``h_t = lambda h_{t-1} + b_t``:
 batch x T x units. Times are medians over repeats. The maximum relative difference between the
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from floss_utils.scans import diagonal_recurrence, diagonal_scan
+from floss_utils.curse_of_memory.scans import diagonal_recurrence, diagonal_scan
 
 
 def median_time(fn, repeats: int) -> float:

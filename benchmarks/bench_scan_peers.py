@@ -6,10 +6,10 @@
 layer's recurrence), complex64, shape batch x T x units, T in {300, 3000}. Contenders, forward and
 forward + backward (gradient of ``sum Re h`` with respect to ``lambda`` and ``b``):
 
-* ``floss_utils.scans.diagonal_scan`` (the LRU/complex diagonal layers' kernel: a chunked scan,
+* ``floss_utils.curse_of_memory.scans.diagonal_scan`` (the LRU/complex diagonal layers' kernel: a chunked scan,
   or the loop for large per-step tensors on a CPU, as it dispatches itself);
-* ``floss_utils.scans.linear_scan`` (the Part II scan: chunk products; time last);
-* ``floss_utils.scans.diagonal_recurrence`` (a Python loop over time, PyTorch autograd);
+* ``floss_utils.curse_of_memory.scans.linear_scan`` (the Part II scan: chunk products; time last);
+* ``floss_utils.curse_of_memory.scans.diagonal_recurrence`` (a Python loop over time, PyTorch autograd);
 * ``jax.lax.associative_scan`` with the LRU binary operator ``(a1, b1), (a2, b2) -> (a1 a2,
   a2 b1 + b2)``, as the public Zucchet-Orvieto / LRU code uses, ``jax.jit``-ed;
 * ``jax.lax.scan`` (a sequential loop compiled by XLA), ``jax.jit``-ed.
@@ -54,7 +54,7 @@ except ImportError:
                      "--peers benchmarks/.venv") from None
 import jax.numpy as jnp  # noqa: E402
 
-from floss_utils.scans import diagonal_recurrence, diagonal_scan, linear_scan  # noqa: E402
+from floss_utils.curse_of_memory.scans import diagonal_recurrence, diagonal_scan, linear_scan
 
 TOL = 1e-4
 

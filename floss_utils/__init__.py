@@ -1,46 +1,60 @@
 """floss_utils: the small, tested library behind the book on gradient stability in RNNs.
 
-Modules, by part of the book (each chapter's code is one jump away):
+Its folders mirror the book's parts; a reader of chapter N opens the folder of its part and
+finds the code behind each figure in one jump. Every public name of a part is importable from
+the part's package (``from floss_utils.lyapunov import lyapunov_spectrum``).
 
-Part I — Lyapunov spectra
-    dynamics            batched recurrent maps (tanh RNNs, linear maps, rate networks, any cell)
-    lyapunov            Lyapunov spectra by the QR method (batched, differentiable), D_KY, entropy rate
-    theory              closed forms: mean-field largest exponent, Newman's spectrum (and Part II below)
-    spectra             ready-made spectrum experiments on random tanh networks, sum rule
+lyapunov/           Part I - Lyapunov exponents (chapters 1-2)
+    maps                batched recurrent maps (tanh RNNs, linear maps, rate networks, any cell)
+    estimator           Lyapunov spectra by the QR method (batched, differentiable), D_KY, entropy rate
+    theory              closed forms: mean-field largest exponent, Newman's spectrum
+    random_networks     ready-made spectrum experiments on random tanh networks, sum rule
     jacobians           long-term Jacobian, gradient norms by backpropagation, growth rates
 
-Part II — The curse of memory
+curse_of_memory/    Part II - The curse of memory (chapters 3-7)
     theory              moments of a linear recurrent unit, cross moment and its mixed derivative,
                         1-D teacher-student loss and parametrization Hessians
     inputs              AR(1), i.i.d. and paper-fitted-autocorrelation input sequences
+    scans               diagonal linear recurrences, all steps at once: chunked and Toeplitz scans
     signal_propagation  Monte Carlo of linear recurrences and their sensitivities
     teacher_student_1d  parametrizations of lambda, Hessians by autograd, learning the angle with Adam
-    models              member-batched students: dense / block-diagonal RNN, complex diagonal, LRU
-    dense_scan          the dense students' time-domain recurrence with a hand-written backward (BPTT)
-    scans               diagonal linear recurrences, all steps at once: chunked and Toeplitz scans
+    students            member-batched students: dense / block-diagonal RNN, complex diagonal, LRU
+    dense_recurrence    the dense students' time-domain recurrence with a hand-written backward (BPTT)
     teacher             the teacher linear RNN from an explicit seed
-    training            batched ensemble training (per-member Adam, schedules, divergence detection)
-    teacher_student     grids of teacher-student runs (one program per architecture)
+    student_training    batched ensemble training (per-member Adam, schedules, divergence detection)
+    student_grids       grids of teacher-student runs (one program per architecture)
     landscape           Hessians at the optimum, eigenvector concentration, Adam's effective learning rates
-    deep                deep recurrent stacks at initialization (cRNN, LRU, chrono GRU; no/layer/batch norm)
+    deep_stacks         deep recurrent stacks at initialization (cRNN, LRU, chrono GRU; no/layer/batch norm)
 
-Part III — Gradient flossing
-    networks, tasks     GF networks (member-batched); delayed copy and hierarchical XOR tasks
-    flossing            the flossing loss and step
-    flossing_training   ensemble trainer with flossing schedules
-    batched_adam        per-member Adam with per-member gradient clipping
-    cells               GRU and LSTM networks, exponents by forward-mode JVPs
-    flossing_summary    tidy summaries of schedule runs
+flossing/           Part III - Gradient flossing (chapters 8-11)
+    tanh_network        GF's tanh network (member-batched)
+    gated_cells         GRU and LSTM networks, exponents by forward-mode JVPs
+    flosser             the flossing loss and step
+    tasks               delayed copy and hierarchical XOR tasks
+    trainer             ensemble trainer with flossing schedules
+    summaries           tidy summaries of schedule runs
 
-Part IV — Synthesis
-    synthesis           sharpness by Lanczos, flossing diagonal recurrences, self-teacher losses
+synthesis/          Part IV - Where the two papers meet (chapter 12)
+    curvature           top Hessian eigenvalue by Lanczos, for whole populations
+    self_teacher        GF networks as their own teacher: sharpness, Adam's effective learning rates
+    diagonal            complex diagonal recurrences flossed, self-teacher losses per parametrization
 
-The book itself
-    chapters, registry  chapter parameters: registry, validation, scale presets, results.json
-    runner, cli         the ``floss`` command: list, params, run, sweep (local or Dask), build
-    student             the student edition (solutions removed)
+book/               The book's machinery
+    registry            the chapters and their parameters (types, bounds, presets, constraints)
+    parameters          the one validator of chapter parameters; -p and --grid parsing
+    chapters            what a chapter calls: configure, check, glue_number, write_results, write_table
+    runs, sweeps        one run into a directory with its record; sweeps (local or Dask)
+    cli                 the ``floss`` command: list, params, run, sweep, build
     plotting            the shared figure theme
     reproducibility     the machine stamp of executed notebooks; number masks for nbval elsewhere
+    student             the student edition (solutions removed)
+
+Shared by every part (they import nothing else of the package):
+    common              device/dtype resolution, seeded random streams, the member-batched base
+    optim               the one Adam update, batched over members (per-member lr and clipping)
+
+Imports flow one way: common, optim -> lyapunov -> curse_of_memory -> flossing -> synthesis,
+and book imports only common and its own modules.
 """
 
 __version__ = "0.1.0"

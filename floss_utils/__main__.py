@@ -1,8 +1,8 @@
-"""``python -m floss_utils``: the ``floss`` command (see :mod:`floss_utils.cli`)."""
+"""``python -m floss_utils``: the ``floss`` command (see :mod:`floss_utils.book.cli`)."""
 
 import sys
 
-from .cli import main
+from .book.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

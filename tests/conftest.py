@@ -54,7 +54,7 @@ def chapter_notebooks() -> list[Path]:
 
 def registry_notebook(chapter_id: str) -> Path:
     """The notebook the chapter registry names for ``chapter_id``, which must exist."""
-    from floss_utils.chapters import CHAPTERS
+    from floss_utils.book.chapters import CHAPTERS
 
     path = REPO_ROOT / CHAPTERS[chapter_id].notebook
     assert path.exists(), f"the registry names {CHAPTERS[chapter_id].notebook} for {chapter_id}, which does not exist"

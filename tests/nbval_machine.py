@@ -1,10 +1,10 @@
 """pytest plugin for ``pytest --nbval``: exact output comparison on the machine that executed a
-notebook, numbers masked on any other (see :mod:`floss_utils.reproducibility` for why).
+notebook, numbers masked on any other (see :mod:`floss_utils.book.reproducibility` for why).
 
 Loaded by the Makefile's nbval run with ``-p tests.nbval_machine``. For each notebook collected
 by nbval it compares the ``executed_on`` stamp of the committed notebook with this machine's
 fingerprint; on a mismatch (or a missing stamp) the notebook's sanitizers get the number masks
-of :data:`floss_utils.reproducibility.NUMBER_MASKS` appended, so nbval still compares every
+of :data:`floss_utils.book.reproducibility.NUMBER_MASKS` appended, so nbval still compares every
 output's text, and the check cells still assert the chapter's claims. The report header names
 this machine and the summary lists which notebooks were compared which way.
 """
@@ -15,7 +15,7 @@ import types
 
 import pytest
 
-from floss_utils.reproducibility import NUMBER_MASKS, machine_fingerprint, notebook_stamp, same_machine
+from floss_utils.book.reproducibility import NUMBER_MASKS, machine_fingerprint, notebook_stamp, same_machine
 
 _MODES: dict[str, str] = {}  # notebook path -> "exact" or "numbers masked (...)"
 

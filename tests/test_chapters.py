@@ -1,4 +1,4 @@
-"""The chapter registry, parameter validation and run outputs (floss_utils/chapters.py).
+"""The chapter registry, parameter validation and run outputs (floss_utils/book/chapters.py, parameters.py).
 
 Each test states what it checks against and why its tolerance (if any) is what it is. The
 ground truths are the registry entries themselves (``CHAPTERS[...].params[...]``), the chapter
@@ -21,17 +21,9 @@ import pandas as pd
 import pytest
 import torch
 
-from floss_utils.chapters import (
-    CHAPTERS,
-    SCALES,
-    ChapterCheckError,
-    ParameterError,
-    check,
-    configure,
-    glue_number,
-    write_results,
-    write_table,
-)
+from floss_utils.book.chapters import ChapterCheckError, check, configure, glue_number, write_results, write_table
+from floss_utils.book.registry import CHAPTERS, SCALES
+from floss_utils.book.parameters import ParameterError
 
 from conftest import registry_notebook
 
@@ -94,13 +86,13 @@ def test_unknown_parameter_is_refused_with_closest_name(tmp_path):
 
 
 def test_unknown_parameter_without_close_match_gets_no_suggestion(tmp_path):
-    # difflib has nothing close to offer: the error names the variable and lists the known ones.
+    # difflib has nothing close to offer: the error names the variable and where the known ones are.
     ns = notebook_namespace(tmp_path, zzzzzz=1)
     with pytest.raises(ParameterError) as err:
         configure(CH1, ns)
     msg = str(err.value)
     assert "'zzzzzz'" in msg and "did you mean" not in msg
-    assert "known:" in msg and "steps" in msg
+    assert "floss params 01_lyapunov_spectra" in msg  # where the known names are listed
 
 
 def test_unknown_chapter_is_refused(tmp_path):

@@ -1,6 +1,6 @@
-"""The ``floss`` command (floss_utils/cli.py): every subcommand, validation, run records, exit codes.
+"""The ``floss`` command (floss_utils/book/cli.py): every subcommand, validation, run records, exit codes.
 
-Most tests drive ``floss_utils.cli.main`` in-process with the tiny test chapter of
+Most tests drive ``floss_utils.book.cli.main`` in-process with the tiny test chapter of
 ``tests/tiny_book.py`` (its notebook runs in about a second: ``y = x**2 + seed``, an error when
 ``x == fail_at``); one runs a real chapter at smoke scale through ``python -m floss_utils``.
 Ground truths: the registry entries and notebooks' parameters cells (read here with ``ast``),
@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 import floss_utils
-from floss_utils import cli, runner
-from floss_utils.cli import main
-from floss_utils.registry import CHAPTERS, SCALES, Param, chapter
-from floss_utils.runner import Book
+from floss_utils.book import cli, runs as runner
+from floss_utils.book.cli import main
+from floss_utils.book.registry import CHAPTERS, SCALES, Param, chapter
+from floss_utils.book.runs import Book
 
 from conftest import REPO_ROOT, registry_notebook
 from tiny_book import BOOK, TINY, TINY_ROOT

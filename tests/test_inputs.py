@@ -1,4 +1,4 @@
-"""Input generators of Part II (floss_utils.inputs) against their defining autocorrelations.
+"""Input generators of Part II (floss_utils.curse_of_memory.inputs) against their defining autocorrelations.
 
 Empirical autocorrelations are means over independent sequences; each test compares them with
 the target within 5 standard errors (computed from the same samples), plus shape, seeding and
@@ -10,13 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from floss_utils.inputs import (
-    FITTED_AR1_COEFFICIENT,
-    ar1_inputs,
-    fitted_autocorrelation,
-    fitted_autocorrelation_inputs,
-    iid_inputs,
-)
+from floss_utils.curse_of_memory.inputs import (FITTED_AR1_COEFFICIENT, ar1_inputs, fitted_autocorrelation, fitted_autocorrelation_inputs, iid_inputs)
 
 F64 = torch.float64
 

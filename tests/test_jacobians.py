@@ -1,4 +1,4 @@
-"""The long-term Jacobian tools of floss_utils/jacobians.py against independent ground truths.
+"""The long-term Jacobian tools of floss_utils/lyapunov/jacobians.py against independent ground truths.
 
 Each test states its tolerance and why. Float64 throughout. Ground truths: matrix powers for
 linear maps, ``torch.autograd.functional.jacobian`` of the unrolled map for tanh networks,
@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
-from floss_utils.dynamics import LinearMap, TanhRNN, gaussian_coupling, scaled_orthogonal
-from floss_utils.jacobians import growth_rate, gradient_norms, log_singular_values, long_term_jacobian
-from floss_utils.lyapunov import random_orthonormal
-from floss_utils.spectra import white_noise_drive
+from floss_utils.lyapunov.maps import LinearMap, TanhRNN, gaussian_coupling, scaled_orthogonal
+from floss_utils.lyapunov.jacobians import (growth_rate, gradient_norms, log_singular_values, long_term_jacobian)
+from floss_utils.lyapunov.estimator import random_orthonormal
+from floss_utils.lyapunov.random_networks import white_noise_drive
 
 F64 = torch.float64
 

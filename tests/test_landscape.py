@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from floss_utils import landscape as ls
-from floss_utils import theory as th
-from floss_utils.models import ComplexDiagonalRNN, DenseRNN, LRU
-from floss_utils.teacher import make_teacher
-from floss_utils.training import kernel_error, lagged_gram, quadratic_loss
+from floss_utils.curse_of_memory import landscape as ls
+from floss_utils.curse_of_memory import theory as th
+from floss_utils.curse_of_memory.students import ComplexDiagonalRNN, DenseRNN, LRU
+from floss_utils.curse_of_memory.teacher import make_teacher
+from floss_utils.curse_of_memory.student_training import kernel_error, lagged_gram, quadratic_loss
 
 F64 = torch.float64
 

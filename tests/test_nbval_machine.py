@@ -1,5 +1,5 @@
 """The machine stamp of committed notebooks and the nbval plugin that uses it
-(floss_utils.reproducibility, tests/nbval_machine.py).
+(floss_utils.book.reproducibility, tests/nbval_machine.py).
 
 The integration test runs nbval, with the plugin, on small notebooks whose stored outputs are
 deliberately different from what their cells print: a changed number must fail on the stamped
@@ -18,8 +18,7 @@ from typing import Optional
 import nbformat
 import pytest
 
-from floss_utils.reproducibility import (machine_fingerprint, mask_numbers, notebook_stamp, same_machine,
-                                         stamp_notebook)
+from floss_utils.book.reproducibility import (machine_fingerprint, mask_numbers, notebook_stamp, same_machine, stamp_notebook)
 
 from conftest import REPO_ROOT, chapter_notebooks
 

@@ -1,4 +1,4 @@
-"""Tests of floss_utils.plotting: the shared theme and figure saving."""
+"""Tests of floss_utils.book.plotting: the shared theme and figure saving."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # tests only; notebooks keep the inline backend
 import matplotlib.pyplot as plt
 import pytest
 
-from floss_utils.plotting import THEME_RC, paper_reference_style, save_figure, set_theme
+from floss_utils.book.plotting import THEME_RC, paper_reference_style, save_figure, set_theme
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

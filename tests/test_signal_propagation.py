@@ -1,4 +1,4 @@
-"""The chunked parallel scan and the Monte Carlo simulator (floss_utils.signal_propagation).
+"""The chunked parallel scan and the Monte Carlo simulator (floss_utils.curse_of_memory.signal_propagation).
 
 Ground truths: the step-by-step recurrence (round-off tolerances), the sensitivity by autograd
 through the unrolled recurrence, and the explicit sums h_t = sum_k a^k u_{t-k}. The simulated
@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from floss_utils.scans import linear_scan, linear_scan_loop
-from floss_utils.signal_propagation import simulate_moments
+from floss_utils.curse_of_memory.scans import linear_scan, linear_scan_loop
+from floss_utils.curse_of_memory.signal_propagation import simulate_moments
 
 F64 = torch.float64
 

@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from conftest import BOOK_DIR, chapter_params
-from floss_utils.student import SolutionMarkupError, strip_solutions, write_student_edition
+from floss_utils.book.student import SolutionMarkupError, strip_solutions, write_student_edition
 
 
 def _nb(*cells):

@@ -15,22 +15,11 @@ import math
 import pytest
 import torch
 
-from floss_utils.landscape import effective_learning_rates
-from floss_utils.networks import init_gf_networks
-from floss_utils.synthesis import (
-    DiagonalPopulation,
-    adam_self_teacher_run,
-    diagonal_block_matrix,
-    diagonal_exponents,
-    diagonal_self_teacher_loss,
-    floss_diagonal,
-    gf_self_teacher_loss,
-    init_diagonal_population,
-    lanczos_top_eigenvalue,
-    sharpness,
-    task_bits,
-    white_noise_hessian_1d,
-)
+from floss_utils.curse_of_memory.landscape import effective_learning_rates
+from floss_utils.flossing.tanh_network import init_gf_networks
+from floss_utils.synthesis.diagonal import (DiagonalPopulation, diagonal_block_matrix, diagonal_exponents, diagonal_self_teacher_loss, floss_diagonal, init_diagonal_population, white_noise_hessian_1d)
+from floss_utils.synthesis.self_teacher import adam_self_teacher_run, gf_self_teacher_loss, task_bits
+from floss_utils.synthesis.curvature import lanczos_top_eigenvalue, sharpness
 
 F64 = torch.float64
 

@@ -11,19 +11,8 @@ import itertools
 import pytest
 import torch
 
-from floss_utils.networks import GFNetwork, init_gf_networks
-from floss_utils.tasks import (
-    HELD_OUT,
-    TRAIN,
-    Task,
-    accuracy,
-    copy_task,
-    sample_batch,
-    sample_bits,
-    score_mask,
-    targets,
-    xor_task,
-)
+from floss_utils.flossing.tanh_network import GFNetwork, init_gf_networks
+from floss_utils.flossing.tasks import (HELD_OUT, TRAIN, Task, accuracy, copy_task, sample_batch, sample_bits, score_mask, targets, xor_task)
 
 F64 = torch.float64
 
@@ -173,7 +162,7 @@ def test_gf_network_cat_and_select():
 
 
 def test_tasks_with_lag_share_the_largest_lag():
-    from floss_utils.tasks import tasks_with_lag
+    from floss_utils.flossing.tasks import tasks_with_lag
 
     ts = tasks_with_lag([0, 1, 2], 16)
     assert [(t.order, t.delay) for t in ts] == [(0, 16), (1, 8), (2, 4)]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from floss_utils.teacher import make_teacher, teacher_data
+from floss_utils.curse_of_memory.teacher import make_teacher, teacher_data
 
 F64 = torch.float64
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from floss_utils.registry import Param, chapter
-from floss_utils.runner import Book
+from floss_utils.book.registry import Param, chapter
+from floss_utils.book.runs import Book
 
 TINY_ROOT = Path(__file__).resolve().parent / "fixtures" / "tiny"
 

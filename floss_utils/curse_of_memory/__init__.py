@@ -1,0 +1,98 @@
+"""Part II - The curse of memory (Zucchet & Orvieto 2024; chapters 3-7).
+
+Modules (each public name is also importable from this package):
+
+    theory              closed forms for one linear recurrent unit: moments, cross moment and its mixed
+                        derivative, the 1-D teacher-student loss and parametrization Hessians
+    inputs              AR(1), i.i.d. and paper-fitted-autocorrelation input sequences
+    scans               diagonal linear recurrences, all steps at once: chunked and Toeplitz scans, with
+                        their reference loops
+    signal_propagation  Monte Carlo of linear recurrences and their sensitivities
+    teacher_student_1d  the 1-D teacher-student problem: parametrizations of lambda, Hessians by
+                        autograd, learning the angle with Adam
+    students            member-batched students: dense / block-diagonal linear RNN, complex diagonal
+                        RNN, LRU
+    dense_recurrence    the dense students' time-domain recurrence with a hand-written backward (BPTT)
+    teacher             the multi-dimensional teacher linear RNN from an explicit seed
+    student_training    ensemble training as one tensor program (per-member learning rates, schedules,
+                        divergence), exact quadratic-form loss
+    student_grids       grids of teacher-student runs (configurations x learning rates x seeds), best
+                        learning rate
+    landscape           Hessians at the optimum, eigenvector concentration, Adam's effective learning
+                        rates
+    deep_stacks         deep recurrent stacks at initialization (complex diagonal, LRU, chrono GRU;
+                        no/layer/batch norm)
+"""
+
+from .theory import (
+    cross_moment, cross_moment_mixed_derivative, hidden_second_moment,
+    sensitivity_second_moment, complex_moments, normalized_second_moment,
+    reparametrized_sensitivity, teacher_student_loss, teacher_student_hessian_at_optimum,
+    parametrization_hessian_closed_form, MAGNITUDE_PARAMETRIZATIONS, ANGLE_PARAMETRIZATIONS,
+)
+from .inputs import (
+    ar1_inputs, iid_inputs, fitted_autocorrelation_inputs, fitted_autocorrelation,
+    FITTED_WHITE_VARIANCE, FITTED_AR1_VARIANCE, FITTED_AR1_COEFFICIENT,
+)
+from .scans import (
+    diagonal_scan, diagonal_recurrence, linear_scan, linear_scan_loop,
+)
+from .signal_propagation import (
+    MomentEstimate, simulate_moments, simulate_teacher_student_loss,
+)
+from .teacher_student_1d import (
+    PARAMETRIZATION_KINDS, magnitude, magnitude_inverse, angle, angle_inverse, opt_angle_scale,
+    parametrized_lambda, parametrization_hessian, AngleTraining, learn_angle,
+)
+from .students import (
+    MAGNITUDES, ANGLES, Student, DenseRNN, ComplexDiagonalRNN, LRU, causal_convolution,
+    ring_init, lambda_from_params, params_from_lambda, shaped_recurrent_matrix,
+    shape_eigenvalues,
+)
+from .dense_recurrence import (
+    Workspace, augmented_matrix, dense_scan, reference_scan, fast_path_applies,
+)
+from .teacher import (
+    Teacher, make_teacher, teacher_data,
+)
+from .student_training import (
+    EnsembleResult, train_ensemble, lagged_gram, quadratic_loss, fft_loss, expected_loss,
+    kernel_error, cosine_lr, best_learning_rates,
+)
+from .student_grids import (
+    ARCHITECTURES, RunConfig, run_grid,
+)
+from .landscape import (
+    FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen,
+    participation_ratio, top_mass, group_mass, make_landscape_teacher, student_at_teacher,
+    mse_loss_fn, AdamRun, train_keep_adam_state, effective_learning_rates, adam_ceiling,
+)
+from .deep_stacks import (
+    LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, DeepStats,
+    deep_signal_propagation,
+)
+
+__all__ = [
+    "cross_moment", "cross_moment_mixed_derivative", "hidden_second_moment",
+    "sensitivity_second_moment", "complex_moments", "normalized_second_moment",
+    "reparametrized_sensitivity", "teacher_student_loss", "teacher_student_hessian_at_optimum",
+    "parametrization_hessian_closed_form", "MAGNITUDE_PARAMETRIZATIONS",
+    "ANGLE_PARAMETRIZATIONS", "ar1_inputs", "iid_inputs", "fitted_autocorrelation_inputs",
+    "fitted_autocorrelation", "FITTED_WHITE_VARIANCE", "FITTED_AR1_VARIANCE",
+    "FITTED_AR1_COEFFICIENT", "diagonal_scan", "diagonal_recurrence", "linear_scan",
+    "linear_scan_loop", "MomentEstimate", "simulate_moments", "simulate_teacher_student_loss",
+    "PARAMETRIZATION_KINDS", "magnitude", "magnitude_inverse", "angle", "angle_inverse",
+    "opt_angle_scale", "parametrized_lambda", "parametrization_hessian", "AngleTraining",
+    "learn_angle", "MAGNITUDES", "ANGLES", "Student", "DenseRNN", "ComplexDiagonalRNN", "LRU",
+    "causal_convolution", "ring_init", "lambda_from_params", "params_from_lambda",
+    "shaped_recurrent_matrix", "shape_eigenvalues", "Workspace", "augmented_matrix",
+    "dense_scan", "reference_scan", "fast_path_applies", "Teacher", "make_teacher",
+    "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram", "quadratic_loss",
+    "fft_loss", "expected_loss", "kernel_error", "cosine_lr", "best_learning_rates",
+    "ARCHITECTURES", "RunConfig", "run_grid", "FlatLayout", "flat_parameters", "loss_hessian",
+    "residual_jacobian", "gauss_newton", "hessian_eigen", "participation_ratio", "top_mass",
+    "group_mass", "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",
+    "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "LAYERS", "NORMS",
+    "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "DeepStats",
+    "deep_signal_propagation",
+]

@@ -1,0 +1,47 @@
+"""Part III - Gradient flossing (Engelken 2023; chapters 8-11).
+
+Modules (each public name is also importable from this package):
+
+    tanh_network  GF's tanh network, batched over members
+    gated_cells   GRU and LSTM networks, exponents by forward-mode JVPs
+    flosser       the flossing loss and step: exponents toward per-member targets by backpropagating
+                  through the QR estimate
+    tasks         GF's memory tasks: delayed copy, hierarchical XOR
+    trainer       task training with flossing schedules, as one ensemble
+    summaries     tidy summaries of schedule runs: success rates, epochs to success
+"""
+
+from .tanh_network import (
+    GFNetwork, init_gf_networks,
+)
+from .gated_cells import (
+    CellNetwork, init_cell_networks, CELL_KINDS, GATE_NAMES, cell_step, gate_values,
+    FoldedCellMap,
+)
+from .flosser import (
+    FlossingConfig, flossing_transient, flossing_loss, floss_step, FlossStep, network_exponents,
+    Flosser, FLOSS_BITS, FLOSS_BASIS, evaluate_exponents, FlossingComparison,
+    compare_before_after_flossing,
+)
+from .tasks import (
+    Task, copy_task, xor_task, tasks_with_lag, targets, score_mask, sample_bits, TaskBatch,
+    sample_batch, accuracy, TRAIN, HELD_OUT, FLOSS,
+)
+from .trainer import (
+    Schedule, SCHEDULES, schedule, Member, grid, TrainConfig, TrainResult, train, task_loss,
+)
+from .summaries import (
+    member_table, success_summary, longest_bridged, fewest_exponents, accuracy_curves,
+)
+
+__all__ = [
+    "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
+    "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
+    "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",
+    "Flosser", "FLOSS_BITS", "FLOSS_BASIS", "evaluate_exponents", "FlossingComparison",
+    "compare_before_after_flossing", "Task", "copy_task", "xor_task", "tasks_with_lag",
+    "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "TRAIN",
+    "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
+    "TrainResult", "train", "task_loss", "member_table", "success_summary", "longest_bridged",
+    "fewest_exponents", "accuracy_curves",
+]

@@ -1,0 +1,443 @@
+"""Lyapunov spectra by the QR (Benettin / Shimada-Nagashima) method, batched and differentiable.
+
+For a map ``h_{t+1} = F(h_t, u_{t+1})`` with Jacobians ``D_t``, the ``k`` largest exponents are the
+average log growth rates of nested volumes spanned by ``k`` tangent vectors::
+
+    Q_0 orthonormal (N x k)
+    for every step:  Q <- D_t Q
+    every ``ons`` steps:  Q, R = qr(Q);  accumulate log|R_ii|   (after the transient)
+    lambda_i = accumulated log|R_ii| / (elapsed steps * time_step)
+
+Everything here works on a batch of ``B`` independent systems at once (states ``(B, N)``,
+tangent bases ``(B, N, k)``), on any device, in float32 or float64, and stays inside autograd's
+graph, so exponents can be differentiated with respect to the map's parameters.
+
+Re-orthonormalization
+---------------------
+``reorth="qr"`` calls LAPACK/cuSOLVER's Householder QR. On a CPU that costs the same per matrix
+whether the matrices come batched or one by one, so for many small systems it is the bottleneck.
+``reorth="cholqr"`` builds the factorization from batched tensor operations instead (Cholesky QR,
+:func:`cholesky_qr`): ``G = A^T A = L L^T``, ``R = L^T``, ``Q = A R^{-1}``. One pass per step is
+enough for the exponents: whatever the orthogonality of the intermediate bases, the identity
+``D_T ... D_1 Q_0 = Q_T R_T ... R_1`` holds by construction, so the accumulated ``log R_ii`` are
+exact up to ``log vol(Q_T)``, which stays bounded because every pass re-orthonormalizes to
+``O(u cond(A)^2)``. Cholesky breaks down when ``cond(A)`` approaches ``u^{-1/2}`` (about 1e8 in
+float64, a few thousand in float32: strongly saturated units, full spectra). A breakdown is always
+detected (failed factorization or a pivot lost to cancellation) and never returned silently:
+on the CPU, where a check costs nothing, that one step is redone with Householder QR; on an
+accelerator the loop never synchronizes with the host, so the breakdown is recorded and the
+``"auto"`` method recomputes the whole spectrum with Householder QR (with a warning), while an
+explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .maps import RecurrentMap, random_orthonormal  # re-exported: the initial tangent basis
+
+__all__ = [
+    "LyapunovResult",
+    "lyapunov_spectrum",
+    "orthonormalize",
+    "cholesky_qr",
+    "random_orthonormal",
+    "kaplan_yorke_dimension",
+    "entropy_rate",
+    "NonFiniteError",
+]
+
+Reorth = Literal["auto", "qr", "cholqr", "cholqr2"]
+Drive = Union[None, Tensor, Callable[[int], Optional[Tensor]]]
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when a state or an exponent becomes NaN/inf; the message names system and step."""
+
+
+@dataclass
+class LyapunovResult:
+    """Output of :func:`lyapunov_spectrum`.
+
+    Attributes:
+        exponents: (B, k), per unit of time (per step, or per tau for flows), in the order of
+            the QR basis (descending up to estimation noise).
+        final_state: (B, N) state after the last step.
+        final_basis: (B, N, k) tangent basis after the last step.
+        times: (R,) elapsed time after the transient at each recorded point (if ``record``).
+        history: (R, B, k) running estimate at each recorded point (if ``record``).
+        reorth: the re-orthonormalization method actually used.
+        fallback_steps: steps at which a Cholesky QR breakdown was redone with Householder QR.
+    """
+
+    exponents: Tensor
+    final_state: Tensor
+    final_basis: Tensor
+    times: Optional[Tensor] = None
+    history: Optional[Tensor] = None
+    reorth: str = "qr"
+    fallback_steps: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Orthonormalization
+# --------------------------------------------------------------------------------------------
+
+
+def cholesky_qr(A: Tensor, passes: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Cholesky QR of a batch of tall matrices, from batched tensor operations only.
+
+    Args:
+        A: (..., N, k) with k <= N, full column rank.
+        passes: 1 (CholeskyQR) or 2 (CholeskyQR2: orthonormal to working precision when
+            ``cond(A) < u^{-1/2}``).
+
+    Returns:
+        Q: (..., N, k) with ``A = Q R``.
+        logdiag: (..., k) ``log R_ii`` (R's diagonal is positive by construction).
+        info: (...,) int, non-zero where a Cholesky factorization broke down or a pivot lost
+            all its digits to cancellation (``L_ii^2 < 16 k u G_ii``: a condition number
+            beyond ~1e7 in float64), i.e. where the result must not be trusted.
+    """
+    k = A.shape[-1]
+    # a pivot L_ii^2 = G_ii - sum_j L_ij^2 that cancels to within a few k*u of G_ii has lost all
+    # its digits (the column is numerically dependent on the previous ones): flag it
+    loss = 16.0 * k * torch.finfo(A.dtype).eps
+    logdiag = torch.zeros(A.shape[:-2] + A.shape[-1:], dtype=A.dtype, device=A.device)
+    info = torch.zeros(A.shape[:-2], dtype=torch.int32, device=A.device)
+    Q = A
+    for _ in range(passes):
+        G = Q.mT @ Q
+        L, inf = torch.linalg.cholesky_ex(G)
+        Q = torch.linalg.solve_triangular(L.mT, Q, upper=True, left=False)
+        diag = torch.diagonal(L, dim1=-2, dim2=-1)
+        logdiag = logdiag + torch.log(diag)
+        lost = (diag * diag < loss * torch.diagonal(G, dim1=-2, dim2=-1)).any(dim=-1)
+        info = torch.maximum(torch.maximum(info, inf), lost.to(torch.int32))
+    return Q, logdiag, info
+
+
+def orthonormalize(A: Tensor, method: str = "qr") -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Thin QR of a batch ``A`` (..., N, k): returns ``Q``, ``log|R_ii|`` (..., k) and a
+    breakdown indicator (``None`` for Householder QR, which cannot break down)."""
+    if method == "qr":
+        Q, R = torch.linalg.qr(A, mode="reduced")
+        return Q, torch.log(torch.abs(torch.diagonal(R, dim1=-2, dim2=-1))), None
+    if method == "cholqr":
+        return cholesky_qr(A, passes=1)
+    if method == "cholqr2":
+        return cholesky_qr(A, passes=2)
+    raise ValueError(f"unknown re-orthonormalization method {method!r}; use qr, cholqr or cholqr2")
+
+
+def _orthonormalize_flagged(A: Tensor, method: str, host: bool) -> tuple[Tensor, Tensor, Union[None, bool, Tensor]]:
+    """:func:`orthonormalize` for the estimator's hot loop, with as few tensor operations as
+    possible (a step of a small network is dominated by per-operation overhead, not arithmetic).
+    The breakdown indicator is ``None`` for Householder QR, else a Python bool "any system broke
+    down" when ``host`` (a host sync, free on a CPU), else a (B,) bool tensor (no sync)."""
+    if method != "cholqr":
+        Q, logr, info = orthonormalize(A, method)
+        if info is None:
+            return Q, logr, None
+        return Q, logr, bool((info > 0).any()) if host else info > 0
+    Q, logr, bad = _CholeskyQRStep.apply(A)
+    return Q, logr, bool(bad.any()) if host else bad
+
+
+def _cholesky_qr_step(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One Cholesky QR ``A = Q R`` (``R = L^T``): ``Q``, ``log R_ii``, a (B,) breakdown flag and
+    ``L``. The flag marks a failed factorization or a pivot that lost all its digits to
+    cancellation (same test as :func:`cholesky_qr`)."""
+    G = A.mT @ A
+    L, inf = torch.linalg.cholesky_ex(G)
+    Q = torch.linalg.solve_triangular(L.mT, A, upper=True, left=False)
+    diag = torch.diagonal(L, dim1=-2, dim2=-1)
+    loss = 16.0 * A.shape[-1] * torch.finfo(A.dtype).eps
+    lost = diag * diag < loss * torch.diagonal(G, dim1=-2, dim2=-1)
+    return Q, torch.log(diag), lost.any(dim=-1) | (inf != 0), L
+
+
+class _CholeskyQRStep(torch.autograd.Function):
+    """:func:`_cholesky_qr_step` with a hand-written backward pass: the QR derivative
+    (A = QR, Q thin orthonormal, R upper triangular with positive diagonal)::
+
+        dA = (dQ + Q copyltu(M)) R^{-T},   M = R dR^T - dQ^T Q,
+
+    where ``copyltu`` mirrors the lower triangle onto the upper one. Only ``log R_ii`` leaves
+    the step, so ``dR = diag(dlog / R_ii)`` and the lower triangle of ``R dR^T`` is
+    ``diag(dlog)``. Two products and one triangular solve, against the five products and three
+    triangular solves autograd takes through the Gram matrix, the Cholesky factorization and the
+    solve (2.2x faster backward at k = 75, N = 80, 16 systems). Differentiable once (tested
+    against finite differences and against autograd through the same operations).
+    """
+
+    @staticmethod
+    def forward(ctx, A: Tensor):
+        Q, logr, bad, L = _cholesky_qr_step(A)
+        ctx.save_for_backward(Q, L)
+        ctx.mark_non_differentiable(bad)
+        return Q, logr, bad
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dQ: Tensor, dlog: Tensor, _unused: Optional[Tensor] = None):
+        Q, L = ctx.saved_tensors
+        M = -(dQ.mT @ Q)
+        C = M.tril(-1)
+        C = C + C.mT + torch.diag_embed(torch.diagonal(M, dim1=-2, dim2=-1) + dlog)
+        return torch.linalg.solve_triangular(L, dQ + Q @ C, upper=False, left=False)  # X R^{-T} = X L^{-1}
+
+
+# --------------------------------------------------------------------------------------------
+# The estimator
+# --------------------------------------------------------------------------------------------
+
+
+def _drive_getter(drive: Drive, total: int, batch: int, n: int) -> Callable[[int], Optional[Tensor]]:
+    if drive is None:
+        return lambda t: None
+    if callable(drive):
+        return drive
+    if not isinstance(drive, Tensor):
+        raise TypeError(f"drive must be None, a tensor (T, B, N) or a callable t -> (B, N); got {type(drive).__name__}")
+    if drive.ndim == 2:
+        drive = drive.unsqueeze(1)
+    if drive.ndim != 3 or drive.shape[-1] != n or drive.shape[1] not in (1, batch):
+        raise ValueError(f"drive must have shape (T, {batch} or 1, {n}), got {tuple(drive.shape)}")
+    if drive.shape[0] < total:
+        raise ValueError(f"drive has {drive.shape[0]} steps but transient + steps = {total}")
+    return lambda t: drive[t]
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def lyapunov_spectrum(
+    system: RecurrentMap,
+    h0: Tensor,
+    drive: Drive = None,
+    *,
+    steps: int,
+    k: Optional[int] = None,
+    transient: int = 0,
+    ons: int = 1,
+    q0: Optional[Tensor] = None,
+    reorth: Reorth = "auto",
+    record: bool = False,
+    record_every: int = 1,
+    generator: Optional[torch.Generator] = None,
+    per_step_checks: Optional[bool] = None,
+) -> LyapunovResult:
+    """The ``k`` largest Lyapunov exponents of a batch of recurrent maps.
+
+    Args:
+        system: a :class:`~floss_utils.lyapunov.maps.RecurrentMap` acting on ``B`` systems of ``N`` units.
+        h0: initial states, (B, N).
+        drive: external drive per step: ``None``; a tensor (T, B, N), (T, 1, N) or (T, N) with
+            ``T >= transient + steps`` (step ``t`` uses ``drive[t]``); or a callable
+            ``t -> (B, N)``, which must be a deterministic function of ``t`` (the ``"auto"``
+            method may replay it).
+        steps: number of steps averaged over, after the transient.
+        k: number of exponents, ``1 <= k <= N`` (default N).
+        transient: steps run (state and basis) before accumulation starts.
+        ons: orthonormalization interval in steps (a QR is also forced at the end of the
+            transient and at the last step).
+        q0: initial tangent basis (B, N, k); default Haar-random from ``generator``.
+        reorth: ``"auto"``, ``"qr"``, ``"cholqr"`` or ``"cholqr2"`` (see the module docstring).
+        record: keep the running estimate at QR points after the transient.
+        record_every: keep every ``record_every``-th QR point.
+        generator: torch random generator for ``q0``.
+        per_step_checks: handle Cholesky breakdowns step by step (needs a host sync per step;
+            default: True on CPU, False on accelerators, see the module docstring).
+
+    Returns:
+        A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
+
+    Raises:
+        ValueError / TypeError: for impossible sizes or ill-typed arguments.
+        NonFiniteError: when the state or the tangent dynamics becomes NaN/inf (names the
+            system index and the first bad step).
+    """
+    B, N = system.batch_size, system.n_units
+    k = N if k is None else k
+    _check_int("k", k, 1)
+    if k > N:
+        raise ValueError(f"k = {k} exponents requested but the system has only N = {N} units (need k <= N)")
+    _check_int("steps", steps, 1)
+    _check_int("transient", transient, 0)
+    _check_int("ons", ons, 1)
+    _check_int("record_every", record_every, 1)
+    if not isinstance(h0, Tensor) or h0.shape != (B, N):
+        got = tuple(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
+        raise ValueError(f"h0 must be a tensor of shape (B, N) = ({B}, {N}), got {got}")
+    if not torch.isfinite(h0).all():
+        raise NonFiniteError("h0 contains NaN/inf")
+    if reorth not in ("auto", "qr", "cholqr", "cholqr2"):
+        raise ValueError(f"reorth must be 'auto', 'qr', 'cholqr' or 'cholqr2', got {reorth!r}")
+    method = reorth
+    if reorth == "auto":
+        method = "cholqr" if h0.dtype == torch.float64 else "qr"
+
+    total = transient + steps
+    get_u = _drive_getter(drive, total, B, N)
+    if q0 is None:
+        q0 = random_orthonormal(B, N, k, dtype=h0.dtype, device=h0.device, generator=generator)
+    elif q0.shape != (B, N, k):
+        raise ValueError(f"q0 must have shape (B, N, k) = ({B}, {N}, {k}), got {tuple(q0.shape)}")
+
+    if per_step_checks is None:
+        per_step_checks = h0.device.type == "cpu"
+    result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
+                  per_step_checks)
+    if result is NotImplemented:  # something went non-finite: replay step by step to name it
+        result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
+                      per_step_checks, locate=True)
+    if result is None:  # Cholesky breakdown somewhere
+        if reorth != "auto":
+            raise FloatingPointError(
+                f"Cholesky QR broke down (a tangent basis with condition number beyond "
+                f"u^-1/2 for {h0.dtype}); use reorth='qr'"
+            )
+        warnings.warn(
+            "Cholesky QR broke down on an ill-conditioned tangent basis; recomputing the "
+            "spectrum with Householder QR", RuntimeWarning, stacklevel=2,
+        )
+        result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every, False)
+        if result is NotImplemented:
+            result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every,
+                          False, locate=True)
+        assert isinstance(result, LyapunovResult)
+    return result
+
+
+def _run(
+    system: RecurrentMap,
+    h: Tensor,
+    Q: Tensor,
+    get_u: Callable[[int], Optional[Tensor]],
+    total: int,
+    transient: int,
+    ons: int,
+    method: str,
+    record: bool,
+    record_every: int,
+    sync_ok: bool,
+    locate: bool = False,
+):
+    """The QR loop. Returns the result; ``None`` after a Cholesky breakdown that was not redone
+    step by step (``sync_ok=False``); ``NotImplemented`` when a state or ``log R_ii`` went
+    non-finite (cheaply detected through running sums), in which case the caller replays the
+    run with ``locate=True``, which tracks the first bad step per system and raises
+    :class:`NonFiniteError` naming it."""
+    B, k = Q.shape[0], Q.shape[-1]
+    acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
+    # running sums that a NaN/inf anywhere makes non-finite for good: states at QR points, and
+    # log R_ii during the transient (after it, ``acc`` itself is that sum)
+    h_sum = torch.zeros_like(h)
+    transient_sum = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
+    first_bad = torch.full((B,), -1, dtype=torch.long, device=Q.device)
+    breakdown = torch.zeros(B, dtype=torch.bool, device=Q.device)
+    history: list[Tensor] = []
+    times: list[int] = []
+    n_qr_after = 0
+    last_qr = 0
+    fallback_steps = 0
+    for t in range(total):
+        u = get_u(t)
+        h_next = system.step(h, u)
+        Q = system.tangent(h, u, h_next, Q)
+        h = h_next
+        if (t + 1) % ons and t != transient - 1 and t != total - 1:
+            continue
+        A = Q
+        Q, logr, bad_qr = _orthonormalize_flagged(A, method, host=sync_ok)
+        if bad_qr is not None:
+            if sync_ok:  # CPU: checking costs nothing; redo this one step with Householder QR
+                if bad_qr:
+                    Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
+                    fallback_steps += 1
+            else:  # accelerator: no host synchronization in the loop; decide at the end
+                breakdown = breakdown | bad_qr
+        if locate:  # remember the first step where anything went non-finite (no host sync)
+            ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
+            first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
+        else:
+            h_sum += h.detach()
+            if t < transient:
+                transient_sum += logr.detach()
+        if t >= transient:
+            acc = acc + logr
+            n_qr_after += 1
+            if record and n_qr_after % record_every == 0:
+                history.append(acc / ((t + 1 - transient) * system.time_step))
+                times.append(t + 1 - transient)
+        last_qr = t
+    assert last_qr == total - 1
+
+    if bool(breakdown.any()):
+        return None  # the caller falls back to Householder QR (which also locates NaN/inf)
+    if not locate and not all(bool(torch.isfinite(x).all()) for x in (acc, h_sum, transient_sum)):
+        return NotImplemented
+    bad = first_bad >= 0
+    if bool(bad.any()):
+        b = int(torch.nonzero(bad)[0])
+        step = int(first_bad[b])
+        where = "state" if not bool(torch.isfinite(h[b]).all()) else "tangent dynamics"
+        raise NonFiniteError(
+            f"non-finite {where} in system b={b} (of {B}) first seen at step t={step} "
+            f"(0-based, transient included); {int(bad.sum())} system(s) affected"
+        )
+    elapsed = (total - transient) * system.time_step
+    return LyapunovResult(
+        exponents=acc / elapsed,
+        final_state=h,
+        final_basis=Q,
+        times=torch.tensor(times, dtype=Q.dtype, device=Q.device) * system.time_step if record else None,
+        history=torch.stack(history) if record and history else None,
+        reorth=method,
+        fallback_steps=fallback_steps,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Derived quantities
+# --------------------------------------------------------------------------------------------
+
+
+def kaplan_yorke_dimension(exponents: Tensor) -> Tensor:
+    """Kaplan-Yorke (Lyapunov) dimension ``k* + sum_{i<=k*} lambda_i / |lambda_{k*+1}|``.
+
+    Args:
+        exponents: (..., k), any order (sorted descending here).
+    Returns:
+        (...,) dimension; 0 when ``lambda_1 < 0``; ``k`` when every partial sum is
+        non-negative (the spectrum given is too short to bound the dimension).
+    """
+    lam = torch.sort(exponents, dim=-1, descending=True).values
+    k = lam.shape[-1]
+    csum = torch.cumsum(lam, dim=-1)
+    nonneg = csum >= 0
+    # sorted descending, the partial sums rise while lambda_i > 0, then fall for good:
+    # the number of non-negative partial sums is k*
+    kstar = nonneg.sum(dim=-1)
+    idx = torch.clamp(kstar, max=k - 1)
+    partial = torch.where(kstar > 0, torch.gather(csum, -1, (kstar - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1), 0.0)
+    nxt = torch.gather(lam, -1, idx.unsqueeze(-1)).squeeze(-1)
+    dim = kstar.to(lam.dtype) + partial / torch.abs(nxt)
+    return torch.where(kstar >= k, torch.full_like(dim, float(k)), dim)
+
+
+def entropy_rate(exponents: Tensor) -> Tensor:
+    """Entropy rate bound (Pesin): sum of the positive exponents, (..., k) -> (...,), nats per time unit."""
+    return torch.clamp(exponents, min=0).sum(dim=-1)

@@ -1,0 +1,123 @@
+"""The long-term Jacobian and the gradients it carries (Part I, chapter 2).
+
+For ``h_{t+1} = F(h_t, u_{t+1})`` the long-term Jacobian is ``T_t = D_t ... D_1 = dh_t/dh_0``.
+Oseledets' theorem: its singular values grow like ``exp(lambda_i t)``, so the gradient of a loss
+at time ``t`` with respect to ``h_0`` (``T_t^T`` applied to the loss gradient) grows like
+``exp(lambda_1 t)`` and the condition number of ``T_t`` restricted to ``k`` generic directions
+grows like ``exp((lambda_1 - lambda_k) t)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .maps import RecurrentMap, random_orthonormal
+
+__all__ = ["long_term_jacobian", "log_singular_values", "gradient_norms", "growth_rate"]
+
+DriveFn = Optional[Callable[[int], Optional[Tensor]]]
+
+
+def _u(drive: DriveFn, t: int) -> Optional[Tensor]:
+    return None if drive is None else drive(t)
+
+
+def long_term_jacobian(
+    system: RecurrentMap,
+    h0: Tensor,
+    drive: DriveFn,
+    horizon: int,
+    *,
+    k: Optional[int] = None,
+    q0: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """``T_t Q_0`` for ``t = 1 .. horizon`` along the trajectory from ``h0``.
+
+    Args:
+        system: batched recurrent map (B systems, N units).
+        h0: (B, N) initial states; ``drive(t)`` is the drive of step ``t`` (or ``None``).
+        horizon: number of steps.
+        k: number of directions (default N: the full Jacobian, ``Q_0 = I``).
+        q0: (B, N, k) directions; default identity for k = N, else Haar-random.
+    Returns:
+        (horizon, B, N, k): ``T_t Q_0``, no re-orthonormalization (float64 holds ``exp(700)``).
+    """
+    B, N = h0.shape
+    if q0 is None:
+        if k is None or k == N:
+            q0 = torch.eye(N, dtype=h0.dtype, device=h0.device).expand(B, N, N).clone()
+        else:
+            q0 = random_orthonormal(B, N, k, dtype=h0.dtype, device=h0.device, generator=generator)
+    h, T = h0, q0
+    out = []
+    for t in range(horizon):
+        u = _u(drive, t)
+        h_next = system.step(h, u)
+        T = system.tangent(h, u, h_next, T)
+        h = h_next
+        out.append(T)
+    return torch.stack(out)
+
+
+def log_singular_values(T: Tensor) -> Tensor:
+    """Natural log of the singular values of a batch of matrices (..., N, k) -> (..., k),
+    descending. Singular values below the float resolution (``<= 10 eps sigma_1``) are NaN
+    rather than numerical noise."""
+    s = torch.linalg.svdvals(T)
+    floor = torch.finfo(T.dtype).eps * 10 * s[..., :1]
+    return torch.where(s > floor, torch.log(s), torch.full_like(s, float("nan")))
+
+
+def gradient_norms(
+    system: RecurrentMap,
+    h0: Tensor,
+    drive: DriveFn,
+    horizons: Sequence[int],
+    readout: Tensor,
+) -> Tensor:
+    """``|| d(w . h_t) / d h_0 ||`` for each horizon ``t``, by backpropagation through time.
+
+    Independent of :func:`long_term_jacobian`: autograd differentiates the unrolled forward
+    pass (it equals ``|| T_t^T w ||``).
+
+    Args:
+        readout: (B, N) or (N,) readout vector ``w`` (the loss gradient w.r.t. ``h_t``).
+        horizons: increasing positive step counts.
+    Returns:
+        (len(horizons), B) gradient norms.
+    """
+    horizons = list(horizons)
+    if (not horizons or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in horizons)
+            or any(a >= b for a, b in zip(horizons, horizons[1:]))):
+        raise ValueError(f"horizons must be strictly increasing positive integers, got {horizons}")
+    x0 = h0.detach().clone().requires_grad_(True)
+    h, states = x0, {}
+    for t in range(horizons[-1]):
+        h = system.step(h, _u(drive, t))
+        if t + 1 in horizons:
+            states[t + 1] = h
+    norms = []
+    for t in horizons:
+        (g,) = torch.autograd.grad((states[t] * readout).sum(), x0, retain_graph=True)
+        norms.append(torch.linalg.vector_norm(g, dim=-1))
+    return torch.stack(norms)
+
+
+def growth_rate(t: Tensor, log_values: Tensor, t_min: float = 0.0) -> Tensor:
+    """Least-squares slope of ``log_values`` against ``t`` over ``t >= t_min``.
+
+    Args:
+        t: (T,) times; log_values: (T, ...) natural logs.
+    Returns:
+        (...) slope per unit of ``t``.
+    """
+    mask = t >= t_min
+    x = t[mask].to(log_values.dtype)
+    y = log_values[mask]
+    xc = x - x.mean()
+    shape = (-1,) + (1,) * (y.ndim - 1)
+    return ((xc.reshape(shape) * (y - y.mean(0))).sum(0)) / (xc * xc).sum()

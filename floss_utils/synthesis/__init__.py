@@ -1,0 +1,30 @@
+"""Part IV - Where flossing meets the curse of memory (ours; chapter 12).
+
+Modules (each public name is also importable from this package):
+
+    curvature     the top Hessian eigenvalue of per-member losses by Lanczos
+    self_teacher  GF networks as their own teacher: sharpness and Adam's effective learning rates
+    diagonal      complex diagonal recurrences flossed, in each parametrization and normalization
+"""
+
+from .curvature import (
+    lanczos_top_eigenvalue, hvp_operator, sharpness, flatten, unflatten, LANCZOS,
+)
+from .self_teacher import (
+    gf_self_teacher_loss, gf_readout_variance, adam_self_teacher_run, AdamSelfTeacherRun,
+    task_bits, SHARP_BITS, ADAM_BITS, ADAM_PERTURB,
+)
+from .diagonal import (
+    DiagonalPopulation, init_diagonal_population, diagonal_block_matrix, diagonal_exponents,
+    floss_diagonal, diagonal_self_teacher_loss, white_noise_hessian_1d, white_noise, DIAG_INIT,
+    DIAG_FLOSS, DIAG_INPUT,
+)
+
+__all__ = [
+    "lanczos_top_eigenvalue", "hvp_operator", "sharpness", "flatten", "unflatten", "LANCZOS",
+    "gf_self_teacher_loss", "gf_readout_variance", "adam_self_teacher_run",
+    "AdamSelfTeacherRun", "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB",
+    "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",
+    "diagonal_exponents", "floss_diagonal", "diagonal_self_teacher_loss",
+    "white_noise_hessian_1d", "white_noise", "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT",
+]

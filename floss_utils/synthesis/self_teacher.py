@@ -1,0 +1,132 @@
+"""GF networks as their own teacher: the sharpness and Adam's effective learning rates of a
+flossed network (Part IV, *ours*).
+
+* :func:`gf_self_teacher_loss` - ``1/2 mean_{b,t} (r_theta - r_theta0)^2``, the readout of the
+  network with parameters ``theta`` against the readout of the network itself (``theta0``). At
+  ``theta0`` the loss and its gradient vanish and the Hessian is the Gauss-Newton matrix
+  ``E[dr dr^T]``: ZO's teacher-student optimum, with the flossed network as the teacher.
+* :func:`gf_readout_variance` - the output scale against which a sharpness can be normalized.
+* :func:`adam_self_teacher_run` - Adam on ``J`` from a perturbed copy of each network back to
+  the network; returns Adam's moments, for
+  :func:`floss_utils.curse_of_memory.landscape.effective_learning_rates`.
+* :func:`task_bits` - the random input bits of these losses, one stream per member.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..common import seeded_generator
+from ..flossing.tanh_network import GFNetwork
+from ..optim import BatchedAdam
+from .curvature import flatten, unflatten
+
+__all__ = ["gf_self_teacher_loss", "gf_readout_variance", "adam_self_teacher_run", "AdamSelfTeacherRun",
+           "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB"]
+
+# generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
+SHARP_BITS, ADAM_BITS, ADAM_PERTURB = 20, 21, 22
+
+
+def _with(net: GFNetwork, names: Sequence[str], values: Sequence[Tensor]) -> GFNetwork:
+    kw = {n: getattr(net, n) for n in ("J", "W_s", "b", "w_r", "c", "x0")}
+    kw.update(dict(zip(names, values)))
+    return GFNetwork(**kw)
+
+
+def _readout(net: GFNetwork, bits: Tensor, burn_in: int) -> Tensor:
+    return net.logits(bits)[burn_in:]  # (T - burn_in, M, B)
+
+
+def gf_self_teacher_loss(net: GFNetwork, names: Sequence[str], bits: Tensor, burn_in: int = 0
+                         ) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    """The self-teacher loss of each member and the point ``theta0`` where it vanishes.
+
+    Args:
+        net: M GF networks (the teachers; detached copies are used).
+        names: the parameters the loss is a function of (e.g. ``("J",)`` or ``("J", "W_s")``).
+        bits: inputs ``(T, M, B)`` with ``B = net.batch_size`` (the learned initial states).
+        burn_in: leading steps left out of the loss.
+    Returns:
+        ``(loss_fn, theta0)``: ``loss_fn(theta (M, P)) -> (M,)`` is
+        ``1/2 mean_{t > burn_in, b} (r_t(theta) - r_t(theta0))^2``; ``theta0`` ``(M, P)``.
+    """
+    if bits.ndim != 3 or bits.shape[1:] != (net.n_members, net.batch_size):
+        raise ValueError(f"bits must have shape (T, M={net.n_members}, B={net.batch_size}), got {tuple(bits.shape)}")
+    if not 0 <= burn_in < bits.shape[0]:
+        raise ValueError(f"burn_in must lie in [0, T = {bits.shape[0]}), got {burn_in}")
+    teacher = net.clone()
+    like = teacher.tensors(names)
+    theta0 = flatten(like)
+    with torch.no_grad():
+        target = _readout(teacher, bits, burn_in)
+
+    def loss_fn(theta: Tensor) -> Tensor:
+        r = _readout(_with(teacher, names, unflatten(theta, like)), bits, burn_in)
+        return 0.5 * ((r - target) ** 2).mean(dim=(0, 2))
+
+    return loss_fn, theta0
+
+
+@torch.no_grad()
+def gf_readout_variance(net: GFNetwork, bits: Tensor, burn_in: int = 0) -> Tensor:
+    """``(M,)`` variance of each member's readout over time steps and batch (the output scale
+    against which a sharpness can be normalized)."""
+    r = _readout(net, bits, burn_in)
+    return r.var(dim=(0, 2), correction=0)
+
+
+def task_bits(seeds: Sequence[int], purpose: int, key: int, steps: int, batch: int) -> Tensor:
+    """Random input bits ``(steps, M, batch)``, member m's from ``(seeds[m], purpose, key)``."""
+    return torch.stack([torch.randint(0, 2, (steps, batch), generator=seeded_generator(int(s), purpose, key))
+                        for s in seeds], dim=1).to(torch.float64)
+
+
+@dataclass
+class AdamSelfTeacherRun:
+    """Outcome of :func:`adam_self_teacher_run`: Adam's moments of ``J`` ``(M, N, N)`` after
+    ``steps`` updates, the batch losses ``(steps, M)`` and the gradient norms ``(steps, M)``."""
+
+    m: Tensor
+    v: Tensor
+    steps: int
+    lr: float
+    losses: Tensor
+    grad_norms: Tensor
+
+
+def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, lr: float, perturbation: float,
+                          seq_len: int, burn_in: int = 0) -> AdamSelfTeacherRun:
+    """Train ``J`` of a perturbed copy of every network back to the network with Adam.
+
+    The student starts at ``J + perturbation * Z / sqrt(N)`` (Z standard normal from
+    ``(seeds[m], ADAM_PERTURB)``), every step sees fresh bits ``(seq_len, M, B)`` from
+    ``(seeds[m], ADAM_BITS, step)`` and minimizes the self-teacher loss of
+    :func:`gf_self_teacher_loss`; members are independent (one tensor program).
+    """
+    if steps < 1 or not lr > 0 or perturbation < 0:
+        raise ValueError(f"need steps >= 1, lr > 0, perturbation >= 0; got {steps}, {lr}, {perturbation}")
+    teacher = net.clone()
+    M, N, B = net.n_members, net.n_units, net.batch_size
+    Z = torch.stack([torch.randn(N, N, generator=seeded_generator(int(s), ADAM_PERTURB), dtype=torch.float64)
+                     for s in seeds]).to(teacher.J)
+    J = (teacher.J + perturbation * Z / math.sqrt(N)).requires_grad_(True)
+    opt = BatchedAdam([J], lr=lr)
+    losses, norms = [], []
+    for step in range(steps):
+        bits = task_bits(seeds, ADAM_BITS, step, seq_len, B).to(teacher.J)
+        with torch.no_grad():
+            target = _readout(teacher, bits, burn_in)
+        r = _readout(_with(teacher, ("J",), (J,)), bits, burn_in)
+        loss = 0.5 * ((r - target) ** 2).mean(dim=(0, 2))
+        (g,) = torch.autograd.grad(loss.sum(), J)
+        opt.step([g])
+        losses.append(loss.detach())
+        norms.append(g.reshape(M, -1).norm(dim=-1))
+    return AdamSelfTeacherRun(m=opt.m[0].detach(), v=opt.v[0].detach(), steps=steps, lr=lr,
+                              losses=torch.stack(losses), grad_norms=torch.stack(norms))

@@ -1,0 +1,175 @@
+"""The deep recurrent stack at initialization: structure, initialization ranges, ground truths.
+
+Float64 where outputs are compared to an independent implementation (tolerance 1e-10 relative:
+round-off of a few hundred operations); initialization ranges are exact inequalities; the
+chrono bias distribution is checked by its mean with a 5-sigma Monte Carlo tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from floss_utils.curse_of_memory import deep_stacks as deep
+from floss_utils.curse_of_memory.scans import diagonal_recurrence
+
+F64 = torch.float64
+MEMORIES = [1.0, 10**0.5, 10.0, 10**1.5, 100.0]
+SMALL = dict(d_input=12, d_model=8, n_blocks=2, dtype=F64)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def x_in(B=3, T=20, d=12, seed=0):
+    return torch.randn(B, T, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def test_memory_ring_values_and_errors():
+    assert deep.memory_ring(1) == (1.0, 2.0, 0.0, 0.5)
+    t_min, t_max, r_min, r_max = deep.memory_ring(100.0)
+    assert (t_min, t_max) == (100.0, 200.0) and abs(r_min - 0.99) < 1e-15 and abs(r_max - 0.995) < 1e-15
+    for bad in (0.5, float("nan"), "10", True):
+        with pytest.raises(ValueError, match="characteristic time"):
+            deep.memory_ring(bad)
+
+
+@pytest.mark.parametrize("layer", deep.LAYERS)
+@pytest.mark.parametrize("norm", deep.NORMS)
+def test_shapes_and_every_parameter_in_exactly_one_group(layer, norm):
+    net = deep.DeepRecurrentStack(layer, norm, [1.0, 100.0], [0, 0], **SMALL)
+    out, states = net(x_in())
+    assert out.shape == (2, 3, 20, 12)
+    assert len(states) == 2 and all(h.shape == (2, 3, 20, 8) for h in states)
+    names = [n for ns in net.param_groups().values() for n in ns]
+    assert sorted(names) == sorted(n for n, _ in net.named_parameters())  # complete, no duplicates
+    assert len(names) == len(set(names))
+    groups = set(g.split("/")[0] for g in net.param_groups())
+    expected = {"encoder", "decoder", "feedforward"} | set(deep._LAYER_GROUPS[layer]) | ({"norm"} if norm != "none" else set())
+    assert groups == expected
+
+
+@pytest.mark.parametrize("layer", ["complex", "lru"])
+def test_diagonal_layers_draw_lambda_on_the_memory_ring(layer):
+    net = deep.DeepRecurrentStack(layer, "none", MEMORIES, [3] * 5, d_input=12, d_model=8, d_hidden=200, n_blocks=1, dtype=F64)
+    blk = net.blocks[0]
+    mod = blk.lam().detach().abs()
+    for m, t in enumerate(MEMORIES):
+        _, _, r_min, r_max = deep.memory_ring(t)
+        lo = max(r_min, 1e-6) if layer == "lru" else r_min
+        assert float(mod[m].min()) >= lo - 1e-12 and float(mod[m].max()) <= r_max + 1e-12
+        assert float(mod[m].max()) > r_min + 0.8 * (r_max - r_min)  # fills the ring (200 draws)
+    if layer == "lru":
+        assert rel(torch.exp(blk.gamma_log).detach(), torch.sqrt(1 - mod**2)) < 1e-12
+        ang = torch.angle(blk.lam().detach())
+        assert rel(torch.remainder(ang, 2 * math.pi), torch.exp(blk.theta_log).detach()) < 1e-10
+
+
+def test_gru_chrono_bias_range_and_distribution():
+    net = deep.DeepRecurrentStack("gru", "none", MEMORIES, [1] * 5, d_input=12, d_model=8, d_hidden=4000, n_blocks=1, dtype=F64)
+    b = net.blocks[0].b_z.detach()
+    for m, t in enumerate(MEMORIES):
+        t_min, t_max, _, _ = deep.memory_ring(t)
+        assert float(b[m].min()) >= math.log(t_min) - 1e-12 and float(b[m].max()) <= math.log(t_max) + 1e-12
+        # exp(b) ~ U[t_min, t_max]: mean (t_min + t_max)/2, sd (t_max - t_min)/sqrt(12 n)
+        sd = (t_max - t_min) / math.sqrt(12 * 4000)
+        assert abs(float(torch.exp(b[m]).mean()) - (t_min + t_max) / 2) < 5 * sd + 1e-12
+    assert float(net.blocks[0].b_r.detach().abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("layer", ["complex", "lru"])
+def test_diagonal_layer_output_matches_explicit_recursion(layer):
+    # Ground truth: the plain loop h_t = lambda h_{t-1} + (gamma) B u_t, y = Re(C h) + D u.
+    net = deep.DeepRecurrentStack(layer, "none", [10.0, 100.0], [0, 1], **SMALL)
+    blk = net.blocks[0]
+    u = torch.randn(2, 3, 50, 8, generator=torch.Generator().manual_seed(2), dtype=F64)
+    y, h = blk.recurrence(u)
+    Bw = torch.complex(blk.B_re, blk.B_im)
+    if layer == "lru":
+        Bw = torch.exp(blk.gamma_log)[..., None] * Bw
+    b = torch.einsum("mbtd,mhd->mbth", u.to(torch.complex128), Bw)
+    h_ref = diagonal_recurrence(blk.lam()[:, None, :], b)
+    y_ref = torch.einsum("mbth,mdh->mbtd", h_ref, torch.complex(blk.C_re, blk.C_im)).real + blk.D[:, None, None, :] * u
+    assert rel(h, h_ref) < 1e-10 and rel(y, y_ref) < 1e-10
+
+
+def test_gru_layer_matches_torch_gru_cell():
+    # Ground truth: torch.nn.GRUCell has the same equations (n = tanh(W_in x + b_in + r (W_hn h + b_hn)),
+    # h' = (1 - z) n + z h) - copy the weights of member 1 and run it step by step.
+    net = deep.DeepRecurrentStack("gru", "none", [1.0, 30.0], [0, 1], **SMALL)
+    blk = net.blocks[0]
+    with torch.no_grad():
+        blk.b_hn.normal_(generator=torch.Generator().manual_seed(9))
+    u = torch.randn(2, 3, 15, 8, generator=torch.Generator().manual_seed(3), dtype=F64)
+    y, _ = blk.recurrence(u)
+    m = 1
+    cell = nn.GRUCell(8, 8).to(F64)
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.cat([blk.W_ir[m], blk.W_iz[m], blk.W_in[m]]))
+        cell.weight_hh.copy_(torch.cat([blk.W_hr[m], blk.W_hz[m], blk.W_hn[m]]))
+        cell.bias_ih.copy_(torch.cat([blk.b_r[m], blk.b_z[m], blk.b_in[m]]))
+        cell.bias_hh.copy_(torch.cat([torch.zeros(16, dtype=F64), blk.b_hn[m]]))
+        h = torch.zeros(3, 8, dtype=F64)
+        ref = []
+        for t in range(15):
+            h = cell(u[m, :, t], h)
+            ref.append(h)
+    assert rel(y[m], torch.stack(ref, dim=1)) < 1e-10
+
+
+def test_norms_normalize_the_right_axes_and_never_mix_members():
+    u = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(4), dtype=F64) * 7 + 3
+    ln = deep._Norm("layer", 2, 5, F64, "cpu")
+    bn = deep._Norm("batch", 2, 5, F64, "cpu")
+    a, b = ln(u), bn(u)
+    assert float(a.mean(-1).abs().max()) < 1e-12 and float((a.var(-1, unbiased=False) - 1).abs().max()) < 1e-5
+    assert float(b.mean((1, 2)).abs().max()) < 1e-12 and float((b.var((1, 2), unbiased=False) - 1).abs().max()) < 1e-5
+    u2 = u.clone()
+    u2[1] *= 100  # member 1 only
+    assert torch.allclose(bn(u2)[0], b[0], atol=1e-14)
+
+
+def test_norm_tames_the_activity_of_a_long_memory_complex_rnn():
+    # The claim of Chapter 7 in miniature: without normalization the state of the last block of
+    # a complex diagonal stack with T_char = 100 is orders of magnitude above T_char = 1; layer
+    # norm keeps the last block within ~100x of the first and >10x below the unnormalized one.
+    common = dict(batch=2, seq_len=300, input_seed=0, d_input=24, d_model=16, n_blocks=3, dtype=F64)
+    none = deep.deep_signal_propagation("complex", "none", [1.0, 100.0], [0], **common)
+    layer = deep.deep_signal_propagation("complex", "layer", [1.0, 100.0], [0], **common)
+    assert float(none.activity[1, -1] / none.activity[0, -1]) > 1e3
+    assert float(layer.activity[1, -1] / layer.activity[1, 0]) < 1e2
+    assert float(layer.activity[1, -1]) < 1e-1 * float(none.activity[1, -1])
+
+
+@pytest.mark.parametrize("norm", deep.NORMS)
+def test_members_are_independent_and_grad_sq_is_the_mean_squared_gradient(norm):
+    # Batched sweep vs one member alone (same seed and memory): identical statistics, so no
+    # member sees another's batch statistics or gradients. grad_sq against a direct autograd.
+    kw = dict(batch=2, seq_len=30, input_seed=1, d_input=12, d_model=8, n_blocks=2, dtype=F64)
+    full = deep.deep_signal_propagation("lru", norm, [1.0, 10.0, 100.0], [0, 5], **kw)
+    alone = deep.deep_signal_propagation("lru", norm, [10.0], [5], **kw)
+    i = 3  # memory 10, seed 5 (memory-major)
+    assert float(full.memory[i]) == 10.0 and int(full.seed[i]) == 5
+    assert rel(full.activity[i], alone.activity[0]) < 1e-10
+    for g, v in alone.grad_sq.items():
+        assert rel(full.grad_sq[g][i:i + 1], v) < 1e-10, g
+    net = deep.DeepRecurrentStack("lru", norm, [10.0], [5], d_input=12, d_model=8, n_blocks=2, dtype=F64)
+    x = deep.fitted_autocorrelation_inputs(2, 30, 12, generator=torch.Generator().manual_seed(1), dtype=F64)
+    out, _ = net(x)
+    (g_ang,) = torch.autograd.grad(deep.next_input_loss(out, x).sum(), [net.blocks[1].theta_log])
+    assert rel(alone.grad_sq["angle/2"], (g_ang**2).mean().reshape(1)) < 1e-12
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="layer"):
+        deep.DeepRecurrentStack("lstm", "none", [1.0], [0])
+    with pytest.raises(ValueError, match="norm"):
+        deep.DeepRecurrentStack("gru", "group", [1.0], [0])
+    with pytest.raises(ValueError, match="one seed per member"):
+        deep.DeepRecurrentStack("gru", "none", [1.0, 2.0], [0])
+    with pytest.raises(ValueError, match="x must have shape"):
+        deep.DeepRecurrentStack("gru", "none", [1.0], [0], **SMALL)(torch.zeros(2, 5, 7, dtype=F64))

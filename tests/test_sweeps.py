@@ -1,0 +1,303 @@
+"""Sweeps (floss_utils/book/sweeps.py): grid values, point directories, atomic completion, failure,
+interruption and resume, locally and on a real Dask ``LocalCluster``.
+
+The integration tests use the tiny test chapter of ``tests/tiny_book.py`` (its notebook runs in
+about a second and imports no torch): ``y = x**2 + seed``, an error when ``x == fail_at``, and a
+half-written ``results.json`` followed by a wait while ``hold_file`` exists when ``x == hold_at``.
+Ground truths: the chapter's formula, the files on disk read with ``json``/``csv``, and the
+statuses the fixture is built to produce; never an earlier output of the runner.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from floss_utils.book import parameters, runs, sweeps
+from floss_utils.book.cli import main
+from floss_utils.book.parameters import ParameterError
+from floss_utils.book.runs import RunError
+
+from tiny_book import BOOK, TINY
+
+TESTS_DIR = Path(__file__).resolve().parent
+# a `floss` driver process that uses the tiny test chapter (what a user's shell runs, with BOOK)
+DRIVER = ("import sys; sys.path.insert(0, sys.argv[1]); from tiny_book import BOOK; "
+          "from floss_utils.book.cli import main; sys.exit(main(sys.argv[2:], book=BOOK))")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._+,=-]+$")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _record(directory: Path) -> dict:
+    return json.loads((directory / "run.json").read_text())
+
+
+# ------------------------------------------------------------------------------ values
+
+
+@pytest.mark.parametrize(
+    "text, kind, expected",
+    [
+        ("200", "int", 200),
+        (" 0.5 ", "float", 0.5),
+        ("1e-3", "float", 0.001),
+        ("[1, 2]", "list[int]", [1, 2]),
+        ("1,2", "list[int]", [1, 2]),  # a tuple literal becomes a list
+        ("cpu", "str", "cpu"),  # bare word: the string itself
+        ("'cpu'", "str", "cpu"),
+        ("123", "str", "123"),  # a str parameter keeps the text, not the int
+        ("None", "int", None),  # None: default / from scale
+        ("true", "bool", True),
+        ("False", "bool", False),
+        ("no", "bool", False),
+    ],
+)
+def test_parse_value(text, kind, expected):
+    value = parameters.parse_value(text, kind)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text, kind", [("abc", "int"), ("[1, 2", "list[int]"), ("maybe", "bool")])
+def test_parse_value_refuses_unreadable_text_naming_the_parameter(text, kind):
+    with pytest.raises(ParameterError, match="'steps'"):
+        parameters.parse_value(text, kind, "steps")
+
+
+@pytest.mark.parametrize(
+    "text, parts",
+    [("0.5,1.5", ["0.5", "1.5"]), ("[30,60],[100]", ["[30,60]", "[100]"]),
+     ("'a,b', c", ["'a,b'", "c"]), ("(1, 2),3", ["(1, 2)", "3"]), ("7", ["7"])],
+)
+def test_split_values_respects_brackets_and_quotes(text, parts):
+    assert parameters.split_values(text) == parts
+
+
+@pytest.mark.parametrize("text", ["1,,2", "[1,2", "'a,b", "1,"])
+def test_split_values_refuses_malformed_lists(text):
+    with pytest.raises(ParameterError):
+        parameters.split_values(text)
+
+
+def test_parse_grid():
+    assert parameters.parse_grid(["x=1,2", "sizes=[3,4],[5]"]) == {"x": ["1", "2"], "sizes": ["[3,4]", "[5]"]}
+    for bad in (["x"], ["=1,2"], ["x="], ["x=1", "x=2"]):
+        with pytest.raises(ParameterError):
+            parameters.parse_grid(bad)
+
+
+def test_expand_grid_is_the_typed_cartesian_product():
+    points = sweeps.expand_grid(TINY, {"x": ["1", "2.5"], "seed": ["0", "1", "2"]})
+    # ground truth: itertools-free enumeration by hand, x outermost (order of --grid)
+    assert points == [{"x": x, "seed": s} for x in (1.0, 2.5) for s in (0, 1, 2)]
+    assert all(type(p["x"]) is float and type(p["seed"]) is int for p in points)
+
+
+def test_expand_grid_reports_every_problem_before_anything_runs():
+    with pytest.raises(ParameterError) as err:
+        sweeps.expand_grid(TINY, {"xx": ["1"], "seed": ["0", "'a'"], "fail_at": ["1", "1.0"]})
+    msg = str(err.value)
+    assert "unknown parameter 'xx' (did you mean 'x'?)" in msg
+    assert "'seed' must be an int, got str 'a'" in msg
+    assert "repeated value(s) 1.0" in msg  # 1 and 1.0 are the same float point
+    with pytest.raises(RunError, match="at least one --grid"):
+        sweeps.expand_grid(TINY, {})
+
+
+# ------------------------------------------------------------------------------ point names
+
+
+def test_point_names_are_readable_safe_and_unique():
+    assert sweeps.point_name({"x": 1.0, "seed": 2}) == "x=1.0__seed=2"
+    assert sweeps.point_name({"sizes": [30, 60], "flag": True}) == "sizes=30,60__flag=True"
+    odd = [{"tag": "a/b"}, {"tag": "a b"}, {"tag": "a-b"}, {"tag": "../.."}, {"tag": "x" * 300}, {"tag": "x" * 301}]
+    names = [sweeps.point_name(v) for v in odd]
+    assert len(set(names)) == len(names), names
+    for n in names:
+        assert SAFE_NAME.match(n) and len(n) <= 120 and n not in (".", "..") and "/" not in n, n
+    assert names[2] == "tag=a-b"  # safe strings are kept verbatim, no hash
+
+
+# ------------------------------------------------------------------------------ completion
+
+
+def test_completion_is_run_json_status_ok_only(tmp_path):
+    d = tmp_path / "p"
+    assert not runs.is_complete(d)  # missing directory
+    d.mkdir()
+    (d / "results.json").write_text('{"results": {"y": 1}}')
+    assert not runs.is_complete(d)  # results without a record
+    (d / "run.json").write_text('{"status": "ok", "overrides": {"x"')  # truncated (never written so)
+    assert not runs.is_complete(d)
+    for status in ("running", "failed", "interrupted"):
+        (d / "run.json").write_text(json.dumps({"status": status, "overrides": {"x": 1.0}}))
+        assert not runs.is_complete(d), status
+    (d / "run.json").write_text(json.dumps({"status": "ok", "overrides": {"x": 1.0}}))
+    assert runs.is_complete(d) and runs.is_complete(d, {"x": 1.0})
+    assert not runs.is_complete(d, {"x": 2.0})  # a different point is not this one
+
+
+def test_collect_flattens_scalars_and_short_lists(tmp_path):
+    p = tmp_path / "x=1.0"
+    p.mkdir()
+    (p / "run.json").write_text(json.dumps({"status": "ok", "wall_s": 1.5}))
+    (p / "results.json").write_text(json.dumps({"results": {
+        "a": 1.5, "d": {"e": 2, "f": {"g": "s"}}, "short": [1, 2], "long": list(range(40)), "nested": [[1], [2]]}}))
+    q = tmp_path / "x=2.0"
+    q.mkdir()
+    table, failures = sweeps.collect(tmp_path, [
+        {"point": "x=1.0", "status": "ok", "values": {"x": 1.0}, "error": None},
+        {"point": "x=2.0", "status": "failed", "values": {"x": 2.0}, "error": "boom"}], ["x"])
+    rows = _rows(table)
+    assert list(rows[0]) == ["point", "status", "x", "wall_s", "a", "d.e", "d.f.g", "short.0", "short.1", "error"]
+    assert rows[0]["a"] == "1.5" and rows[0]["d.f.g"] == "s" and float(rows[0]["short.1"]) == 2
+    assert rows[1]["status"] == "failed" and rows[1]["error"] == "boom" and rows[1]["a"] == ""
+    assert _rows(failures) == [{"point": "x=2.0", "status": "failed", "x": "2.0", "error": "boom"}]
+
+
+# ------------------------------------------------------------------------------ refusals
+
+
+def test_sweep_refuses_foreign_directories(tmp_path):
+    other_sweep = tmp_path / "other"
+    other_sweep.mkdir()
+    (other_sweep / "sweep.json").write_text(json.dumps({"chapter": "01_lyapunov_spectra", "fixed": {}}))
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "run.json").write_text(json.dumps({"chapter": "tiny", "status": "ok"}))
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    same_other_fixed = tmp_path / "fixed"
+    same_other_fixed.mkdir()
+    (same_other_fixed / "sweep.json").write_text(json.dumps({"chapter": "tiny", "fixed": {"scale": "paper"}}))
+    cases = [(other_sweep, "holds a sweep of 01_lyapunov_spectra"), (single, "holds a single run of tiny"),
+             (stranger, "not a floss sweep directory"), (same_other_fixed, "other fixed settings")]
+    for directory, message in cases:
+        before = sorted(p.name for p in directory.iterdir())
+        with pytest.raises(RunError, match=message):
+            sweeps.sweep(BOOK, "tiny", {"x": ["1"]}, directory, fixed={"scale": "smoke"}, progress=False)
+        assert sorted(p.name for p in directory.iterdir()) == before  # nothing written
+
+
+def test_sweep_refuses_a_parameter_both_fixed_and_swept(tmp_path):
+    with pytest.raises(ParameterError, match="x both fixed"):
+        sweeps.sweep(BOOK, "tiny", {"x": ["1"]}, tmp_path / "s", fixed={"x": "2"}, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+# ------------------------------------------------------------------------------ integration
+
+
+def _interrupt_sweep(args: list[str], out: Path, held: str, settled: list[str], timeout: float = 120):
+    """Start ``floss sweep`` (tiny chapter) in its own process group, wait until the ``held`` point
+    is mid-run and the ``settled`` points are finished, then press Ctrl-C (SIGINT to the group)."""
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(TESTS_DIR), *args],
+                            env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+
+    def ready() -> bool:
+        if not (out / held / "results.json").exists():  # the half-written file: mid-run
+            return False
+        for name in settled:
+            rec = runs._read_json(out / name / "run.json")
+            if not rec or rec.get("status") not in ("ok", "failed"):
+                return False
+        return True
+
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"the sweep never reached the held point (rc {proc.returncode}):\n{stdout}\n{stderr[-3000:]}")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=90)
+    return proc.returncode, stdout, stderr
+
+
+def _check_failure_interrupt_resume(tmp_path: Path, extra: list[str], capsys) -> list[dict]:
+    out = tmp_path / "sweep"
+    hold = tmp_path / "hold"
+    hold.write_text("hold")
+    args = ["sweep", "tiny", "--grid", "x=1,2,3", "-p", "fail_at", "2", "-p", "hold_at", "3",
+            "-p", "hold_file", str(hold), "--scale", "smoke", "--out", str(out), *extra]
+    rc, stdout, stderr = _interrupt_sweep(args, out, "x=3.0", ["x=1.0", "x=2.0"])
+    assert rc == 130, (stdout, stderr)
+    assert "interrupted: run the same command again to resume" in stderr
+    # the interrupted point left its half-written results.json, and it is not taken as done
+    held = _record(out / "x=3.0")
+    assert held["status"] == "interrupted"
+    assert (out / "x=3.0" / "results.json").read_text().startswith('{"chapter": "tiny", "results": {"y": ')
+    assert not runs.is_complete(out / "x=3.0")
+    assert _record(out / "x=1.0")["status"] == "ok" and _record(out / "x=2.0")["status"] == "failed"
+    statuses = {r["point"]: r["status"] for r in _rows(out / "sweep.csv")}
+    assert statuses == {"x=1.0": "ok", "x=2.0": "failed", "x=3.0": "interrupted"}
+    first_x1 = _record(out / "x=1.0")
+
+    hold.unlink()
+    capsys.readouterr()
+    assert main(args, book=BOOK) == 1  # resumed; x = 2 still fails, so the exit status says so
+    printed = capsys.readouterr().out
+    assert "3 points: 2 ok (1 already complete), 1 failed" in printed
+    assert "x=2.0: failed: cell" in printed and "ValueError: tiny: x = 2.0 is the failing value" in printed
+    assert _record(out / "x=1.0") == first_x1  # skipped, not rerun
+    rows = {r["point"]: r for r in _rows(out / "sweep.csv")}
+    assert set(rows) == {"x=1.0", "x=2.0", "x=3.0"}
+    for point, x in (("x=1.0", 1.0), ("x=3.0", 3.0)):
+        assert rows[point]["status"] == "ok"
+        assert float(rows[point]["y"]) == x * x  # the chapter's formula, seed 0
+        assert float(rows[point]["x"]) == x
+        rec = _record(out / point)
+        assert rec["status"] == "ok" and rec["overrides"]["x"] == x and rec["parameters"]["scale"] == "smoke"
+    assert rows["x=2.0"]["status"] == "failed" and "x = 2.0 is the failing value" in rows["x=2.0"]["error"]
+    failures = _rows(out / "failures.csv")
+    assert [f["point"] for f in failures] == ["x=2.0"] and "ValueError" in failures[0]["error"]
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["chapter"] == "tiny" and meta["grid"] == {"x": [1.0, 2.0, 3.0]}
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    return [_record(out / p) for p in ("x=1.0", "x=2.0", "x=3.0")]
+
+
+@pytest.mark.slow
+def test_local_sweep_failure_interrupt_and_resume(tmp_path, capsys):
+    records = _check_failure_interrupt_resume(tmp_path, ["--workers", "2"], capsys)
+    assert all(r["worker"] is None for r in records)  # local worker processes, no Dask
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_sweep_failure_interrupt_and_resume(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        workers = set(cluster.scheduler.workers)
+        assert len(workers) == 2
+        records = _check_failure_interrupt_resume(tmp_path, ["--scheduler", address], capsys)
+    # every point ran on one of the cluster's workers (recorded by the worker itself)
+    assert all(r["worker"] in workers for r in records), [r["worker"] for r in records]
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        rc = main(["sweep", "tiny", "--grid", "x=1", "--out", str(tmp_path / "s"),
+                   "--scheduler", "tcp://127.0.0.1:9"], book=BOOK)
+    assert rc == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()  # nothing was written
