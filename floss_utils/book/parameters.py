@@ -231,11 +231,15 @@ def resolve(chapter: Chapter, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def constraint_problems(chapter: Chapter, values: Mapping[str, Any]) -> list[str]:
+def constraint_problems(chapter: Chapter, values: Mapping[str, Any], skip: Iterable[str] = ()) -> list[str]:
     """The chapter's cross-parameter constraints that ``values`` (every parameter, resolved)
-    break, each with the values it involves."""
+    break, each with the values it involves; constraints naming a parameter in ``skip`` (one
+    whose given value was refused) are not judged."""
+    skip = set(skip)
     problems = []
     for c in chapter.constraints:
+        if skip & set(c.names):
+            continue
         if not c.holds(values):
             shown = ", ".join(f"{n}={values[n]!r}" for n in c.names)
             problems.append(f"{c.text} (got {shown})")
@@ -258,6 +262,7 @@ def validate(chapter: Chapter, overrides: Mapping[str, Any], *, text: bool = Tru
     """
     problems = check_names(chapter, overrides, reserved)
     typed: dict[str, Any] = {}
+    bad = set()
     for name, raw in overrides.items():
         if name not in chapter.params or (reserved and name in reserved):
             continue
@@ -265,8 +270,9 @@ def validate(chapter: Chapter, overrides: Mapping[str, Any], *, text: bool = Tru
             typed[name] = coerce(chapter, name, raw, text=text)
         except ParameterError as exc:
             problems.append(str(exc))
-    if constraints and not problems:  # constraints only make sense between well-typed values
-        problems += constraint_problems(chapter, resolve(chapter, typed))
+            bad.add(name)
+    if constraints:  # between well-typed values only: a rule naming a refused value is not judged
+        problems += constraint_problems(chapter, resolve(chapter, typed), skip=bad)
     if problems:
         raise report(chapter, problems)
     return typed

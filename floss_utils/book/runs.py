@@ -46,6 +46,7 @@ __all__ = [
     "make_task",
     "is_complete",
     "prepare_run_dir",
+    "check_writable",
     "package_versions",
     "git_commit",
     "rerun_command",
@@ -72,7 +73,7 @@ def _find_root() -> Path:
     env = os.environ.get("FLOSS_BOOK_ROOT")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[2]  # floss_utils/book/runs.py -> the checkout
     if (here / "_toc.yml").is_file() and (here / "book").is_dir():
         return here
     for d in (Path.cwd(), *Path.cwd().parents):
@@ -300,6 +301,7 @@ def prepare_run_dir(directory: Path, chapter_id: str) -> None:
         raise RunError(f"--out {directory}: exists and is not a directory")
     entries = _entries(directory)
     if not entries:
+        check_writable(directory)
         return
     if SWEEP_JSON in entries:
         owner = (_read_json(directory / SWEEP_JSON) or {}).get("chapter")
@@ -313,6 +315,24 @@ def prepare_run_dir(directory: Path, chapter_id: str) -> None:
         raise RunError(f"--out {directory}: holds a run of {rec.get('chapter')}, not {chapter_id}; "
                        "refusing to overwrite it (choose another directory)")
     _clear(directory)
+
+
+def check_writable(directory: Path) -> None:
+    """Check that ``directory`` can be created and written to (creating, probing, and removing
+    again what did not exist), or raise a one-line :class:`RunError` saying why it cannot hold
+    a run, before anything runs."""
+    missing = next((d for d in reversed([directory, *directory.parents]) if not d.exists()), None)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".floss-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RunError(f"--out {directory}: cannot be used as an output directory ({reason})") from None
+    finally:
+        if missing is not None and missing.is_dir():
+            shutil.rmtree(missing, ignore_errors=True)  # the check leaves nothing behind
 
 
 def _clear(directory: Path) -> None:

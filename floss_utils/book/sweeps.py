@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .parameters import (ParameterError, report, check_device, check_names, coerce, constraint_problems,
                          resolve, validate)
 from .registry import Chapter
-from .runs import (RESERVED, RUN_JSON, SWEEP_JSON, Book, RunError, _clear, _entries, _now, _read_json,
+from .runs import (RESERVED, RUN_JSON, SWEEP_JSON, Book, RunError, _clear, _entries, _now, _read_json, check_writable,
                    _strip_ansi, _write_json_atomic, is_complete, make_task)
 
 __all__ = ["sweep", "SweepResult", "point_name", "expand_grid", "collect", "run_point"]
@@ -209,6 +209,7 @@ def prepare_sweep_dir(directory: Path, chapter_id: str, fixed: Mapping[str, Any]
         raise RunError(f"--out {directory}: exists and is not a directory")
     entries = _entries(directory)
     if not entries:
+        check_writable(directory)
         return
     if RUN_JSON in entries:
         rec = _read_json(directory / RUN_JSON) or {}

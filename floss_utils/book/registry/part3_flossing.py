@@ -10,25 +10,34 @@ to round-off, see ``FlossingConfig.ons``) to fit 2 CPU cores in under two minute
 from dataclasses import replace
 from typing import Any, Optional
 
-from .base import Chapter, Param, chapter
+from .base import Chapter, Constraint, Param, at_most, chapter, less_than
 
 
 def _flossing_params() -> dict[str, Param]:
     """Parameters shared by chapters 8 and 9 (the networks and the flossing protocol)."""
     return dict(
-        n_units=Param("int", "network size N", {"smoke": 16, "book": 40, "paper": 80}),
+        n_units=Param("int", "network size N", {"smoke": 16, "book": 40, "paper": 80}, bounds="[2, inf)"),
         k_values=Param("list[int]", "numbers of flossed exponents compared (the largest is the basis size k)",
-                       {"smoke": [1, 4, 12], "book": [1, 8, 16, 36], "paper": [1, 16, 32, 75]}),
-        floss_steps=Param("int", "flossing steps (Adam updates)", {"smoke": 40, "book": 300, "paper": 500}),
-        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.003, "paper": 0.001}),
+                       {"smoke": [1, 4, 12], "book": [1, 8, 16, 36], "paper": [1, 16, 32, 75]}, bounds="[1, inf)"),
+        floss_steps=Param("int", "flossing steps (Adam updates)", {"smoke": 40, "book": 300, "paper": 500}, bounds="[1, inf)"),
+        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.003, "paper": 0.001}, bounds="(0, inf)"),
         traj_steps=Param("int", "T_p: steps of each flossing trajectory (first 10 + ceil(T_p/10) discarded)",
-                         {"smoke": 55, "book": 55, "paper": 55}),
+                         {"smoke": 55, "book": 55, "paper": 55}, bounds="[1, inf)"),
         ons=Param("int", "steps between QRs in the flossing estimate (1: GF's; exponents do not depend on it)",
-                  {"smoke": 3, "book": 3, "paper": 1}),
-        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 1, "book": 2, "paper": 4}),
+                  {"smoke": 3, "book": 3, "paper": 1}, bounds="[1, inf)"),
+        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 1, "book": 2, "paper": 4}, bounds="[1, inf)"),
         eval_steps=Param("int", "steps of the trajectories on which exponents are evaluated before/after",
-                         {"smoke": 100, "book": 400, "paper": 1000}),
+                         {"smoke": 100, "book": 400, "paper": 1000}, bounds="[1, inf)"),
     )
+
+
+def _flossing_constraints() -> list[Constraint]:
+    """Rules shared by chapters 8 and 9."""
+    return [
+        at_most("k_values", "n_units", each=True),
+        Constraint("traj_steps exceeds the transient it discards, 10 + ceil(traj_steps / 10)", ("traj_steps",),
+                   lambda v: v["traj_steps"] > 10 + -(-v["traj_steps"] // 10)),
+    ]
 
 
 def _schedule_params(smoke: Optional[dict[str, Any]] = None) -> dict[str, Param]:
@@ -41,21 +50,21 @@ def _schedule_params(smoke: Optional[dict[str, Any]] = None) -> dict[str, Param]
     (B = 16, Adam lr 1e-3, per-tensor clipping at 0.03).
     """
     params = dict(
-        n_units=Param("int", "network size N", {"smoke": 12, "book": 32, "paper": 80}),
-        seq_len=Param("int", "T: steps per training sequence", {"smoke": 40, "book": 64, "paper": 300}),
-        batch_size=Param("int", "B: sequences per batch", {"smoke": 8, "book": 16, "paper": 16}),
-        epochs=Param("int", "training epochs (one Adam step each)", {"smoke": 40, "book": 400, "paper": 3001}),
-        pre_steps=Param("int", "E_p: flossing steps before training", {"smoke": 20, "book": 200, "paper": 500}),
-        inter_steps=Param("int", "E_i: flossing steps per round during training", {"smoke": 10, "book": 100, "paper": 500}),
-        inter_every=Param("int", "E_f: epochs between flossing rounds during training", {"smoke": 10, "book": 50, "paper": 100}),
-        inter_rounds=Param("int", "N_i: most flossing rounds during training", {"smoke": 2, "book": 2, "paper": 2}),
-        n_floss=Param("int", "k: exponents flossed", {"smoke": 10, "book": 30, "paper": 75}),
-        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.003, "paper": 0.001}),
+        n_units=Param("int", "network size N", {"smoke": 12, "book": 32, "paper": 80}, bounds="[2, inf)"),
+        seq_len=Param("int", "T: steps per training sequence", {"smoke": 40, "book": 64, "paper": 300}, bounds="[2, inf)"),
+        batch_size=Param("int", "B: sequences per batch", {"smoke": 8, "book": 16, "paper": 16}, bounds="[1, inf)"),
+        epochs=Param("int", "training epochs (one Adam step each)", {"smoke": 40, "book": 400, "paper": 3001}, bounds="[1, inf)"),
+        pre_steps=Param("int", "E_p: flossing steps before training", {"smoke": 20, "book": 200, "paper": 500}, bounds="[0, inf)"),
+        inter_steps=Param("int", "E_i: flossing steps per round during training", {"smoke": 10, "book": 100, "paper": 500}, bounds="[0, inf)"),
+        inter_every=Param("int", "E_f: epochs between flossing rounds during training", {"smoke": 10, "book": 50, "paper": 100}, bounds="[1, inf)"),
+        inter_rounds=Param("int", "N_i: most flossing rounds during training", {"smoke": 2, "book": 2, "paper": 2}, bounds="[0, inf)"),
+        n_floss=Param("int", "k: exponents flossed", {"smoke": 10, "book": 30, "paper": 75}, bounds="[1, inf)"),
+        floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.003, "paper": 0.001}, bounds="(0, inf)"),
         ons=Param("int", "steps between QRs in the flossing estimate (1: GF's; exponents do not depend on it)",
-                  {"smoke": 3, "book": 3, "paper": 1}),
-        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 2, "book": 3, "paper": 4}),
-        eval_every=Param("int", "epochs between held-out accuracy evaluations", {"smoke": 5, "book": 10, "paper": 10}),
-        success_threshold=Param("float", "held-out accuracy that counts as success", default=0.95),
+                  {"smoke": 3, "book": 3, "paper": 1}, bounds="[1, inf)"),
+        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 2, "book": 3, "paper": 4}, bounds="[1, inf)"),
+        eval_every=Param("int", "epochs between held-out accuracy evaluations", {"smoke": 5, "book": 10, "paper": 10}, bounds="[1, inf)"),
+        success_threshold=Param("float", "held-out accuracy that counts as success", default=0.95, bounds="(0.5, 1]"),
     )
     for name, value in (smoke or {}).items():
         params[name] = replace(params[name], presets={**params[name].presets, "smoke": value})
@@ -69,11 +78,12 @@ CHAPTERS: list[Chapter] = [
         "GF Fig. 2 (flossing lambda_1 to a target; spectra before/after flossing k exponents) and "
         "the mean squared exponent under flossing (SCIENCE.md: ~1.27 -> ~0.01 in 500 steps)",
         {"smoke": 0.3, "book": 1.5, "paper": 30.0},
+        constraints=_flossing_constraints(),
         **_flossing_params(),
         targets=Param("list[float]", "targets lambda* for flossing lambda_1 (per step)",
                       {"smoke": [0.0, -1.0], "book": [0.0, -0.5, -1.0], "paper": [0.0, -0.5, -1.0]}),
         target_seeds=Param("int", "networks (seeds) per target in the lambda_1 experiment",
-                           {"smoke": 1, "book": 3, "paper": 4}),
+                           {"smoke": 1, "book": 3, "paper": 4}, bounds="[1, inf)"),
     ),
     chapter(
         "09_flossing_controls_gradients",
@@ -81,11 +91,12 @@ CHAPTERS: list[Chapter] = [
         "GF Fig. 3 (gradient norm and condition number of the long-term Jacobian vs horizon, before "
         "and after flossing, vs the number of flossed exponents; Oseledets prediction)",
         {"smoke": 0.3, "book": 1.5, "paper": 30.0},
+        constraints=_flossing_constraints(),
         **_flossing_params(),
         gains=Param("list[float]", "coupling gains g of the networks (1: GF's initialization)",
-                    {"smoke": [1.0], "book": [1.0], "paper": [1.0]}),
+                    {"smoke": [1.0], "book": [1.0], "paper": [1.0]}, bounds="(0, inf)"),
         horizon=Param("int", "longest horizon t of the long-term Jacobian (steps)",
-                      {"smoke": 40, "book": 100, "paper": 200}),
+                      {"smoke": 40, "book": 100, "paper": 200}, bounds="[1, inf)"),
     ),
     chapter(
         "10_flossing_schedules",
@@ -94,11 +105,17 @@ CHAPTERS: list[Chapter] = [
         "flossing; success rate and epochs-to-success vs delay for flossing before, during and "
         "before + during training (SCIENCE.md expected outcomes for XOR lags (10, 20) and (20, 40))",
         {"smoke": 0.3, "book": 2.0, "paper": 120.0},
+        constraints=[
+            at_most("n_floss", "n_units"),
+            Constraint("every XOR delay leaves a scored step: 2 * delay < seq_len", ("xor_delays", "seq_len"),
+                       lambda v: all(2 * d < v["seq_len"] for d in v["xor_delays"])),
+            less_than("copy_delays", "seq_len", each=True),
+        ],
         **_schedule_params(),
         xor_delays=Param("list[int]", "delays d of the XOR task (lags d and 2d)",
-                         {"smoke": [3], "book": [5, 10, 15], "paper": [10, 20]}),
+                         {"smoke": [3], "book": [5, 10, 15], "paper": [10, 20]}, bounds="[1, inf)"),
         copy_delays=Param("list[int]", "delays d of the delayed-copy task",
-                          {"smoke": [6], "book": [10, 20, 30], "paper": [20, 40, 60]}),
+                          {"smoke": [6], "book": [10, 20, 30], "paper": [20, 40, 60]}, bounds="[1, inf)"),
     ),
     chapter(
         "11_architectures_and_complexity",
@@ -107,20 +124,29 @@ CHAPTERS: list[Chapter] = [
         "Jacobian-vector products) and across tasks of variable temporal complexity (XOR order h "
         "and delay d), and how many exponents must be flossed as complexity grows",
         {"smoke": 0.4, "book": 4.0, "paper": 180.0},
+        constraints=[
+            at_most("n_floss", "n_units"),
+            at_most("complexity_k", "n_units", each=True),
+            Constraint("2^h divides complexity_lag for every order h (the delay is lag / 2^h)",
+                       ("complexity_orders", "complexity_lag"),
+                       lambda v: all(v["complexity_lag"] % 2 ** h == 0 for h in v["complexity_orders"])),
+            less_than("complexity_lag", "seq_len"),
+            less_than("cell_copy_delays", "seq_len", each=True),
+        ],
         # smoke: fewer flossing steps, so that the gated cells' JVP flossing fits the smoke budget
         **_schedule_params(smoke={"pre_steps": 10, "inter_steps": 5}),
         complexity_orders=Param("list[int]", "XOR orders h of the tanh-network tasks (0: delayed copy)",
-                                {"smoke": [0, 1], "book": [0, 1, 2], "paper": [0, 1, 2]}),
+                                {"smoke": [0, 1], "book": [0, 1, 2], "paper": [0, 1, 2]}, bounds="[0, inf)"),
         complexity_lag=Param("int", "largest lag 2^h d shared by those tasks (steps; the delay is lag / 2^h)",
-                             {"smoke": 4, "book": 16, "paper": 32}),
+                             {"smoke": 4, "book": 16, "paper": 32}, bounds="[1, inf)"),
         complexity_k=Param("list[int]", "numbers of exponents flossed before training (0: no flossing)",
-                           {"smoke": [0, 10], "book": [0, 1, 4, 16, 30], "paper": [0, 1, 4, 16, 32, 75]}),
-        gru_units=Param("int", "GRU hidden units N (state dimension N)", {"smoke": 6, "book": 16, "paper": 80}),
-        lstm_units=Param("int", "LSTM hidden units N (state (h, c), dimension 2N)", {"smoke": 4, "book": 12, "paper": 40}),
-        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 10, "book": 300, "paper": 3001}),
+                           {"smoke": [0, 10], "book": [0, 1, 4, 16, 30], "paper": [0, 1, 4, 16, 32, 75]}, bounds="[0, inf)"),
+        gru_units=Param("int", "GRU hidden units N (state dimension N)", {"smoke": 6, "book": 16, "paper": 80}, bounds="[1, inf)"),
+        lstm_units=Param("int", "LSTM hidden units N (state (h, c), dimension 2N)", {"smoke": 4, "book": 12, "paper": 40}, bounds="[1, inf)"),
+        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 10, "book": 300, "paper": 3001}, bounds="[1, inf)"),
         cell_lr=Param("float", "Adam learning rate of the gated networks' task training",
-                      {"smoke": 0.01, "book": 0.01, "paper": 0.001}),
+                      {"smoke": 0.01, "book": 0.01, "paper": 0.001}, bounds="(0, inf)"),
         cell_copy_delays=Param("list[int]", "delays d of the delayed-copy task for the gated networks",
-                               {"smoke": [4], "book": [10, 20], "paper": [20, 40]}),
+                               {"smoke": [4], "book": [10, 20], "paper": [20, 40]}, bounds="[1, inf)"),
     ),
 ]

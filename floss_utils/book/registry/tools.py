@@ -17,8 +17,8 @@ CHAPTERS: list[Chapter] = [
                           choices=SCALES),
         input_stds=Param("list[float]", "input std values s swept in Chapter 2",
                          {"smoke": [0.1, 1.0], "book": [0.1, 0.4, 0.7, 1.0],
-                          "paper": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}),
-        sizes=Param("list[int]", "network sizes N swept in Chapter 2", {"smoke": [40], "book": [40, 64], "paper": [64, 128, 256]}),
-        workers=Param("int", "local worker processes running sweep points at once", default=2),
+                          "paper": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}, bounds="[0, inf)"),
+        sizes=Param("list[int]", "network sizes N swept in Chapter 2", {"smoke": [40], "book": [40, 64], "paper": [64, 128, 256]}, bounds="[2, inf)"),
+        workers=Param("int", "local worker processes running sweep points at once", default=2, bounds="[1, inf)"),
     ),
 ]
