@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +87,23 @@ def built_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
     return out / "_build" / "html"
+
+
+# ---- helpers shared by the numerical tests
+
+F64 = torch.float64
+
+
+def gen(seed: int) -> torch.Generator:
+    """A fresh CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module whose tests are loops of tiny batched ops: a second
+    thread only adds synchronization (and makes the run time erratic on a shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

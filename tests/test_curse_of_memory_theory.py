@@ -16,13 +16,14 @@ import pytest
 import torch
 
 from floss_utils.curse_of_memory.signal_propagation import simulate_moments, simulate_teacher_student_loss
-from floss_utils.curse_of_memory.theory import (complex_moments, cross_moment, cross_moment_mixed_derivative, hidden_second_moment, normalized_second_moment, parametrization_hessian_closed_form, reparametrized_sensitivity, sensitivity_second_moment, teacher_student_hessian_at_optimum, teacher_student_loss)
-
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from floss_utils.curse_of_memory.theory import (complex_moments, cross_moment,
+                                                cross_moment_mixed_derivative, hidden_second_moment,
+                                                normalized_second_moment,
+                                                parametrization_hessian_closed_form,
+                                                reparametrized_sensitivity,
+                                                sensitivity_second_moment,
+                                                teacher_student_hessian_at_optimum,
+                                                teacher_student_loss)
 
 
 # ---------------------------------------------------------------- the SCIENCE.md reference table
@@ -201,7 +202,12 @@ def test_teacher_student_hessian_at_optimum():
 
 # ---------------------------------------------------------------- parametrization Hessians (ZO Fig. 6)
 
-from floss_utils.curse_of_memory.teacher_student_1d import (PARAMETRIZATION_KINDS, angle, angle_inverse, learn_angle, magnitude, magnitude_inverse, parametrization_hessian)
+from floss_utils.curse_of_memory.teacher_student_1d import (PARAMETRIZATION_KINDS, angle,
+                                                            angle_inverse, learn_angle, magnitude,
+                                                            magnitude_inverse,
+                                                            parametrization_hessian)
+
+from conftest import F64, gen
 
 
 @pytest.mark.parametrize("kind", PARAMETRIZATION_KINDS)

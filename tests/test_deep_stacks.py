@@ -16,7 +16,8 @@ from torch import nn
 from floss_utils.curse_of_memory import deep_stacks as deep
 from floss_utils.curse_of_memory.scans import diagonal_recurrence
 
-F64 = torch.float64
+from conftest import F64
+
 MEMORIES = [1.0, 10**0.5, 10.0, 10**1.5, 100.0]
 SMALL = dict(d_input=12, d_model=8, n_blocks=2, dtype=F64)
 

@@ -17,11 +17,7 @@ from torch.func import functional_call, grad
 from floss_utils.curse_of_memory import dense_recurrence as ds
 from floss_utils.curse_of_memory.students import DenseRNN
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 def plain_outputs(S: DenseRNN, x: torch.Tensor) -> torch.Tensor:

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from floss_utils.lyapunov.maps import (CellMap, LinearMap, RandomGaussianProduct, RateNetwork, TanhRNN, gaussian_coupling, scaled_orthogonal)
-from floss_utils.lyapunov.estimator import (NonFiniteError, cholesky_qr, entropy_rate, kaplan_yorke_dimension, lyapunov_spectrum, orthonormalize, random_orthonormal)
+from floss_utils.lyapunov.maps import (CellMap, LinearMap, RandomGaussianProduct, RateNetwork,
+                                       TanhRNN, gaussian_coupling, scaled_orthogonal)
+from floss_utils.lyapunov.estimator import (NonFiniteError, cholesky_qr, entropy_rate,
+                                            kaplan_yorke_dimension, lyapunov_spectrum,
+                                            orthonormalize, random_orthonormal)
 from floss_utils.lyapunov.theory import mean_field_lyapunov, newman_spectrum
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 # ---------------------------------------------------------------- 1. scaled orthogonal map

@@ -14,15 +14,12 @@ import torch
 
 from floss_utils.optim import BatchedAdam, clip_per_member
 from floss_utils.lyapunov.maps import LinearMap, scaled_orthogonal
-from floss_utils.flossing.flosser import (Flosser, FlossingConfig, evaluate_exponents, floss_step, flossing_loss, flossing_transient, network_exponents)
+from floss_utils.flossing.flosser import (Flosser, FlossingConfig, evaluate_exponents, floss_step,
+                                          flossing_loss, flossing_transient, network_exponents)
 from floss_utils.lyapunov.estimator import NonFiniteError, lyapunov_spectrum, random_orthonormal
 from floss_utils.flossing.tanh_network import GFNetwork, init_gf_networks
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 def small_net(M: int = 2, N: int = 6, seed: int = 0) -> GFNetwork:

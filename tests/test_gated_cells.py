@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from floss_utils.flossing.gated_cells import (GATE_NAMES, CellNetwork, cell_step, gate_values, init_cell_networks)
-from floss_utils.flossing.flosser import (FlossingConfig, Flosser, compare_before_after_flossing, evaluate_exponents, flossing_loss, network_exponents)
+from floss_utils.flossing.gated_cells import (GATE_NAMES, CellNetwork, cell_step, gate_values,
+                                              init_cell_networks)
+from floss_utils.flossing.flosser import (FlossingConfig, Flosser, compare_before_after_flossing,
+                                          evaluate_exponents, flossing_loss, network_exponents)
 from floss_utils.lyapunov.estimator import lyapunov_spectrum
 from floss_utils.flossing.trainer import Member, TrainConfig, schedule, train
 from floss_utils.flossing.tasks import copy_task, xor_task

@@ -10,13 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from floss_utils.curse_of_memory.inputs import (FITTED_AR1_COEFFICIENT, ar1_inputs, fitted_autocorrelation, fitted_autocorrelation_inputs, iid_inputs)
+from floss_utils.curse_of_memory.inputs import (FITTED_AR1_COEFFICIENT, ar1_inputs,
+                                                fitted_autocorrelation,
+                                                fitted_autocorrelation_inputs, iid_inputs)
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 def lagged_products(x: torch.Tensor, t0: int, lags: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,25 +14,14 @@ import pytest
 import torch
 
 from floss_utils.lyapunov.maps import LinearMap, TanhRNN, gaussian_coupling, scaled_orthogonal
-from floss_utils.lyapunov.jacobians import (growth_rate, gradient_norms, log_singular_values, long_term_jacobian)
+from floss_utils.lyapunov.jacobians import (growth_rate, gradient_norms, log_singular_values,
+                                            long_term_jacobian)
 from floss_utils.lyapunov.estimator import random_orthonormal
 from floss_utils.lyapunov.random_networks import white_noise_drive
 
-F64 = torch.float64
+from conftest import F64, gen
 
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Loops of tiny batched ops: a second intra-op thread only adds synchronization (and makes
-    # the run time erratic on a shared 2-core machine).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # loops of tiny ops: a second thread only adds sync
 
 
 def unrolled_jacobians(net, h0, drive, t):

@@ -20,11 +20,7 @@ from floss_utils.curse_of_memory.students import ComplexDiagonalRNN, DenseRNN, L
 from floss_utils.curse_of_memory.teacher import make_teacher
 from floss_utils.curse_of_memory.student_training import kernel_error, lagged_gram, quadratic_loss
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

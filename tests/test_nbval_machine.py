@@ -18,7 +18,8 @@ from typing import Optional
 import nbformat
 import pytest
 
-from floss_utils.book.reproducibility import (machine_fingerprint, mask_numbers, notebook_stamp, same_machine, stamp_notebook)
+from floss_utils.book.reproducibility import (machine_fingerprint, mask_numbers, notebook_stamp,
+                                              same_machine, stamp_notebook)
 
 from conftest import REPO_ROOT, chapter_notebooks
 

@@ -13,23 +13,12 @@ import pytest
 import torch
 
 from floss_utils.lyapunov.maps import TanhRNN
-from floss_utils.lyapunov.random_networks import (gaussian_product_spectra, random_tanh_networks, sum_rule_terms, tanh_spectra, white_noise_drive)
+from floss_utils.lyapunov.random_networks import (gaussian_product_spectra, random_tanh_networks,
+                                                  sum_rule_terms, tanh_spectra, white_noise_drive)
 
-F64 = torch.float64
+from conftest import F64, gen
 
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These are loops of tiny (12 x 12) batched ops: a second intra-op thread only adds
-    # synchronization, and on a shared 2-core machine it makes the run time erratic.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # loops of tiny ops: a second thread only adds sync
 
 
 # ---------------------------------------------------------------- white_noise_drive

@@ -15,11 +15,7 @@ import torch
 from floss_utils.curse_of_memory.scans import linear_scan, linear_scan_loop
 from floss_utils.curse_of_memory.signal_propagation import simulate_moments
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16, 64, 1000])

@@ -17,13 +17,12 @@ import torch
 from floss_utils.optim import adam_update
 from floss_utils.curse_of_memory.students import LRU, ComplexDiagonalRNN, DenseRNN
 from floss_utils.curse_of_memory.teacher import make_teacher
-from floss_utils.curse_of_memory.student_training import (best_learning_rates, cosine_lr, expected_loss, fft_loss, kernel_error, lagged_gram, quadratic_loss, train_ensemble)
+from floss_utils.curse_of_memory.student_training import (best_learning_rates, cosine_lr,
+                                                          expected_loss, fft_loss, kernel_error,
+                                                          lagged_gram, quadratic_loss,
+                                                          train_ensemble)
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 def test_lagged_gram_matches_brute_force():

@@ -11,14 +11,13 @@ import math
 import pytest
 import torch
 
-from floss_utils.curse_of_memory.students import (LRU, ComplexDiagonalRNN, DenseRNN, causal_convolution, lambda_from_params, params_from_lambda, ring_init, shaped_recurrent_matrix)
+from floss_utils.curse_of_memory.students import (LRU, ComplexDiagonalRNN, DenseRNN,
+                                                  causal_convolution, lambda_from_params,
+                                                  params_from_lambda, ring_init,
+                                                  shaped_recurrent_matrix)
 from floss_utils.curse_of_memory.scans import diagonal_recurrence, diagonal_scan
 
-F64 = torch.float64
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from conftest import F64, gen
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

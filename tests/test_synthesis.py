@@ -17,11 +17,14 @@ import torch
 
 from floss_utils.curse_of_memory.landscape import effective_learning_rates
 from floss_utils.flossing.tanh_network import init_gf_networks
-from floss_utils.synthesis.diagonal import (DiagonalPopulation, diagonal_block_matrix, diagonal_exponents, diagonal_self_teacher_loss, floss_diagonal, init_diagonal_population, white_noise_hessian_1d)
+from floss_utils.synthesis.diagonal import (DiagonalPopulation, diagonal_block_matrix,
+                                            diagonal_exponents, diagonal_self_teacher_loss,
+                                            floss_diagonal, init_diagonal_population,
+                                            white_noise_hessian_1d)
 from floss_utils.synthesis.self_teacher import adam_self_teacher_run, gf_self_teacher_loss, task_bits
 from floss_utils.synthesis.curvature import lanczos_top_eigenvalue, sharpness
 
-F64 = torch.float64
+from conftest import F64
 
 
 def dense_hessians(f, theta: torch.Tensor) -> torch.Tensor:

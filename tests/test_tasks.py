@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from floss_utils.flossing.tanh_network import GFNetwork, init_gf_networks
-from floss_utils.flossing.tasks import (HELD_OUT, TRAIN, Task, accuracy, copy_task, sample_batch, sample_bits, score_mask, targets, xor_task)
+from floss_utils.flossing.tasks import (HELD_OUT, TRAIN, Task, accuracy, copy_task, sample_batch,
+                                        sample_bits, score_mask, targets, xor_task)
 
-F64 = torch.float64
+from conftest import F64
 
 
 def brute_force_target(bits: list[int], t: int, delay: int, order: int):

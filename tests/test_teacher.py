@@ -9,7 +9,7 @@ import torch
 
 from floss_utils.curse_of_memory.teacher import make_teacher, teacher_data
 
-F64 = torch.float64
+from conftest import F64
 
 
 def _raw_eigenvalues(seed: int, n: int = 10) -> torch.Tensor:
