@@ -174,3 +174,40 @@ def test_bad_arguments_are_refused():
         deep.DeepRecurrentStack("gru", "none", [1.0, 2.0], [0])
     with pytest.raises(ValueError, match="x must have shape"):
         deep.DeepRecurrentStack("gru", "none", [1.0], [0], **SMALL)(torch.zeros(2, 5, 7, dtype=F64))
+
+
+# ---------------------------------------------------------------- summaries of the measurements
+
+
+def _fake_stats() -> dict:
+    # 2 memories x 2 seeds (memory-major), 2 blocks; values chosen so every mean is known by hand
+    from floss_utils.curse_of_memory.deep_stacks import DeepStats
+
+    act = torch.tensor([[1.0, 2.0], [3.0, 6.0], [10.0, 40.0], [30.0, 80.0]])  # (M, blocks)
+    grad = {"lambda/1": torch.tensor([1.0, 1.0, 100.0, 100.0]), "lambda/2": torch.tensor([3.0, 3.0, 300.0, 300.0]),
+            "encoder": torch.tensor([2.0, 2.0, 2.0, 2.0])}
+    st = DeepStats(memory=torch.tensor([1.0, 1.0, 10.0, 10.0]), seed=torch.tensor([0, 1, 0, 1]), activity=act,
+                   grad_sq=grad, loss=torch.zeros(4))
+    return {("complex", "none"): st}
+
+
+def test_growth_with_memory_is_the_ratio_of_seed_means():
+    from floss_utils.curse_of_memory.deep_stacks import growth_with_memory
+
+    g = growth_with_memory(_fake_stats(), n_memories=2).set_index("quantity")
+    # block 1: seed means 2 -> 20; block 2: 4 -> 60; lambda: block means 2 -> 200; encoder flat
+    assert g.loc["activity, layer 1", "growth"] == pytest.approx(10.0)
+    assert g.loc["activity, layer 2", "growth"] == pytest.approx(15.0)
+    assert g.loc["grad lambda", "growth"] == pytest.approx(100.0)
+    assert g.loc["grad encoder", "growth"] == pytest.approx(1.0)
+    assert g.loc["grad lambda", "max/min"] == pytest.approx(100.0)
+
+
+def test_stats_table_keeps_every_block_seed_and_group():
+    from floss_utils.curse_of_memory.deep_stacks import stats_table
+
+    t = stats_table(_fake_stats())
+    assert len(t) == 4 * 2 + 4 * 3  # (members x blocks) activities + (members x groups) gradients
+    row = t[(t.quantity == "grad_sq") & (t.group == "lambda") & (t.block == 2) & (t.memory == 10.0) & (t.seed == 1)]
+    assert row.value.item() == 300.0
+    assert set(t[t.group == "encoder"].block) == {0}

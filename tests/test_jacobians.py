@@ -244,3 +244,16 @@ def test_oseledets_scaled_orthogonal_map(k):
     torch.testing.assert_close(rates, torch.full_like(rates, math.log(g)), rtol=0, atol=1e-12)
     torch.testing.assert_close(growth_rate(t, logs, t_min=5), torch.full_like(logs[0], math.log(g)),
                                rtol=0, atol=1e-12)
+
+
+def test_resolvable_growth_rate_fits_the_finite_points_only():
+    from floss_utils.lyapunov.jacobians import resolvable_growth_rate
+
+    t = torch.arange(1.0, 21.0, dtype=F64)
+    exact = torch.stack([0.3 * t - 1.0, -0.2 * t + 4.0], dim=1)  # two columns, known slopes
+    exact[15:, 0] = float("nan")  # column 0 unresolved beyond t = 15
+    rates = resolvable_growth_rate(t, exact, t_min=5.0)
+    assert rates.tolist() == pytest.approx([0.3, -0.2], abs=1e-12)
+    few = torch.full((20, 1), float("nan"), dtype=F64)
+    few[:3, 0] = torch.tensor([0.0, 1.0, 2.0])  # only 3 finite points, all before t_min: use them
+    assert resolvable_growth_rate(t, few, t_min=5.0).item() == pytest.approx(1.0)

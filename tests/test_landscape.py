@@ -242,3 +242,22 @@ def test_train_keep_adam_state_matches_torch_adam_and_shares_batches():
     assert torch.allclose(eff["lam_mag"], both[1].history[-1][1]["lam_mag"])
     with pytest.raises(ValueError, match="schedule"):
         ls.train_keep_adam_state(DenseRNN([0], 2), teacher, lr=1e-3, steps=1, data_seed=0, schedule="step")
+
+
+def test_eigenvector_concentration_of_coordinate_and_spread_vectors():
+    from floss_utils.curse_of_memory.landscape import eigenvector_concentration
+
+    P = 8
+    diag = torch.diag(torch.arange(P, 0, -1, dtype=F64))[None]  # eigenvectors = coordinate vectors
+    eye = torch.eye(P, dtype=F64)[None]
+    A = torch.eye(P, dtype=F64)
+    A[:, 0] = 1.0
+    spread = torch.linalg.qr(A)[0][None]  # first column (1, ..., 1) / sqrt(P), up to sign
+    c_diag = eigenvector_concentration(diag, eye, k_top=3, m=2)
+    assert c_diag["PR top-3 (mean)"].item() == pytest.approx(1.0)
+    assert c_diag["top-2 mass of top-2 vectors"].item() == pytest.approx(1.0)
+    assert c_diag[f"|H|^2 on {P} largest entries"].item() == pytest.approx(1.0)  # a diagonal matrix
+    c_sp = eigenvector_concentration(torch.ones(1, P, P, dtype=F64), spread, k_top=1, m=2, n_entries=P)
+    # the first column of Q is (1, ..., 1)/sqrt(P) up to sign: PR = P, top-2 mass = 2/P; H = ones spreads evenly
+    assert c_sp["PR top-1 (mean)"].item() == pytest.approx(P)
+    assert c_sp[f"|H|^2 on {P} largest entries"].item() == pytest.approx(P / P**2)

@@ -43,6 +43,7 @@ from .signal_propagation import (
 from .teacher_student_1d import (
     PARAMETRIZATION_KINDS, magnitude, magnitude_inverse, angle, angle_inverse, opt_angle_scale,
     parametrized_lambda, parametrization_hessian, AngleTraining, learn_angle,
+    loss_curvature_at_optimum,
 )
 from .students import (
     MAGNITUDES, ANGLES, Student, DenseRNN, ComplexDiagonalRNN, LRU, causal_convolution,
@@ -60,16 +61,18 @@ from .student_training import (
     kernel_error, cosine_lr, best_learning_rates,
 )
 from .student_grids import (
-    ARCHITECTURES, RunConfig, run_grid,
+    ARCHITECTURES, CONFIG_KEYS, RunConfig, FigureConfigs, figure_configs, run_grid, best_run,
+    best_at_grid_edge,
 )
 from .landscape import (
     FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen,
-    participation_ratio, top_mass, group_mass, make_landscape_teacher, student_at_teacher,
-    mse_loss_fn, AdamRun, train_keep_adam_state, effective_learning_rates, adam_ceiling,
+    participation_ratio, eigenvector_concentration, top_mass, group_mass,
+    make_landscape_teacher, student_at_teacher, mse_loss_fn, AdamRun, train_keep_adam_state,
+    effective_learning_rates, adam_ceiling,
 )
 from .deep_stacks import (
     LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, DeepStats,
-    deep_signal_propagation,
+    deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory,
 )
 
 __all__ = [
@@ -83,16 +86,19 @@ __all__ = [
     "linear_scan_loop", "MomentEstimate", "simulate_moments", "simulate_teacher_student_loss",
     "PARAMETRIZATION_KINDS", "magnitude", "magnitude_inverse", "angle", "angle_inverse",
     "opt_angle_scale", "parametrized_lambda", "parametrization_hessian", "AngleTraining",
-    "learn_angle", "MAGNITUDES", "ANGLES", "Student", "DenseRNN", "ComplexDiagonalRNN", "LRU",
-    "causal_convolution", "ring_init", "lambda_from_params", "params_from_lambda",
-    "shaped_recurrent_matrix", "shape_eigenvalues", "Workspace", "augmented_matrix",
-    "dense_scan", "reference_scan", "fast_path_applies", "Teacher", "make_teacher",
-    "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram", "quadratic_loss",
-    "fft_loss", "expected_loss", "kernel_error", "cosine_lr", "best_learning_rates",
-    "ARCHITECTURES", "RunConfig", "run_grid", "FlatLayout", "flat_parameters", "loss_hessian",
-    "residual_jacobian", "gauss_newton", "hessian_eigen", "participation_ratio", "top_mass",
-    "group_mass", "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",
+    "learn_angle", "loss_curvature_at_optimum", "MAGNITUDES", "ANGLES", "Student", "DenseRNN",
+    "ComplexDiagonalRNN", "LRU", "causal_convolution", "ring_init", "lambda_from_params",
+    "params_from_lambda", "shaped_recurrent_matrix", "shape_eigenvalues", "Workspace",
+    "augmented_matrix", "dense_scan", "reference_scan", "fast_path_applies", "Teacher",
+    "make_teacher", "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram",
+    "quadratic_loss", "fft_loss", "expected_loss", "kernel_error", "cosine_lr",
+    "best_learning_rates", "ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs",
+    "figure_configs", "run_grid", "best_run", "best_at_grid_edge", "FlatLayout",
+    "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen",
+    "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
+    "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",
     "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "LAYERS", "NORMS",
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "DeepStats",
-    "deep_signal_propagation",
+    "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
+    "growth_with_memory",
 ]

@@ -62,6 +62,10 @@ __all__ = [
     "next_input_loss",
     "DeepStats",
     "deep_signal_propagation",
+    "memory_means",
+    "group_gradient",
+    "stats_table",
+    "growth_with_memory",
 ]
 
 LAYERS = ("complex", "lru", "gru")
@@ -343,3 +347,68 @@ def deep_signal_propagation(layer: str, norm: str, memories: Sequence[float], se
     activity = torch.stack([(h.detach().abs() ** 2).mean(dim=(1, 2, 3)) for h in states], dim=1)
     return DeepStats(memory=torch.tensor(mem), seed=torch.tensor(sds), activity=activity.cpu(), grad_sq=grad_sq,
                      loss=loss.detach().cpu())
+
+
+def memory_means(v: Tensor, n_memories: int) -> Tensor:
+    """``(M,)`` member values (memory-major) -> ``(n_memories,)`` means over seeds (float64)."""
+    return v.double().reshape(n_memories, -1).mean(1)
+
+
+def group_gradient(stats: DeepStats, group: str, n_memories: int) -> Tensor:
+    """Mean over blocks of a parameter group's mean squared gradient, per memory."""
+    keys = [k for k in stats.grad_sq if k.split("/")[0] == group]
+    return memory_means(torch.stack([stats.grad_sq[k] for k in keys]).double().mean(0), n_memories)
+
+
+def stats_table(stats: dict[tuple[str, str], DeepStats]):
+    """Every measurement of :func:`deep_signal_propagation` runs as one tidy ``pandas.DataFrame``.
+
+    Args:
+        stats: ``(layer, norm) -> DeepStats``.
+    Returns:
+        One row per (layer, norm, member, block or parameter group): ``layer, norm, memory,
+        seed, quantity`` (``"activity"`` or ``"grad_sq"``), ``group`` (``"state"`` for activity),
+        ``block`` (1-based; 0 for groups outside the blocks) and ``value``.
+    """
+    import pandas as pd
+
+    rows = []
+    for (layer, norm), st in stats.items():
+        for i in range(len(st.memory)):
+            for b in range(st.activity.shape[1]):
+                rows.append({"layer": layer, "norm": norm, "memory": st.memory[i].item(), "seed": st.seed[i].item(),
+                             "quantity": "activity", "group": "state", "block": b + 1,
+                             "value": st.activity[i, b].item()})
+            for g, v in st.grad_sq.items():
+                name, _, blk = g.partition("/")
+                rows.append({"layer": layer, "norm": norm, "memory": st.memory[i].item(), "seed": st.seed[i].item(),
+                             "quantity": "grad_sq", "group": name, "block": int(blk) if blk else 0,
+                             "value": v[i].item()})
+    return pd.DataFrame(rows)
+
+
+def growth_with_memory(stats: dict[tuple[str, str], DeepStats], n_memories: int):
+    """How each quantity changes from the shortest to the longest memory (means over seeds).
+
+    For every ``(layer, norm)``: the activity of the first and the last block, and the mean
+    squared gradient of every parameter group (averaged over the blocks it appears in).
+
+    Returns:
+        A ``pandas.DataFrame``: ``layer, norm, quantity`` (``"activity, layer 1"``,
+        ``"grad lambda"``, ...), ``growth`` (value at the longest memory / at the shortest) and
+        ``max/min`` (largest over smallest value across memories).
+    """
+    import pandas as pd
+
+    rows = []
+    for (layer, norm), st in stats.items():
+        n_blocks = st.activity.shape[1]
+        for b in (0, n_blocks - 1):
+            a = memory_means(st.activity[:, b], n_memories)
+            rows.append({"layer": layer, "norm": norm, "quantity": f"activity, layer {b + 1}",
+                         "growth": (a[-1] / a[0]).item(), "max/min": (a.max() / a.min()).item()})
+        for g in dict.fromkeys(k.split("/")[0] for k in st.grad_sq):
+            v = group_gradient(st, g, n_memories)
+            rows.append({"layer": layer, "norm": norm, "quantity": f"grad {g}",
+                         "growth": (v[-1] / v[0]).item(), "max/min": (v.max() / v.min()).item()})
+    return pd.DataFrame(rows)

@@ -62,6 +62,7 @@ __all__ = [
     "gauss_newton",
     "hessian_eigen",
     "participation_ratio",
+    "eigenvector_concentration",
     "top_mass",
     "group_mass",
     "make_landscape_teacher",
@@ -125,6 +126,14 @@ class FlatLayout:
             if idx:
                 out[role] = torch.cat(idx)
         return out
+
+    def boundaries(self) -> list[float]:
+        """Positions between consecutive parameters on a ``(P, P)`` image (for grid lines)."""
+        return [self.offsets[i] - 0.5 for i in range(1, len(self.names))]
+
+    def ticks(self) -> tuple[list[float], list[str]]:
+        """The centre of each parameter's block of coordinates and its name (axis ticks)."""
+        return [o + (math.prod(s) - 1) / 2 for o, s in zip(self.offsets, self.shapes)], list(self.names)
 
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """``(M, P)`` -> ``{name: (M, *shape)}``."""
@@ -257,6 +266,29 @@ def group_mass(v: Tensor, groups: dict[str, Tensor], dim: int = -1) -> dict[str,
     p = v.abs() ** 2
     total = p.sum(dim)
     return {k: p.index_select(dim % p.ndim, idx.to(p.device)).sum(dim) / total for k, idx in groups.items()}
+
+
+def eigenvector_concentration(H: Tensor, eigvecs: Tensor, k_top: int, m: int = 4,
+                              n_entries: int | None = None) -> dict[str, Tensor]:
+    """How concentrated a batch of Hessians and their top eigenvectors are on few coordinates.
+
+    Args:
+        H: ``(M, P, P)`` Hessians; eigvecs: ``(M, P, P)`` their eigenvectors as columns, sorted
+            by decreasing eigenvalue (:func:`hessian_eigen`).
+        k_top: how many top eigenvectors the participation ratio averages over.
+        m: how many coordinates (and top eigenvectors) the "top mass" looks at.
+        n_entries: how many of the largest Hessian entries the last measure counts (default ``P``).
+    Returns:
+        ``(M,)`` tensors: ``"PR top-k (mean)"`` — the mean participation ratio of the ``k_top``
+        top eigenvectors; ``"top-m mass of top-m vectors"`` — the mean fraction of each of the
+        ``m`` top eigenvectors' squared norm on its ``m`` largest coordinates; ``"|H|^2 on n
+        largest entries"`` — the fraction of ``sum H_ij^2`` on the ``n_entries`` largest entries.
+    """
+    P = H.shape[-1] if n_entries is None else n_entries
+    h2 = H.flatten(1) ** 2
+    return {f"PR top-{k_top} (mean)": participation_ratio(eigvecs[..., :k_top], dim=-2).mean(-1),
+            f"top-{m} mass of top-{m} vectors": top_mass(eigvecs[..., :m], m, dim=-2).mean(-1),
+            f"|H|^2 on {P} largest entries": h2.topk(P, dim=1).values.sum(1) / h2.sum(1)}
 
 
 # ----------------------------------------------------------------- the Fig. 4 teacher

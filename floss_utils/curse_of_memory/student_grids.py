@@ -15,8 +15,8 @@ input batches (common random numbers); the teachers all come from one ``teacher_
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Mapping, Sequence
 
 import torch
 
@@ -24,7 +24,8 @@ from .students import LRU, ComplexDiagonalRNN, DenseRNN
 from .teacher import make_teacher
 from .student_training import train_ensemble
 
-__all__ = ["ARCHITECTURES", "RunConfig", "run_grid"]
+__all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run",
+           "best_at_grid_edge"]
 
 #: architecture name -> what it is
 ARCHITECTURES = {
@@ -59,6 +60,82 @@ class RunConfig:
             raise ValueError(f"arch must be one of {list(ARCHITECTURES)}, got {self.arch!r}")
         if self.arch != "rnn" and self.heads != 1:
             raise ValueError(f"heads applies to arch='rnn' only, got heads={self.heads} for {self.arch!r}")
+
+
+#: the columns of :func:`run_grid`'s table that identify a configuration
+CONFIG_KEYS = ("arch", "nu0", "max_phase", "heads", "hidden")
+
+
+@dataclass
+class FigureConfigs:
+    """The configurations of ZO's teacher-student figures, by figure.
+
+    Attributes:
+        fig3a: ``(dense RNN, LRU)`` at every teacher memory ``nu0``, in that order.
+        ablation: Fig. 3B at ``nu0 = 0.99``, label -> configuration (dense RNN, block-diagonal
+            2x2, "more neurons" (twice the units, still 2x2 blocks), complex diagonal without
+            and with ``gamma``, LRU).
+        fig10: dense RNN, complex diagonal and LRU at every angle range, at ``nu0 = 0.99``.
+        fig11: the dense RNN split into each number of heads, at ``nu0 = 0.99``.
+    """
+
+    fig3a: list[RunConfig] = field(default_factory=list)
+    ablation: dict[str, RunConfig] = field(default_factory=dict)
+    fig10: list[RunConfig] = field(default_factory=list)
+    fig11: list[RunConfig] = field(default_factory=list)
+
+    def all(self) -> list[RunConfig]:
+        """Every configuration once, in figure order (the order :func:`run_grid` trains them)."""
+        return list(dict.fromkeys([*self.fig3a, *self.ablation.values(), *self.fig10, *self.fig11]))
+
+
+def figure_configs(nu0s: Sequence[float], max_phases: Sequence[float], heads: Sequence[int], hidden: int,
+                   *, angle_archs: Sequence[str] = ("rnn", "complex", "lru")) -> FigureConfigs:
+    """The configurations of ZO's Figs. 3A, 3B, 10 and 11 for students of ``hidden`` units.
+
+    ``max_phases[0]`` is the angle range of Figs. 3 and 11; ``heads`` must divide ``hidden``
+    and ``hidden`` must be even (the 2x2 blocks of the ablation).
+    """
+    bad = [h for h in heads if hidden % h]
+    if bad or hidden % 2:
+        raise ValueError(f"hidden = {hidden} must be even and divisible by every number of heads (not {bad})")
+    th0, n = max_phases[0], hidden
+    out = FigureConfigs()
+    for nu0 in nu0s:
+        out.fig3a += [RunConfig("rnn", nu0, th0, hidden=n), RunConfig("lru", nu0, th0, hidden=n)]
+    out.ablation = {
+        "dense RNN": RunConfig("rnn", 0.99, th0, hidden=n),
+        "block-diag. 2x2": RunConfig("rnn", 0.99, th0, heads=n // 2, hidden=n),
+        f"more neurons ({2 * n}, 2x2)": RunConfig("rnn", 0.99, th0, heads=n, hidden=2 * n),
+        "complex diag.": RunConfig("complex", 0.99, th0, hidden=n),
+        "complex diag. + $\\gamma$": RunConfig("complex_gamma", 0.99, th0, hidden=n),
+        "LRU": RunConfig("lru", 0.99, th0, hidden=n),
+    }
+    out.fig10 = [RunConfig(a, 0.99, ph, hidden=n) for ph in max_phases for a in angle_archs]
+    out.fig11 = [RunConfig("rnn", 0.99, th0, heads=h, hidden=n) for h in heads]
+    return out
+
+
+def best_run(best, config: RunConfig):
+    """The row of a :func:`~floss_utils.curse_of_memory.student_training.best_learning_rates`
+    table (keyed by :data:`CONFIG_KEYS`) for ``config``; real-valued keys are compared with
+    ``numpy.isclose``. Raises ``KeyError`` unless exactly one row matches."""
+    import numpy as np
+
+    sel = best
+    for k in CONFIG_KEYS:
+        v = getattr(config, k)
+        sel = sel[np.isclose(sel[k], v)] if k in ("nu0", "max_phase") else sel[sel[k] == v]
+    if len(sel) != 1:
+        raise KeyError(f"{len(sel)} rows of the table match {config}")
+    return sel.iloc[0]
+
+
+def best_at_grid_edge(best, lrs: Mapping[str, Sequence[float]]):
+    """Per row of a best-learning-rate table: whether its best learning rate is the smallest
+    or the largest of its architecture's grid (the grid may not contain the true optimum).
+    Returns a boolean ``pandas.Series`` aligned with ``best``."""
+    return best.apply(lambda r: float(r["lr"]) in (min(lrs[r["arch"]]), max(lrs[r["arch"]])), axis=1)
 
 
 def _build(arch: str, hidden: int, seeds: list[int], members: list[tuple], dtype, device):

@@ -47,6 +47,7 @@ __all__ = [
     "parametrization_hessian",
     "AngleTraining",
     "learn_angle",
+    "loss_curvature_at_optimum",
 ]
 
 PARAMETRIZATION_KINDS = tuple(f"magnitude:{k}" for k in MAGNITUDE_PARAMETRIZATIONS) + tuple(
@@ -257,3 +258,24 @@ def learn_angle(
         opts[1].step()
     return AngleTraining(tuple(kinds), learn_magnitude, ("adam", "adam-first-step"), losses, thetas, nus,
                          torch.arange(n_rec) * record_every)
+
+
+def loss_curvature_at_optimum(lam_star: Tensor, direction: str) -> Tensor:
+    """Second derivative of the 1-D teacher-student loss at the optimum ``lambda = lambda*``
+    (white input, zero mean), by double backward through
+    :func:`~floss_utils.curse_of_memory.theory.teacher_student_loss`.
+
+    Args:
+        lam_star: ``(K,)`` real teachers ``lambda*`` in (-1, 1).
+        direction: ``"real"`` (move ``lambda`` along the real axis) or ``"circle"`` (move its
+            angle on the circle ``|lambda| = |lambda*|``).
+    Returns:
+        ``(K,)`` curvatures, to compare with the closed forms (real:
+        :func:`~floss_utils.curse_of_memory.theory.teacher_student_hessian_at_optimum`).
+    """
+    if direction not in ("real", "circle"):
+        raise ValueError(f"direction must be 'real' or 'circle', got {direction!r}")
+    x = torch.zeros_like(lam_star, requires_grad=True)
+    lam = lam_star + x if direction == "real" else torch.polar(lam_star, x)
+    (g,) = torch.autograd.grad(teacher_student_loss(lam, lam_star).sum(), x, create_graph=True)
+    return torch.autograd.grad(g.sum(), x)[0]

@@ -9,6 +9,7 @@ grows like ``exp((lambda_1 - lambda_k) t)``.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from .maps import RecurrentMap, random_orthonormal
 
-__all__ = ["long_term_jacobian", "log_singular_values", "gradient_norms", "growth_rate"]
+__all__ = ["long_term_jacobian", "log_singular_values", "gradient_norms", "growth_rate", "resolvable_growth_rate"]
 
 DriveFn = Optional[Callable[[int], Optional[Tensor]]]
 
@@ -121,3 +122,25 @@ def growth_rate(t: Tensor, log_values: Tensor, t_min: float = 0.0) -> Tensor:
     xc = x - x.mean()
     shape = (-1,) + (1,) * (y.ndim - 1)
     return ((xc.reshape(shape) * (y - y.mean(0))).sum(0)) / (xc * xc).sum()
+
+
+def resolvable_growth_rate(t: Tensor, log_values: Tensor, t_min: float = 0.0, min_points: int = 4) -> Tensor:
+    """Least-squares slope of each column of ``log_values`` against ``t`` over its finite
+    points with ``t >= t_min`` (all its finite points if fewer than ``min_points`` of those).
+
+    For logs that stop being resolvable (NaN from :func:`log_singular_values` once a singular
+    value falls below the float resolution).
+
+    Args:
+        t: (T,) times; log_values: (T, C) natural logs, NaN where unresolved.
+    Returns:
+        (C,) slopes per unit of ``t`` (NaN for a column with fewer than 2 finite points).
+    """
+    import numpy as np
+
+    out = []
+    for y in log_values.T:
+        ok = torch.isfinite(y)
+        use = ok & (t >= t_min) if int((ok & (t >= t_min)).sum()) >= min_points else ok
+        out.append(float(np.polyfit(t[use].numpy(), y[use].numpy(), 1)[0]) if int(use.sum()) >= 2 else math.nan)
+    return torch.tensor(out, dtype=log_values.dtype)

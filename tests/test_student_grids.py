@@ -1,0 +1,54 @@
+"""Grids of teacher-student runs (floss_utils/curse_of_memory/student_grids.py): the figure
+configurations and the lookups on a best-learning-rate table, against tables written by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from floss_utils.curse_of_memory.student_grids import (RunConfig, best_at_grid_edge, best_run,
+                                                       figure_configs)
+
+
+def test_figure_configs_follow_zo_figures():
+    fc = figure_configs([0.36, 0.99], [math.pi, 0.314], [1, 2, 8], 16)
+    assert fc.fig3a == [RunConfig("rnn", 0.36, math.pi, hidden=16), RunConfig("lru", 0.36, math.pi, hidden=16),
+                        RunConfig("rnn", 0.99, math.pi, hidden=16), RunConfig("lru", 0.99, math.pi, hidden=16)]
+    # Fig. 3B: 2x2 blocks are hidden / 2 heads; "more neurons" doubles the units, still 2x2 blocks
+    assert fc.ablation["block-diag. 2x2"] == RunConfig("rnn", 0.99, math.pi, heads=8, hidden=16)
+    assert fc.ablation["more neurons (32, 2x2)"] == RunConfig("rnn", 0.99, math.pi, heads=16, hidden=32)
+    assert {c.nu0 for c in fc.ablation.values()} == {0.99}
+    assert len(fc.fig10) == 2 * 3 and {c.max_phase for c in fc.fig10} == {math.pi, 0.314}
+    assert [c.heads for c in fc.fig11] == [1, 2, 8]
+    every = fc.all()
+    assert len(every) == len(set(every))  # the dense RNN at 0.99 appears in four figures, once here
+    assert RunConfig("rnn", 0.99, math.pi, hidden=16) in every
+
+
+@pytest.mark.parametrize("heads, hidden", [([3], 16), ([1], 15)])
+def test_figure_configs_refuse_heads_that_do_not_divide_hidden(heads, hidden):
+    with pytest.raises(ValueError, match="divisible"):
+        figure_configs([0.99], [math.pi], heads, hidden)
+
+
+def _best_table():
+    return pd.DataFrame([
+        {"arch": "rnn", "nu0": 0.99, "max_phase": math.pi, "heads": 1, "hidden": 16, "lr": 1e-3, "mean": 0.4},
+        {"arch": "rnn", "nu0": 0.99, "max_phase": math.pi, "heads": 2, "hidden": 16, "lr": 1e-2, "mean": 0.1},
+        {"arch": "lru", "nu0": 0.99, "max_phase": math.pi, "heads": 1, "hidden": 16, "lr": 0.032, "mean": 1e-5},
+    ])
+
+
+def test_best_run_matches_every_key_and_compares_reals_loosely():
+    best = _best_table()
+    row = best_run(best, RunConfig("rnn", 0.99 + 1e-12, math.pi, heads=2, hidden=16))
+    assert row["mean"] == 0.1
+    with pytest.raises(KeyError):
+        best_run(best, RunConfig("rnn", 0.99, math.pi, heads=4, hidden=16))
+
+
+def test_best_at_grid_edge_flags_the_ends_of_each_grid():
+    lrs = {"rnn": [1e-2, 3.2e-3, 1e-3], "lru": [0.1, 0.032, 0.01]}
+    assert best_at_grid_edge(_best_table(), lrs).tolist() == [True, True, False]
