@@ -211,3 +211,19 @@ def test_stats_table_keeps_every_block_seed_and_group():
     row = t[(t.quantity == "grad_sq") & (t.group == "lambda") & (t.block == 2) & (t.memory == 10.0) & (t.seed == 1)]
     assert row.value.item() == 300.0
     assert set(t[t.group == "encoder"].block) == {0}
+
+
+@pytest.mark.parametrize("layer", ["complex", "gru"])
+def test_member_groups_change_the_numbers_at_most_in_the_last_bits(layer):
+    # 3 memories x 2 seeds: one pass for all six members vs one member at a time (1-byte budget).
+    # Members are independent networks; only a batched matrix product over another number of
+    # members may round differently (seen: 1 ulp for the GRU's bmm), hence rtol 1e-13.
+    from floss_utils.curse_of_memory.deep_stacks import deep_signal_propagation
+
+    kw = dict(batch=2, seq_len=12, input_seed=5, d_input=6, d_model=4, n_blocks=2, dtype=torch.float64)
+    whole = deep_signal_propagation(layer, "batch", [1.0, 3.0, 10.0], [0, 1], max_bytes=1 << 40, **kw)
+    single = deep_signal_propagation(layer, "batch", [1.0, 3.0, 10.0], [0, 1], max_bytes=1, **kw)
+    assert torch.allclose(whole.activity, single.activity, rtol=1e-13, atol=0)
+    assert torch.allclose(whole.loss, single.loss, rtol=1e-13, atol=0)
+    assert whole.grad_sq.keys() == single.grad_sq.keys()
+    assert all(torch.allclose(whole.grad_sq[g], single.grad_sq[g], rtol=1e-13, atol=0) for g in whole.grad_sq)

@@ -78,3 +78,20 @@ def test_simulate_moments_is_seeded_and_checks_arguments():
         simulate_moments(torch.tensor([1.0]), rho, n_samples=10, burn_in=1, generator=gen(0))
     with pytest.raises(ValueError, match="n_samples"):
         simulate_moments(lam, rho, n_samples=1, burn_in=1, generator=gen(0))
+
+
+@pytest.mark.parametrize("max_bytes", [1, 2 * 10 * 64 * 8 * 3 * 40])
+def test_moments_do_not_depend_on_the_memory_budget(max_bytes, monkeypatch):
+    # streaming over lambda values and sample groups changes how the work is split, never the
+    # numbers (bit for bit): a budget of 1 byte scans one lambda at a time, the second two
+    import floss_utils.curse_of_memory.signal_propagation as sp
+
+    monkeypatch.setattr(sp, "SAMPLE_GROUP", 16)  # 40 samples: groups of 16, 16 and 8
+    lam = torch.tensor([0.5, 0.9, 0.99], dtype=F64)
+    rho = torch.tensor([0.0, 0.9, 0.99], dtype=F64)
+    kw = dict(n_samples=40, burn_in=150, window=50, block=64)
+    whole = simulate_moments(lam, rho, generator=gen(3), max_bytes=1 << 40, **kw)
+    parts = simulate_moments(lam, rho, generator=gen(3), max_bytes=max_bytes, **kw)
+    for name in whole.mean:
+        assert torch.equal(whole.mean[name], parts.mean[name]), name
+        assert torch.equal(whole.sem[name], parts.sem[name]), name

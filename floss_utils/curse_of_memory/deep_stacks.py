@@ -320,22 +320,53 @@ class DeepStats:
     loss: Tensor
 
 
+#: default memory for the activations of one group of members in :func:`deep_signal_propagation`
+WORKSPACE_BYTES = 2 << 30
+
+
+def _member_group(batch: int, seq_len: int, d_input: int, d_model: int, n_blocks: int, layer: str,
+                  dtype: torch.dtype, max_bytes: int) -> int:
+    """Members whose forward and backward pass fit in ``max_bytes`` at once: each block keeps
+    about 16 activations of ``(B, T, d_model)`` for the backward pass (twice that for complex
+    recurrences), the encoder and decoder a few of ``(B, T, d_input)``."""
+    item = torch.empty((), dtype=dtype).element_size()
+    per_block = (32 if layer in ("complex", "lru") else 16) * batch * seq_len * d_model * item
+    per_member = n_blocks * per_block + 4 * batch * seq_len * d_input * item
+    return max(1, int(max_bytes) // per_member)
+
+
 def deep_signal_propagation(layer: str, norm: str, memories: Sequence[float], seeds: Sequence[int], *,
                             batch: int, seq_len: int, input_seed: int, d_input: int = 768, d_model: int = 256,
                             n_blocks: int = 4, max_phase: float = 2 * math.pi,
-                            dtype: torch.dtype = torch.float32, device="cpu") -> DeepStats:
-    """Activity and gradient magnitudes at initialization for every memory x seed, in one pass.
+                            dtype: torch.dtype = torch.float32, device="cpu",
+                            max_bytes: int = WORKSPACE_BYTES) -> DeepStats:
+    """Activity and gradient magnitudes at initialization for every memory x seed.
 
     Members are ``memories x seeds`` (memory-major); all see the same input batch: Gaussian with
     ZO's autocorrelation fitted to BERT embeddings (:func:`floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`,
-    drawn on the CPU from ``input_seed``). One forward and one backward of the summed member losses.
+    drawn on the CPU from ``input_seed``). One forward and one backward pass of the summed member
+    losses per group of members that fits in ``max_bytes``. Members are independent networks: the
+    groups (set by the parameters alone, so the same call gives the same numbers) change the
+    results at most in the last bits, where a batched matrix product over another number of
+    members rounds differently (tested).
     """
     mem = [float(t) for t in memories for _ in seeds]
     sds = [int(s) for _ in memories for s in seeds]
-    net = DeepRecurrentStack(layer, norm, mem, sds, d_input=d_input, d_model=d_model, n_blocks=n_blocks,
-                             max_phase=max_phase, dtype=dtype, device=device)
     x = fitted_autocorrelation_inputs(batch, seq_len, d_input, generator=torch.Generator().manual_seed(input_seed),
                                       dtype=dtype, device=device)
+    size = _member_group(batch, seq_len, d_input, d_model, n_blocks, layer, dtype, max_bytes)
+    parts = [_propagate(layer, norm, mem[i:i + size], sds[i:i + size], x, d_input=d_input, d_model=d_model,
+                        n_blocks=n_blocks, max_phase=max_phase, dtype=dtype, device=device)
+             for i in range(0, len(mem), size)]
+    return DeepStats(memory=torch.tensor(mem), seed=torch.tensor(sds),
+                     activity=torch.cat([p.activity for p in parts]),
+                     grad_sq={g: torch.cat([p.grad_sq[g] for p in parts]) for g in parts[0].grad_sq},
+                     loss=torch.cat([p.loss for p in parts]))
+
+
+def _propagate(layer: str, norm: str, mem: list[float], sds: list[int], x: Tensor, **kw) -> DeepStats:
+    """:func:`deep_signal_propagation` for one group of members, in one pass."""
+    net = DeepRecurrentStack(layer, norm, mem, sds, **kw)
     out, states = net(x)
     loss = next_input_loss(out, x)
     named = dict(net.named_parameters())

@@ -11,7 +11,8 @@ step-by-step loop :func:`floss_utils.curse_of_memory.scans.linear_scan_loop`.
 
 :func:`simulate_moments` runs many ``lambda`` values x many AR(1) correlations ``rho`` x many
 samples as one tensor program, streaming the input block by block (memory ``O(n * block)`` per
-configuration, whatever the length), and returns the empirical stationary second moments with
+configuration, whatever the length; ``lambda`` values and samples in groups, so the peak memory
+stays bounded however many there are), and returns the empirical stationary second moments with
 standard errors over independent samples.
 """
 
@@ -30,6 +31,13 @@ __all__ = [
     "simulate_moments",
     "simulate_teacher_student_loss",
 ]
+
+
+#: samples scanned together: a fixed group size, so that the numbers never depend on the memory
+#: budget (a matrix product over a different number of rows may round differently)
+SAMPLE_GROUP = 2048
+#: default memory for the working tensors of :func:`simulate_moments`
+WORKSPACE_BYTES = 1 << 30
 
 
 @dataclass
@@ -60,6 +68,7 @@ def simulate_moments(
     normalize: bool = False,
     chunk: int = 16,
     block: int = 512,
+    max_bytes: int = WORKSPACE_BYTES,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
@@ -77,6 +86,10 @@ def simulate_moments(
         rho: shape ``(R,)``, values in [0, 1].
         chunk: steps per parallel chunk of :func:`linear_scan`.
         block: steps of input generated and scanned at a time (bounds the memory).
+        max_bytes: memory for the scans' working tensors: the ``lambda`` values are scanned
+            in groups that fit (and the samples in groups of :data:`SAMPLE_GROUP`), so the
+            peak memory stays near ``max_bytes`` whatever ``n_samples`` and the number of
+            ``lambda`` values. The numbers do not depend on it.
     """
     from .inputs import ar1_inputs  # inputs builds on linear_scan
 
@@ -90,36 +103,52 @@ def simulate_moments(
         raise ValueError(f"need n_samples >= 2, burn_in >= 0, window >= 1; got {n_samples}, {burn_in}, {window}")
     lam = lam.to(torch.complex128 if lam.is_complex() and dtype == torch.float64 else
                  torch.complex64 if lam.is_complex() else dtype)
-    a = lam[:, None, None]  # (L, 1, 1): shared by every rho and sample
-    gamma = torch.sqrt(1 - lam.abs() ** 2)[:, None, None] if normalize else None
-    total = burn_in + window
-    acc_h = torch.zeros(len(lam), len(rho), n_samples, dtype=dtype, device=device)
-    acc_d = torch.zeros_like(acc_h)
-    h_prev = torch.zeros(len(lam), len(rho), n_samples, dtype=lam.dtype, device=device)
-    d_prev = torch.zeros_like(h_prev)
-    x_prev = None
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
+    L, R = len(lam), len(rho)
+    gamma = torch.sqrt(1 - lam.abs() ** 2) if normalize else None
+    total = burn_in + window
+    acc_h = torch.zeros(L, R, n_samples, dtype=dtype, device=device)
+    acc_d = torch.zeros_like(acc_h)
+    h_prev = torch.zeros(L, R, n_samples, dtype=lam.dtype, device=device)
+    d_prev = torch.zeros_like(h_prev)
+    lam_chunk = _lambda_group(L, R, n_samples, block, lam.dtype, max_bytes)
+    x_prev = None
     for start in range(0, total, block):
         k = min(block, total - start)
-        x = ar1_inputs((len(rho), n_samples), k, rho[:, None], x_prev=x_prev,
+        # the whole block of input is drawn at once, so the random stream does not depend on
+        # how the work below is chunked: same seed, same numbers, whatever the memory budget
+        x = ar1_inputs((R, n_samples), k, rho[:, None], x_prev=x_prev,
                        generator=generator, dtype=dtype, device=device)  # (R, n, k)
         x_prev = x[..., -1]
-        drive = x.unsqueeze(0) * gamma[..., None] if normalize else x.unsqueeze(0)
-        h = linear_scan(a, drive, h_prev, chunk=chunk)  # (L, R, n, k)
-        h_shift = torch.cat([h_prev.unsqueeze(-1), h[..., :-1]], dim=-1)
-        d = linear_scan(a, h_shift, d_prev, chunk=chunk)
-        h_prev, d_prev = h[..., -1], d[..., -1]
         first = max(burn_in - start, 0)
-        if first < k:
-            acc_h += (h[..., first:].abs() ** 2).sum(-1)
-            acc_d += (d[..., first:].abs() ** 2).sum(-1)
+        for l0 in range(0, L, lam_chunk):
+            ls = slice(l0, l0 + lam_chunk)
+            a = lam[ls, None, None]  # (Lc, 1, 1): shared by every rho and sample
+            for s0 in range(0, n_samples, SAMPLE_GROUP):
+                ss = slice(s0, s0 + SAMPLE_GROUP)
+                drive = x[None, :, ss] * gamma[ls, None, None, None] if normalize else x[None, :, ss]
+                h = linear_scan(a, drive, h_prev[ls, :, ss], chunk=chunk)  # (Lc, R, nc, k)
+                h_shift = torch.cat([h_prev[ls, :, ss].unsqueeze(-1), h[..., :-1]], dim=-1)
+                d = linear_scan(a, h_shift, d_prev[ls, :, ss], chunk=chunk)
+                h_prev[ls, :, ss], d_prev[ls, :, ss] = h[..., -1], d[..., -1]
+                if first < k:
+                    acc_h[ls, :, ss] += (h[..., first:].abs() ** 2).sum(-1)
+                    acc_d[ls, :, ss] += (d[..., first:].abs() ** 2).sum(-1)
     per_sample = {"h2": acc_h / window, "dlam2": acc_d / window}
     if lam.is_complex():
         per_sample["dtheta2"] = per_sample["dlam2"] * (lam.abs() ** 2)[:, None, None].to(dtype)
     mean = {k_: v.mean(-1) for k_, v in per_sample.items()}
     sem = {k_: v.std(-1) / math.sqrt(n_samples) for k_, v in per_sample.items()}
     return MomentEstimate(mean, sem, n_samples, burn_in, window)
+
+
+def _lambda_group(L: int, R: int, n: int, block: int, dtype: torch.dtype, max_bytes: int) -> int:
+    """How many ``lambda`` values to scan at once within ``max_bytes``: a block of ``block``
+    steps of one ``(lambda, rho, sample)`` series holds about ten working tensors of ``block``
+    elements (drive, states, sensitivities, the scan's chunks and their squares)."""
+    per_lambda = 10 * block * R * min(n, SAMPLE_GROUP) * torch.empty((), dtype=dtype).element_size()
+    return max(1, min(L, int(max_bytes) // per_lambda))
 
 
 def simulate_teacher_student_loss(
