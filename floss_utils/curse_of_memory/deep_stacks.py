@@ -64,7 +64,9 @@ __all__ = [
     "deep_signal_propagation",
 ]
 
+#: the recurrent layers a stack can be built from.
 LAYERS = ("complex", "lru", "gru")
+#: the normalizations between blocks.
 NORMS = ("none", "layer", "batch")
 
 #: parameter groups of each recurrent layer (name -> parameters of one block)

@@ -75,7 +75,7 @@ def simulate_moments(
     Args:
         lam: shape ``(L,)``, real or complex, ``|lambda| < 1``.
         rho: shape ``(R,)``, values in [0, 1].
-        chunk: steps per parallel chunk of :func:`linear_scan`.
+        chunk: steps per parallel chunk of :func:`~floss_utils.curse_of_memory.scans.linear_scan`.
         block: steps of input generated and scanned at a time (bounds the memory).
     """
     from .inputs import ar1_inputs  # inputs builds on linear_scan
