@@ -50,6 +50,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return table[dtype]
 
 
+#: the parameters of a member-batched network, each with the member axis first.
 PARAM_NAMES = ("J", "W_s", "b", "w_r", "c", "x0")
 
 

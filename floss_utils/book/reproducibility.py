@@ -33,7 +33,8 @@ from typing import Any, Optional
 __all__ = ["STAMP_KEY", "cpu_model", "machine_fingerprint", "notebook_stamp", "stamp_notebook", "same_machine",
            "NUMBER_MASKS", "mask_numbers"]
 
-STAMP_KEY = "floss_utils"  # notebook metadata key; the stamp is metadata[STAMP_KEY]["executed_on"]
+#: notebook metadata key; the stamp is ``metadata[STAMP_KEY]["executed_on"]``.
+STAMP_KEY = "floss_utils"
 
 # Fields that decide floating-point results (the rest of a stamp is informative).
 _DECIDING = ("arch", "cpu", "os", "torch", "cpu_capability", "threads", "accelerator")
@@ -99,8 +100,8 @@ def stamp_notebook(path: str | Path, fingerprint: Optional[dict] = None) -> dict
     return fp
 
 
-# (regex, replacement), applied in order: numbers (optional sign, decimals, exponent; nan/inf),
-# then runs of spaces/tabs (column widths follow the numbers' widths).
+#: (regex, replacement) pairs, applied in order to numbers (optional sign, decimals, exponent;
+#: nan/inf), then to runs of spaces/tabs (column widths follow the numbers' widths).
 NUMBER_MASKS: tuple[tuple[str, str], ...] = (
     (r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?", "NUM"),
     (r"(?<![A-Za-z])[-+]?(?:nan|NaN|inf|Infinity)(?![A-Za-z])", "NUM"),

@@ -350,7 +350,7 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
         *, progress: bool = True) -> dict[str, Any]:
     """Validate ``overrides``, then execute the chapter into ``out``; returns the run record.
 
-    Raises :class:`ParameterError`/:class:`RunError` before anything runs on bad input.
+    Raises :class:`~floss_utils.book.parameters.ParameterError`/:class:`RunError` before anything runs on bad input.
     The record's ``status`` is ``ok`` or ``failed`` (with ``error``).
     """
     chapter = book.chapter(chapter_id)

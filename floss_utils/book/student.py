@@ -1,10 +1,12 @@
 """The student edition: copies of the chapters with the exercise solutions removed.
 
 A solution in a chapter is the span from a markdown cell that opens it with the sphinx-exercise
-gated directive (a line starting with ```` ```{solution-start} ````) to the markdown cell that
-closes it (```` ```{solution-end} ````), code cells in between included. The student copy keeps
+gated directive (a line starting with three backticks and ``{solution-start}``) to the markdown
+cell that closes it (``{solution-end}``), code cells in between included. The student copy keeps
 everything else — narrative, code and its outputs, figures, the exercise statements; each
 solution span is replaced by one markdown cell inviting the student to work.
+
+Usage::
 
     from floss_utils.book.student import write_student_edition
     write_student_edition(["book/01_lyapunov_spectra.ipynb"], "student/")

@@ -1,6 +1,6 @@
 """Part II - The curse of memory (Zucchet & Orvieto 2024; chapters 3-7).
 
-Modules (each public name is also importable from this package):
+Modules (each public name is also importable from this package)::
 
     theory              closed forms for one linear recurrent unit: moments, cross moment and its mixed
                         derivative, the 1-D teacher-student loss and parametrization Hessians

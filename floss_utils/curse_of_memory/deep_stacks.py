@@ -68,7 +68,9 @@ __all__ = [
     "growth_with_memory",
 ]
 
+#: the recurrent layers a stack can be built from.
 LAYERS = ("complex", "lru", "gru")
+#: the normalizations between blocks.
 NORMS = ("none", "layer", "batch")
 
 #: parameter groups of each recurrent layer (name -> parameters of one block)

@@ -12,7 +12,7 @@ The backward pass (BPTT) is written by hand: per step one product ``W^T [g_t; dy
 gradient flowing to ``h_{t-1}``) and one accumulation ``dW += [g_t; dy_t] [h_{t-1}; x_t]^T``;
 autograd then carries ``dW`` to ``A``, ``B`` and ``C`` (through the three lines that build ``W``).
 Compared with autograd through the plain loop (``baddbmm`` per step plus readout and drive
-operations, see :meth:`floss_utils.curse_of_memory.students.DenseRNN._run`) this removes the per-step readout,
+operations, see ``floss_utils.curse_of_memory.students.DenseRNN._run``) this removes the per-step readout,
 drive and accumulation operations that took as long as the products themselves
 (``benchmarks/bench_ensemble.py`` measures both against the floor of the products alone).
 

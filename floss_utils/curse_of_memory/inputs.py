@@ -33,7 +33,9 @@ __all__ = [
 
 #: ZO's fit of the autocorrelation of BERT embeddings (per coordinate).
 FITTED_WHITE_VARIANCE = 0.332
+#: the variance of the fit's AR(1) part.
 FITTED_AR1_VARIANCE = 0.0431
+#: the coefficient of the fit's AR(1) part.
 FITTED_AR1_COEFFICIENT = 0.99700525
 
 

@@ -84,7 +84,7 @@ def simulate_moments(
     Args:
         lam: shape ``(L,)``, real or complex, ``|lambda| < 1``.
         rho: shape ``(R,)``, values in [0, 1].
-        chunk: steps per parallel chunk of :func:`linear_scan`.
+        chunk: steps per parallel chunk of :func:`~floss_utils.curse_of_memory.scans.linear_scan`.
         block: steps of input generated and scanned at a time (bounds the memory).
         max_bytes: memory for the scans' working tensors: the ``lambda`` values are scanned
             in groups that fit (and the samples in groups of :data:`SAMPLE_GROUP`), so the

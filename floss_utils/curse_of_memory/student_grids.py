@@ -160,7 +160,7 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
         configs: the configurations (duplicates are removed).
         lrs: learning-rate grid per architecture name.
         seeds: seeds (one member per configuration, learning rate and seed).
-        steps, batch_size, seq_len, final_window: as in :func:`train_ensemble`.
+        steps, batch_size, seq_len, final_window: as in :func:`~floss_utils.curse_of_memory.student_training.train_ensemble`.
         teacher_seed: seed of every teacher (teachers differ by ``nu0`` and ``max_phase`` only).
         keep_curves: also return the loss curves.
     Returns:

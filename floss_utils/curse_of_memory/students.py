@@ -6,16 +6,16 @@ Every student is a **single-input single-output linear time-invariant** recurren
 students of the same shape (different seeds, learning rates, initializations) are one tensor
 program. Students are ``torch.nn.Module``\\ s:
 
-==========================  ===============================================================
-:class:`DenseRNN`           ``A`` dense ``(M, n, n)``; ``heads > 1`` makes it the
-                            block-diagonal multi-head RNN (``heads`` blocks of ``n/heads``)
-:class:`ComplexDiagonalRNN` ``A = diag(lambda)``, ``lambda = a + i b`` learned directly,
-                            optional learned normalization ``gamma``; ``y = Re(C h) + D x``
-:class:`LRU`                ``lambda = nu e^{i theta}`` through a magnitude parametrization
-                            (``"polar"`` ``nu``, ``"exp"`` ``nu = exp(-exp(p))``, ``"opt"``
-                            ``nu = tanh(p)``) and an angle parametrization (``"raw"``,
-                            ``"exp"`` ``theta = exp(q)``, ``"opt"``), learned ``gamma``
-==========================  ===============================================================
+============================  ===============================================================
+:class:`DenseRNN`             ``A`` dense ``(M, n, n)``; ``heads > 1`` makes it the
+                              block-diagonal multi-head RNN (``heads`` blocks of ``n/heads``)
+:class:`ComplexDiagonalRNN`   ``A = diag(lambda)``, ``lambda = a + i b`` learned directly,
+                              optional learned normalization ``gamma``; ``y = Re(C h) + D x``
+:class:`LRU`                  ``lambda = nu e^{i theta}`` through a magnitude parametrization
+                              (``"polar"`` ``nu``, ``"exp"`` ``nu = exp(-exp(p))``, ``"opt"``
+                              ``nu = tanh(p)``) and an angle parametrization (``"raw"``,
+                              ``"exp"`` ``theta = exp(q)``, ``"opt"``), learned ``gamma``
+============================  ===============================================================
 
 Common API (``S`` any student, ``x`` of shape ``(B, T, 1)`` shared by all members or
 ``(M, B, T, 1)`` one sequence batch per member):
@@ -78,7 +78,9 @@ __all__ = [
     "shape_eigenvalues",
 ]
 
+#: the LRU's magnitude parametrizations.
 MAGNITUDES = ("polar", "exp", "opt")
+#: the LRU's angle parametrizations.
 ANGLES = ("raw", "exp", "opt")
 
 
@@ -243,6 +245,8 @@ class Student(nn.Module):
         return self.D
 
     def kernel(self, length: int) -> Tensor:  # pragma: no cover - interface
+        """The impulse response ``K_k``, ``k = 0..length-1``, shape ``(M, length)`` (see the module
+        docstring)."""
         raise NotImplementedError
 
     def states(self, x: Tensor) -> Tensor:  # pragma: no cover - interface
@@ -413,7 +417,7 @@ class DenseRNN(Student):
     def _time_outputs(self, u: Tensor) -> Tensor:
         """The time-domain outputs: one product per step with the augmented matrix of
         :mod:`floss_utils.curse_of_memory.dense_recurrence` and its hand-written backward; under ``torch.func``
-        transforms or forward-mode AD, autograd through :meth:`_run` (same numbers)."""
+        transforms or forward-mode AD, autograd through ``_run`` (same numbers)."""
         A = self.recurrence_matrix()
         if dense_recurrence.fast_path_applies(A, self.B, self.C, u):
             W = dense_recurrence.augmented_matrix(A, self.B, self.C)

@@ -5,16 +5,16 @@ The loss is the closed form :func:`floss_utils.curse_of_memory.theory.teacher_st
 a direct simulation in the tests). A parametrization maps a raw parameter ``omega`` to the
 magnitude or the angle:
 
-========================  ==========================================  =========================
-kind                      map                                         Hessian at the optimum
-========================  ==========================================  =========================
-``magnitude:polar``       ``nu = omega``                              ``1/(1-nu^2)^2``
-``magnitude:exp``         ``nu = exp(-exp(omega))``                   ``-> 1/4``
-``magnitude:tanh``        ``nu = tanh(omega)``                        ``1``
-``angle:raw``             ``theta = omega``                           ``nu^2(1+nu^2)/(1-nu^2)^2``
-``angle:exp``             ``theta = exp(omega)``                      ``theta^2`` x raw
-``angle:opt``             ``theta = (1-nu^2)/(nu sqrt(1+nu^2)) omega``  ``1``
-========================  ==========================================  =========================
+========================  ==============================================  =========================
+kind                      map                                             Hessian at the optimum
+========================  ==============================================  =========================
+``magnitude:polar``       ``nu = omega``                                  ``1/(1-nu^2)^2``
+``magnitude:exp``         ``nu = exp(-exp(omega))``                       ``-> 1/4``
+``magnitude:tanh``        ``nu = tanh(omega)``                            ``1``
+``angle:raw``             ``theta = omega``                               ``nu^2(1+nu^2)/(1-nu^2)^2``
+``angle:exp``             ``theta = exp(omega)``                          ``theta^2`` x raw
+``angle:opt``             ``theta = (1-nu^2)/(nu sqrt(1+nu^2)) omega``    ``1``
+========================  ==============================================  =========================
 
 (Hessians of the gamma-normalized loss with zero-mean, unit-variance white input; closed forms
 in :func:`floss_utils.curse_of_memory.theory.parametrization_hessian_closed_form`.)
@@ -50,6 +50,7 @@ __all__ = [
     "loss_curvature_at_optimum",
 ]
 
+#: every parametrization ``kind``, ``"magnitude:..."`` and ``"angle:..."``.
 PARAMETRIZATION_KINDS = tuple(f"magnitude:{k}" for k in MAGNITUDE_PARAMETRIZATIONS) + tuple(
     f"angle:{k}" for k in ANGLE_PARAMETRIZATIONS
 )

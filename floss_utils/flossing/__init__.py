@@ -1,6 +1,6 @@
 """Part III - Gradient flossing (Engelken 2023; chapters 8-11).
 
-Modules (each public name is also importable from this package):
+Modules (each public name is also importable from this package)::
 
     tanh_network  GF's tanh network, batched over members
     gated_cells   GRU and LSTM networks, exponents by forward-mode JVPs

@@ -62,7 +62,7 @@ __all__ = [
     "compare_before_after_flossing",
 ]
 
-# generator purposes for flossing inputs and initial bases (see floss_utils.flossing.tasks for 0-2)
+#: generator purposes for flossing inputs and initial bases (see floss_utils.flossing.tasks for 0-2)
 FLOSS_BITS, FLOSS_BASIS, SPECTRUM_BITS = 3, 4, 5
 
 
@@ -176,7 +176,7 @@ def floss_step(
     Args:
         loss_fn: returns ``(loss (M,), exponents (M, k))`` computed from the optimizer's
             parameters (members not flossed may have any finite loss; they are not updated).
-        optimizer: a :class:`BatchedAdam` over the flossed parameters (leading dim M).
+        optimizer: a :class:`~floss_utils.optim.BatchedAdam` over the flossed parameters (leading dim M).
         active: (M,) bool, the members to update (default all).
         on_nonfinite: ``"raise"`` or ``"mark"`` (see the module docstring).
         step: the flossing step number, for error messages.

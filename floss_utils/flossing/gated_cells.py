@@ -54,8 +54,10 @@ from ..lyapunov.maps import CellMap
 __all__ = ["CellNetwork", "init_cell_networks", "CELL_KINDS", "GATE_NAMES", "cell_step", "gate_values",
            "FoldedCellMap"]
 
-CELL_KINDS = {"gru": 3, "lstm": 4}  # number of gates
-GATE_NAMES = {"gru": ("r", "z"), "lstm": ("i", "f", "o")}  # the sigmoid gates, in stacking order
+#: the cells and their number of gates.
+CELL_KINDS = {"gru": 3, "lstm": 4}
+#: the sigmoid gates of each cell, in stacking order.
+GATE_NAMES = {"gru": ("r", "z"), "lstm": ("i", "f", "o")}
 
 
 def cell_step(kind: str, J: Tensor, W_s: Tensor, b: Tensor, x: Tensor, s: Tensor) -> Tensor:
@@ -159,8 +161,8 @@ class CellNetwork(MemberBatched):
 
     @property
     def n_units(self) -> int:
-        """S, the dimension of the recurrent state (N for the GRU, 2N for the LSTM): the number of
-        Lyapunov exponents."""
+        """S, the dimension of the recurrent state (N for the GRU, 2N for the LSTM), is the number
+        of Lyapunov exponents."""
         return self.x0.shape[-1]
 
     def _new(self, fn: Callable[[Tensor], Tensor]) -> "CellNetwork":
@@ -235,12 +237,13 @@ def init_cell_networks(
 ) -> CellNetwork:
     """M = len(seeds) gated networks of ``kind`` ("gru" or "lstm"), member m from ``seeds[m]`` alone.
 
+    Other arguments as :func:`floss_utils.flossing.tanh_network.init_gf_networks`.
+
     Args:
         n_hidden: N; batch_size: B, the number of learned initial states.
         gain: g, the recurrent blocks are ``N(0, g^2/N)``.
         readout_std: std of ``w_r`` entries (default ``1/sqrt(N)``).
         forget_bias: added to the LSTM forget-gate bias (ignored for the GRU).
-        Other arguments as :func:`floss_utils.flossing.tanh_network.init_gf_networks`.
     """
     if kind not in CELL_KINDS:
         raise ValueError(f"kind must be one of {list(CELL_KINDS)}, got {kind!r}")

@@ -66,7 +66,7 @@ class GFNetwork(MemberBatched):
 
     # ---- dynamics
     def recurrent_map(self) -> TanhRNN:
-        """The networks as a pre-activation :class:`TanhRNN` (bias ``b``; drive from :meth:`drive`)."""
+        """The networks as a pre-activation :class:`~floss_utils.lyapunov.maps.TanhRNN` (bias ``b``; drive from :meth:`drive`)."""
         return TanhRNN(self.J, bias=self.b, form="preactivation")
 
     def drive(self, s: Tensor) -> Tensor:

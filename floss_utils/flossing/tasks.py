@@ -33,7 +33,7 @@ from ..common import seeded_generator
 __all__ = ["Task", "copy_task", "xor_task", "tasks_with_lag", "targets", "score_mask", "sample_bits", "TaskBatch",
            "sample_batch", "accuracy", "TRAIN", "HELD_OUT", "FLOSS"]
 
-# generator purposes (second key of seeded_generator; purpose 0 is network initialization)
+#: generator purposes (second key of seeded_generator; purpose 0 is network initialization)
 TRAIN, HELD_OUT, FLOSS = 1, 2, 3
 
 
@@ -61,12 +61,12 @@ class Task:
 
     @property
     def lags(self) -> tuple[int, ...]:
-        """The lags whose inputs the target depends on: ``d, 2d, ..., 2^order d``."""
+        """The lags whose inputs the target depends on, ``d, 2d, ..., 2^order d``."""
         return tuple(self.delay * j for j in range(1, 2 ** self.order + 1))
 
     @property
     def first_scored(self) -> int:
-        """First 0-based step whose target depends on presented inputs only: the largest lag."""
+        """First 0-based step whose target depends on presented inputs only (the largest lag)."""
         return self.lags[-1]
 
     @property

@@ -96,6 +96,7 @@ def schedule(name: str, pre_steps: int = 500, inter_steps: int = 500, inter_ever
     return table[name]
 
 
+#: every schedule by name, with GF's default sizes.
 SCHEDULES = {n: schedule(n) for n in ("none", "pre", "inter", "both")}
 
 
@@ -103,7 +104,7 @@ SCHEDULES = {n: schedule(n) for n in ("none", "pre", "inter", "both")}
 class Member:
     """One network of an ensemble: its seed (initialization, flossing draws), its data seed
     (task batches), its task and its flossing schedule; optionally its own flossing target
-    lambda* and number of flossed exponents (default: those of the :class:`FlossingConfig`)."""
+    lambda* and number of flossed exponents (default: those of the :class:`~floss_utils.flossing.flosser.FlossingConfig`)."""
 
     net_seed: int
     data_seed: int
@@ -252,7 +253,7 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
     Args:
         members: one :class:`Member` per network.
         config: the protocol.
-        network: optional initial ensemble (default :func:`init_gf_networks` from the members'
+        network: optional initial ensemble (default :func:`~floss_utils.flossing.tanh_network.init_gf_networks` from the members'
             seeds); it is updated in place.
     """
     members = list(members)

@@ -1,6 +1,6 @@
 """Part I - Lyapunov exponents of recurrent networks (chapters 1-2).
 
-Modules (each public name is also importable from this package):
+Modules (each public name is also importable from this package)::
 
     maps             batched recurrent maps: tanh RNNs (pre-activation and rate forms), linear maps,
                      Gaussian products, continuous-time rate networks, any cell via Jacobian-vector

@@ -99,11 +99,13 @@ def cholesky_qr(A: Tensor, passes: int = 1) -> tuple[Tensor, Tensor, Tensor]:
             ``cond(A) < u^{-1/2}``).
 
     Returns:
-        Q: (..., N, k) with ``A = Q R``.
-        logdiag: (..., k) ``log R_ii`` (R's diagonal is positive by construction).
-        info: (...,) int, non-zero where a Cholesky factorization broke down or a pivot lost
-            all its digits to cancellation (``L_ii^2 < 16 k u G_ii``: a condition number
-            beyond ~1e7 in float64), i.e. where the result must not be trusted.
+        The tuple ``(Q, logdiag, info)``.
+
+        - ``Q`` (..., N, k) with ``A = Q R``.
+        - ``logdiag`` (..., k) ``log R_ii`` (R's diagonal is positive by construction).
+        - ``info`` (...,) int, non-zero where a Cholesky factorization broke down or a pivot lost
+          all its digits to cancellation (``L_ii^2 < 16 k u G_ii``: a condition number
+          beyond ~1e7 in float64), i.e. where the result must not be trusted.
     """
     k = A.shape[-1]
     # a pivot L_ii^2 = G_ii - sum_j L_ij^2 that cancels to within a few k*u of G_ii has lost all
@@ -265,7 +267,7 @@ def lyapunov_spectrum(
         A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
 
     Raises:
-        ValueError / TypeError: for impossible sizes or ill-typed arguments.
+        ValueError or TypeError: for impossible sizes or ill-typed arguments.
         NonFiniteError: when the state or the tangent dynamics becomes NaN/inf (names the
             system index and the first bad step).
     """

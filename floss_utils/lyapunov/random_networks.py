@@ -81,7 +81,7 @@ class TanhSpectra:
 
     Attributes:
         exponents: (C, S, k) per step, descending along the last axis.
-        result: the raw :class:`LyapunovResult` (batch axis flattened, condition-major).
+        result: the raw :class:`~floss_utils.lyapunov.estimator.LyapunovResult` (batch axis flattened, condition-major).
         networks: the batched networks (C*S of them, condition-major).
     """
 

@@ -1,6 +1,6 @@
 """Part IV - Where flossing meets the curse of memory (ours; chapter 12).
 
-Modules (each public name is also importable from this package):
+Modules (each public name is also importable from this package)::
 
     curvature     the top Hessian eigenvalue of per-member losses by Lanczos
     self_teacher  GF networks as their own teacher: sharpness and Adam's effective learning rates

@@ -28,7 +28,7 @@ __all__ = ["DiagonalPopulation", "init_diagonal_population", "diagonal_block_mat
            "floss_diagonal", "diagonal_self_teacher_loss", "white_noise_hessian_1d", "white_noise",
            "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT"]
 
-# generator purposes of this module (seeded_generator(seed, purpose, ...))
+#: generator purposes of this module (seeded_generator(seed, purpose, ...))
 DIAG_INIT, DIAG_FLOSS, DIAG_INPUT = 24, 25, 26
 
 

@@ -29,7 +29,7 @@ from .curvature import flatten, unflatten
 __all__ = ["gf_self_teacher_loss", "gf_readout_variance", "adam_self_teacher_run", "AdamSelfTeacherRun",
            "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB"]
 
-# generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
+#: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
 SHARP_BITS, ADAM_BITS, ADAM_PERTURB = 20, 21, 22
 
 

@@ -16,6 +16,9 @@ from . import tools
 
 __all__ = ["CHAPTERS", "SCALES", "Chapter", "Constraint", "Param", "at_most", "chapter", "common_params", "less_than"]
 
+#: every chapter of the book by id, in reading order (Parts I-IV, then the tools).
+#:
+#: :meta hide-value:
 CHAPTERS: dict[str, Chapter] = {
     c.id: c
     for part in (part1_foundations, part2_curse_of_memory, part3_flossing, part4_synthesis, tools)
