@@ -1,6 +1,7 @@
 """Part II closed forms (floss_utils.curse_of_memory.theory, ZO) against independent ground truths.
 
-Ground truths: the Monte Carlo reference table of SCIENCE.md (published-level MC, ~0.5 %),
+Ground truths: the reference table of the book's page 'Methods and reference values' (closed forms
+to 4 significant digits, confirmed by an independent Monte Carlo; 0.5 % covers the rounding),
 our own Monte Carlo (floss_utils.curse_of_memory.signal_propagation, statistically justified tolerances: the
 estimates are means over independent samples, so |MC - theory| < 5 standard errors fails by
 chance with probability < 1e-6 per comparison), the series definition sum_k a^k b^l rho^|k-l|,
@@ -26,7 +27,7 @@ from floss_utils.curse_of_memory.theory import (complex_moments, cross_moment,
                                                 teacher_student_loss)
 
 
-# ---------------------------------------------------------------- the SCIENCE.md reference table
+# ------------------------------------- the reference table ('Methods and reference values' page)
 
 REFERENCE = [  # lambda, rho, E[h^2], E[(d_lambda h)^2]
     (0.9, 0.0, 5.263, 263.9),
@@ -187,8 +188,8 @@ def test_teacher_student_loss_matches_simulation(mu, sigma, normalize):
 
 def test_teacher_student_hessian_at_optimum():
     # autograd double backward of the closed-form loss in lambda (real, mu = 0, sigma = 1),
-    # vs (1 + l^2)/(1 - l^2)^3; 251 263 at 0.99 (SCIENCE.md). Cancellation of O(1/(1-l^2))
-    # terms costs ~1e-10 relative at 0.999.
+    # vs (1 + l^2)/(1 - l^2)^3; 251 263 at 0.99 (the book's page 'Methods and reference
+    # values'). Cancellation of O(1/(1-l^2)) terms costs ~1e-10 relative at 0.999.
     lam = torch.tensor([0.3, 0.9, 0.99, 0.999], dtype=F64, requires_grad=True)
     loss = teacher_student_loss(lam, lam.detach(), 0.0, 1.0)
     (g,) = torch.autograd.grad(loss.sum(), lam, create_graph=True)

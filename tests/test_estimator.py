@@ -1,4 +1,5 @@
-"""The Lyapunov estimator against independent ground truths (SCIENCE.md Part I, 1-6).
+"""The Lyapunov estimator against independent ground truths (numbered 1-6 as on the book's page
+'Methods and reference values', section "Ground truths for the exponents").
 
 Each test states its tolerance and why. Float64 throughout unless a test says otherwise.
 """
@@ -79,9 +80,9 @@ def test_products_of_gaussian_matrices_match_newman():
 
 
 def test_largest_exponent_matches_mean_field_at_large_n():
-    # SCIENCE.md: a QR estimate at N = 1000 lands within ~0.005 of the mean-field value (finite-N
-    # bias is negative and O(1/N)). 2500 steps after a 300-step transient give a statistical error
-    # of ~1e-3; tolerance 0.006.
+    # Mean-field value (Molgedey et al. 1992): a QR estimate at N = 1000 lands within ~0.005 of it
+    # (the finite-N bias is negative and O(1/N)). 2500 steps after a 300-step transient give a
+    # statistical error of ~1e-3; tolerance 0.006.
     gains = torch.tensor([1.5, 2.0, 4.0], dtype=F64)
     J = gaussian_coupling(3, 1000, gains, generator=gen(11))
     h0 = torch.randn(3, 1000, dtype=F64, generator=gen(12))
@@ -166,7 +167,8 @@ def test_derivative_of_exponents_wrt_gain_is_one_over_g(reorth):
 @pytest.mark.parametrize("reorth", ["qr", "cholqr", "cholqr2"])
 def test_gradcheck_through_the_qr_iteration(reorth):
     # torch.autograd.gradcheck compares autograd with finite differences in float64, on the small
-    # case SCIENCE.md names (N = 6, k = 3, T = 10), w.r.t. the couplings, bias and input weights.
+    # case of the book's page 'Methods and reference values' (N = 6, k = 3, T = 10), w.r.t. the
+    # couplings, bias and input weights.
     n, k, steps = 6, 3, 10
     J = (gaussian_coupling(1, n, 1.5, generator=gen(27))).requires_grad_()
     b = (0.1 * torch.randn(1, n, dtype=F64, generator=gen(28))).requires_grad_()

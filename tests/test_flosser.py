@@ -49,9 +49,10 @@ def test_transient_is_gf_protocol():
 
 @pytest.mark.parametrize("reorth", ["qr", "cholqr"])
 def test_gradcheck_flossing_loss(reorth):
-    # SCIENCE.md: gradcheck in float64 on N = 6, k = 3, T = 10. Finite differences through the
-    # whole unrolled trajectory and every QR; gradcheck's default tolerances (atol 1e-5, rtol 1e-3
-    # against central differences with eps 1e-6) are met with orders of magnitude to spare.
+    # The book's page 'Methods and reference values': gradcheck in float64 on N = 6, k = 3,
+    # T = 10. Finite differences through the whole unrolled trajectory and every QR; gradcheck's
+    # default tolerances (atol 1e-5, rtol 1e-3 against central differences with eps 1e-6) are met
+    # with orders of magnitude to spare.
     N, k, T = 6, 3, 10
     net = small_net(2, N)
     bits = torch.randint(0, 2, (T, 2), generator=gen(5)).to(F64)

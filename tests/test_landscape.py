@@ -62,9 +62,10 @@ class Unit1D(nn.Module):
 
 
 def test_hessian_of_1d_teacher_student_loss_matches_closed_form():
-    # Ground truth (SCIENCE.md): at the optimum the Hessian of the 1-D teacher-student loss is
-    # (1 + l^2)/(1 - l^2)^3, e.g. 251 263 at 0.99. Relative 1e-9 (the loss has 1/(1-l^2) terms
-    # that cancel at the optimum; round-off grows with 1/(1-l)^3).
+    # Ground truth (the book's page 'Methods and reference values'): at the optimum the Hessian
+    # of the 1-D teacher-student loss is (1 + l^2)/(1 - l^2)^3, e.g. 251 263 at 0.99. Relative
+    # 1e-9 (the loss has 1/(1-l^2) terms that cancel at the optimum; round-off grows with
+    # 1/(1-l)^3).
     lam_star = torch.tensor([0.5, 0.9, 0.99], dtype=F64)
     model = Unit1D(lam_star)
     H = ls.loss_hessian(model, lambda m: th.teacher_student_loss(m.lam, lam_star))

@@ -1,4 +1,5 @@
-"""The teacher of the multi-dimensional teacher–student task (SCIENCE.md Part II)."""
+"""The teacher of the multi-dimensional teacher–student task (ZO Figs. 3, 10, 11; the book's page
+'Methods and reference values')."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ comparison use :data:`paper_reference_style`, so "ours vs. published" reads the 
 everywhere.
 
 Figures are shown inline as PNG: nbval skips PNG outputs but would compare SVG text, and the
-book keeps figures PNG (see DESIGN.md). Do not call ``matplotlib.use("Agg")`` in a notebook:
-it suppresses the inline figures.
+book keeps figures PNG (``tests/test_hygiene.py`` refuses SVG outputs). Do not call
+``matplotlib.use("Agg")`` in a notebook: it suppresses the inline figures.
 """
 
 from __future__ import annotations

@@ -146,7 +146,8 @@ def ring_init(n: int, r_min: float, r_max: float, max_phase: float, generator: t
 
 
 def _opt_angle_scale(nu: Tensor) -> Tensor:
-    """``(1 - nu^2) / (nu sqrt(1 + nu^2))``: makes the angle Hessian 1 (SCIENCE.md Part II)."""
+    """``(1 - nu^2) / (nu sqrt(1 + nu^2))``: makes the angle Hessian 1 (ZO Fig. 6; see
+    the book's page 'Methods and reference values')."""
     return (1 - nu**2) / (nu * torch.sqrt(1 + nu**2))
 
 

@@ -1,4 +1,5 @@
-"""The teacher of the multi-dimensional teacher–student task (ZO, SCIENCE.md Part II).
+"""The teacher of the multi-dimensional teacher–student task (ZO Figs. 3, 10, 11; see the book's
+page 'Methods and reference values').
 
 A linear RNN with 10 hidden units, one input and one output:
 ``A ~ N(0, 1/n)`` with its eigenvalues ``l`` re-set to modulus ``nu0 + (r_max - nu0) tanh|l|``
@@ -80,7 +81,7 @@ class Teacher:
 
 def make_teacher(seed: int, nu0: float, hidden: int = 10, max_phase: float = math.pi, r_max: float = 1.0,
                  dtype: torch.dtype = torch.float64, device="cpu") -> Teacher:
-    """Draw the teacher of SCIENCE.md Part II from ``seed`` (CPU float64, then moved).
+    """Draw the teacher of ZO's teacher–student task from ``seed`` (CPU float64, then moved).
 
     Args:
         seed: the teacher seed (the teacher depends on it and on nothing else).

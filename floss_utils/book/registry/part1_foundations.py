@@ -36,7 +36,7 @@ CHAPTERS: list[Chapter] = [
         "02_exponents_to_gradients",
         "From exponents to gradients",
         "Oseledets' theorem made visible: long-term Jacobian singular values, gradient norm and "
-        "condition number vs horizon (the link GF builds on, GF Fig. 1)",
+        "condition number vs horizon (the link between exponents and gradients that GF builds on)",
         {"smoke": 0.2, "book": 1.0, "paper": 10.0},
         constraints=[at_most("k", "n_units")],
         n_units=Param("int", "network size N", {"smoke": 40, "book": 64, "paper": 256}, bounds="[2, inf)"),
