@@ -148,9 +148,12 @@ def cmd_sweep(args: argparse.Namespace, book: Book) -> int:
     n, skipped = len(result.points), sum(bool(p.get("skipped")) for p in result.points)
     summary = (f"{n} points: {result.count('ok')} ok ({skipped} already complete), "
                f"{result.count('failed')} failed")
-    if result.interrupted:
+    if result.interrupted or result.count("interrupted"):
         summary += f", {result.count('interrupted')} interrupted"
     print(summary)
+    for p in result.points:
+        if p.get("note"):
+            print(f"floss sweep: note: {p['point']}: {p['note']}", file=sys.stderr)
     print(f"table: {Path(out) / 'sweep.csv'}")
     bad = [p for p in result.points if p["status"] != "ok"]
     if bad:
@@ -159,7 +162,10 @@ def cmd_sweep(args: argparse.Namespace, book: Book) -> int:
             print(f"  {p['point']}: {p['status']}: {p['error']}")
     if result.interrupted:
         print("interrupted: run the same command again to resume (complete points are skipped)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status(result.signum) if result.signum else EXIT_INTERRUPTED
+    if result.count("interrupted"):
+        print("some points were interrupted: run the same command again to run them (complete points are "
+              "skipped)", file=sys.stderr)
     return EXIT_OK if not bad else EXIT_FAILED
 
 
