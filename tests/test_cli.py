@@ -337,6 +337,17 @@ def test_a_signal_during_the_final_record_is_raised_after_it():
         assert finished
 
 
+def test_the_error_of_an_interrupted_run_says_where_it_stopped():
+    cell = {"index": 3, "source": "import base64, json", "cell": {"execution_count": 3}}
+    assert runner._interruption_error("SIGTERM", {}) == "interrupted by SIGTERM before any cell ran (while starting)"
+    assert runner._interruption_error("SIGTERM", cell) == \
+        "interrupted by SIGTERM while cell 3 was running (import base64, json)"
+    assert runner._interruption_error("SIGHUP", {**cell, "finished": True}) == \
+        "interrupted by SIGHUP after cell 3 had finished (between cells, or stopping)"
+    assert runner._running_cell({**cell, "finished": True}) is None
+    assert runner._running_cell(cell) == {"index": 3, "execution_count": 3, "source": "import base64, json"}
+
+
 def test_signal_handlers_respect_nohup_and_other_threads():
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
     try:

@@ -452,11 +452,18 @@ def _running_cell(tracker: Mapping[str, Any]) -> dict[str, Any] | None:
             "source": tracker.get("source")}
 
 
-def _interruption_error(name: str, cell: Mapping[str, Any] | None) -> str:
-    if cell is None:
-        return f"interrupted by {name} (between cells, or while the kernel was starting or stopping)"
-    number = cell["execution_count"] if cell["execution_count"] is not None else f"#{cell['index']}"
-    return f"interrupted by {name} while cell {number} was running ({cell['source']})"
+def _cell_number(cell: Mapping[str, Any]) -> str:
+    return str(cell["execution_count"]) if cell.get("execution_count") is not None else f"#{cell['index']}"
+
+
+def _interruption_error(name: str, tracker: Mapping[str, Any]) -> str:
+    cell = _running_cell(tracker)
+    if cell is not None:
+        return f"interrupted by {name} while cell {_cell_number(cell)} was running ({cell['source']})"
+    if "index" in tracker:  # a cell had finished, the next had not begun
+        last = {"index": tracker["index"], "execution_count": (tracker.get("cell") or {}).get("execution_count")}
+        return f"interrupted by {name} after cell {_cell_number(last)} had finished (between cells, or stopping)"
+    return f"interrupted by {name} before any cell ran (while starting)"
 
 
 def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any]:
@@ -523,7 +530,7 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
         record["status"] = "interrupted"
         record["signal"] = name
         record["cell"] = _running_cell(tracker)
-        record["error"] = _interruption_error(name, record["cell"])
+        record["error"] = _interruption_error(name, tracker)
         raise
     except Exception as exc:
         from papermill.exceptions import PapermillExecutionError
