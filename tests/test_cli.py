@@ -34,7 +34,7 @@ from floss_utils.book.registry import CHAPTERS, SCALES, Param, chapter
 from floss_utils.book.runs import Book
 
 from conftest import REPO_ROOT, registry_notebook
-from tiny_book import BOOK, TINY, TINY_ROOT, floss_argv, wait_for
+from tiny_book import BOOK, TINY, TINY_ROOT, exited_process, floss_argv, process_gone, wait_for
 
 SUBCOMMANDS = ("list", "params", "run", "sweep", "build")
 
@@ -264,14 +264,6 @@ def test_failing_chapter_exits_non_zero_with_the_cell_error(tmp_path, capsys):
 # ---------------------------------------------------------------------------------- run: signals
 
 
-def _gone(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
@@ -303,7 +295,7 @@ def test_a_signal_ends_a_run_with_a_true_record(tmp_path, sig):
     assert started <= finished and 0 < rec["wall_s"] <= (finished - started).total_seconds() + 1.0
     assert not runner.is_complete(out)
     # the kernel is shut down; the partial outputs stay
-    assert _gone(int((out / "kernel.pid").read_text()))
+    assert process_gone(int((out / "kernel.pid").read_text()))
     assert hold.exists()  # the cell never got past its wait: it was interrupted, not finished
     assert (out / "results.json").read_text().startswith('{"chapter": "tiny", "results": {"y": ')
     assert rec["outputs"]["notebook"] == "tiny.ipynb"
@@ -362,15 +354,6 @@ def test_signal_handlers_respect_nohup_and_other_threads():
         signal.signal(signal.SIGHUP, previous)
 
 
-def _exited_process() -> tuple[int, float]:
-    """The pid and start time of a process that has exited (and been reaped)."""
-    import psutil
-
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    started = psutil.Process(child.pid).create_time()
-    child.communicate(b"")
-    return child.pid, started
-
 
 def test_process_state_of_a_running_record():
     import psutil
@@ -378,7 +361,7 @@ def test_process_state_of_a_running_record():
     here, me = platform.node(), os.getpid()
     mine = psutil.Process(me).create_time()
     assert runner.process_state({"host": here, "pid": me, "pid_started": mine})[0] == "alive"
-    pid, started = _exited_process()
+    pid, started = exited_process()
     state, why = runner.process_state({"host": here, "pid": pid, "pid_started": started})
     assert state == "gone" and f"pid {pid} on {here}) no longer exists" in why
     # pid reuse: the pid exists, but it is another process (it started at another time)
@@ -419,7 +402,7 @@ def test_run_refuses_a_directory_whose_run_is_still_running(tmp_path, capsys):
 @pytest.mark.slow
 def test_run_replaces_a_stale_record_and_says_so(tmp_path, capsys):
     out = tmp_path / "run"
-    pid, started = _exited_process()
+    pid, started = exited_process()
     _running_record(out, host=platform.node(), pid=pid, pid_started=started)
     assert main(["run", "tiny", "--scale", "smoke", "--out", str(out)], book=BOOK) == 0
     err = capsys.readouterr().err

@@ -32,7 +32,7 @@ from floss_utils.book.cli import main
 from floss_utils.book.parameters import ParameterError
 from floss_utils.book.runs import RunError
 
-from tiny_book import BOOK, TINY, floss_argv, wait_for
+from tiny_book import BOOK, TINY, exited_process, floss_argv, process_gone, wait_for
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+,=-]+$")
 
@@ -218,14 +218,6 @@ def _settled(out: Path, names: list[str]) -> bool:
     return all(rec and rec.get("status") in ("ok", "failed") for rec in recs)
 
 
-def _gone(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
 
 def _interrupt_sweep(args: list[str], out: Path, held: str, settled: list[str], sig: int, target: str):
     """Start ``floss sweep`` (tiny chapter) in its own process group, wait until the ``held`` point
@@ -258,7 +250,7 @@ def _check_failure_interrupt_resume(tmp_path: Path, extra: list[str], capsys, si
     assert held["cell"]["index"] == 3 and held["cell"]["source"].startswith("import base64"), held["cell"]
     assert held["error"].startswith(f"interrupted by {name} while cell ")
     assert held["finished"] and held["wall_s"] > 0
-    assert _gone(int((out / "x=3.0" / "kernel.pid").read_text()))
+    assert process_gone(int((out / "x=3.0" / "kernel.pid").read_text()))
     assert (out / "x=3.0" / "results.json").read_text().startswith('{"chapter": "tiny", "results": {"y": ')
     assert not runs.is_complete(out / "x=3.0")
     assert _record(out / "x=1.0")["status"] == "ok" and _record(out / "x=2.0")["status"] == "failed"
@@ -335,7 +327,7 @@ def test_sigterm_to_one_point_process_leaves_it_interrupted_and_the_sweep_goes_o
     assert "some points were interrupted: run the same command again" in stderr
     held = _record(out / "x=3.0")
     assert held["status"] == "interrupted" and held["signal"] == "SIGTERM" and held["finished"]
-    assert _gone(int((out / "x=3.0" / "kernel.pid").read_text()))
+    assert process_gone(int((out / "x=3.0" / "kernel.pid").read_text()))
     assert {r["point"]: r["status"] for r in _rows(out / "sweep.csv")} == {
         "x=3.0": "interrupted", "x=1.0": "ok", "x=2.0": "ok"}
 
@@ -367,7 +359,7 @@ def test_a_sweep_killed_outright_leaves_its_point_interrupted_and_resumes(tmp_pa
     point.wait(timeout=60)  # not its child: psutil polls
     held = _record(out / "x=3.0")
     assert held["status"] == "interrupted" and held["signal"] == "SIGTERM", held
-    assert _gone(int((out / "x=3.0" / "kernel.pid").read_text()))
+    assert process_gone(int((out / "x=3.0" / "kernel.pid").read_text()))
     assert not (out / "x=1.0").exists()  # never started
 
     hold.unlink()
@@ -377,14 +369,26 @@ def test_a_sweep_killed_outright_leaves_its_point_interrupted_and_resumes(tmp_pa
     assert _record(out / "x=3.0")["status"] == "ok" and _record(out / "x=1.0")["status"] == "ok"
 
 
-def _dead_pid() -> tuple[int, float]:
-    """The pid and start time of a process that has exited (and been reaped)."""
+
+def test_a_point_still_run_by_a_live_process_of_this_host_is_waited_for(tmp_path):
+    """Never seen in practice (a point's process holds the point's lock and dies with its sweep),
+    but a "running" record whose process is alive is never rerun under it: it is waited for,
+    unless the sweep is being stopped."""
+    import threading
+
     import psutil
 
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    started = psutil.Process(child.pid).create_time()
-    child.communicate(b"")
-    return child.pid, started
+    helper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    point = tmp_path / "x=1.0"
+    point.mkdir()
+    (point / "run.json").write_text(json.dumps({
+        "status": "running", "started": "2026-01-01T00:00:00+00:00", "host": platform.node(), "pid": helper.pid,
+        "pid_started": psutil.Process(helper.pid).create_time(), "pid_namespace": runs._pid_namespace()}))
+    assert "not waited for: the sweep is stopping" in sweeps._earlier_run(point, lambda: signal.SIGTERM)
+    assert helper.poll() is None
+    threading.Timer(0.3, helper.stdin.close).start()
+    assert "waited for an earlier run of it" in sweeps._earlier_run(point, lambda: 0)
+    assert helper.wait(timeout=5) == 0
 
 
 @pytest.mark.slow
@@ -394,7 +398,7 @@ def test_a_sweep_reruns_stale_points_and_says_so(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "tiny", "--grid", "x=1", "--scale", "smoke", "--out", str(out)], book=BOOK) == 0
     first_x1 = _record(out / "x=1.0")
-    pid, started = _dead_pid()
+    pid, started = exited_process()
     for point, host in (("x=2.0", platform.node()), ("x=3.0", "another-host.example")):
         (out / point).mkdir()
         rec = {**first_x1, "status": "running", "finished": None, "wall_s": None, "outputs": {}, "point": point,

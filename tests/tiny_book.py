@@ -6,7 +6,8 @@ half-finished ``results.json``, then waits while ``hold_file`` exists (at most 1
 can interrupt it mid-run, deterministically.
 
 Also the helpers of the tests that signal a real ``floss`` process: :func:`floss_argv` (the
-command line of a ``floss`` process using this chapter) and :func:`wait_for`.
+command line of a ``floss`` process using this chapter), :func:`wait_for`, :func:`process_gone`
+and :func:`exited_process`.
 """
 
 from __future__ import annotations
@@ -57,3 +58,23 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, t
             stdout, stderr = proc.communicate()
             raise AssertionError(f"never {what} (rc {proc.returncode}):\n{stdout}\n{stderr[-3000:]}")
         time.sleep(0.05)
+
+
+def process_gone(pid: int) -> bool:
+    """Process ``pid`` no longer runs (gone, or a zombie nobody has reaped yet)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def exited_process() -> tuple[int, float]:
+    """The pid and start time of a process that has exited (and been reaped)."""
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    started = psutil.Process(child.pid).create_time()
+    child.communicate(b"")
+    return child.pid, started

@@ -173,14 +173,15 @@ def _earlier_run(out: Path, should_stop: Callable[[], int]) -> str | None:
             while not should_stop():
                 try:
                     proc.wait(timeout=1.0)
-                    break
+                    return f"waited for an earlier run of it that was going on outside any sweep ({why} when reached)"
                 except psutil.TimeoutExpired:
                     pass
-        except psutil.Error:
-            pass
-        return f"waited for an earlier run of it that was going on outside any sweep ({why} when reached)"
+        except psutil.Error:  # gone meanwhile
+            return f"waited for an earlier run of it that was going on outside any sweep ({why} when reached)"
+        return f"an earlier run of it is going on outside any sweep ({why}); not waited for: the sweep is stopping"
     if state == "gone":
-        return f"stale record: the run started {rec.get('started')} said \"running\" but {why}; it was interrupted, so it was run again"
+        return (f"stale record: the run started {rec.get('started')} said \"running\" but {why}; it was "
+                "interrupted, so it was run again")
     return (f"its record said \"running\" (started {rec.get('started')}) and {why}; no sweep held the point's lock, "
             "so it was run again")
 
