@@ -628,9 +628,11 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
     """Validate ``overrides``, then execute the chapter into ``out``; returns the run record.
 
     Raises :class:`ParameterError`/:class:`RunError` before anything runs on bad input.
-    The record's ``status`` is ``ok`` or ``failed`` (with ``error``); an interruption is
-    recorded ``interrupted`` and propagates (``KeyboardInterrupt``). What ``out`` held worth
-    saying (a stale record of an interrupted run) goes to ``notify`` (default: stderr).
+    The record's ``status`` is ``ok`` or ``failed`` (with ``error``).
+
+    An interruption is recorded ``interrupted`` and propagates (``KeyboardInterrupt``). What
+    ``out`` held worth saying (a stale record of an interrupted run) goes to ``notify``
+    (default: stderr).
     """
     chapter = book.chapter(chapter_id)
     values = validate(chapter, overrides, reserved=RESERVED)
