@@ -384,6 +384,7 @@ def rerun_command(chapter_id: str, overrides: Mapping[str, Any], out: str | Path
 
 
 _ENGINE = "floss"
+_REGISTERED: set[str] = set()
 
 
 def _first_line(source: Any) -> str:
@@ -404,7 +405,7 @@ def _register_engine() -> None:
     """
     from papermill.engines import NBClientEngine, papermill_engines
 
-    if _ENGINE in papermill_engines._engines:
+    if _ENGINE in _REGISTERED:  # once per process
         return
 
     class FlossEngine(NBClientEngine):
@@ -440,6 +441,7 @@ def _register_engine() -> None:
                 raise
 
     papermill_engines.register(_ENGINE, FlossEngine)
+    _REGISTERED.add(_ENGINE)
 
 
 def _running_cell(tracker: Mapping[str, Any]) -> dict[str, Any] | None:
