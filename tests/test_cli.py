@@ -2,7 +2,9 @@
 
 Most tests drive ``floss_utils.book.cli.main`` in-process with the tiny test chapter of
 ``tests/tiny_book.py`` (its notebook runs in about a second: ``y = x**2 + seed``, an error when
-``x == fail_at``); one runs a real chapter at smoke scale through ``python -m floss_utils``.
+``x == fail_at``, a wait while ``hold_file`` exists when ``x == hold_at``); the signal tests send
+SIGINT, SIGTERM and SIGHUP to a real ``floss run`` process held mid-cell; one runs a real chapter
+at smoke scale through ``python -m floss_utils``.
 Ground truths: the registry entries and notebooks' parameters cells (read here with ``ast``),
 ``git rev-parse HEAD``, ``importlib.metadata`` versions, the files on disk, and the Makefile.
 """
@@ -13,10 +15,13 @@ import ast
 import datetime as dt
 import json
 import os
+import platform
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +34,7 @@ from floss_utils.book.registry import CHAPTERS, SCALES, Param, chapter
 from floss_utils.book.runs import Book
 
 from conftest import REPO_ROOT, registry_notebook
-from tiny_book import BOOK, TINY, TINY_ROOT
+from tiny_book import BOOK, TINY, TINY_ROOT, exited_process, floss_argv, process_gone, wait_for
 
 SUBCOMMANDS = ("list", "params", "run", "sweep", "build")
 
@@ -254,6 +259,164 @@ def test_failing_chapter_exits_non_zero_with_the_cell_error(tmp_path, capsys):
     assert rec["status"] == "failed" and "x = 1.0 is the failing value" in rec["error"]
     assert not runner.is_complete(out)
     assert (out / "tiny.ipynb").is_file()  # the executed notebook shows the error in place
+
+
+# ---------------------------------------------------------------------------------- run: signals
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_ends_a_run_with_a_true_record(tmp_path, sig):
+    """``timeout``/Slurm/Kubernetes send SIGTERM, a closed terminal SIGHUP, Ctrl-C SIGINT: each to
+    the ``floss run`` process alone, while a cell runs (the chapter waits on a hold file)."""
+    out, hold = tmp_path / "run", tmp_path / "hold"
+    hold.write_text("hold")
+    proc = subprocess.Popen(floss_argv("run", "tiny", "--scale", "smoke", "-p", "hold_at", "1", "-p", "hold_file",
+                                       str(hold), "--out", str(out)),
+                            env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (out / "results.json").exists(), proc, "reached the held cell")
+    running = _record(out)
+    assert running["status"] == "running" and running["finished"] is None
+    assert (running["host"], running["pid"]) == (platform.node(), proc.pid)
+    assert runner.process_state(running)[0] == "alive"
+    os.kill(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr  # 143 SIGTERM, 129 SIGHUP, 130 SIGINT
+    assert f"floss run: interrupted ({sig.name})" in stderr
+    rec = _record(out)
+    assert rec["status"] == "interrupted" and rec["signal"] == sig.name
+    # the cell that was running: the chapter's code cell, after markdown, parameters, injected parameters
+    assert rec["cell"]["index"] == 3 and rec["cell"]["source"].startswith("import base64"), rec["cell"]
+    assert rec["error"] == f"interrupted by {sig.name} while cell {rec['cell']['execution_count']} was running " \
+                           f"({rec['cell']['source']})"
+    started, finished = (dt.datetime.fromisoformat(rec[k]) for k in ("started", "finished"))
+    assert started <= finished and 0 < rec["wall_s"] <= (finished - started).total_seconds() + 1.0
+    assert not runner.is_complete(out)
+    # the kernel is shut down; the partial outputs stay
+    assert process_gone(int((out / "kernel.pid").read_text()))
+    assert hold.exists()  # the cell never got past its wait: it was interrupted, not finished
+    assert (out / "results.json").read_text().startswith('{"chapter": "tiny", "results": {"y": ')
+    assert rec["outputs"]["notebook"] == "tiny.ipynb"
+    executed = json.loads((out / "tiny.ipynb").read_text())
+    cell = executed["cells"][3]
+    assert cell["metadata"]["papermill"]["status"] == "failed"  # not "completed", as papermill alone says
+    assert any(o.get("ename") == "Interrupted" and sig.name in o.get("evalue", "") for o in cell["outputs"])
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_sigterm_and_sighup_raise_interrupted_inside_the_entry_point_handlers_only():
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    with runner.interrupt_on_signals():
+        assert signal.getsignal(signal.SIGINT) is before[signal.SIGINT]  # Ctrl-C: Python's own, unchanged
+        with pytest.raises(KeyboardInterrupt) as caught:
+            signal.raise_signal(signal.SIGTERM)
+        assert isinstance(caught.value, runner.Interrupted) and caught.value.signum == signal.SIGTERM
+        assert runner.interruption_signal(caught.value) == signal.SIGTERM
+        signal.raise_signal(signal.SIGHUP)  # already stopping: a repeat is ignored while cleaning up
+    assert {s: signal.getsignal(s) for s in before} == before  # restored
+    assert runner.interruption_signal(KeyboardInterrupt()) == signal.SIGINT
+    assert [runner.exit_status(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)] == [130, 143, 129]
+
+
+def test_a_signal_during_the_final_record_is_raised_after_it():
+    with runner.interrupt_on_signals():
+        with pytest.raises(runner.Interrupted):
+            with runner._signals_deferred():
+                signal.raise_signal(signal.SIGTERM)
+                finished = True  # not cut short
+        assert finished
+
+
+def test_the_error_of_an_interrupted_run_says_where_it_stopped():
+    cell = {"index": 3, "source": "import base64, json", "cell": {"execution_count": 3}}
+    assert runner._interruption_error("SIGTERM", {}) == "interrupted by SIGTERM before any cell ran (while starting)"
+    assert runner._interruption_error("SIGTERM", cell) == \
+        "interrupted by SIGTERM while cell 3 was running (import base64, json)"
+    assert runner._interruption_error("SIGHUP", {**cell, "finished": True}) == \
+        "interrupted by SIGHUP after cell 3 had finished (between cells, or stopping)"
+    assert runner._running_cell({**cell, "finished": True}) is None
+    assert runner._running_cell(cell) == {"index": 3, "execution_count": 3, "source": "import base64, json"}
+
+
+def test_signal_handlers_respect_nohup_and_other_threads():
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with runner.interrupt_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(runner.interrupt_on_signals().__enter__() is None))
+        thread.start()
+        thread.join()
+        assert seen == [True] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+
+def test_process_state_of_a_running_record():
+    import psutil
+
+    here, me = platform.node(), os.getpid()
+    mine = psutil.Process(me).create_time()
+    assert runner.process_state({"host": here, "pid": me, "pid_started": mine})[0] == "alive"
+    pid, started = exited_process()
+    state, why = runner.process_state({"host": here, "pid": pid, "pid_started": started})
+    assert state == "gone" and f"pid {pid} on {here}) no longer exists" in why
+    # pid reuse: the pid exists, but it is another process (it started at another time)
+    state, why = runner.process_state({"host": here, "pid": me, "pid_started": mine - 3600})
+    assert state == "gone" and "now another process" in why
+    state, why = runner.process_state({"host": "another-host.example", "pid": me, "pid_started": mine})
+    assert state == "unknown" and "cannot be checked from" in why  # never guessed from a pid of this host
+    if runner._pid_namespace():  # Linux: a container sharing the host name has pids of its own
+        assert runner.process_state({"host": here, "pid": me, "pid_started": mine,
+                                     "pid_namespace": runner._pid_namespace()})[0] == "alive"
+        state, why = runner.process_state({"host": here, "pid": me, "pid_started": mine,
+                                           "pid_namespace": "pid:[1]"})
+        assert state == "unknown" and "another pid namespace" in why
+    assert runner.process_state({"status": "running"})[0] == "unknown"  # an older record: no process named
+    assert runner.process_state({"host": here, "pid": me})[0] == "unknown"  # no start time: reuse undecidable
+
+
+def _running_record(directory: Path, **process) -> dict:
+    directory.mkdir(parents=True, exist_ok=True)
+    rec = {"chapter": "tiny", "status": "running", "started": "2026-01-01T00:00:00+00:00", **process}
+    (directory / "run.json").write_text(json.dumps(rec))
+    (directory / "results.json").write_text('{"partial": ')
+    return rec
+
+
+def test_run_refuses_a_directory_whose_run_is_still_running(tmp_path, capsys):
+    import psutil
+
+    out = tmp_path / "run"
+    _running_record(out, host=platform.node(), pid=os.getpid(), pid_started=psutil.Process().create_time())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["run", "tiny", "--scale", "smoke", "--out", str(out)], book=BOOK) == 2
+    err = capsys.readouterr().err
+    assert "a run of tiny is still running there" in err and f"pid {os.getpid()}" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+
+
+@pytest.mark.slow
+def test_run_replaces_a_stale_record_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    pid, started = exited_process()
+    _running_record(out, host=platform.node(), pid=pid, pid_started=started)
+    assert main(["run", "tiny", "--scale", "smoke", "--out", str(out)], book=BOOK) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"floss run: note: .*run\.json was a stale record: it said \"running\" \(started "
+                     rf"2026-01-01T00:00:00\+00:00\) but its process \(pid {pid} on .*\) no longer exists, so that "
+                     r"run was interrupted; replacing it", err), err
+    assert _record(out)["status"] == "ok"
+    # from another host: cannot be checked, and it says so (then replaces it, as any run of the chapter)
+    _running_record(out, host="another-host.example", pid=pid, pid_started=started)
+    assert main(["run", "tiny", "--scale", "smoke", "--out", str(out)], book=BOOK) == 0
+    err = capsys.readouterr().err
+    assert "another-host.example, which cannot be checked from" in err and "whether it still runs is unknown" in err
+    assert "stale record" not in err and "was interrupted" not in err  # not guessed
+    assert _record(out)["status"] == "ok"
 
 
 def test_run_refuses_foreign_output_directories(tmp_path, capsys):

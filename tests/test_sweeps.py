@@ -4,8 +4,12 @@ interruption and resume, locally and on a real Dask ``LocalCluster``.
 The integration tests use the tiny test chapter of ``tests/tiny_book.py`` (its notebook runs in
 about a second and imports no torch): ``y = x**2 + seed``, an error when ``x == fail_at``, and a
 half-written ``results.json`` followed by a wait while ``hold_file`` exists when ``x == hold_at``.
-Ground truths: the chapter's formula, the files on disk read with ``json``/``csv``, and the
-statuses the fixture is built to produce; never an earlier output of the runner.
+They stop real ``floss sweep`` processes with real signals: Ctrl-C or SIGTERM to the process group
+(a terminal, ``timeout``, Slurm), SIGTERM to the sweep process alone (Kubernetes), to one point's
+process alone (a Dask worker's shutdown), and SIGKILL to the sweep process.
+Ground truths: the chapter's formula, the files on disk read with ``json``/``csv``, the signals
+the tests send, and the statuses the fixture is built to produce; never an earlier output of the
+runner.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -27,12 +32,8 @@ from floss_utils.book.cli import main
 from floss_utils.book.parameters import ParameterError
 from floss_utils.book.runs import RunError
 
-from tiny_book import BOOK, TINY
+from tiny_book import BOOK, TINY, exited_process, floss_argv, process_gone, wait_for
 
-TESTS_DIR = Path(__file__).resolve().parent
-# a `floss` driver process that uses the tiny test chapter (what a user's shell runs, with BOOK)
-DRIVER = ("import sys; sys.path.insert(0, sys.argv[1]); from tiny_book import BOOK; "
-          "from floss_utils.book.cli import main; sys.exit(main(sys.argv[2:], book=BOOK))")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+,=-]+$")
 
 
@@ -201,46 +202,55 @@ def test_sweep_refuses_a_parameter_both_fixed_and_swept(tmp_path):
 # ------------------------------------------------------------------------------ integration
 
 
-def _interrupt_sweep(args: list[str], out: Path, held: str, settled: list[str], timeout: float = 120):
-    """Start ``floss sweep`` (tiny chapter) in its own process group, wait until the ``held`` point
-    is mid-run and the ``settled`` points are finished, then press Ctrl-C (SIGINT to the group)."""
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(TESTS_DIR), *args],
-                            env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True,
+def _start_sweep(args: list[str]) -> subprocess.Popen:
+    """``floss sweep ARGS`` (tiny chapter) in a process group of its own, as a shell starts it."""
+    return subprocess.Popen(floss_argv(*args), env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout
 
-    def ready() -> bool:
-        if not (out / held / "results.json").exists():  # the half-written file: mid-run
-            return False
-        for name in settled:
-            rec = runs._read_json(out / name / "run.json")
-            if not rec or rec.get("status") not in ("ok", "failed"):
-                return False
-        return True
 
-    while not ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-            pytest.fail(f"the sweep never reached the held point (rc {proc.returncode}):\n{stdout}\n{stderr[-3000:]}")
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
+def _mid_run(directory: Path) -> bool:
+    """The held point is mid-run: its half-written results.json is there (its kernel.pid too)."""
+    return (directory / "results.json").exists()
+
+
+def _settled(out: Path, names: list[str]) -> bool:
+    recs = [runs._read_json(out / name / "run.json") for name in names]
+    return all(rec and rec.get("status") in ("ok", "failed") for rec in recs)
+
+
+
+def _interrupt_sweep(args: list[str], out: Path, held: str, settled: list[str], sig: int, target: str):
+    """Start ``floss sweep`` (tiny chapter) in its own process group, wait until the ``held`` point
+    is mid-run and the ``settled`` points are finished, then send ``sig`` to the process group
+    (``target="group"``: Ctrl-C in a terminal, ``timeout``, Slurm) or to the sweep process alone
+    (``"driver"``: Kubernetes, ``kill PID``)."""
+    proc = _start_sweep(args)
+    wait_for(lambda: _mid_run(out / held) and _settled(out, settled), proc, "reached the held point")
+    (os.killpg if target == "group" else os.kill)(proc.pid, sig)
     stdout, stderr = proc.communicate(timeout=90)
     return proc.returncode, stdout, stderr
 
 
-def _check_failure_interrupt_resume(tmp_path: Path, extra: list[str], capsys) -> list[dict]:
+def _check_failure_interrupt_resume(tmp_path: Path, extra: list[str], capsys, sig: int = signal.SIGINT,
+                                    target: str = "group") -> list[dict]:
     out = tmp_path / "sweep"
     hold = tmp_path / "hold"
     hold.write_text("hold")
     args = ["sweep", "tiny", "--grid", "x=1,2,3", "-p", "fail_at", "2", "-p", "hold_at", "3",
             "-p", "hold_file", str(hold), "--scale", "smoke", "--out", str(out), *extra]
-    rc, stdout, stderr = _interrupt_sweep(args, out, "x=3.0", ["x=1.0", "x=2.0"])
-    assert rc == 130, (stdout, stderr)
+    rc, stdout, stderr = _interrupt_sweep(args, out, "x=3.0", ["x=1.0", "x=2.0"], sig, target)
+    assert rc == 128 + sig, (stdout, stderr)  # 130 Ctrl-C, 143 SIGTERM
     assert "interrupted: run the same command again to resume" in stderr
-    # the interrupted point left its half-written results.json, and it is not taken as done
+    assert "3 points: 1 ok (0 already complete), 1 failed, 1 interrupted" in stdout
+    # the interrupted point says so, with the signal (sent to it, or passed on by the sweep), the
+    # cell that was running and its end; its kernel is shut down; its partial outputs stay, not taken as done
     held = _record(out / "x=3.0")
-    assert held["status"] == "interrupted"
+    name = signal.Signals(sig).name
+    assert held["status"] == "interrupted" and held["signal"] == name, held
+    assert held["cell"]["index"] == 3 and held["cell"]["source"].startswith("import base64"), held["cell"]
+    assert held["error"].startswith(f"interrupted by {name} while cell ")
+    assert held["finished"] and held["wall_s"] > 0
+    assert process_gone(int((out / "x=3.0" / "kernel.pid").read_text()))
     assert (out / "x=3.0" / "results.json").read_text().startswith('{"chapter": "tiny", "results": {"y": ')
     assert not runs.is_complete(out / "x=3.0")
     assert _record(out / "x=1.0")["status"] == "ok" and _record(out / "x=2.0")["status"] == "failed"
@@ -273,13 +283,18 @@ def _check_failure_interrupt_resume(tmp_path: Path, extra: list[str], capsys) ->
 
 
 @pytest.mark.slow
-def test_local_sweep_failure_interrupt_and_resume(tmp_path, capsys):
-    records = _check_failure_interrupt_resume(tmp_path, ["--workers", "2"], capsys)
+@pytest.mark.parametrize("sig, target", [pytest.param(signal.SIGINT, "group", id="SIGINT-group"),
+                                         pytest.param(signal.SIGTERM, "group", id="SIGTERM-group"),
+                                         pytest.param(signal.SIGTERM, "driver", id="SIGTERM-driver")])
+def test_local_sweep_failure_interrupt_and_resume(tmp_path, capsys, sig, target):
+    records = _check_failure_interrupt_resume(tmp_path, ["--workers", "2"], capsys, sig, target)
     assert all(r["worker"] is None for r in records)  # local worker processes, no Dask
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_sweep_failure_interrupt_and_resume(tmp_path, capsys):
+@pytest.mark.parametrize("sig, target", [pytest.param(signal.SIGINT, "group", id="SIGINT-group"),
+                                         pytest.param(signal.SIGTERM, "driver", id="SIGTERM-driver")])
+def test_dask_local_cluster_sweep_failure_interrupt_and_resume(tmp_path, capsys, sig, target):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
                                   host="127.0.0.1", dashboard_address=None) as cluster:
@@ -287,9 +302,120 @@ def test_dask_local_cluster_sweep_failure_interrupt_and_resume(tmp_path, capsys)
         assert address.startswith("tcp://127.0.0.1:")
         workers = set(cluster.scheduler.workers)
         assert len(workers) == 2
-        records = _check_failure_interrupt_resume(tmp_path, ["--scheduler", address], capsys)
+        records = _check_failure_interrupt_resume(tmp_path, ["--scheduler", address], capsys, sig, target)
     # every point ran on one of the cluster's workers (recorded by the worker itself)
     assert all(r["worker"] in workers for r in records), [r["worker"] for r in records]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_point_process_leaves_it_interrupted_and_the_sweep_goes_on(tmp_path, capsys):
+    """What a Dask worker's shutdown (or an OOM-minded scheduler) does: SIGTERM to the process
+    running one point, not to the sweep. One worker, the held point first: the others run after."""
+    out, hold = tmp_path / "sweep", tmp_path / "hold"
+    hold.write_text("hold")
+    args = ["sweep", "tiny", "--grid", "x=3,1,2", "--workers", "1", "-p", "hold_at", "3", "-p", "hold_file",
+            str(hold), "--scale", "smoke", "--out", str(out)]
+    proc = _start_sweep(args)
+    wait_for(lambda: _mid_run(out / "x=3.0"), proc, "reached the held point")
+    point_pid = _record(out / "x=3.0")["pid"]  # the record names the process running the point
+    assert point_pid != proc.pid and _record(out / "x=3.0")["host"] == platform.node()
+    os.kill(point_pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 1, (stdout, stderr)  # the sweep ran to its end; one point did not complete
+    assert "3 points: 2 ok (0 already complete), 0 failed, 1 interrupted" in stdout
+    assert re.search(r"x=3\.0: interrupted: interrupted by SIGTERM while cell \d+ was running", stdout), stdout
+    assert "some points were interrupted: run the same command again" in stderr
+    held = _record(out / "x=3.0")
+    assert held["status"] == "interrupted" and held["signal"] == "SIGTERM" and held["finished"]
+    assert process_gone(int((out / "x=3.0" / "kernel.pid").read_text()))
+    assert {r["point"]: r["status"] for r in _rows(out / "sweep.csv")} == {
+        "x=3.0": "interrupted", "x=1.0": "ok", "x=2.0": "ok"}
+
+    hold.unlink()
+    capsys.readouterr()
+    assert main(args, book=BOOK) == 0  # the same command runs the interrupted point, skips the others
+    assert "3 points: 3 ok (2 already complete), 0 failed" in capsys.readouterr().out
+    rows = {r["point"]: r for r in _rows(out / "sweep.csv")}
+    assert {p: float(r["y"]) for p, r in rows.items()} == {"x=3.0": 9.0, "x=1.0": 1.0, "x=2.0": 4.0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a point's process asks Linux for SIGTERM "
+                    "when its sweep dies (PR_SET_PDEATHSIG)")
+def test_a_sweep_killed_outright_leaves_its_point_interrupted_and_resumes(tmp_path, capsys):
+    """SIGKILL cannot be caught: the sweep process dies at once. Its point's process gets SIGTERM
+    from the kernel (Linux) and records the interruption; the same command then completes."""
+    import psutil
+
+    out, hold = tmp_path / "sweep", tmp_path / "hold"
+    hold.write_text("hold")
+    args = ["sweep", "tiny", "--grid", "x=3,1", "--workers", "1", "-p", "hold_at", "3", "-p", "hold_file",
+            str(hold), "--scale", "smoke", "--out", str(out)]
+    proc = _start_sweep(args)
+    wait_for(lambda: _mid_run(out / "x=3.0"), proc, "reached the held point")
+    point = psutil.Process(_record(out / "x=3.0")["pid"])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    point.wait(timeout=60)  # not its child: psutil polls
+    held = _record(out / "x=3.0")
+    assert held["status"] == "interrupted" and held["signal"] == "SIGTERM", held
+    assert process_gone(int((out / "x=3.0" / "kernel.pid").read_text()))
+    assert not (out / "x=1.0").exists()  # never started
+
+    hold.unlink()
+    capsys.readouterr()
+    assert main(args, book=BOOK) == 0
+    assert "2 points: 2 ok (0 already complete), 0 failed" in capsys.readouterr().out
+    assert _record(out / "x=3.0")["status"] == "ok" and _record(out / "x=1.0")["status"] == "ok"
+
+
+
+def test_a_point_still_run_by_a_live_process_of_this_host_is_waited_for(tmp_path):
+    """Never seen in practice (a point's process holds the point's lock and dies with its sweep),
+    but a "running" record whose process is alive is never rerun under it: it is waited for,
+    unless the sweep is being stopped."""
+    import threading
+
+    import psutil
+
+    helper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    point = tmp_path / "x=1.0"
+    point.mkdir()
+    (point / "run.json").write_text(json.dumps({
+        "status": "running", "started": "2026-01-01T00:00:00+00:00", "host": platform.node(), "pid": helper.pid,
+        "pid_started": psutil.Process(helper.pid).create_time(), "pid_namespace": runs._pid_namespace()}))
+    assert "not waited for: the sweep is stopping" in sweeps._earlier_run(point, lambda: signal.SIGTERM)
+    assert helper.poll() is None
+    threading.Timer(0.3, helper.stdin.close).start()
+    assert "waited for an earlier run of it" in sweeps._earlier_run(point, lambda: 0)
+    assert helper.wait(timeout=5) == 0
+
+
+@pytest.mark.slow
+def test_a_sweep_reruns_stale_points_and_says_so(tmp_path, capsys):
+    """Points whose record says "running" with no process behind it (a sweep lost with its
+    machine, a record from before this feature...) are rerun; what was found is reported."""
+    out = tmp_path / "sweep"
+    assert main(["sweep", "tiny", "--grid", "x=1", "--scale", "smoke", "--out", str(out)], book=BOOK) == 0
+    first_x1 = _record(out / "x=1.0")
+    pid, started = exited_process()
+    for point, host in (("x=2.0", platform.node()), ("x=3.0", "another-host.example")):
+        (out / point).mkdir()
+        rec = {**first_x1, "status": "running", "finished": None, "wall_s": None, "outputs": {}, "point": point,
+               "host": host, "pid": pid, "pid_started": started}
+        (out / point / "run.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main(["sweep", "tiny", "--grid", "x=1,2,3", "--scale", "smoke", "--out", str(out)], book=BOOK) == 0
+    captured = capsys.readouterr()
+    assert "3 points: 3 ok (1 already complete), 0 failed" in captured.out
+    assert re.search(rf"note: x=2\.0: stale record: .*pid {pid} on {re.escape(platform.node())}\) no longer "
+                     r"exists; it was interrupted, so it was run again", captured.err), captured.err
+    assert re.search(r"note: x=3\.0: .*pid \d+ on host another-host\.example, which cannot be checked from "
+                     r".*no sweep held the point's lock, so it was run again", captured.err), captured.err
+    assert _record(out / "x=1.0") == first_x1  # complete: skipped
+    for point in ("x=2.0", "x=3.0"):
+        rec = _record(out / point)
+        assert rec["status"] == "ok" and rec["pid"] != pid and rec["host"] == platform.node()
 
 
 def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):

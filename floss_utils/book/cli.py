@@ -10,7 +10,10 @@
     floss build                                    render the book (as `make book`)
 
 ``python -m floss_utils`` is the same command. Exit status: 0 success, 1 a chapter (or a sweep
-point) failed, 2 bad input (nothing ran), 130 interrupted.
+point) failed or a sweep point was interrupted on its own, 2 bad input (nothing ran), 128 + the
+signal's number when stopped by a signal: 130 SIGINT (Ctrl-C), 143 SIGTERM (``timeout``, Slurm,
+Kubernetes), 129 SIGHUP. SIGTERM and SIGHUP are handled like Ctrl-C: the kernel is shut down
+and the run records say ``"status": "interrupted"`` with the signal.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Any, Sequence
 from .. import __version__
 from .parameters import ParameterError, describe, parse_grid
 from .registry import SCALES
-from .runs import Book, RunError
+from .runs import Book, RunError, exit_status, interrupt_on_signals, interruption_signal
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # interrupted: 128 + signal (130 SIGINT)
 
 
 def _fmt(value: Any, width: int = 60) -> str:
@@ -122,7 +125,8 @@ def cmd_run(args: argparse.Namespace, book: Book) -> int:
 
     chapter = book.chapter(args.chapter)
     out = args.out or f"runs/{chapter.id}"
-    record = run(book, chapter.id, _overrides(args), out, progress=not args.quiet)
+    record = run(book, chapter.id, _overrides(args), out, progress=not args.quiet,
+                 notify=lambda note: print(f"floss run: note: {note}", file=sys.stderr))
     if record["status"] == "ok":
         print(f"ok: {chapter.id} (scale {record['scale']}, seed {record['seed']}, device {record['device']}) "
               f"-> {out}/ : {record['notebook']}, results.json, {len(record['outputs']['figures'])} figure(s), "
@@ -144,9 +148,12 @@ def cmd_sweep(args: argparse.Namespace, book: Book) -> int:
     n, skipped = len(result.points), sum(bool(p.get("skipped")) for p in result.points)
     summary = (f"{n} points: {result.count('ok')} ok ({skipped} already complete), "
                f"{result.count('failed')} failed")
-    if result.interrupted:
+    if result.interrupted or result.count("interrupted"):
         summary += f", {result.count('interrupted')} interrupted"
     print(summary)
+    for p in result.points:
+        if p.get("note"):
+            print(f"floss sweep: note: {p['point']}: {p['note']}", file=sys.stderr)
     print(f"table: {Path(out) / 'sweep.csv'}")
     bad = [p for p in result.points if p["status"] != "ok"]
     if bad:
@@ -155,7 +162,10 @@ def cmd_sweep(args: argparse.Namespace, book: Book) -> int:
             print(f"  {p['point']}: {p['status']}: {p['error']}")
     if result.interrupted:
         print("interrupted: run the same command again to resume (complete points are skipped)", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status(result.signum) if result.signum else EXIT_INTERRUPTED
+    if result.count("interrupted"):
+        print("some points were interrupted: run the same command again to run them (complete points are "
+              "skipped)", file=sys.stderr)
     return EXIT_OK if not bad else EXIT_FAILED
 
 
@@ -195,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="floss",
         description="List, inspect, run and sweep the chapters of the book 'Gradient stability in "
                     "recurrent networks', and build the book. Exit status: 0 ok, 1 a run failed, "
-                    "2 bad input (nothing ran), 130 interrupted.",
+                    "2 bad input (nothing ran), 128 + the signal when interrupted: 130 Ctrl-C (SIGINT), "
+                    "143 SIGTERM, 129 SIGHUP (both handled like Ctrl-C).",
         epilog="`floss COMMAND --help` describes each command. Progress bars obey TQDM_DISABLE=1.")
     parser.add_argument("--version", action="version", version=f"floss_utils {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -262,13 +273,15 @@ def main(argv: Sequence[str] | None = None, *, book: Book | None = None) -> int:
     args = build_parser().parse_args(argv)
     book = book or Book.default()
     try:
-        return args.func(args, book)
+        with interrupt_on_signals():  # SIGTERM and SIGHUP: as Ctrl-C (restored on return)
+            return args.func(args, book)
     except (RunError, ParameterError) as exc:
         print(f"floss {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"floss {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        signum = interruption_signal(exc)
+        print(f"floss {args.command}: interrupted ({signum.name})", file=sys.stderr)
+        return exit_status(signum)
     except BrokenPipeError:  # `floss params X | head`
         sys.stderr.close()
         return EXIT_OK

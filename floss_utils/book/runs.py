@@ -14,6 +14,14 @@ The engine behind ``floss run`` (:mod:`floss_utils.book.cli`), usable from Pytho
 Completeness is atomic: a run directory is complete exactly when its ``run.json`` says
 ``"status": "ok"``, and ``run.json`` is always written to a temporary file and renamed into
 place, after every other output, so an interrupted run is never taken as done.
+
+Signals: the entry points (``floss``, and a sweep point's process) wrap their work in
+:func:`interrupt_on_signals`, which turns SIGTERM and SIGHUP (what ``timeout``, Slurm,
+Kubernetes, a Dask worker's shutdown or a closed terminal send) into :class:`Interrupted`, a
+``KeyboardInterrupt``: papermill shuts the kernel down as it does on Ctrl-C and the record says
+``"status": "interrupted"`` with the signal and the cell that was running. A record left at
+``"running"`` by a process that died without a word (SIGKILL, power loss) is recognised by the
+host, pid and process start time it keeps (:func:`process_state`) and treated as interrupted.
 """
 
 from __future__ import annotations
@@ -25,14 +33,16 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+import contextlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .parameters import check_device, resolve, validate
 from .registry import CHAPTERS, Chapter
@@ -50,6 +60,12 @@ __all__ = [
     "package_versions",
     "git_commit",
     "rerun_command",
+    "Interrupted",
+    "interrupt_on_signals",
+    "interruption_signal",
+    "exit_status",
+    "process_state",
+    "TERMINATING",
 ]
 
 RUN_JSON = "run.json"
@@ -64,6 +80,98 @@ RESERVED = {"output_dir": "use --out DIR"}
 class RunError(Exception):
     """Bad input to the runner other than a parameter (unknown chapter, refused output
     directory, bad grid...), refused before anything runs."""
+
+
+# ------------------------------------------------------------------------------ signals
+
+#: the signals that end a run the way Ctrl-C (SIGINT) does: ``timeout``, Slurm, Kubernetes and a
+#: Dask worker's shutdown send SIGTERM; a closed terminal sends SIGHUP
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal (raised by the handler of :func:`interrupt_on_signals`).
+
+    A ``KeyboardInterrupt``, so every ``except KeyboardInterrupt`` (papermill's kernel shutdown,
+    the run record, a sweep's stop) treats SIGTERM exactly like Ctrl-C.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        super().__init__(signal.Signals(self.signum).name)
+
+
+def interruption_signal(exc: BaseException) -> signal.Signals:
+    """The signal behind a ``KeyboardInterrupt``: its own for :class:`Interrupted`, else SIGINT."""
+    return signal.Signals(getattr(exc, "signum", signal.SIGINT))
+
+
+def exit_status(signum: int) -> int:
+    """The conventional exit status of a process ended by ``signum``: 128 + its number
+    (130 SIGINT, 143 SIGTERM, 129 SIGHUP)."""
+    return 128 + int(signum)
+
+
+class _SignalState:
+    taken: int | None = None  # the signal already being acted on: later ones are ignored
+    deferring: int = 0  # inside _signals_deferred(): remember the signal, raise on leaving
+    pending: int | None = None
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _SignalState.taken is not None:
+        return  # already stopping (shutting the kernel down, writing the record): let it finish
+    if _SignalState.deferring:
+        _SignalState.pending = _SignalState.pending or signum
+        return
+    _SignalState.taken = signum
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signals: tuple[int, ...] = TERMINATING, *, force: tuple[int, ...] = ()) -> Iterator[None]:
+    """Within the block, the first of ``signals`` raises :class:`Interrupted` in the main thread;
+    later ones are ignored while the run cleans up (a second Ctrl-C, whose handler is not
+    replaced, still interrupts the cleanup as usual). For the entry points only: ``floss`` and
+    a sweep point's process; library functions do not install handlers.
+
+    A signal whose handler is not the default one is left alone (``nohup`` ignores SIGHUP; an
+    application that handles SIGTERM itself keeps doing so), except those in ``force``.
+    The previous handlers are restored on leaving. Does nothing outside the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    defaults = (signal.SIG_DFL, signal.default_int_handler)
+    previous: dict[int, Any] = {}
+    for signum in (*signals, *force):
+        current = signal.getsignal(signum)
+        if signum in force or current in defaults:
+            previous[signum] = current
+            signal.signal(signum, _on_signal)
+    saved = (_SignalState.taken, _SignalState.pending)
+    _SignalState.taken = _SignalState.pending = None
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _SignalState.taken, _SignalState.pending = saved
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """A block a signal must not cut in half (writing the final record): a signal arriving
+    inside it raises :class:`Interrupted` on leaving it instead."""
+    _SignalState.deferring += 1
+    try:
+        yield
+    finally:
+        _SignalState.deferring -= 1
+        if not _SignalState.deferring and _SignalState.pending is not None:
+            signum, _SignalState.pending = _SignalState.pending, None
+            _SignalState.taken = signum
+            raise Interrupted(signum)
 
 
 # -------------------------------------------------------------------------------------- the book
@@ -130,8 +238,12 @@ def _now() -> str:
 
 def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # a signal between the two: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -165,6 +277,66 @@ def git_commit(root: Path) -> dict[str, Any]:
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if sha else None
     return {"commit": sha, "dirty": None if status is None else bool(status)}
+
+
+def _process_started(pid: int) -> float | None:
+    """When process ``pid`` of this host started (seconds since the epoch), or None."""
+    import psutil
+
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except (psutil.Error, OSError):
+        return None
+
+
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux: ``pid:[4026531836]``): processes of another one, a
+    container with its own pids, cannot be checked from here even under the same host name."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def process_state(record: Mapping[str, Any]) -> tuple[str, str]:
+    """Whether the process that wrote a ``"running"`` record is still there:
+    ``("alive" | "gone" | "unknown", why)``.
+
+    The record keeps the ``host``, ``pid``, ``pid_started`` (the process start time) and
+    ``pid_namespace`` of the process executing the chapter. ``gone``: on this host, that pid no
+    longer exists, is a zombie, or is now another process (pid reuse: its start time differs).
+    ``unknown``: the record comes from another host, or from another pid namespace of this one
+    (a container sharing its host name), where a process cannot be checked from here; or it
+    names no process (written before floss kept one), or its start time cannot be compared.
+    """
+    import psutil
+
+    host, pid, started = record.get("host"), record.get("pid"), record.get("pid_started")
+    here = platform.node()
+    if not host or not isinstance(pid, int):
+        return "unknown", "the record names no process (written by an older floss)"
+    if host != here:
+        return "unknown", f"it was written by pid {pid} on host {host}, which cannot be checked from {here}"
+    namespace, ours = record.get("pid_namespace"), _pid_namespace()
+    if namespace and ours and namespace != ours:
+        return "unknown", (f"it was written by pid {pid} in another pid namespace ({namespace}, a container?) on "
+                           f"{host}, which cannot be checked from this one ({ours})")
+    try:
+        proc = psutil.Process(pid)
+        created = proc.create_time()
+        zombie = proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return "gone", f"its process (pid {pid} on {host}) no longer exists"
+    except (psutil.Error, OSError) as exc:
+        return "unknown", f"its process (pid {pid} on {host}) cannot be inspected ({type(exc).__name__})"
+    if zombie:
+        return "gone", f"its process (pid {pid} on {host}) has exited"
+    if not isinstance(started, (int, float)):
+        return "unknown", f"pid {pid} exists on {host}, but the record has no start time to tell it from a reused pid"
+    if abs(created - started) > 1.0:
+        when = _dt.datetime.fromtimestamp(created, _dt.timezone.utc).isoformat(timespec="seconds")
+        return "gone", f"its process (pid {pid} on {host}) is gone; that pid is now another process, started {when}"
+    return "alive", f"its process (pid {pid} on {host}) is still running"
 
 
 def is_complete(directory: str | Path, overrides: Mapping[str, Any] | None = None) -> bool:
@@ -212,17 +384,103 @@ def rerun_command(chapter_id: str, overrides: Mapping[str, Any], out: str | Path
     return shlex.join([*args, "--out", str(out)])
 
 
+_ENGINE = "floss"
+_REGISTERED: set[str] = set()
+
+
+def _first_line(source: Any) -> str:
+    text = "".join(source) if isinstance(source, list) else str(source or "")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+def _register_engine() -> None:
+    """Register papermill's nbclient engine with hooks on cells (``engine_name="floss"``).
+
+    It keeps the cell being executed in the ``floss_cell`` dict passed to ``execute_notebook``:
+    set when papermill starts a cell (``cell_start``, which also saves the notebook), marked
+    finished when nbclient has the kernel's reply (its ``on_cell_executed`` hook), so an
+    interrupted run knows which cell was running. On an interruption it also marks that cell in
+    the executed notebook (papermill status ``failed`` and an ``Interrupted`` error output),
+    which papermill alone would mark ``completed``, like every cell after it.
+    """
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    if _ENGINE in _REGISTERED:  # once per process
+        return
+
+    class FlossEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, floss_cell=None, **kwargs):
+            tracker = floss_cell if floss_cell is not None else {}
+            cell_start = nb_man.cell_start
+
+            def on_start(cell, cell_index=None, **kw):
+                tracker.clear()
+                tracker.update(index=cell_index, source=_first_line(cell.get("source")), cell=cell)
+                return cell_start(cell, cell_index, **kw)
+
+            def on_executed(cell, cell_index, execute_reply):
+                tracker["finished"] = True
+
+            nb_man.cell_start = on_start
+            try:
+                return super().execute_managed_notebook(nb_man, kernel_name, on_cell_executed=on_executed,
+                                                        **kwargs)
+            except KeyboardInterrupt as exc:
+                cell = tracker.get("cell")
+                if cell is not None and not tracker.get("finished"):  # the caller saves the notebook next
+                    try:
+                        from nbformat.v4 import new_output
+
+                        text = f"the run was interrupted by {interruption_signal(exc).name} while this cell was running"
+                        nb_man.cell_exception(cell, cell_index=tracker.get("index"))
+                        cell.setdefault("outputs", []).append(
+                            new_output("error", ename="Interrupted", evalue=text, traceback=[f"Interrupted: {text}"]))
+                    except Exception:  # marking the notebook must never hide the interruption
+                        pass
+                raise
+
+    papermill_engines.register(_ENGINE, FlossEngine)
+    _REGISTERED.add(_ENGINE)
+
+
+def _running_cell(tracker: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The cell papermill was executing, as recorded: position in the executed notebook
+    (0-based, the injected parameters cell included), execution count, first source line."""
+    if "index" not in tracker or tracker.get("finished"):
+        return None
+    cell = tracker.get("cell") or {}
+    return {"index": tracker["index"], "execution_count": cell.get("execution_count"),
+            "source": tracker.get("source")}
+
+
+def _cell_number(cell: Mapping[str, Any]) -> str:
+    return str(cell["execution_count"]) if cell.get("execution_count") is not None else f"#{cell['index']}"
+
+
+def _interruption_error(name: str, tracker: Mapping[str, Any]) -> str:
+    cell = _running_cell(tracker)
+    if cell is not None:
+        return f"interrupted by {name} while cell {_cell_number(cell)} was running ({cell['source']})"
+    if "index" in tracker:  # a cell had finished, the next had not begun
+        last = {"index": tracker["index"], "execution_count": (tracker.get("cell") or {}).get("execution_count")}
+        return f"interrupted by {name} after cell {_cell_number(last)} had finished (between cells, or stopping)"
+    return f"interrupted by {name} before any cell ran (while starting)"
+
+
 def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any]:
     """Execute one chapter as described by ``task`` (see :func:`make_task`) and record it.
 
-    Writes ``run.json`` with status ``running`` first, then runs papermill (cwd = ``book/``)
-    into ``<out>/<chapter>.ipynb`` with ``output_dir = <out>``, then rewrites ``run.json``
-    with status ``ok`` or ``failed`` (and the failing cell's error) — last, atomically.
-    ``KeyboardInterrupt`` records status ``interrupted`` and propagates.
+    Writes ``run.json`` with status ``running`` first (with the host, pid and start time of
+    this process, see :func:`process_state`), then runs papermill (cwd = ``book/``) into
+    ``<out>/<chapter>.ipynb`` with ``output_dir = <out>``, then rewrites ``run.json`` with
+    status ``ok`` or ``failed`` (and the failing cell's error) — last, atomically.
+    ``KeyboardInterrupt`` (Ctrl-C, or :class:`Interrupted` for SIGTERM/SIGHUP under
+    :func:`interrupt_on_signals`) records status ``interrupted`` with the signal and the cell
+    that was running, after papermill has shut the kernel down, and propagates; the partial
+    outputs stay.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     out = Path(task["out"])
     out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
@@ -230,6 +488,8 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
         "title": task.get("title"),
         "status": "running",
         "error": None,
+        "signal": None,
+        "cell": None,
         "point": task.get("point"),
         "overrides": task["overrides"],
         "parameters": task["parameters"],
@@ -239,51 +499,71 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
         "device_requested": task["parameters"].get("device"),
         "command": task.get("command"),
         "notebook": Path(task["notebook"]).name,
-        "versions": package_versions(),
-        "git": git_commit(Path(task["root"])),
+        "versions": None,
+        "git": None,
         "host": platform.node(),
+        "pid": os.getpid(),
+        "pid_started": _process_started(os.getpid()),
+        "pid_namespace": _pid_namespace(),
         "worker": task.get("worker"),
         "started": _now(),
         "finished": None,
         "wall_s": None,
         "outputs": {},
     }
-    _write_json_atomic(out / RUN_JSON, record)
     start = time.perf_counter()
     executed = out / Path(task["notebook"]).name
-    try:
+    tracker: dict[str, Any] = {}
+    try:  # from here on, whatever happens, the record says it
+        import papermill
+
+        _register_engine()
+        record["versions"] = package_versions()
+        record["git"] = git_commit(Path(task["root"]))
+        _write_json_atomic(out / RUN_JSON, record)
         papermill.execute_notebook(
             task["notebook"], str(executed),
             parameters={**task["overrides"], "output_dir": str(out)},
             kernel_name=KERNEL, cwd=task["cwd"], progress_bar=progress, log_output=False,
+            engine_name=_ENGINE, floss_cell=tracker,
         )
         record["status"] = "ok"
-    except PapermillExecutionError as exc:
-        record["status"] = "failed"
-        record["error"] = f"cell {exc.exec_count}: {exc.ename}: {_strip_ansi(str(exc.evalue))}"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        name = interruption_signal(exc).name
         record["status"] = "interrupted"
-        record["error"] = "interrupted"
+        record["signal"] = name
+        record["cell"] = _running_cell(tracker)
+        record["error"] = _interruption_error(name, tracker)
         raise
-    except Exception as exc:  # kernel died, notebook unreadable...
+    except Exception as exc:
+        from papermill.exceptions import PapermillExecutionError
+
         record["status"] = "failed"
-        record["error"] = f"{type(exc).__name__}: {_strip_ansi(str(exc))}"
+        if isinstance(exc, PapermillExecutionError):  # the chapter raised: its cell and error
+            record["error"] = f"cell {exc.exec_count}: {exc.ename}: {_strip_ansi(str(exc.evalue))}"
+            record["cell"] = {"index": exc.cell_index, "execution_count": exc.exec_count,
+                              "source": _first_line(exc.source)}
+        else:  # kernel died, notebook unreadable...
+            record["error"] = f"{type(exc).__name__}: {_strip_ansi(str(exc))}"
     finally:
-        record["wall_s"] = round(time.perf_counter() - start, 3)
-        record["finished"] = _now()
-        results = _read_json(out / "results.json")
-        if results:
-            record["parameters"] = results.get("parameters", record["parameters"])
-            record["device"] = results.get("device")
-        if record["status"] == "ok" and not results:
-            record["status"] = "failed"
-            record["error"] = "the chapter ran but wrote no results.json into output_dir"
-        record["outputs"] = {
-            "notebook": executed.name if executed.exists() else None,
-            "results": "results.json" if results else None,
-            "figures": sorted(p.relative_to(out).as_posix() for p in (out / "figures").glob("*.png")),
-        }
-        _write_json_atomic(out / RUN_JSON, record)  # last: marks the run complete (or not)
+        with _signals_deferred():  # a signal now would leave the record at "running"
+            record["wall_s"] = round(time.perf_counter() - start, 3)
+            record["finished"] = _now()
+            results = _read_json(out / "results.json")
+            if results:
+                record["parameters"] = results.get("parameters", record["parameters"])
+                record["device"] = results.get("device")
+            if record["status"] == "ok" and not results:
+                record["status"] = "failed"
+                record["error"] = "the chapter ran but wrote no results.json into output_dir"
+            if record["status"] == "failed" and record["cell"] is None:
+                record["cell"] = _running_cell(tracker)
+            record["outputs"] = {
+                "notebook": executed.name if executed.exists() else None,
+                "results": "results.json" if results else None,
+                "figures": sorted(p.relative_to(out).as_posix() for p in (out / "figures").glob("*.png")),
+            }
+            _write_json_atomic(out / RUN_JSON, record)  # last: marks the run complete (or not)
     return record
 
 
@@ -294,9 +574,14 @@ def _entries(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
 
 
-def prepare_run_dir(directory: Path, chapter_id: str) -> None:
+def prepare_run_dir(directory: Path, chapter_id: str) -> str | None:
     """Accept ``directory`` for a single run of ``chapter_id``: new, empty, or an earlier run of
-    the same chapter (replaced). Anything else is refused, never overwritten."""
+    the same chapter (replaced). Anything else is refused, never overwritten.
+
+    An earlier run whose record says ``"running"`` is refused while its process is alive (on
+    this host); one whose process is gone is a stale record of an interrupted run, and one from
+    another host cannot be checked: both are replaced, and the returned note says so (None
+    when there is nothing to say)."""
     if directory.exists() and not directory.is_dir():
         raise RunError(f"--out {directory}: exists and is not a directory")
     entries = _entries(directory)
@@ -314,7 +599,21 @@ def prepare_run_dir(directory: Path, chapter_id: str) -> None:
     if rec.get("chapter") != chapter_id:
         raise RunError(f"--out {directory}: holds a run of {rec.get('chapter')}, not {chapter_id}; "
                        "refusing to overwrite it (choose another directory)")
+    note = None
+    if rec.get("status") == "running":
+        state, why = process_state(rec)
+        since = f"started {rec.get('started')}"
+        if state == "alive":
+            raise RunError(f"--out {directory}: a run of {chapter_id} is still running there ({since}; {why}); "
+                           "refusing to replace it (wait for it, stop it, or choose another directory)")
+        if state == "gone":
+            note = (f"{directory / RUN_JSON} was a stale record: it said \"running\" ({since}) but {why}, so that "
+                    "run was interrupted; replacing it")
+        else:
+            note = (f"{directory / RUN_JSON} says \"running\" ({since}) and {why}, so whether it still runs is "
+                    "unknown; replacing it")
     _clear(directory)
+    return note
 
 
 def check_writable(directory: Path) -> None:
@@ -347,27 +646,59 @@ def _clear(directory: Path) -> None:
 
 
 def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Path,
-        *, progress: bool = True) -> dict[str, Any]:
+        *, progress: bool = True, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Validate ``overrides``, then execute the chapter into ``out``; returns the run record.
 
     Raises :class:`~floss_utils.book.parameters.ParameterError`/:class:`RunError` before anything runs on bad input.
     The record's ``status`` is ``ok`` or ``failed`` (with ``error``).
+
+    An interruption is recorded ``interrupted`` and propagates (``KeyboardInterrupt``). What
+    ``out`` held worth saying (a stale record of an interrupted run) goes to ``notify``
+    (default: stderr).
     """
     chapter = book.chapter(chapter_id)
     values = validate(chapter, overrides, reserved=RESERVED)
     check_device(values.get("device"), local=True)
     out = Path(out)
-    prepare_run_dir(out, chapter.id)
+    note = prepare_run_dir(out, chapter.id)
+    if note:
+        (notify or (lambda text: print(text, file=sys.stderr)))(note)
     return execute(make_task(book, chapter, values, out), progress=progress)
 
 
-def _child_main() -> int:
-    """``python -m floss_utils.book.runs``: execute the task read from stdin (one sweep point)."""
-    task = json.loads(sys.stdin.read())
+PARENT_ENV = "FLOSS_SWEEP_PARENT"
+
+
+def _die_with_parent() -> bool:
+    """Linux: ask for SIGTERM when the process (thread) that started this one dies, so a sweep
+    point whose sweep or Dask worker was killed outright records its interruption and lets go of
+    its point instead of running on unseen. False if that parent is already gone."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return True
     try:
-        record = execute(task)
-    except KeyboardInterrupt:
-        return 130
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return True
+    return os.getppid() == int(parent)  # (checked after arming it: no gap)
+
+
+def _child_main() -> int:
+    """``python -m floss_utils.book.runs``: execute the task read from stdin (one sweep point).
+
+    SIGTERM and SIGHUP are treated like SIGINT (the sweep's stop signal) and the exit status is
+    128 + the signal's number."""
+    with interrupt_on_signals(TERMINATING, force=(signal.SIGINT,)):
+        try:
+            task = json.loads(sys.stdin.read())
+            if not _die_with_parent():
+                return exit_status(signal.SIGTERM)  # the sweep died before this point began
+            record = execute(task)
+        except KeyboardInterrupt as exc:
+            return exit_status(interruption_signal(exc))
     return 0 if record["status"] == "ok" else 1
 
 

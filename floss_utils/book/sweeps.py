@@ -5,6 +5,12 @@
   ``out/<point_name>/`` (a complete :func:`floss_utils.book.runs.run` directory) on local
   worker processes or on a Dask distributed cluster, skipping points already complete.
 * :func:`collect` writes ``sweep.csv`` (one row per point) and ``failures.csv``.
+
+Stopping: the sweep's signal (Ctrl-C, or SIGTERM/SIGHUP under ``floss``) is passed on to the
+running points' processes, which shut their kernels down and record ``interrupted``; a point's
+process stopped on its own (a Dask worker's shutdown) is recorded so too, and one whose sweep
+died outright gets SIGTERM from Linux. The next run of the same sweep reruns every point that is
+not ``ok``, including stale ones left at ``running`` with no process behind them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from .parameters import (ParameterError, report, check_device, check_names, coer
 from .registry import Chapter
 from .runs import (RESERVED, RUN_JSON, SWEEP_JSON, Book, RunError, _clear, _entries, _now, _read_json, check_writable,
                    _strip_ansi, _write_json_atomic, is_complete, make_task)
+from .runs import PARENT_ENV, TERMINATING, interruption_signal, process_state
 
 __all__ = ["sweep", "SweepResult", "point_name", "expand_grid", "collect", "run_point"]
 
@@ -81,6 +87,8 @@ class SweepResult:
     table: Path | None = None
     failures: Path | None = None
     interrupted: bool = False
+    #: the number of the signal that stopped the sweep (SIGINT for Ctrl-C), when interrupted
+    signum: int | None = None
 
     def count(self, status: str) -> int:
         return sum(p["status"] == status for p in self.points)
@@ -101,28 +109,35 @@ def _point_lock(lock_path: Path, on_wait: Callable[[], None] | None = None):
                 on_wait()
             fcntl.flock(fh, fcntl.LOCK_EX)  # another process is running this point: wait
         try:
-            yield
+            yield fh.fileno()
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _cancel_check(cancel: Callable[[], bool] | str | None) -> Callable[[], bool]:
+def _cancel_check(cancel: Callable[[], Any] | str | None) -> Callable[[], int]:
+    """A function that returns 0 while the sweep goes on and, once it is stopped, the signal to
+    stop a running point with (the one that stopped the sweep)."""
     if cancel is None:
-        return lambda: False
+        return lambda: 0
     if callable(cancel):
-        return cancel
-    from distributed import Event  # a Dask cluster-wide event, set by the driver on Ctrl-C
+        def check() -> int:
+            value = cancel()
+            return 0 if not value else (signal.SIGINT if value is True else int(value))
 
-    event, last = Event(cancel), [0.0, False]
+        return check
+    from distributed import Event, Variable  # a Dask cluster-wide event, set by the driver on Ctrl-C
 
-    def check() -> bool:
+    event, last = Event(cancel), [0.0, 0]
+
+    def check() -> int:
         now = time.monotonic()
-        if now - last[0] > 1.0:
+        if not last[1] and now - last[0] > 1.0:
             last[0] = now
             try:
-                last[1] = event.is_set()
-            except Exception:  # scheduler gone: the driver is gone too
-                last[1] = True
+                if event.is_set():
+                    last[1] = int(Variable(f"{cancel}-signal").get(timeout=5))
+            except Exception:  # scheduler gone: the driver is gone too; or no signal recorded
+                last[1] = signal.SIGINT
         return last[1]
 
     return check
@@ -140,46 +155,94 @@ def _dask_worker() -> str | None:
         return None
 
 
-def run_point(task: Mapping[str, Any], cancel: Callable[[], bool] | str | None = None) -> dict[str, Any]:
+def _earlier_run(out: Path, should_stop: Callable[[], int]) -> str | None:
+    """What a point's directory says about an earlier run left at ``"running"`` (the point's
+    lock is ours, so no sweep is running it): a stale record (its process is gone), or one from
+    another host (which cannot be checked). A process of this host still running it outside any
+    lock (a point's process outliving a sweep killed outright, where it cannot be told to stop)
+    is waited for. Returns a note for the sweep's report, or None."""
+    rec = _read_json(out / RUN_JSON)
+    if not rec or rec.get("status") != "running":
+        return None
+    state, why = process_state(rec)
+    if state == "alive":  # (never seen: the point's process holds the lock and dies with its sweep)
+        import psutil
+
+        try:
+            proc = psutil.Process(rec["pid"])
+            while not should_stop():
+                try:
+                    proc.wait(timeout=1.0)
+                    return f"waited for an earlier run of it that was going on outside any sweep ({why} when reached)"
+                except psutil.TimeoutExpired:
+                    pass
+        except psutil.Error:  # gone meanwhile
+            return f"waited for an earlier run of it that was going on outside any sweep ({why} when reached)"
+        return f"an earlier run of it is going on outside any sweep ({why}); not waited for: the sweep is stopping"
+    if state == "gone":
+        return (f"stale record: the run started {rec.get('started')} said \"running\" but {why}; it was "
+                "interrupted, so it was run again")
+    return (f"its record said \"running\" (started {rec.get('started')}) and {why}; no sweep held the point's lock, "
+            "so it was run again")
+
+
+#: the signals a point's process handles (exit status 128 + the number)
+STOPPING_SIGNALS = (signal.SIGINT, *TERMINATING)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def run_point(task: Mapping[str, Any], cancel: Callable[[], Any] | str | None = None) -> dict[str, Any]:
     """Run one sweep point in a child process, unless it is already complete.
 
     Holds an exclusive lock on the point while it works (a point still running elsewhere is
-    waited for, never run twice at once), clears any half-written leftovers, and runs
-    ``python -m floss_utils.book.runs`` on the task. ``cancel`` (a callable, or the name of a
-    Dask ``Event``) stops the child; the point is then recorded ``interrupted``.
-    Returns ``{"point", "status", "error", "skipped", "wall_s"}``.
+    waited for, never run twice at once; the child process holds the lock too, so it stays
+    held while either lives), clears any half-written leftovers, and runs
+    ``python -m floss_utils.book.runs`` on the task. ``cancel`` (a callable returning a signal
+    number or True, or the name of a Dask ``Event``) stops the child with that signal (SIGINT
+    for True); the point is then recorded ``interrupted``. A child stopped by a signal of its
+    own (SIGTERM from a scheduler, a Dask worker's shutdown) is recorded ``interrupted`` too.
+    Returns ``{"point", "status", "error", "signal", "skipped", "wall_s", "note"}``.
     """
     out = Path(task["out"])
     lock = out.parent / ".locks" / f"{out.name}.lock"
     should_stop = _cancel_check(cancel)
-    with _point_lock(lock):
+    with _point_lock(lock) as lock_fd:
+        note = _earlier_run(out, should_stop)
         if is_complete(out, task["overrides"]):
             rec = _read_json(out / RUN_JSON) or {}
-            return {"point": task["point"], "status": "ok", "error": None, "skipped": True,
-                    "wall_s": rec.get("wall_s")}
-        if should_stop():
+            return {"point": task["point"], "status": "ok", "error": None, "signal": None, "skipped": True,
+                    "wall_s": rec.get("wall_s"), "note": note}
+        stop = should_stop()
+        if stop:
             return {"point": task["point"], "status": "interrupted", "error": "not run (sweep interrupted)",
-                    "skipped": False, "wall_s": None}
+                    "signal": _signal_name(stop), "skipped": False, "wall_s": None, "note": note}
         if out.exists():
             _clear(out)
         out.mkdir(parents=True, exist_ok=True)
         task = {**task, "worker": _dask_worker()}
-        env = {**os.environ, "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
+        env = {**os.environ, "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1"), PARENT_ENV: str(os.getpid())}
         start = time.perf_counter()
         with open(out / "run.log", "w") as log:
             proc = subprocess.Popen([sys.executable, "-m", "floss_utils.book.runs"], stdin=subprocess.PIPE,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=task["cwd"])
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, cwd=task["cwd"],
+                                    pass_fds=(lock_fd,))
             proc.stdin.write(json.dumps(dict(task)).encode())
             proc.stdin.close()
-            stopped = False
+            stopped = 0
             while True:
                 try:
                     proc.wait(timeout=0.2)
                     break
                 except subprocess.TimeoutExpired:
-                    if not stopped and should_stop():
-                        stopped = True
-                        proc.send_signal(signal.SIGINT)  # papermill shuts its kernel down
+                    stopped = should_stop()
+                    if stopped:
+                        proc.send_signal(stopped)  # the child shuts its kernel down and records it
                         try:
                             proc.wait(timeout=15)
                         except subprocess.TimeoutExpired:
@@ -189,17 +252,31 @@ def run_point(task: Mapping[str, Any], cancel: Callable[[], bool] | str | None =
         wall = round(time.perf_counter() - start, 3)
         rec = _read_json(out / RUN_JSON) or {"chapter": task["chapter"], "overrides": task["overrides"],
                                              "parameters": task["parameters"], "point": task["point"]}
-        if stopped or rec.get("status") == "interrupted":
-            status, error = "interrupted", "interrupted"
+        # killed outright (SIGKILL, or a signal before the child's handlers were in place), or
+        # stopped by a signal it handled (128 + its number) before it could record anything
+        code = proc.returncode
+        if code < 0:
+            killed = -code
+        else:
+            killed = code - 128 if code - 128 in STOPPING_SIGNALS else 0
+        if rec.get("status") == "interrupted":
+            status, error, signame = "interrupted", rec.get("error") or "interrupted", rec.get("signal")
+        elif stopped and rec.get("status") not in ("ok", "failed"):
+            signame = _signal_name(stopped)
+            status, error = "interrupted", f"interrupted by {signame} (the sweep was stopped)"
         elif rec.get("status") in ("ok", "failed"):
-            status, error = rec["status"], rec.get("error")
+            status, error, signame = rec["status"], rec.get("error"), None
+        elif killed:
+            signame = _signal_name(killed)
+            status, error = "interrupted", f"interrupted by {signame} before the run could record it"
         else:  # the child died without recording an outcome
             tail = _strip_ansi((out / "run.log").read_text(errors="replace"))[-800:].strip()
-            status, error = "failed", f"the run's process exited with code {proc.returncode}: {tail}"
+            status, error, signame = "failed", f"the run's process exited with code {proc.returncode}: {tail}", None
         if rec.get("status") != status:
-            rec.update(status=status, error=error, finished=_now(), wall_s=wall)
+            rec.update(status=status, error=error, signal=signame, finished=_now(), wall_s=wall)
             _write_json_atomic(out / RUN_JSON, rec)
-        return {"point": task["point"], "status": status, "error": error, "skipped": False, "wall_s": wall}
+        return {"point": task["point"], "status": status, "error": error, "signal": signame, "skipped": False,
+                "wall_s": wall, "note": note}
 
 
 def prepare_sweep_dir(directory: Path, chapter_id: str, fixed: Mapping[str, Any]) -> None:
@@ -351,7 +428,11 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
     points already complete are skipped, failed or interrupted ones are run again. Runs on
     ``workers`` local processes, or on the Dask cluster at ``scheduler`` (every worker needs
     this environment and ``out`` on a shared filesystem). Ctrl-C stops the running points
-    (recorded ``interrupted``; rerun the same sweep to resume).
+    (recorded ``interrupted``; rerun the same sweep to resume), and so do SIGTERM and SIGHUP
+    where the caller turns them into :class:`~floss_utils.book.runs.Interrupted` (``floss``
+    does, with :func:`~floss_utils.book.runs.interrupt_on_signals`): the running points are
+    stopped with the same signal. A point found at ``"running"`` with no process behind it
+    (a stale record) is run again, and its result carries a ``note`` saying so.
     """
     chapter = book.chapter(chapter_id)
     fixed_values = validate(chapter, dict(fixed or {}), reserved=RESERVED, constraints=False)
@@ -385,7 +466,7 @@ def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, 
              for values, name in zip(points, names)]
     by_name = {t["point"]: v for t, v in zip(tasks, points)}
     results: dict[str, dict[str, Any]] = {}
-    interrupted = False
+    stopped_by: int | None = None
 
     from tqdm import tqdm
 
@@ -402,28 +483,31 @@ def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, 
 
     try:
         if client is not None:
-            interrupted = _sweep_dask(tasks, client, done)
+            stopped_by = _sweep_dask(tasks, client, done)
         else:
-            interrupted = _sweep_local(tasks, workers, done)
+            stopped_by = _sweep_local(tasks, workers, done)
     finally:
         bar.close()
+    interrupted = stopped_by is not None
     records = []
     for t in tasks:
         r = results.get(t["point"]) or {"point": t["point"], "status": "interrupted" if interrupted else "failed",
                                          "error": "not run (sweep interrupted)" if interrupted else "no result",
+                                         "signal": _signal_name(stopped_by) if interrupted else None,
                                          "skipped": False}
         records.append({**r, "values": by_name[t["point"]]})
     table, failures = collect(out, records, list(grid))
-    return SweepResult(out, records, table, failures, interrupted)
+    return SweepResult(out, records, table, failures, interrupted, stopped_by)
 
 
-def _sweep_local(tasks: list[dict[str, Any]], workers: int, done: Callable[[dict[str, Any]], None]) -> bool:
-    """Run the tasks on ``workers`` threads, each waiting on a child process; True if interrupted."""
+def _sweep_local(tasks: list[dict[str, Any]], workers: int, done: Callable[[dict[str, Any]], None]) -> int | None:
+    """Run the tasks on ``workers`` threads, each waiting on a child process; the signal that
+    interrupted it (SIGINT for Ctrl-C), or None."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    stop = threading.Event()
+    stop_signal: list[int] = []  # set once, by the main thread; read by the point threads
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="floss-point")
-    futures = {pool.submit(run_point, t, stop.is_set): t for t in tasks}
+    futures: dict[Any, dict[str, Any]] = {}
     delivered: set[str] = set()
 
     def deliver(fut) -> None:
@@ -436,18 +520,21 @@ def _sweep_local(tasks: list[dict[str, Any]], workers: int, done: Callable[[dict
         done(res)
 
     try:
+        for t in tasks:
+            futures[pool.submit(run_point, t, lambda: stop_signal[0] if stop_signal else 0)] = t
         for fut in as_completed(futures):
             deliver(fut)
-    except KeyboardInterrupt:
-        stop.set()  # running points stop their child processes; queued ones never start
+    except KeyboardInterrupt as exc:
+        signum = int(interruption_signal(exc))
+        stop_signal.append(signum)  # running points stop their child processes; queued ones never start
         pool.shutdown(wait=True, cancel_futures=True)
         for fut in futures:
             if fut.done() and not fut.cancelled() and futures[fut]["point"] not in delivered:
                 deliver(fut)
-        return True
+        return signum
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return False
+    return None
 
 
 def _connect(scheduler: str):
@@ -462,14 +549,13 @@ def _connect(scheduler: str):
         raise RunError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
 
 
-def _sweep_dask(tasks: list[dict[str, Any]], client, done: Callable[[dict[str, Any]], None]) -> bool:
-    """Run the tasks on the Dask cluster of ``client``; True if interrupted."""
-    from distributed import Event, as_completed
+def _sweep_dask(tasks: list[dict[str, Any]], client, done: Callable[[dict[str, Any]], None]) -> int | None:
+    """Run the tasks on the Dask cluster of ``client``; the signal that interrupted it, or None."""
+    from distributed import Event, Variable, as_completed
 
     cancel = f"floss-cancel-{uuid.uuid4().hex}"
     event = Event(cancel, client=client)
-    futures = {client.submit(run_point, t, cancel, key=f"floss-{t['point']}-{uuid.uuid4().hex[:8]}",
-                             pure=False): t for t in tasks}
+    futures: dict[Any, dict[str, Any]] = {}
 
     def deliver(fut) -> None:
         try:
@@ -480,10 +566,15 @@ def _sweep_dask(tasks: list[dict[str, Any]], client, done: Callable[[dict[str, A
 
     delivered = set()
     try:
+        for t in tasks:
+            futures[client.submit(run_point, t, cancel, key=f"floss-{t['point']}-{uuid.uuid4().hex[:8]}",
+                                  pure=False)] = t
         for fut in as_completed(futures):
             delivered.add(fut)
             deliver(fut)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = int(interruption_signal(exc))
+        Variable(f"{cancel}-signal", client=client).set(signum)  # the signal to stop them with
         event.set()  # running points stop their child processes, queued ones return at once
         try:
             for fut in as_completed([f for f in futures if f not in delivered], timeout=30):
@@ -492,7 +583,7 @@ def _sweep_dask(tasks: list[dict[str, Any]], client, done: Callable[[dict[str, A
         except Exception:  # timeout or cancelled futures: what is on disk is what counts
             pass
         client.cancel(list(futures))
-        return True
-    return False
+        return signum
+    return None
 
 
