@@ -17,7 +17,7 @@ CHAPTERS = $(shell sed -n 's/^ *- *file: *\(book\/[^ #]*\).*/\1/p' _toc.yml | wh
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=1800 \
                --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_machine -p no:cacheprovider
 
-.PHONY: help venv lock test unit nbval book execute student clean
+.PHONY: help venv lock check-install test unit nbval book execute student clean
 
 help:
 	@echo "make book     build the book from the committed outputs into _build/html"
@@ -26,6 +26,7 @@ help:
 	@echo "make student  write the student edition (solutions removed) into _build/student"
 	@echo "make venv     create/update .venv from requirements.txt"
 	@echo "make lock     regenerate requirements.txt from pyproject.toml (pip-compile; keeps every pin)"
+	@echo "make check-install  build the wheel from HEAD, install it in a throwaway venv, run floss"
 	@echo "make clean    remove build and run outputs (keeps .venv)"
 
 venv: $(STAMP)
@@ -83,6 +84,11 @@ lock:
 	changed=$$(diff "$$tmp/old.txt" "$$tmp/new.txt" | grep '^[<>]' || true); \
 	echo "== requirements.txt: $$(wc -l < "$$tmp/new.txt") pins, $${changed:+changed (< old, > new):}"; \
 	echo "$${changed:-   no pin added, removed or changed}"
+
+# Is floss_utils installable? The wheel of HEAD (git archive: committed files only) into a
+# throwaway venv, then `floss list`/`floss params` outside any checkout (.ci/check_install).
+check-install:
+	bash .ci/check_install
 
 # Unit tests, hygiene, chapter smoke runs (papermill) and the book build, then nbval: the
 # committed notebooks re-executed at book scale and compared with their stored outputs.
