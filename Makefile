@@ -21,7 +21,7 @@ BOOK_BUDGET_S ?= 1800
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=1800 \
                --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_machine -p no:cacheprovider
 
-.PHONY: help venv test unit nbval book execute student clean
+.PHONY: help venv lock check-install test unit nbval book execute student clean
 
 help:
 	@echo "make book     build the book from the committed outputs into _build/html"
@@ -29,6 +29,8 @@ help:
 	@echo "make execute  re-execute every chapter at book scale (refreshes committed outputs)"
 	@echo "make student  write the student edition (solutions removed) into _build/student"
 	@echo "make venv     create/update .venv from requirements.txt"
+	@echo "make lock     regenerate requirements.txt from pyproject.toml (pip-compile; keeps every pin)"
+	@echo "make check-install  build the wheel from HEAD, install it in a throwaway venv, run floss"
 	@echo "make clean    remove build and run outputs (keeps .venv)"
 
 venv: $(STAMP)
@@ -37,6 +39,60 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
 	@touch $@
+
+# requirements.txt, the book's pinned environment, is generated (never edited by hand) by
+# pip-tools' pip-compile from pyproject.toml: [project] dependencies plus every extra. pip-compile
+# uses pip's resolver and pip's configuration, so it sees the local CPU torch wheel. Every current
+# pin is passed as a constraint (-c), so no version moves unless asked:
+#   make lock                       after editing the dependencies in pyproject.toml: packages
+#                                   new to the lock get their newest allowed version, pins stay
+#   make lock UPGRADE="numpy scipy" lets these packages move too (then `make execute`)
+#   make lock UPGRADE=all           re-resolves everything (then `make execute`)
+# The output is post-processed: the project's own line (from the self-referencing extra `tests`)
+# is dropped for `-e .`, torch's local label "+cpu" is stripped (see requirements.txt), and the
+# constraint file is left out of the "# via" annotations. No hashes: pip refuses `-e .` in
+# hash-checking mode, and torch's artifact differs by machine (local CPU wheel, PyTorch's index).
+# pip-tools lives in its own venv (.venv-lock): it is not in the lock and CI never needs it.
+LOCK_VENV := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
+UPGRADE   ?=
+
+lock:
+	@test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	@$(LOCK_VENV)/bin/python -m pip install -q $(PIP_TOOLS)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	touch requirements.txt; \
+	pins() { grep -E '^[A-Za-z0-9]' "$$1" | sed -E 's/[ ;#].*//' \
+	  | awk -F'==' '{ n = tolower($$1); gsub(/[_.]+/, "-", n); print n "==" $$2 }' | sort; }; \
+	pins requirements.txt > "$$tmp/old.txt"; \
+	if [ "$(UPGRADE)" = all ]; then : > "$$tmp/pins.txt"; \
+	elif [ -n "$(UPGRADE)" ]; then \
+	  grep -viE "^($$(echo '$(UPGRADE)' | tr '_.' '--' | tr -s ' ' '|'))==" "$$tmp/old.txt" > "$$tmp/pins.txt" || true; \
+	else cp "$$tmp/old.txt" "$$tmp/pins.txt"; fi; \
+	echo "== pip-compile pyproject.toml (all extras), $$(wc -l < "$$tmp/pins.txt") current pins as constraints"; \
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --all-extras --strip-extras \
+	  --allow-unsafe --annotation-style=line --no-emit-index-url --no-emit-find-links \
+	  --constraint "$$tmp/pins.txt" --output-file "$$tmp/compiled.txt" pyproject.toml; \
+	{ echo '# The pinned environment of the book (Python 3.11), generated from pyproject.toml by'; \
+	  echo '# pip-compile (pip-tools): regenerate with `make lock` (Makefile, README.md), never by hand.'; \
+	  echo '# torch: pip-compile pins the local CPU wheel as 2.13.0 plus the local label "cpu", which'; \
+	  echo '# only that wheel and the PyTorch CPU index carry; `make lock` strips the label. pip still'; \
+	  echo '# prefers the local CPU wheel for torch==2.13.0 where it exists (README.md, "The torch pin").'; \
+	  sed -E -e '/^floss-utils @ /d' -e 's/# via -c [^ ,]*(, )?/# via /' -e 's/ *# via $$//' \
+	         -e 's/floss-utils, //' -e 's/^(torch==[0-9.]+)\+[A-Za-z0-9.]+/\1/' "$$tmp/compiled.txt"; \
+	  echo "# floss_utils itself, editable (a development checkout; users: pip install .)"; \
+	  echo "-e ."; } > "$$tmp/requirements.txt"; \
+	if grep -nE '\+cpu|file://|^floss' "$$tmp/requirements.txt"; then echo "make lock: unexpected lines above (a local label, a file URL or the project itself)"; exit 1; fi; \
+	mv "$$tmp/requirements.txt" requirements.txt; \
+	pins requirements.txt > "$$tmp/new.txt"; \
+	changed=$$(diff "$$tmp/old.txt" "$$tmp/new.txt" | grep '^[<>]' || true); \
+	echo "== requirements.txt: $$(wc -l < "$$tmp/new.txt") pins, $${changed:+changed (< old, > new):}"; \
+	echo "$${changed:-   no pin added, removed or changed}"
+
+# Is floss_utils installable? The wheel of HEAD (git archive: committed files only) into a
+# throwaway venv, then `floss list`/`floss params` outside any checkout (.ci/check_install).
+check-install:
+	bash .ci/check_install
 
 # Unit tests, hygiene, chapter smoke runs (papermill) and the book build, then nbval: the
 # committed notebooks re-executed at book scale and compared with their stored outputs.

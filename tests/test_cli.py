@@ -510,3 +510,46 @@ def test_real_chapter_runs_end_to_end_through_python_m(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["chapter"] == cid and results["results"]
     assert rec["outputs"]["figures"] and all((out / f).stat().st_size > 0 for f in rec["outputs"]["figures"])
+
+
+# ---------------------------------------------------------------------------------- without a checkout
+
+
+def test_the_book_is_found_from_the_package_of_a_checkout_or_not_at_all(monkeypatch, tmp_path):
+    # an editable install finds its own checkout from anywhere; FLOSS_BOOK_ROOT names one; a
+    # package installed with `pip install .` (site-packages) run outside a checkout finds none
+    monkeypatch.delenv("FLOSS_BOOK_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert Book.default().root == REPO_ROOT
+    monkeypatch.setenv("FLOSS_BOOK_ROOT", str(TINY_ROOT))
+    assert Book.default().root == TINY_ROOT
+    monkeypatch.delenv("FLOSS_BOOK_ROOT")
+    monkeypatch.setattr(runner, "__file__", str(tmp_path / "site-packages" / "floss_utils" / "book" / "runs.py"))
+    assert Book.default().root is None
+    monkeypatch.chdir(REPO_ROOT / "book")  # inside a checkout: the nearest one above
+    assert Book.default().root == REPO_ROOT
+
+
+def test_params_without_a_checkout_reads_the_registry_alone(capsys):
+    spec = CHAPTERS["01_lyapunov_spectra"]
+    assert main(["params", "01", "--json"], book=Book(None)) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["notebook"] is None and data["problems"] == []
+    assert [r["name"] for r in data["parameters"]] == list(spec.params)
+    assert all(r["meaning"] for r in data["parameters"])  # the registry's docs
+    assert f"notebook {spec.notebook} not found" in captured.err and "skipped" in captured.err
+    assert main(["params", "01"], book=Book(None)) == 0
+    assert "01_lyapunov_spectra" in capsys.readouterr().out
+    assert main(["params", "01", "--json"]) == 0  # in the checkout: compared, the notebook named
+    assert json.loads(capsys.readouterr().out)["notebook"] == str(REPO_ROOT / spec.notebook)
+
+
+@pytest.mark.parametrize("command", [["run", "tiny"], ["sweep", "tiny", "--grid", "x=1,2"], ["build"]])
+def test_run_sweep_and_build_without_a_checkout_are_refused_in_one_line(command, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = command + (["--out", str(out)] if command[0] != "build" else [])
+    assert main(args, book=Book(None, {"tiny": TINY})) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "needs a checkout of the book" in err and "FLOSS_BOOK_ROOT" in err
+    assert not out.exists()

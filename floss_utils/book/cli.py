@@ -68,9 +68,15 @@ def cmd_list(args: argparse.Namespace, book: Book) -> int:
 
 def cmd_params(args: argparse.Namespace, book: Book) -> int:
     chapter = book.chapter(args.chapter)
-    rows, problems = describe(book.notebook(chapter), chapter)
+    # outside a checkout (an installed package) the registry alone answers: no comparison
+    notebook = book.notebook(chapter) if book.root is not None else None
+    rows, problems = describe(notebook, chapter)
+    if notebook is None:
+        print(f"note: notebook {chapter.notebook} not found (no checkout of the book; FLOSS_BOOK_ROOT "
+              "names one): meanings from the registry, comparison with its parameters cell skipped",
+              file=sys.stderr)
     if args.json:
-        print(json.dumps({"chapter": chapter.id, "parameters": rows,
+        print(json.dumps({"chapter": chapter.id, "notebook": str(notebook) if notebook else None, "parameters": rows,
                           "constraints": [c.text for c in chapter.constraints], "problems": problems}, indent=2))
     else:
         print(f"{chapter.id} — {chapter.title}")
@@ -171,7 +177,7 @@ def cmd_sweep(args: argparse.Namespace, book: Book) -> int:
 
 def build_command(book: Book, path_output: str | None = None) -> list[str]:
     """The book build, exactly as ``make book``: jupyter-book 1.x, warnings are errors."""
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(book.root), "-W", "-n", "--keep-going"]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(book.checkout()), "-W", "-n", "--keep-going"]
     if path_output:
         cmd += ["--path-output", str(path_output)]
     return cmd
@@ -220,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="a chapter's parameters: type, default or per-scale presets, meaning",
                        description="Every parameter of CHAPTER with its type, its default (or its value at "
                                    "each scale) and its one-line meaning, read from the registry and the "
-                                   "notebook's parameters cell (exit 1 if the two disagree).")
+                                   "notebook's parameters cell (exit 1 if the two disagree; outside a "
+                                   "checkout of the book, the registry alone).")
     p.add_argument("chapter", metavar="CHAPTER", help="chapter id (or a unique prefix, e.g. 01)")
     p.add_argument("--scale", choices=SCALES, help="show the values at this scale only")
     p.add_argument("--json", action="store_true", help="machine-readable output")

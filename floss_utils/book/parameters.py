@@ -322,16 +322,18 @@ def parameters_cell(notebook: str | Path) -> dict[str, tuple[Any, str]]:
     return out
 
 
-def describe(notebook: str | Path, chapter: Chapter) -> tuple[list[dict[str, Any]], list[str]]:
+def describe(notebook: str | Path | None, chapter: Chapter) -> tuple[list[dict[str, Any]], list[str]]:
     """Every parameter of ``chapter`` (registry + the notebook's parameters cell) and any
-    disagreement between the two.
+    disagreement between the two; ``notebook=None`` (no checkout of the book): the registry
+    alone, nothing compared.
 
     Returns ``(rows, problems)``: one row per parameter with ``name``, ``kind``, ``default``
     (``None`` for scale-implied ones), ``presets`` (per scale, or ``{}``), ``choices``,
     ``bounds`` (text, or ``""``) and ``meaning`` (the notebook's comment, else the registry's
     doc); ``problems`` lists names or defaults on which the notebook and the registry disagree.
     """
-    cell = parameters_cell(notebook)
+    compare = notebook is not None
+    cell = parameters_cell(notebook) if compare else {}
     problems = []
     for name in cell:
         if name not in chapter.params:
@@ -339,7 +341,8 @@ def describe(notebook: str | Path, chapter: Chapter) -> tuple[list[dict[str, Any
     rows = []
     for name, p in chapter.params.items():
         if name not in cell:
-            problems.append(f"{name!r} is in the registry but not in the notebook's parameters cell")
+            if compare:
+                problems.append(f"{name!r} is in the registry but not in the notebook's parameters cell")
             value, comment = (None, "")
         else:
             value, comment = cell[name]

@@ -177,30 +177,45 @@ def _signals_deferred() -> Iterator[None]:
 # -------------------------------------------------------------------------------------- the book
 
 
-def _find_root() -> Path:
+#: what `floss run`/`sweep`/`build` say when no checkout of the book is found
+NO_CHECKOUT = ("needs a checkout of the book (the folder with _toc.yml and book/): run inside one "
+               "or set FLOSS_BOOK_ROOT to one; the installed package alone can only `floss list` "
+               "and `floss params`")
+
+
+def _is_book(d: Path) -> bool:
+    return (d / "_toc.yml").is_file() and (d / "book").is_dir()
+
+
+def _find_root() -> Path | None:
+    """``$FLOSS_BOOK_ROOT``, else the checkout holding this package (an editable install), else
+    the nearest checkout at or above the current directory; ``None`` when there is none (a
+    package installed with ``pip install .``, run outside a checkout)."""
     env = os.environ.get("FLOSS_BOOK_ROOT")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve().parents[2]  # floss_utils/book/runs.py -> the checkout
-    if (here / "_toc.yml").is_file() and (here / "book").is_dir():
-        return here
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d / "_toc.yml").is_file() and (d / "book").is_dir():
+    here = Path(__file__).resolve().parents[2]  # <root>/floss_utils/book/runs.py
+    for d in (here, Path.cwd(), *Path.cwd().parents):
+        if _is_book(d):
             return d
-    return here
+    return None
 
 
 @dataclass(frozen=True)
 class Book:
-    """Where the chapter notebooks live (``root/book/<id>.ipynb``) and their registry entries."""
+    """Where the chapter notebooks live (``root/book/<id>.ipynb``) and their registry entries.
 
-    root: Path
+    ``root`` is ``None`` when no checkout of the book was found: the registry still lists the
+    chapters and their parameters, but nothing can run (:meth:`notebook` raises)."""
+
+    root: Path | None
     chapters: Mapping[str, Chapter] = field(default_factory=lambda: CHAPTERS)
 
     @classmethod
     def default(cls) -> "Book":
         """The checkout this package belongs to (or ``$FLOSS_BOOK_ROOT``, or one above the
-        current directory) with the registry :data:`floss_utils.book.registry.CHAPTERS`."""
+        current directory; ``None`` if none) with the registry
+        :data:`floss_utils.book.registry.CHAPTERS`."""
         return cls(_find_root(), CHAPTERS)
 
     def chapter(self, chapter_id: str) -> Chapter:
@@ -216,8 +231,14 @@ class Book:
         raise RunError(f"unknown chapter {chapter_id!r}{hint}; `floss list` shows them: "
                        f"{', '.join(self.chapters)}")
 
+    def checkout(self) -> Path:
+        """``root``, or :class:`RunError` (one line: :data:`NO_CHECKOUT`) when there is none."""
+        if self.root is None:
+            raise RunError(NO_CHECKOUT)
+        return self.root
+
     def notebook(self, chapter: Chapter) -> Path:
-        path = self.root / chapter.notebook
+        path = self.checkout() / chapter.notebook
         if not path.is_file():
             raise RunError(f"chapter {chapter.id}: notebook {path} not found (is {self.root} a "
                            "checkout of the book? set FLOSS_BOOK_ROOT or run from inside one)")
@@ -226,7 +247,7 @@ class Book:
     @property
     def cwd(self) -> Path:
         """Where chapters execute (``book/``, as in the tests and ``make execute``)."""
-        return self.root / "book"
+        return self.checkout() / "book"
 
 
 # ------------------------------------------------------------------------------ run records
@@ -659,6 +680,7 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
     chapter = book.chapter(chapter_id)
     values = validate(chapter, overrides, reserved=RESERVED)
     check_device(values.get("device"), local=True)
+    book.notebook(chapter)  # no checkout, no notebook: refused before `out` is touched
     out = Path(out)
     note = prepare_run_dir(out, chapter.id)
     if note:

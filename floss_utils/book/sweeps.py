@@ -440,6 +440,7 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
     check_device(fixed_values.get("device"), local=scheduler is None)
     if workers < 1:
         raise RunError(f"--workers must be >= 1, got {workers}")
+    book.notebook(chapter)  # no checkout, no notebook: refused before `out` is touched
     out = Path(out)
     prepare_sweep_dir(out, chapter.id, fixed_values)
     client = _connect(scheduler) if scheduler else None  # before writing anything
