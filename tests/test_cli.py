@@ -500,9 +500,13 @@ def test_real_chapter_runs_end_to_end_through_python_m(tmp_path):
     cid = "02_exponents_to_gradients"
     out = tmp_path / "ch02"
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "floss_utils", "run", cid, "--scale", "smoke", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "floss_utils", "run", cid, "--scale", "smoke", "--out", str(out),
+                           "-q"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # -q: the result line and nothing else; the kernel's own start-up chatter goes to kernel.log
+    assert proc.stdout.startswith(f"ok: {cid}") and len(proc.stdout.splitlines()) == 1, proc.stdout
+    assert proc.stderr == "", proc.stderr
+    assert "without encryption" in (out / "kernel.log").read_text()
     rec = _record(out)
     assert rec["status"] == "ok" and rec["chapter"] == cid and rec["scale"] == "smoke"
     smoke = {n: p.presets["smoke"] for n, p in CHAPTERS[cid].params.items() if p.presets}

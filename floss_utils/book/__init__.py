@@ -10,6 +10,7 @@ Modules::
                      write_results, write_table
     runs             one run of a chapter into a directory, with its record (run.json)
     sweeps           a chapter at every point of a grid, locally or on Dask; sweep.csv
+    records          long runs (the sources' configurations) committed with provenance
     cli              the floss command: list, params, run, sweep, build
     plotting         the shared figure theme, save_figure
     reproducibility  the machine stamp of executed notebooks; number masks for nbval elsewhere

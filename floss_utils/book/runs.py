@@ -71,6 +71,10 @@ __all__ = [
 RUN_JSON = "run.json"
 SWEEP_JSON = "sweep.json"
 KERNEL = "python3"
+#: the kernel process's own stderr, in the run directory
+KERNEL_LOG = "kernel.log"
+#: seconds a kernel may take to start (papermill waits 60 by default: too little on a loaded 2-core machine)
+KERNEL_START_TIMEOUT = 300
 VERSIONED_PACKAGES = ("floss_utils", "torch", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
                       "papermill", "nbclient", "ipykernel", "dask", "distributed")
 #: parameters the runner sets itself; everything else may be overridden with -p
@@ -466,6 +470,23 @@ def _register_engine() -> None:
     _REGISTERED.add(_ENGINE)
 
 
+def _kernel_manager_class(log: Path):
+    """The kernel manager of a run: nbclient's default, but the kernel process's own stderr goes
+    to ``log`` (the run's ``kernel.log``) instead of the user's terminal. Cell outputs travel
+    over the kernel's channels, not this stream: what lands in ``log`` is the kernel's start-up
+    chatter (ipykernel's "Kernel is running over TCP without encryption" warning) and what a
+    dying process prints (a C-level crash, an abort), which is where a dead kernel's cause is."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):  # jupyter_client's documented hook
+            with open(log, "ab") as stream:  # the child keeps its own copy of the descriptor
+                kw["stderr"] = stream
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return LoggedKernelManager
+
+
 def _running_cell(tracker: Mapping[str, Any]) -> dict[str, Any] | None:
     """The cell papermill was executing, as recorded: position in the executed notebook
     (0-based, the injected parameters cell included), execution count, first source line."""
@@ -546,7 +567,8 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
             task["notebook"], str(executed),
             parameters={**task["overrides"], "output_dir": str(out)},
             kernel_name=KERNEL, cwd=task["cwd"], progress_bar=progress, log_output=False,
-            engine_name=_ENGINE, floss_cell=tracker,
+            engine_name=_ENGINE, floss_cell=tracker, kernel_manager_class=_kernel_manager_class(out / KERNEL_LOG),
+            start_timeout=KERNEL_START_TIMEOUT,
         )
         record["status"] = "ok"
     except KeyboardInterrupt as exc:

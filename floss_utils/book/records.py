@@ -1,0 +1,155 @@
+"""Records: results of runs too long for CI, committed with their provenance and the command
+that remakes them.
+
+Where a chapter compares with a published value, its headline points are also run at the
+source's own configuration (sizes, steps, seeds), usually far beyond the chapter's ``book``
+scale. Those runs are **records**: a folder ``records/<name>/`` in the book's checkout holding
+
+* ``record.json`` — what was run and how: ``name``, ``description``, ``command`` (the one
+  command that remakes the record, run from the checkout's root), ``parameters``, the run's
+  ``results`` (plain JSON numbers), ``provenance`` (git commit and whether the tree was dirty,
+  package versions, the machine's fingerprint, host, start and end time, wall time) and the
+  names of its ``tables``;
+* one CSV per table (tidy data: one row per run or per point).
+
+Chapters read records (:func:`read_record`) and never re-run them; the scripts that make them
+live in ``records/`` too (``records/<name>.py``), and call :func:`write_record` at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records"]
+
+#: the folder of the records, relative to the book's checkout
+RECORDS_DIR = "records"
+
+
+def records_root(root: str | Path | None = None) -> Path:
+    """The ``records/`` folder of the checkout ``root`` (default: the checkout this package
+    belongs to, ``$FLOSS_BOOK_ROOT``, or the nearest one above the current directory)."""
+    if root is None:
+        from .runs import _find_root
+
+        found = _find_root()
+        if found is None:
+            raise FileNotFoundError("records live in a checkout of the book: set FLOSS_BOOK_ROOT or run inside one")
+        root = found
+    return Path(root) / RECORDS_DIR
+
+
+class Stopwatch:
+    """Start and end time of a record's run (``with Stopwatch() as sw: ...``; then ``sw.started``,
+    ``sw.finished`` as ISO strings and ``sw.wall_s`` in seconds)."""
+
+    def __enter__(self) -> "Stopwatch":
+        self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.wall_s = round(time.perf_counter() - self._t0, 1)
+
+
+def _provenance(root: Path, stopwatch: Stopwatch | None) -> dict[str, Any]:
+    from .reproducibility import machine_fingerprint
+    from .runs import git_commit, package_versions
+
+    out: dict[str, Any] = {"git": git_commit(root), "versions": package_versions(),
+                           "machine": machine_fingerprint(), "host": platform.node(),
+                           "threads": os.environ.get("OMP_NUM_THREADS")}
+    if stopwatch is not None:
+        out.update(started=stopwatch.started, finished=stopwatch.finished, wall_s=stopwatch.wall_s)
+    return out
+
+
+def write_record(name: str, *, description: str, command: str, parameters: Mapping[str, Any],
+                 results: Mapping[str, Any], tables: Mapping[str, Any] | None = None,
+                 stopwatch: Stopwatch | None = None, root: str | Path | None = None) -> Path:
+    """Write ``records/<name>/``: ``record.json`` and one CSV per table (pandas DataFrames).
+
+    Args:
+        name: the record's folder name (letters, digits, ``_`` and ``-``).
+        description: one sentence: what the record holds.
+        command: the command that remakes it, run from the checkout's root.
+        parameters: the configuration that was run.
+        results: its key numbers (JSON-able: numbers, strings, lists, dicts).
+        tables: ``{table name: DataFrame}``.
+        stopwatch: the :class:`Stopwatch` that timed the run (its times go into the provenance).
+    Returns:
+        The folder written.
+    """
+    from .chapters import _jsonable
+
+    if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
+        raise ValueError(f"record name must be letters, digits, '_' and '-', got {name!r}")
+    base = records_root(root)
+    folder = base / name
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = dict(tables or {})
+    for tname, frame in tables.items():
+        frame.to_csv(folder / f"{tname}.csv", index=False)
+    payload = {"name": name, "description": description, "command": command,
+               "parameters": _jsonable(dict(parameters)), "results": _jsonable(dict(results)),
+               "tables": sorted(tables), "provenance": _provenance(base.parent, stopwatch)}
+    tmp = folder / "record.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(folder / "record.json")  # last, atomically: a half-written record never looks complete
+    return folder
+
+
+@dataclass
+class Record:
+    """A record read back: its ``record.json`` fields and its folder (tables load on demand)."""
+
+    name: str
+    description: str
+    command: str
+    parameters: dict
+    results: dict
+    tables: list
+    provenance: dict
+    folder: Path
+
+    def table(self, name: str):
+        """Table ``name`` as a pandas DataFrame."""
+        import pandas as pd
+
+        if name not in self.tables:
+            raise KeyError(f"record {self.name!r} has no table {name!r}; it has {self.tables}")
+        return pd.read_csv(self.folder / f"{name}.csv")
+
+    def summary(self) -> str:
+        """One line: name, when, where, commit, wall time and the remaking command."""
+        p = self.provenance
+        commit = (p.get("git") or {}).get("commit") or "?"
+        return (f"record {self.name}: {p.get('finished', '?')} on {(p.get('machine') or {}).get('cpu', '?')}, "
+                f"commit {commit[:10]}, {p.get('wall_s', '?')} s; remake: {self.command}")
+
+
+def read_record(name: str, root: str | Path | None = None) -> Record:
+    """Read ``records/<name>/record.json`` (raises ``FileNotFoundError`` naming the command
+    that makes it when it is missing)."""
+    folder = records_root(root) / name
+    path = folder / "record.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no record {name!r} at {folder} (make it with the script records/{name}.py)")
+    data = json.loads(path.read_text())
+    return Record(name=data["name"], description=data["description"], command=data["command"],
+                  parameters=data["parameters"], results=data["results"], tables=data.get("tables", []),
+                  provenance=data.get("provenance", {}), folder=folder)
+
+
+def list_records(root: str | Path | None = None) -> list[str]:
+    """The names of the committed records (folders of ``records/`` holding a ``record.json``)."""
+    base = records_root(root)
+    return sorted(p.parent.name for p in base.glob("*/record.json"))

@@ -1,0 +1,61 @@
+"""Records (floss_utils/book/records.py): written, read back, refused when malformed; and every
+committed record in records/ is complete and names a command that exists."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pandas as pd
+import pytest
+
+from floss_utils.book.records import Stopwatch, list_records, read_record, records_root, write_record
+
+from conftest import REPO_ROOT
+
+
+def test_a_record_round_trips_with_its_provenance(tmp_path):
+    table = pd.DataFrame({"nu0": [0.36, 0.99], "loss": [1e-8, 0.4]})
+    with Stopwatch() as sw:
+        pass
+    folder = write_record("demo_run", description="a demo", command="python records/demo_run.py",
+                          parameters={"steps": 10}, results={"ratio": 2.5, "list": [1, 2]},
+                          tables={"points": table}, stopwatch=sw, root=tmp_path)
+    assert folder == tmp_path / "records" / "demo_run"
+    rec = read_record("demo_run", root=tmp_path)
+    assert rec.results == {"ratio": 2.5, "list": [1, 2]} and rec.parameters == {"steps": 10}
+    pd.testing.assert_frame_equal(rec.table("points"), table)
+    prov = rec.provenance
+    assert {"git", "versions", "machine", "host", "started", "finished", "wall_s"} <= set(prov)
+    assert prov["versions"]["torch"].startswith("2.13")
+    assert list_records(tmp_path) == ["demo_run"]
+    with pytest.raises(KeyError, match="no table"):
+        rec.table("missing")
+
+
+def test_bad_names_and_missing_records_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="record name"):
+        write_record("../escape", description="", command="", parameters={}, results={}, root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="records/nothing.py"):
+        read_record("nothing", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", list_records(REPO_ROOT) or ["(none)"])
+def test_committed_records_are_complete_and_remakable(name):
+    if name == "(none)":
+        pytest.skip("no record committed yet")
+    rec = read_record(name, root=REPO_ROOT)
+    raw = json.loads((rec.folder / "record.json").read_text())
+    assert raw["name"] == name and rec.description and rec.command
+    for t in rec.tables:
+        assert (rec.folder / f"{t}.csv").is_file(), f"{name}: table {t} missing"
+    # the remaking command runs a script or module of the repository
+    words = shlex.split(rec.command)
+    scripts = [w for w in words if w.endswith(".py")]
+    assert all((REPO_ROOT / s).is_file() for s in scripts), f"{name}: {rec.command} names a missing script"
+    assert scripts or "-m" in words or words[:1] == ["floss"], f"{name}: {rec.command} runs nothing of the repository"
+    assert rec.provenance.get("git", {}).get("commit"), f"{name}: no commit in its provenance"
+
+
+def test_records_root_is_the_checkouts_records_folder():
+    assert records_root(REPO_ROOT) == REPO_ROOT / "records"
