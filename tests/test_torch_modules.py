@@ -473,6 +473,10 @@ def test_cuda_gives_the_cpu_exponents():  # pragma: no cover - no GPU in CI
     cpu = module_exponents(lstm, x, 6, q0=q0)
     gpu = module_exponents(lstm.cuda(), x, 6, q0=q0)  # inputs and q0 follow the module
     assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, atol=1e-10, rtol=0)
+    # a CPU generator draws the basis on the CPU for a CUDA model: the CPU run's exponents
+    a = module_exponents(lstm, x, 6, generator=gen(3))
+    b = module_exponents(lstm.cpu(), x, 6, generator=gen(3))
+    assert torch.allclose(a.cpu(), b, atol=1e-10, rtol=0)
 
 
 # ------------------------------------------------------------------ bad inputs

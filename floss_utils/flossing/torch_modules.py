@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..lyapunov.estimator import NonFiniteError, lyapunov_spectrum
-from ..lyapunov.maps import RecurrentMap
+from ..lyapunov.maps import RecurrentMap, random_orthonormal
 from .flosser import flossing_loss, flossing_transient
 
 __all__ = [
@@ -595,7 +595,8 @@ def module_exponents(
             arithmetic; GF: 1).
         q0: initial tangent bases ``(B, S, k)`` (default Haar-random from ``generator``, on the
             model's device).
-        generator: random generator for ``q0`` (on the model's device).
+        generator: random generator for ``q0`` (a CPU generator works for a model on an
+            accelerator: the basis is drawn on the CPU and moved).
         reduce: ``"none"``: one spectrum per sequence; ``"mean"``: their mean.
         dtype: precision of the computation (default the model's; ``torch.float64`` casts the
             weights differentiably and uses the Cholesky QR with its fast backward).
@@ -651,6 +652,9 @@ def module_exponents(
         q0 = q0.to(device=s0.device, dtype=dt)
         if q0.ndim == 2 and unbatched:
             q0 = q0.unsqueeze(0)
+    elif generator is not None and generator.device != s0.device:  # e.g. a CPU generator, a CUDA model
+        q0 = random_orthonormal(s0.shape[0], S, k, dtype=dt, device=generator.device,
+                                generator=generator).to(s0.device)
     try:
         res = lyapunov_spectrum(system, s0, system.drive, steps=T - transient, k=k, transient=transient, ons=ons,
                                 q0=q0, reorth=reorth, generator=generator)  # type: ignore[arg-type]
