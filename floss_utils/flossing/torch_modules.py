@@ -292,16 +292,17 @@ def _weights(model: nn.Module, spec: _Spec, dtype: torch.dtype) -> list[dict[str
     return out
 
 
-def _pointwise(kind: str, xp: Tensor, gh: Tensor, h: Optional[Tensor], c: Optional[Tensor]
+def _pointwise(kind: str, xp: Optional[Tensor], gh: Tensor, h: Optional[Tensor], c: Optional[Tensor]
                ) -> tuple[Tensor, Optional[Tensor]]:
     """One layer's elementwise update (PyTorch's gate order and equations), from the input
     projection ``xp = W_ih x + b_ih`` and the recurrent one ``gh = W_hh h + b_hh`` (..., G H),
-    the layer's ``h`` (GRU) and ``c`` (LSTM, (..., H)). Returns ``h'`` (before an LSTM
-    projection) and ``c'``."""
+    the layer's ``h`` (GRU) and ``c`` (LSTM, (..., H)). ``xp=None``: already added into ``gh``
+    (RNN and LSTM only). Returns ``h'`` (before an LSTM projection) and ``c'``."""
+    pre = gh if xp is None else xp + gh
     if kind == "rnn_tanh":
-        return torch.tanh(xp + gh), None
+        return torch.tanh(pre), None
     if kind == "rnn_relu":
-        return torch.relu(xp + gh), None
+        return torch.relu(pre), None
     if kind == "gru":
         xr, xz, xn = xp.chunk(3, -1)
         hr, hz, hn = gh.chunk(3, -1)
@@ -309,7 +310,7 @@ def _pointwise(kind: str, xp: Tensor, gh: Tensor, h: Optional[Tensor], c: Option
         z = torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         return n + z * (h - n), None  # (1 - z) n + z h
-    gi, gf, gg, go = (xp + gh).chunk(4, -1)
+    gi, gf, gg, go = pre.chunk(4, -1)
     c_new = torch.sigmoid(gf) * c + torch.sigmoid(gi) * torch.tanh(gg)
     return torch.sigmoid(go) * torch.tanh(c_new), c_new
 
@@ -444,12 +445,20 @@ class RecurrentModuleMap(RecurrentMap):
             if layer > 0:
                 xp, xt = _linear_pair(new_h[-1], t_h[-1], w["w_ih"], w["b_ih"])
             gp, gt = _linear_pair(h, th, w["w_hh"], w["b_hh"])
+            # Every operand of a dual operation must be dual: PyTorch 2.13 runs an operation between
+            # a dual and a plain tensor through a slow Python path (~0.3 ms). The first layer's
+            # input has no tangent: added into the recurrent pre-activation's primal (RNN, LSTM),
+            # or given a zero tangent (GRU, whose candidate gate needs it apart).
+            if xt is None and kind != "gru":
+                gp, xd = gp + xp, None
             with fwAD.dual_level():
+                if xt is None and kind == "gru":
+                    xd = _dual(xp, torch.zeros_like(gt))
+                elif xt is not None:
+                    xd = _dual(xp, xt)
                 out_h, out_c = _pointwise(
                     kind,
-                    # every operand gets a tangent, a zero one for the input: PyTorch 2.13 runs an
-                    # operation between a dual and a plain tensor through a slow Python path
-                    _dual(xp, torch.zeros_like(gt) if xt is None else xt),
+                    xd,
                     _dual(gp, gt),
                     _dual(h, th) if kind == "gru" else None,
                     _dual(s[:, csl], Tq[:, :, csl]) if csl is not None else None,
