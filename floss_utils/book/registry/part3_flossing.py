@@ -155,7 +155,7 @@ CHAPTERS: list[Chapter] = [
         "GF's promise of a simple implementation usable in practice: flossing a standard torch.nn.LSTM "
         "and torch.nn.GRU in an ordinary training loop (floss_utils.flossing.torch_modules), on GF's delayed "
         "copy task, with and without flossing before training, over seeds; the wall-time cost of flossing",
-        {"smoke": 0.3, "book": 4.0, "paper": 120.0},
+        {"smoke": 0.2, "book": 2.5, "paper": 120.0},
         constraints=[
             less_than("copy_delay", "seq_len"),
             Constraint("n_floss is at most the GRU's state size hidden (the LSTM's is 2 hidden)",
