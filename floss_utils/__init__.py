@@ -26,13 +26,14 @@ curse_of_memory/    Part II - The curse of memory (chapters 3-7)
     landscape           Hessians at the optimum, eigenvector concentration, Adam's effective learning rates
     deep_stacks         deep recurrent stacks at initialization (cRNN, LRU, chrono GRU; no/layer/batch norm)
 
-flossing/           Part III - Gradient flossing (chapters 8-11)
+flossing/           Part III - Gradient flossing (chapters 8-11, 13)
     tanh_network        GF's tanh network (member-batched)
     gated_cells         GRU and LSTM networks, exponents by forward-mode JVPs
     flosser             the flossing loss and step
     tasks               delayed copy and hierarchical XOR tasks
     trainer             ensemble trainer with flossing schedules
     summaries           tidy summaries of schedule runs
+    torch_modules       flossing for anyone's PyTorch model: torch.nn.RNN/GRU/LSTM, cells, any step
 
 synthesis/          Part IV - Where the two papers meet (chapter 12)
     curvature           top Hessian eigenvalue by Lanczos, for whole populations

@@ -1,4 +1,4 @@
-"""Part III - Gradient flossing (Engelken 2023; chapters 8-11).
+"""Part III - Gradient flossing (Engelken 2023; chapters 8-11 and 13).
 
 Modules (each public name is also importable from this package)::
 
@@ -9,6 +9,9 @@ Modules (each public name is also importable from this package)::
     tasks         GF's memory tasks: delayed copy, hierarchical XOR
     trainer       task training with flossing schedules, as one ensemble
     summaries     tidy summaries of schedule runs: success rates, epochs to success
+    torch_modules flossing for anyone's PyTorch model: exponents of torch.nn.RNN/GRU/LSTM (and
+                  cells, or any step function) along their own trajectories, ModuleFlosser for
+                  an ordinary training loop
 """
 
 from .tanh_network import (
@@ -33,6 +36,10 @@ from .trainer import (
 from .summaries import (
     member_table, success_summary, longest_bridged, fewest_exponents, accuracy_curves,
 )
+from .torch_modules import (
+    SUPPORTED_MODULES, state_size, pack_state, unpack_state, RecurrentModuleMap, module_exponents,
+    ModuleFlosser,
+)
 
 __all__ = [
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
@@ -43,5 +50,6 @@ __all__ = [
     "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "TRAIN",
     "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
     "TrainResult", "train", "task_loss", "member_table", "success_summary", "longest_bridged",
-    "fewest_exponents", "accuracy_curves",
+    "fewest_exponents", "accuracy_curves", "SUPPORTED_MODULES", "state_size", "pack_state",
+    "unpack_state", "RecurrentModuleMap", "module_exponents", "ModuleFlosser",
 ]

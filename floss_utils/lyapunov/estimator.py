@@ -355,11 +355,15 @@ def _run(
     n_qr_after = 0
     last_qr = 0
     fallback_steps = 0
+    fused = getattr(system, "step_and_tangent", None)
     for t in range(total):
         u = get_u(t)
-        h_next = system.step(h, u)
-        Q = system.tangent(h, u, h_next, Q)
-        h = h_next
+        if fused is not None:  # a map that computes the step and D_t Q in one pass
+            h, Q = fused(h, u, Q)
+        else:
+            h_next = system.step(h, u)
+            Q = system.tangent(h, u, h_next, Q)
+            h = h_next
         if (t + 1) % ons and t != transient - 1 and t != total - 1:
             continue
         A = Q

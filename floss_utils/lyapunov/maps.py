@@ -8,7 +8,10 @@ Every map acts on a batch of independent systems at once. A state has shape ``(B
 * ``tangent(h, u, h_next, Q) -> D_t Q``: the Jacobian ``D_t = dh_next/dh`` applied to a batch of
   ``k`` tangent vectors ``Q`` of shape ``(B, N, k)``;
 * ``time_step``: the duration of one step in the units the exponents are reported in
-  (1 for discrete-time maps, ``dt`` for Euler-discretized flows, exponents per tau).
+  (1 for discrete-time maps, ``dt`` for Euler-discretized flows, exponents per tau);
+* optionally ``step_and_tangent(h, u, Q) -> (h_next, D_t Q)``: both in one pass, for maps that
+  share work between them; the estimator uses it instead of ``step`` and ``tangent`` when a map
+  has it (e.g. :class:`floss_utils.flossing.torch_modules.RecurrentModuleMap`).
 
 Maps with a closed-form Jacobian implement ``tangent`` analytically (one batched matrix
 product and an elementwise scaling). :class:`CellMap` wraps any step function and obtains
