@@ -45,6 +45,7 @@ book/               The book's machinery
     parameters          the one validator of chapter parameters; -p and --grid parsing
     chapters            what a chapter calls: configure, check, glue_number, write_results, write_table
     runs, sweeps        one run into a directory with its record; sweeps (local or Dask)
+    kernel_watch        a run's kernel: stderr logged, peak memory sampled, a death explained
     records             long runs (the sources' configurations) committed with provenance
     cli                 the ``floss`` command: list, params, run, sweep, build
     plotting            the shared figure theme

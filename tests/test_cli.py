@@ -93,8 +93,25 @@ def test_list_shows_every_chapter(capsys):
         assert c.reproduces.split()[0] in text
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data == [{"id": c.id, "title": c.title, "reproduces": c.reproduces, "minutes": dict(c.minutes)}
+    from dataclasses import asdict
+
+    from floss_utils.book.registry.costs import COSTS
+
+    assert data == [{"id": c.id, "title": c.title, "reproduces": c.reproduces, "minutes": dict(c.minutes),
+                     "measured": {s: asdict(v) for s, v in COSTS.get(c.id, {}).items()}}
                     for c in CHAPTERS.values()]
+
+
+def test_run_warns_when_the_machine_has_less_memory_than_the_scale_needed(monkeypatch):
+    from floss_utils.book import runs
+    from floss_utils.book.registry.costs import Cost
+
+    monkeypatch.setitem(runs.expected_cost.__globals__["COSTS"], "03_signal_propagation",
+                        {"paper": Cost(minutes=2.0, peak_gib=6.0, status="ok", basis="measured 2026-12-02, test")})
+    warning = runs.memory_warning("03_signal_propagation", "paper", available=2 << 30)
+    assert "needed 6.0 GiB" in warning and "2.0 GiB available" in warning and "n_samples" in warning
+    assert runs.memory_warning("03_signal_propagation", "paper", available=8 << 30) is None
+    assert runs.memory_warning("03_signal_propagation", "book", available=1) is None  # never measured
 
 
 def _cell_comments(nb_path: Path) -> dict[str, tuple[object, str]]:
@@ -557,3 +574,18 @@ def test_run_sweep_and_build_without_a_checkout_are_refused_in_one_line(command,
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "needs a checkout of the book" in err and "FLOSS_BOOK_ROOT" in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_dead_kernel_is_explained_and_the_record_kept(tmp_path, capsys):
+    # the kernel kills itself with SIGKILL (what the out-of-memory killer sends) while holding
+    # ~200 MB: exit 1, the record says it died, of what, and how much memory it had reached
+    out = tmp_path / "died"
+    rc = main(["run", "tiny", "-p", "die_at", "2.0", "--out", str(out), "-q"], book=BOOK)
+    assert rc == 1
+    rec = _record(out)
+    assert rec["status"] == "failed"
+    assert "the kernel died" in rec["error"] and "SIGKILL" in rec["error"], rec["error"]
+    assert rec["peak_memory"]["host_bytes"] > 200 << 20  # the watch saw the ballast
+    assert "Run a smaller scale" in rec["error"]
+    assert "the kernel died" in capsys.readouterr().err

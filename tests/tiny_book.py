@@ -33,6 +33,7 @@ TINY = chapter(
     hold_at=Param("float", "when x equals this, wait while hold_file exists (after writing partial outputs)",
                   default=-1.0),
     hold_file=Param("str", "path of the hold file", default=""),
+    die_at=Param("float", "when x equals this, the kernel kills itself (SIGKILL) holding ~200 MB", default=-1.0),
 )
 
 BOOK = Book(root=TINY_ROOT, chapters={TINY.id: TINY})

@@ -9,6 +9,7 @@ Modules::
     chapters         what a chapter notebook calls: configure, check, glue_number,
                      write_results, write_table
     runs             one run of a chapter into a directory, with its record (run.json)
+    kernel_watch     the kernel of a run: its stderr logged, its memory sampled, its death explained
     sweeps           a chapter at every point of a grid, locally or on Dask; sweep.csv
     records          long runs (the sources' configurations) committed with provenance
     cli              the floss command: list, params, run, sweep, build

@@ -159,6 +159,8 @@ def write_results(cfg: Config, results: Mapping[str, Any]) -> Path:
     path = cfg.output_dir / "results.json"
     payload = {"chapter": cfg.chapter, "parameters": cfg.values, "device": str(cfg.device),
                "results": _jsonable(dict(results))}
+    if cfg.device.type == "cuda":  # the run's record reports it (the host memory is watched from outside)
+        payload["device_peak_bytes"] = int(torch.cuda.max_memory_allocated(cfg.device))
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
     tmp.replace(path)  # never leave a half-written results.json behind

@@ -49,19 +49,42 @@ def _minutes(m: float) -> str:
 # ---------------------------------------------------------------------------------- commands
 
 
+def _cost_line(chapter) -> str:
+    """Each scale's measured wall time (and peak memory) on a 2-core CPU, else the estimate."""
+    from .registry.costs import expected_cost
+
+    parts = []
+    for s in SCALES:
+        cost = expected_cost(chapter.id, s)
+        if cost is not None:
+            mem = f", {cost.peak_gib:.1f} GiB" if cost.peak_gib is not None else ""
+            mark = "" if cost.status == "ok" else f" ({cost.status})"
+            parts.append(f"{s} {_minutes(cost.minutes)}{mem}{mark}")
+        elif s in chapter.minutes:
+            parts.append(f"{s} ~{_minutes(chapter.minutes[s])} (estimate" + (", GPU)" if s == "paper" else ")"))
+    return "  ".join(parts)
+
+
 def cmd_list(args: argparse.Namespace, book: Book) -> int:
+    from dataclasses import asdict
+
+    from .registry.costs import expected_cost
+
     chapters = list(book.chapters.values())
     if args.json:
         print(json.dumps([{"id": c.id, "title": c.title, "reproduces": c.reproduces,
-                           "minutes": dict(c.minutes)} for c in chapters], indent=2))
+                           "minutes": dict(c.minutes),
+                           "measured": {s: asdict(cost) for s in SCALES
+                                        if (cost := expected_cost(c.id, s)) is not None}}
+                          for c in chapters], indent=2))
         return EXIT_OK
-    print(f"{len(chapters)} chapters (rough wall time per scale: smoke/book on a 2-core CPU, paper on a GPU)\n")
+    print(f"{len(chapters)} chapters (wall time and peak memory per scale, measured on a 2-core CPU; "
+          f"'estimate' where never measured)\n")
     for c in chapters:
-        times = "  ".join(f"{s} {_minutes(c.minutes[s])}" for s in SCALES if s in c.minutes)
         print(f"{c.id}  {c.title}")
         print(textwrap.fill(f"reproduces: {c.reproduces}", width=100, initial_indent="    ",
                             subsequent_indent="      "))
-        print(f"    time: {times}")
+        print(f"    cost: {_cost_line(c)}")
     print("\n`floss params CHAPTER` shows a chapter's parameters; `floss run CHAPTER` reruns it.")
     return EXIT_OK
 
@@ -80,6 +103,7 @@ def cmd_params(args: argparse.Namespace, book: Book) -> int:
                           "constraints": [c.text for c in chapter.constraints], "problems": problems}, indent=2))
     else:
         print(f"{chapter.id} — {chapter.title}")
+        print(f"cost on a 2-core CPU: {_cost_line(chapter)}")
         print(f"parameters (set with -p NAME VALUE, values are Python literals; "
               f"'from scale' ones follow --scale unless set):\n")
         for r in rows:

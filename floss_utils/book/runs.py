@@ -44,7 +44,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .kernel_watch import KernelWatch, gib, kernel_manager_class
 from .parameters import check_device, resolve, validate
+from .registry.costs import MEMORY_HINTS, expected_cost
 from .registry import CHAPTERS, Chapter
 
 __all__ = [
@@ -470,21 +472,12 @@ def _register_engine() -> None:
     _REGISTERED.add(_ENGINE)
 
 
-def _kernel_manager_class(log: Path):
-    """The kernel manager of a run: nbclient's default, but the kernel process's own stderr goes
-    to ``log`` (the run's ``kernel.log``) instead of the user's terminal. Cell outputs travel
-    over the kernel's channels, not this stream: what lands in ``log`` is the kernel's start-up
-    chatter (ipykernel's "Kernel is running over TCP without encryption" warning) and what a
-    dying process prints (a C-level crash, an abort), which is where a dead kernel's cause is."""
-    from jupyter_client.manager import AsyncKernelManager
+def _kernel_died(exc: BaseException) -> bool:
+    """Whether papermill/nbclient failed because the kernel died or stopped answering."""
+    from nbclient.exceptions import DeadKernelError
 
-    class LoggedKernelManager(AsyncKernelManager):
-        async def _async_launch_kernel(self, kernel_cmd, **kw):  # jupyter_client's documented hook
-            with open(log, "ab") as stream:  # the child keeps its own copy of the descriptor
-                kw["stderr"] = stream
-                await super()._async_launch_kernel(kernel_cmd, **kw)
-
-    return LoggedKernelManager
+    text = str(exc)
+    return isinstance(exc, DeadKernelError) or "Kernel died" in text or "Kernel didn't respond" in text
 
 
 def _running_cell(tracker: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -556,6 +549,7 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
     start = time.perf_counter()
     executed = out / Path(task["notebook"]).name
     tracker: dict[str, Any] = {}
+    watch = KernelWatch()
     try:  # from here on, whatever happens, the record says it
         import papermill
 
@@ -567,7 +561,7 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
             task["notebook"], str(executed),
             parameters={**task["overrides"], "output_dir": str(out)},
             kernel_name=KERNEL, cwd=task["cwd"], progress_bar=progress, log_output=False,
-            engine_name=_ENGINE, floss_cell=tracker, kernel_manager_class=_kernel_manager_class(out / KERNEL_LOG),
+            engine_name=_ENGINE, floss_cell=tracker, kernel_manager_class=kernel_manager_class(out / KERNEL_LOG, watch),
             start_timeout=KERNEL_START_TIMEOUT,
         )
         record["status"] = "ok"
@@ -586,13 +580,21 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
             record["error"] = f"cell {exc.exec_count}: {exc.ename}: {_strip_ansi(str(exc.evalue))}"
             record["cell"] = {"index": exc.cell_index, "execution_count": exc.exec_count,
                               "source": _first_line(exc.source)}
-        else:  # kernel died, notebook unreadable...
+        elif _kernel_died(exc):  # say what most likely happened, and what to do
+            cost = expected_cost(task["chapter"], record["scale"])
+            need = None if cost is None or cost.peak_gib is None else cost.peak_gib * (1 << 30)
+            record["error"] = (f"{watch.explain_death(need, MEMORY_HINTS.get(task['chapter'], ''))} "
+                               f"({type(exc).__name__}: {_strip_ansi(str(exc)).strip()})")
+        else:  # notebook unreadable...
             record["error"] = f"{type(exc).__name__}: {_strip_ansi(str(exc))}"
     finally:
+        watch.stop()
         with _signals_deferred():  # a signal now would leave the record at "running"
             record["wall_s"] = round(time.perf_counter() - start, 3)
             record["finished"] = _now()
             results = _read_json(out / "results.json")
+            record["peak_memory"] = {"host_bytes": watch.peak_bytes, "host": gib(watch.peak_bytes),
+                                     "device_bytes": (results or {}).get("device_peak_bytes")}
             if results:
                 record["parameters"] = results.get("parameters", record["parameters"])
                 record["device"] = results.get("device")
@@ -704,10 +706,34 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
     check_device(values.get("device"), local=True)
     book.notebook(chapter)  # no checkout, no notebook: refused before `out` is touched
     out = Path(out)
+    say = notify or (lambda text: print(text, file=sys.stderr))
     note = prepare_run_dir(out, chapter.id)
     if note:
-        (notify or (lambda text: print(text, file=sys.stderr)))(note)
+        say(note)
+    warning = memory_warning(chapter.id, resolve(chapter, values)["scale"])
+    if warning:
+        say(warning)
     return execute(make_task(book, chapter, values, out), progress=progress)
+
+
+def memory_warning(chapter_id: str, scale: str, available: int | None = None) -> str | None:
+    """A warning when this machine has less memory available than ``chapter_id`` needed at
+    ``scale`` when measured (the registry's :data:`~floss_utils.book.registry.costs.COSTS`);
+    None when it fits or was never measured. ``available``: bytes (default: now, from psutil)."""
+    cost = expected_cost(chapter_id, scale)
+    if cost is None or cost.peak_gib is None:
+        return None
+    if available is None:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    need = cost.peak_gib * (1 << 30)
+    if available >= need:
+        return None
+    hint = MEMORY_HINTS.get(chapter_id)
+    return (f"{chapter_id} at scale {scale} needed {gib(need)} of memory when measured ({cost.basis}); "
+            f"this machine has {gib(available)} available, so the run may be killed for memory"
+            + (f" (lower {hint} with -p, or choose a smaller scale)" if hint else " (choose a smaller scale)"))
 
 
 PARENT_ENV = "FLOSS_SWEEP_PARENT"

@@ -1,0 +1,29 @@
+"""The registry's chapter costs (floss_utils/book/registry/costs.py) are the recorded runs
+(benchmarks/results/book_timings.csv), never typed by hand: regenerate them with
+``benchmarks/bench_book.py --write-registry`` after a new measurement."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+from floss_utils.book.registry import CHAPTERS, SCALES
+from floss_utils.book.registry.costs import COSTS, MEMORY_HINTS
+
+from conftest import REPO_ROOT
+
+
+def test_costs_are_the_recorded_runs():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_book import CSV_NAME, registry_entries
+
+    recorded = registry_entries(REPO_ROOT / "benchmarks" / "results" / CSV_NAME)
+    assert {cid: {s: asdict(c) for s, c in scales.items()} for cid, scales in COSTS.items()} == recorded
+
+
+def test_costs_and_hints_name_real_chapters_and_scales():
+    assert set(COSTS) <= set(CHAPTERS) and set(MEMORY_HINTS) <= set(CHAPTERS)
+    assert all(set(scales) <= set(SCALES) for scales in COSTS.values())
+    for cid, hint in MEMORY_HINTS.items():  # the hint names parameters the chapter has
+        names = [w.strip(",") for w in hint.replace(" or ", " ").split()]
+        assert all(n in CHAPTERS[cid].params for n in names), (cid, hint)
