@@ -420,3 +420,15 @@ def test_papermill_reads_every_parameter(chapter_id, caplog):
     assert not [r.message for r in caplog.records if "Unable to parse" in r.message]
     for name, p in chapter.params.items():
         assert found[name]["help"].startswith(p.doc), name
+
+
+def test_check_if_testable_asserts_or_says_why_not(capsys):
+    from floss_utils.book.chapters import check_if_testable
+
+    check_if_testable(True, True, "a decided claim", why_not="-")
+    check_if_testable(False, False, "an undecidable claim", why_not="2 pairs cannot reach p < 0.05")
+    out = capsys.readouterr().out
+    assert "\u2714 a decided claim" in out
+    assert "not decided at this scale: an undecidable claim (2 pairs cannot reach p < 0.05)" in out
+    with pytest.raises(ChapterCheckError):
+        check_if_testable(True, False, "a false claim", why_not="-")

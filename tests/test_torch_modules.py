@@ -539,3 +539,28 @@ def test_a_collapsing_relu_network_names_the_cause():
         rnn.weight_ih_l0.fill_(-1.0)
     with pytest.raises(NonFiniteError, match=r"nn\.RNN.*ReLU network has exponents -inf"):
         module_exponents(rnn, torch.ones(30, 1, 1), 3)
+
+
+def test_lstm_gate_means_match_the_gates_of_a_hand_unrolled_cell():
+    # ground truth: torch.nn.LSTMCell stepped by hand with the same weights, gates recomputed
+    # from its pre-activations (PyTorch's order: input, forget, cell, output)
+    from floss_utils.flossing.torch_modules import lstm_gate_means
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(2, 5, batch_first=True).double()
+    cell = torch.nn.LSTMCell(2, 5).double()
+    cell.load_state_dict({k.replace("_l0", ""): v for k, v in lstm.state_dict().items()})
+    x = torch.randn(3, 7, 2, dtype=torch.float64)
+    h = c = torch.zeros(3, 5, dtype=torch.float64)
+    i_all, f_all = [], []
+    with torch.no_grad():
+        for t in range(7):
+            pre = x[:, t] @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+            i_all.append(torch.sigmoid(pre[:, :5]))
+            f_all.append(torch.sigmoid(pre[:, 5:10]))
+            h, c = cell(x[:, t], (h, c))
+    i_ref, f_ref = float(torch.stack(i_all).mean()), float(torch.stack(f_all).mean())
+    assert lstm_gate_means(lstm, x) == pytest.approx((i_ref, f_ref), rel=1e-12)
+    lstm_t = torch.nn.LSTM(2, 5).double()  # time-first: the same module, inputs transposed
+    lstm_t.load_state_dict(lstm.state_dict())
+    assert lstm_gate_means(lstm_t, x.transpose(0, 1)) == pytest.approx((i_ref, f_ref), rel=1e-12)

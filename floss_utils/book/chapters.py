@@ -43,6 +43,7 @@ __all__ = [
     "ParameterError",
     "configure",
     "check",
+    "check_if_testable",
     "write_results",
     "write_table",
     "glue_number",
@@ -138,6 +139,23 @@ def check(ok: bool | torch.Tensor, claim: str, detail: str = "") -> None:
     if not ok:
         raise ChapterCheckError(f"claim failed: {claim}" + (f" ({detail})" if detail else ""))
     print(f"\u2714 {claim}")
+
+
+def check_if_testable(testable: bool, ok: bool | torch.Tensor, claim: str, detail: str = "", *,
+                      why_not: str) -> None:
+    """Assert a claim when the run's design can decide it (enough seeds, steps...); otherwise
+    say so in the output — a claim is never dropped silently.
+
+    Args:
+        testable: whether this run can decide the claim (e.g. a sign-flip test over ``n``
+            pairs can reach ``p < alpha`` only when ``2^-n < alpha``).
+        ok, claim, detail: as for :func:`check`.
+        why_not: why this run cannot decide it (printed when ``testable`` is false).
+    """
+    if testable:
+        check(ok, claim, detail)
+    else:
+        print(f"\u2013 not decided at this scale: {claim} ({why_not})")
 
 
 def _jsonable(value: Any) -> Any:

@@ -38,7 +38,7 @@ from .summaries import (
 )
 from .torch_modules import (
     SUPPORTED_MODULES, state_size, pack_state, unpack_state, RecurrentModuleMap, module_exponents,
-    ModuleFlosser,
+    ModuleFlosser, lstm_gate_means,
 )
 
 __all__ = [
@@ -51,5 +51,5 @@ __all__ = [
     "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
     "TrainResult", "train", "task_loss", "member_table", "success_summary", "longest_bridged",
     "fewest_exponents", "accuracy_curves", "SUPPORTED_MODULES", "state_size", "pack_state",
-    "unpack_state", "RecurrentModuleMap", "module_exponents", "ModuleFlosser",
+    "unpack_state", "RecurrentModuleMap", "module_exponents", "ModuleFlosser", "lstm_gate_means",
 ]

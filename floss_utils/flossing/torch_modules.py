@@ -82,6 +82,7 @@ __all__ = [
     "RecurrentModuleMap",
     "module_exponents",
     "ModuleFlosser",
+    "lstm_gate_means",
 ]
 
 #: the torch.nn recurrent modules whose weights :func:`module_exponents` reads directly
@@ -833,3 +834,26 @@ class ModuleFlosser:
         if not losses:
             return torch.zeros(0)
         return torch.stack(losses)
+
+
+@torch.no_grad()
+def lstm_gate_means(model: nn.LSTM, inputs: Tensor) -> tuple[float, float]:
+    """Mean input gate ``i`` and forget gate ``f`` of a one-layer ``torch.nn.LSTM`` along its own
+    trajectories from zero state.
+
+    Args:
+        model: a one-layer ``nn.LSTM`` (no projection), ``batch_first`` either way.
+        inputs: ``(B, T, input_size)`` (``batch_first=True``) or ``(T, B, input_size)``.
+    Returns:
+        ``(mean i, mean f)`` over batch, time and units.
+    """
+    if not isinstance(model, nn.LSTM) or model.num_layers != 1 or model.proj_size:
+        raise TypeError("lstm_gate_means takes a one-layer torch.nn.LSTM without projection")
+    x = inputs if model.batch_first else inputs.transpose(0, 1)  # (B, T, F)
+    h = model(x if model.batch_first else x.transpose(0, 1))[0]
+    h = h if model.batch_first else h.transpose(0, 1)
+    h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)
+    pre = torch.nn.functional.linear(x, model.weight_ih_l0, model.bias_ih_l0) + torch.nn.functional.linear(
+        h_prev, model.weight_hh_l0, model.bias_hh_l0)
+    i, f = torch.sigmoid(pre).chunk(4, -1)[:2]  # PyTorch's gate order: input, forget, cell, output
+    return float(i.mean()), float(f.mean())
