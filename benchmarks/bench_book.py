@@ -52,7 +52,18 @@ def chapters(selected: list[str] | None) -> list[str]:
     return ids
 
 
-def run_one(cid: str, scale: str, floss: str, timeout: int) -> dict:
+def keep_record(out: Path, dest: Path) -> None:
+    """Copy a run's record (run.json, results.json, its CSV tables and kernel.log) to ``dest``:
+    what a paper-scale run leaves to commit (not the executed notebook, not the figures)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in [*out.glob("*.json"), *out.glob("*.csv"), out / "kernel.log"]:
+        if f.is_file():
+            shutil.copy2(f, dest / f.name)
+
+
+def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = None) -> dict:
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +87,8 @@ def run_one(cid: str, scale: str, floss: str, timeout: int) -> dict:
             peak = (rec.get("peak_memory") or {}).get("host_bytes")
             if status != "ok" and rec.get("error"):
                 status = f"{status}: {rec['error'][:200]}"
+        if keep is not None and out.exists():
+            keep_record(out, keep / f"{cid}-{scale}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"chapter": cid, "scale": scale, "status": status, "wall_s": round(wall, 1),
@@ -173,6 +186,8 @@ def main() -> None:
     ap.add_argument("--chapters", default="", help="comma-separated id prefixes (default: all that exist)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per run")
     ap.add_argument("--out", default=str(_common.RESULTS))
+    ap.add_argument("--keep", default="", help="copy each run's record (run.json, results.json, tables) into "
+                    "KEEP/CHAPTER-SCALE/ (e.g. records/chapter_runs)")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of (chapter, scale) pairs not rerun now (their own load is in their row)")
     a = ap.parse_args()
@@ -193,7 +208,7 @@ def main() -> None:
                 table[(row["chapter"], row["scale"])] = [row.get(h, "") for h in HEADER]
     for scale in a.scales.split(","):
         for cid in ids:
-            r = run_one(cid, scale, floss, a.timeout)
+            r = run_one(cid, scale, floss, a.timeout, Path(a.keep) if a.keep else None)
             table[(cid, scale)] = [r[c] for c in COLS]
             print(f"{cid:40s} {scale:6s} {r['status'][:40]:10s} wall {r['wall_s']:7.1f} s  cpu {r['cpu_s']:7.1f} s  "
                   f"peak {r['peak_gib']} GiB  load {r['load_1min_before']}", flush=True)
