@@ -14,10 +14,22 @@ from __future__ import annotations
 import types
 
 import pytest
+from nbval.kernel import RunningKernel
 
 from floss_utils.book.reproducibility import NUMBER_MASKS, machine_fingerprint, notebook_stamp, same_machine
 
 _MODES: dict[str, str] = {}  # notebook path -> "exact" or "numbers masked (...)"
+
+
+def _execute_with_history(self, cell_input, allow_stdin=None):
+    """nbval 0.11 executes cells with ``store_history=False``; IPython (9.x) then cannot see the
+    cell when it decides whether a trailing ``;`` silences the last expression, and every cell
+    ending in ``f();`` gains an ``Out`` that ``jupyter execute``/papermill (which store history,
+    as Jupyter does) never produced. Executing as Jupyter does keeps the comparison honest."""
+    return self.kc.execute(cell_input, store_history=True, allow_stdin=allow_stdin, stop_on_error=False)
+
+
+RunningKernel.execute_cell_input = _execute_with_history
 
 
 def _describe(fp: dict) -> str:

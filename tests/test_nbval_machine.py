@@ -107,3 +107,30 @@ def test_plugin_compares_exactly_here_and_masked_elsewhere(tmp_path):
     assert "nbval outputs compared exactly for notebooks executed on this machine" in out
     assert "numbers masked (executed on Some Other CPU" in out
     assert "numbers masked (the notebook records no machine)" in out
+
+
+@pytest.mark.slow
+def test_plugin_honours_a_trailing_semicolon_as_jupyter_does(tmp_path):
+    """A cell ``f();`` has no Out in a notebook executed by Jupyter/papermill; nbval must not
+    invent one (nbval 0.11 alone does: it executes without history, see the plugin). A bare
+    ``f()`` still has its Out compared."""
+    here = machine_fingerprint()
+    cases = {  # name: (source, stored outputs, expected outcome)
+        "silenced": ("def f():\n    return 3\nf();", [], "passed"),
+        "shown": ("def f():\n    return 3\nf()", [nbformat.v4.new_output("execute_result", data={"text/plain": "3"},
+                                                                           execution_count=1)], "passed"),
+        "shown_but_stored_silent": ("def f():\n    return 3\nf()", [], "failed"),
+    }
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for name, (src, outputs, _) in cases.items():
+        cell = nbformat.v4.new_code_cell(src, execution_count=1, outputs=outputs)
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": kernel}), str(tmp_path / f"{name}.ipynb"))
+        stamp_notebook(tmp_path / f"{name}.ipynb", here)
+    report = tmp_path / "report.xml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "tests.nbval_machine",
+         "-p", "no:cacheprovider", "--junitxml", str(report), *[str(tmp_path / f"{n}.ipynb") for n in cases]],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    got = ["failed" if case.find("failure") is not None or case.find("error") is not None else "passed"
+           for case in ET.parse(report).getroot().iter("testcase")]
+    assert got == [expected for *_, expected in cases.values()], f"{list(zip(cases, got))}\n{(proc.stdout + proc.stderr)[-3000:]}"
