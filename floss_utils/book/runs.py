@@ -90,8 +90,8 @@ class RunError(Exception):
 
 # ------------------------------------------------------------------------------ signals
 
-#: the signals that end a run the way Ctrl-C (SIGINT) does: ``timeout``, Slurm, Kubernetes and a
-#: Dask worker's shutdown send SIGTERM; a closed terminal sends SIGHUP
+#: The signals that end a run the way Ctrl-C (SIGINT) does. ``timeout``, Slurm, Kubernetes and a
+#: Dask worker's shutdown send SIGTERM; a closed terminal sends SIGHUP.
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -212,7 +212,7 @@ class Book:
     """Where the chapter notebooks live (``root/book/<id>.ipynb``) and their registry entries.
 
     ``root`` is ``None`` when no checkout of the book was found: the registry still lists the
-    chapters and their parameters, but nothing can run (:meth:`notebook` raises)."""
+    chapters and their parameters, but nothing can run (``Book.notebook`` raises)."""
 
     root: Path | None
     chapters: Mapping[str, Chapter] = field(default_factory=lambda: CHAPTERS)
@@ -238,7 +238,7 @@ class Book:
                        f"{', '.join(self.chapters)}")
 
     def checkout(self) -> Path:
-        """``root``, or :class:`RunError` (one line: :data:`NO_CHECKOUT`) when there is none."""
+        """``root``, or :class:`RunError` (one line: ``NO_CHECKOUT``) when there is none."""
         if self.root is None:
             raise RunError(NO_CHECKOUT)
         return self.root

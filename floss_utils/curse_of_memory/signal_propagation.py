@@ -87,7 +87,7 @@ def simulate_moments(
         chunk: steps per parallel chunk of :func:`~floss_utils.curse_of_memory.scans.linear_scan`.
         block: steps of input generated and scanned at a time (bounds the memory).
         max_bytes: memory for the scans' working tensors: the ``lambda`` values are scanned
-            in groups that fit (and the samples in groups of :data:`SAMPLE_GROUP`), so the
+            in groups that fit (and the samples in groups of ``SAMPLE_GROUP``), so the
             peak memory stays near ``max_bytes`` whatever ``n_samples`` and the number of
             ``lambda`` values. The numbers do not depend on it.
     """
