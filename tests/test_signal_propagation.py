@@ -95,3 +95,23 @@ def test_moments_do_not_depend_on_the_memory_budget(max_bytes, monkeypatch):
     for name in whole.mean:
         assert torch.equal(whole.mean[name], parts.mean[name]), name
         assert torch.equal(whole.sem[name], parts.sem[name]), name
+
+
+def test_simulated_normalized_exp_parametrized_unit_matches_its_closed_form():
+    # the normalized unit driven by gamma x, and the forward-mode recursion of d_nu h for
+    # lambda = exp(-exp(nu)), against ZO's closed forms (theory.normalized_second_moment and
+    # theory.reparametrized_sensitivity): every point within 5 standard errors
+    from floss_utils.curse_of_memory import theory as th
+
+    lam, rho = torch.tensor([0.5, 0.9, 0.97], dtype=F64), torch.tensor([0.0, 0.9], dtype=F64)
+    mc = simulate_moments(lam, rho, n_samples=600, burn_in=1200, window=100, normalize=True,
+                          exp_parametrized=True, generator=gen(11))
+    for key, closed in [("h2", th.normalized_second_moment), ("dnu2", th.reparametrized_sensitivity)]:
+        z = (mc.mean[key] - closed(lam[:, None], rho)).abs() / mc.sem[key]
+        assert float(z.max()) < 5, (key, z)
+    # the recursion is the chain rule: d_nu h = (lambda ln lambda) d_lambda h, sample by sample
+    chain2 = (lam * torch.log(lam))[:, None] ** 2
+    assert torch.allclose(mc.mean["dnu2"], chain2 * mc.mean["dlam2"], rtol=1e-9)
+    with pytest.raises(ValueError, match="exp_parametrized"):
+        simulate_moments(torch.tensor([0.0, 0.5], dtype=F64), rho, n_samples=4, burn_in=1, exp_parametrized=True,
+                         generator=gen(0))

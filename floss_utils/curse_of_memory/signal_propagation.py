@@ -46,8 +46,9 @@ class MomentEstimate:
 
     ``mean[name]`` and ``sem[name]`` have shape ``(len(lam), len(rho))``. Names: ``"h2"``
     (``E|h|^2``), ``"dlam2"`` (``E|d_lambda h|^2``), and for complex ``lambda`` ``"dtheta2"``
-    (``E|d_theta h|^2``, ``d_theta h = i lambda d_lambda h``). With ``normalize=True`` ``h`` is the
-    normalized state ``gamma h``. The standard error is over the independent samples (each
+    (``E|d_theta h|^2``, ``d_theta h = i lambda d_lambda h``); with ``exp_parametrized=True`` also
+    ``"dnu2"`` (``E|d_nu h|^2`` for ``lambda = exp(-exp(nu) + i theta)``). With ``normalize=True``
+    ``h`` is the normalized state ``gamma h`` (``gamma`` held constant when differentiating). The standard error is over the independent samples (each
     sample's average over the window first, so the autocorrelation in time is accounted for).
     """
 
@@ -66,6 +67,7 @@ def simulate_moments(
     burn_in: int,
     window: int = 1,
     normalize: bool = False,
+    exp_parametrized: bool = False,
     chunk: int = 16,
     block: int = 512,
     max_bytes: int = WORKSPACE_BYTES,
@@ -84,6 +86,11 @@ def simulate_moments(
     Args:
         lam: shape ``(L,)``, real or complex, ``|lambda| < 1``.
         rho: shape ``(R,)``, values in [0, 1].
+        normalize: drive the unit with ``gamma x``, ``gamma = sqrt(1 - |lambda|^2)`` (the
+            normalized unit itself is simulated, not a rescaled plain one).
+        exp_parametrized: also run the forward-mode recursion of the sensitivity to ``nu`` in
+            ``lambda = exp(-exp(nu) + i theta)``: ``d_nu h_{t+1} = lambda d_nu h_t + lambda ln|lambda| h_t``
+            (``0 < |lambda| < 1``).
         chunk: steps per parallel chunk of :func:`~floss_utils.curse_of_memory.scans.linear_scan`.
         block: steps of input generated and scanned at a time (bounds the memory).
         max_bytes: memory for the scans' working tensors: the ``lambda`` values are scanned
@@ -99,6 +106,8 @@ def simulate_moments(
         raise ValueError(f"lam and rho must be 1-D, got shapes {tuple(lam.shape)} and {tuple(rho.shape)}")
     if bool((lam.abs() >= 1).any()):
         raise ValueError(f"every |lam| must be < 1, got {lam.tolist()}")
+    if exp_parametrized and bool((lam == 0).any()):
+        raise ValueError(f"exp_parametrized needs 0 < |lam| (lambda = exp(-exp(nu))), got {lam.tolist()}")
     if n_samples < 2 or burn_in < 0 or window < 1:
         raise ValueError(f"need n_samples >= 2, burn_in >= 0, window >= 1; got {n_samples}, {burn_in}, {window}")
     lam = lam.to(torch.complex128 if lam.is_complex() and dtype == torch.float64 else
@@ -110,8 +119,11 @@ def simulate_moments(
     total = burn_in + window
     acc_h = torch.zeros(L, R, n_samples, dtype=dtype, device=device)
     acc_d = torch.zeros_like(acc_h)
+    acc_nu = torch.zeros_like(acc_h) if exp_parametrized else None
     h_prev = torch.zeros(L, R, n_samples, dtype=lam.dtype, device=device)
     d_prev = torch.zeros_like(h_prev)
+    nu_prev = torch.zeros_like(h_prev) if exp_parametrized else None
+    dlam_dnu = lam * torch.log(lam.abs()) if exp_parametrized else None
     lam_chunk = _lambda_group(L, R, n_samples, block, lam.dtype, max_bytes)
     x_prev = None
     for start in range(0, total, block):
@@ -132,10 +144,17 @@ def simulate_moments(
                 h_shift = torch.cat([h_prev[ls, :, ss].unsqueeze(-1), h[..., :-1]], dim=-1)
                 d = linear_scan(a, h_shift, d_prev[ls, :, ss], chunk=chunk)
                 h_prev[ls, :, ss], d_prev[ls, :, ss] = h[..., -1], d[..., -1]
+                if exp_parametrized:
+                    dn = linear_scan(a, dlam_dnu[ls, None, None, None] * h_shift, nu_prev[ls, :, ss], chunk=chunk)
+                    nu_prev[ls, :, ss] = dn[..., -1]
+                    if first < k:
+                        acc_nu[ls, :, ss] += (dn[..., first:].abs() ** 2).sum(-1)
                 if first < k:
                     acc_h[ls, :, ss] += (h[..., first:].abs() ** 2).sum(-1)
                     acc_d[ls, :, ss] += (d[..., first:].abs() ** 2).sum(-1)
     per_sample = {"h2": acc_h / window, "dlam2": acc_d / window}
+    if exp_parametrized:
+        per_sample["dnu2"] = acc_nu / window
     if lam.is_complex():
         per_sample["dtheta2"] = per_sample["dlam2"] * (lam.abs() ** 2)[:, None, None].to(dtype)
     mean = {k_: v.mean(-1) for k_, v in per_sample.items()}
