@@ -33,6 +33,7 @@ flossing/           Part III - Gradient flossing (chapters 8-11, 13)
     tasks               delayed copy and hierarchical XOR tasks
     trainer             ensemble trainer with flossing schedules
     summaries           tidy summaries of schedule runs
+    gradient_control    intervals and sign tests across seeds (chapter 9)
     torch_modules       flossing for anyone's PyTorch model: torch.nn.RNN/GRU/LSTM, cells, any step
 
 synthesis/          Part IV - Where the two papers meet (chapter 12)

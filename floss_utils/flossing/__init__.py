@@ -9,6 +9,7 @@ Modules (each public name is also importable from this package)::
     tasks         GF's memory tasks: delayed copy, hierarchical XOR
     trainer       task training with flossing schedules, as one ensemble
     summaries     tidy summaries of schedule runs: success rates, epochs to success
+    gradient_control  intervals and sign tests across seeds (chapter 9)
     torch_modules flossing for anyone's PyTorch model: exponents of torch.nn.RNN/GRU/LSTM (and
                   cells, or any step function) along their own trajectories, ModuleFlosser for
                   an ordinary training loop
@@ -36,12 +37,14 @@ from .trainer import (
 from .summaries import (
     member_table, success_summary, longest_bridged, fewest_exponents, accuracy_curves,
 )
+from .gradient_control import seed_interval, sign_test, sign_test_decidable
 from .torch_modules import (
     SUPPORTED_MODULES, state_size, pack_state, unpack_state, RecurrentModuleMap, module_exponents,
     ModuleFlosser, lstm_gate_means,
 )
 
 __all__ = [
+    "seed_interval", "sign_test", "sign_test_decidable",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
     "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",

@@ -30,7 +30,8 @@ from .random_networks import (
     gaussian_product_spectra, sum_rule_terms,
 )
 from .jacobians import (
-    long_term_jacobian, log_singular_values, gradient_norms, growth_rate, resolvable_growth_rate,
+    long_term_jacobian, log_singular_values, log_extreme_singular_values, gradient_norms, growth_rate,
+    resolvable_growth_rate,
 )
 
 __all__ = [
@@ -40,6 +41,6 @@ __all__ = [
     "kaplan_yorke_dimension", "entropy_rate", "NonFiniteError", "gaussian_expectation",
     "mean_field_variance", "mean_field_lyapunov", "newman_spectrum", "newman_spectrum_large_n",
     "white_noise_drive", "random_tanh_networks", "tanh_spectra", "TanhSpectra",
-    "gaussian_product_spectra", "sum_rule_terms", "long_term_jacobian", "log_singular_values",
+    "gaussian_product_spectra", "sum_rule_terms", "long_term_jacobian", "log_singular_values", "log_extreme_singular_values",
     "gradient_norms", "growth_rate", "resolvable_growth_rate",
 ]

@@ -91,11 +91,19 @@ CHAPTERS: list[Chapter] = [
         "GF's first claim: flossing controls the gradient norm and the condition number of the "
         "long-term Jacobian (vs horizon, before and after flossing, vs the number of flossed "
         "exponents; Oseledets prediction)",
-        {"smoke": 0.3, "book": 1.5, "paper": 30.0},
+        {"smoke": 0.3, "book": 2.5, "paper": 60.0},
         constraints=_flossing_constraints(),
-        **_flossing_params(),
-        gains=Param("list[float]", "coupling gains g of the networks (1: GF's initialization)",
-                    {"smoke": [1.0], "book": [1.0], "paper": [1.0]}, bounds="(0, inf)"),
+        # chapter 9's own sizes: four gains from GF's g = 1 into chaos, k = 1 against (nearly)
+        # all exponents, and enough seeds for a one-sided sign test (2^-5 < 0.05) at book scale
+        **{**_flossing_params(),
+           "k_values": Param("list[int]", "numbers of flossed exponents compared (the largest is the basis size k)",
+                             {"smoke": [1, 12], "book": [1, 36], "paper": [1, 32, 75]}, bounds="[1, inf)"),
+           "n_seeds": Param("int", "networks (seeds) per condition", {"smoke": 2, "book": 5, "paper": 8},
+                            bounds="[1, inf)")},
+        gains=Param("list[float]", "coupling gains g of the networks (1: GF's initialization; larger: chaotic "
+                    "when the input does not suppress it)",
+                    {"smoke": [1.0, 3.0], "book": [1.0, 1.5, 2.0, 3.0], "paper": [1.0, 1.5, 2.0, 3.0]},
+                    bounds="(0, inf)"),
         horizon=Param("int", "longest horizon t of the long-term Jacobian (steps)",
                       {"smoke": 40, "book": 100, "paper": 200}, bounds="[1, inf)"),
     ),

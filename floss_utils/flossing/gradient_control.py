@@ -1,0 +1,59 @@
+"""Statistics for chapter 9 (flossing controls gradients): intervals and tests across seeds.
+
+* :func:`seed_interval`: mean over seeds and the half-width of its two-sided Student-t
+  interval, Bonferroni-corrected for the number of intervals a chapter reads together;
+* :func:`sign_test`: exact one-sided sign test of paired differences across seeds (how many
+  are positive, and the binomial tail probability under "no effect");
+* :func:`sign_test_decidable`: whether ``n`` pairs can reach ``p < alpha`` at all.
+
+A check built on them has a threshold taken from the spread across seeds and a stated error
+rate, never from the observed value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["seed_interval", "sign_test", "sign_test_decidable"]
+
+
+def seed_interval(values: Tensor, dim: int = -1, *, n_tests: int = 1, alpha: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Mean over ``dim`` (the seeds) and the half-width of the ``1 - alpha`` Student-t interval of
+    that mean, Bonferroni-corrected for ``n_tests`` simultaneous intervals
+    (quantile ``1 - alpha / (2 n_tests)``, ``n - 1`` degrees of freedom).
+
+    Returns:
+        (mean, half_width), each ``values`` without ``dim``; the half-width is ``inf`` when
+        there are fewer than two seeds (no spread to measure).
+    """
+    from scipy import stats
+
+    n = values.shape[dim]
+    mean = values.mean(dim)
+    if n < 2:
+        return mean, torch.full_like(mean, math.inf)
+    q = float(stats.t.ppf(1 - alpha / (2 * n_tests), n - 1))
+    return mean, q * values.std(dim) / math.sqrt(n)
+
+
+def sign_test(differences: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
+    """Exact one-sided sign test that paired ``differences`` are positive.
+
+    Returns:
+        (n_positive, p): the number of strictly positive differences along ``dim`` and
+        ``P(X >= n_positive)`` for ``X ~ Binomial(n, 1/2)``, the probability of at least that
+        many under the null hypothesis of no effect.
+    """
+    n = differences.shape[dim]
+    k = (differences > 0).sum(dim)
+    tail = torch.tensor([sum(math.comb(n, j) for j in range(i, n + 1)) / 2 ** n for i in range(n + 1)],
+                        dtype=torch.float64)
+    return k, tail[k]
+
+
+def sign_test_decidable(n: int, alpha: float = 0.05) -> bool:
+    """Whether a one-sided sign test over ``n`` pairs can reach ``p < alpha`` (``2^-n < alpha``)."""
+    return 0.5 ** n < alpha
