@@ -35,7 +35,7 @@ CHAPTERS: list[Chapter] = [
         "One-dimensional teacher-student",
         "Zucchet & Orvieto (2024) Fig. 1B-C (loss landscapes as lambda* -> 1), Fig. 6 (Hessians of the "
         "parametrizations) and Fig. 7 (learning the angle with Adam, done right)",
-        {"smoke": 0.2, "book": 0.7, "paper": 2.0},
+        {"smoke": 0.2, "book": 1.6, "paper": 1.6},
         gaps=Param("list[float]", "teacher gaps 1 - lambda* of the loss landscapes",
                    {"smoke": [0.01, 0.16, 0.64], "book": [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64],
                     "paper": [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64]}, bounds="(0, 1)"),
@@ -102,7 +102,7 @@ CHAPTERS: list[Chapter] = [
         "The loss landscape at the optimum and Adam",
         "Zucchet & Orvieto (2024) Fig. 4 (and Fig. 9): full Hessians at the optimum, spectra and top eigenvectors "
         "of dense and complex diagonal students; Adam's effective learning rates after training",
-        {"smoke": 0.2, "book": 1.5, "paper": 6.0},
+        {"smoke": 0.2, "book": 1.6, "paper": 1.6},
         n_teachers=Param("int", "4-unit teachers (seeds seed, seed+1, ...) whose students' Hessians are computed",
                          {"smoke": 3, "book": 8, "paper": 8}, bounds="[1, inf)"),
         hessian_batch=Param("int", "sequences in the fixed batch defining the loss of the Hessians",
