@@ -262,3 +262,25 @@ def test_eigenvector_concentration_of_coordinate_and_spread_vectors():
     # the first column of Q is (1, ..., 1)/sqrt(P) up to sign: PR = P, top-2 mass = 2/P; H = ones spreads evenly
     assert c_sp["PR top-1 (mean)"].item() == pytest.approx(P)
     assert c_sp[f"|H|^2 on {P} largest entries"].item() == pytest.approx(P / P**2)
+
+
+def test_eigenvalue_condition_numbers_bound_the_first_order_eigenvalue_shift():
+    # ground truths: kappa = 1 for a normal matrix; for a non-normal one, a rank-one perturbation of
+    # norm eps along the left/right eigenvectors moves the eigenvalue by kappa * eps (first order:
+    # finite difference with eps = 1e-7, error O(eps) relative)
+    Q, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen(3), dtype=F64))
+    normal = Q @ torch.diag(torch.arange(1.0, 6.0, dtype=F64)) @ Q.T
+    _, Vn = torch.linalg.eig(normal)
+    assert torch.allclose(ls.eigenvalue_condition_numbers(Vn), torch.ones(5, dtype=F64), atol=1e-10)
+    A = torch.randn(4, 4, generator=gen(4), dtype=F64) + 3 * torch.triu(torch.ones(4, 4, dtype=F64), 1)
+    lam, V = torch.linalg.eig(A)
+    kappa = ls.eigenvalue_condition_numbers(V)
+    assert bool((kappa >= 1 - 1e-12).all())
+    Vi = torch.linalg.inv(V)
+    eps = 1e-7
+    for k in range(4):
+        y, x = Vi[k, :].conj(), V[:, k].conj()  # dA = eps y x^T / (|y||x|): V^-1[k,:] dA V[:,k] = eps |y||x|
+        dA = eps * torch.outer(y, x) / (y.norm() * x.norm())
+        lam2 = torch.linalg.eigvals(A.to(dA.dtype) + dA)
+        shift = (lam2 - lam[k]).abs().min()
+        assert abs(shift.item() / eps - kappa[k].item()) < 1e-4 * kappa[k].item()

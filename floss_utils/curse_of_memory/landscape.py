@@ -66,6 +66,7 @@ __all__ = [
     "top_mass",
     "group_mass",
     "make_landscape_teacher",
+    "eigenvalue_condition_numbers",
     "student_at_teacher",
     "mse_loss_fn",
     "AdamRun",
@@ -322,6 +323,21 @@ def make_landscape_teacher(seed: int, hidden: int = 4, nu_min: float = 0.99, nu_
     C = torch.randn(hidden, generator=g, dtype=f64) / math.sqrt(hidden)
     D = torch.randn((), generator=g, dtype=f64)
     return Teacher(A, B, C, D, lam, V, seed, float(nu_min), math.pi).to(device, dtype)
+
+
+def eigenvalue_condition_numbers(eigvecs: Tensor) -> Tensor:
+    """Condition number of each eigenvalue of ``A = V diag(l) V^-1`` (``eigvecs`` = ``V``,
+    ``(..., n, n)``, columns the right eigenvectors): ``kappa_k = |V[:, k]| |V^-1[k, :]|``.
+
+    A perturbation ``dA`` moves ``l_k`` by ``V^-1[k, :] dA V[:, k]`` to first order, so
+    ``|dl_k| <= kappa_k |dA|`` (spectral or Frobenius norm), with equality for the rank-one
+    ``dA`` along ``(V^-1[k, :])^H V[:, k]^H``. ``kappa_k >= 1``, and ``= 1`` for every ``k``
+    exactly when ``A`` is normal. Returns ``(..., n)`` real.
+    """
+    if eigvecs.ndim < 2 or eigvecs.shape[-1] != eigvecs.shape[-2]:
+        raise ValueError(f"eigvecs must be square matrices (..., n, n), got {tuple(eigvecs.shape)}")
+    inv = torch.linalg.inv(eigvecs)
+    return torch.linalg.vector_norm(eigvecs, dim=-2) * torch.linalg.vector_norm(inv, dim=-1)
 
 
 def student_at_teacher(kind: str, teachers: Teacher | Sequence[Teacher]) -> Student:
