@@ -54,7 +54,8 @@ book/               The book's machinery
     student             the student edition (solutions removed)
 
 Shared by every part (they import nothing else of the package):
-    common              device/dtype resolution, seeded random streams, the member-batched base
+    common              device/dtype resolution, seeded random streams, the member-batched base,
+                        statistics of rates and means (Wilson, Fisher, bootstrap)
     optim               the one Adam update, batched over members (per-member lr and clipping)
 
 Imports flow one way: common, optim -> lyapunov -> curse_of_memory -> flossing -> synthesis,

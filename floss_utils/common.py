@@ -7,6 +7,9 @@ base class of member-batched networks.
   (member seed, purpose, epoch, step), whatever order they are drawn in.
 * :class:`MemberBatched` - an ensemble of M networks whose parameters ``J, W_s, b, w_r, c, x0``
   (:data:`PARAM_NAMES`) carry the member axis first: shapes, copies, casts, member selection.
+* :func:`wilson_interval`, :func:`fisher_greater`, :func:`bootstrap_interval` - the statistics
+  every chapter uses to compare rates and means across conditions: Wilson score intervals of a
+  success rate, the one-sided Fisher exact test of two rates, percentile bootstrap intervals.
 
 Nothing here imports another module of the package.
 """
@@ -19,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES"]
+__all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
+           "wilson_interval", "fisher_greater", "bootstrap_interval"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -133,3 +137,71 @@ class MemberBatched:
         if x.shape[:2] != (M, s.shape[2]):
             raise ValueError(f"initial state has shape {tuple(x.shape)} but inputs have B = {s.shape[2]}")
         return x
+
+
+# ---------------------------------------------------------------- statistics of rates and means
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    from scipy.special import ndtri
+
+    return float(ndtri(0.5 + level / 2))
+
+
+def wilson_interval(successes, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a success rate ``successes / n`` at confidence ``level``.
+
+    ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` with ``z`` the two-sided normal
+    quantile; unlike the normal (Wald) interval it stays inside [0, 1] and does not collapse at
+    0 or n successes (0 of n: upper end ``z^2 / (n + z^2)``). Element-wise over arrays; ``n = 0``
+    gives the uninformative interval (0, 1).
+
+    Returns:
+        (low, high), arrays of the broadcast shape (0-d for scalar arguments).
+    """
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError("successes must lie in [0, n]")
+    z = _z(level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    hi = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return lo, hi
+
+
+def fisher_greater(k1: int, n1: int, k2: int, n2: int) -> float:
+    """One-sided Fisher exact test that rate 1 exceeds rate 2: the p-value
+    ``P(X >= k1)`` of the hypergeometric law of the first group's successes given the margins
+    (``k1 + k2`` successes among ``n1 + n2`` trials, ``n1`` in group 1) under equal rates.
+    Assumes independent trials; it is conservative (it conditions on both margins)."""
+    for v in (k1, n1, k2, n2):
+        if int(v) != v or v < 0:
+            raise ValueError(f"counts must be non-negative integers, got {(k1, n1, k2, n2)}")
+    if k1 > n1 or k2 > n2:
+        raise ValueError(f"successes exceed trials: {(k1, n1, k2, n2)}")
+    from scipy.stats import hypergeom
+
+    total, hits = int(n1 + n2), int(k1 + k2)
+    return float(min(1.0, hypergeom.sf(int(k1) - 1, total, hits, int(n1))))
+
+
+def bootstrap_interval(values, statistic: Callable = np.mean, level: float = 0.95, n_boot: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over the 1-d sample ``values`` (resampled
+    with replacement ``n_boot`` times from a seeded stream; ``statistic`` must accept an
+    ``axis`` argument, as NumPy's reductions do). A single value gives the degenerate interval."""
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("values must not be empty")
+    _z(level)  # validates level
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    stats = np.asarray(statistic(x[idx], axis=1), dtype=float)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

@@ -1,0 +1,107 @@
+"""Record: GF's flossing schedules at the public code's own configuration (chapter 10 shows it
+beside its `book` scale when present).
+
+GF's public protocol (PUBLISHED.md's [C] source, not tied to a figure): N = 80 tanh units, one
+batch of B = 16 sequences of T = 300 per epoch, 3001 epochs, Adam 1e-3 with per-tensor clipping
+0.03; flossing k = 75 exponents to 0 on 55-step trajectories with a QR every step, Adam 1e-3;
+500 pre-flossing steps; during training 500 steps at epochs that are multiples of 100, at most 2
+rounds. Tasks: XOR with lags (10, 20) and (20, 40). Schedules none, pre, inter, both; >= 4 seeds.
+Every (seed, schedule, task) is one member of one batched ensemble (floss_utils.flossing.train).
+
+Run from the repository's root:
+
+    OMP_NUM_THREADS=2 .venv/bin/python records/gf_schedules_paper.py [--seeds 4] [--estimate]
+
+``--estimate`` times 3 epochs and 3 flossing steps of the full ensemble and prints the
+extrapolated cost of the whole run, without writing a record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from floss_utils.book.records import Stopwatch, write_record
+from floss_utils.common import fisher_greater, wilson_interval
+from floss_utils.flossing import (FlossingConfig, TrainConfig, grid, member_table, schedule, success_summary,
+                                  train, xor_task)
+
+NAME = "gf_schedules_paper"
+PROTOCOL = dict(n_units=80, seq_len=300, batch_size=16, epochs=3001, lr=1e-3, clip=0.03, n_floss=75,
+                floss_lr=1e-3, ons=1, pre_steps=500, inter_steps=500, inter_every=100, inter_rounds=2,
+                xor_delays=[10, 20], eval_every=10, success_threshold=0.95, dtype="float64")
+
+
+def members_and_config(n_seeds: int, epochs: int | None = None):
+    p = PROTOCOL
+    names = ("none", "pre", "inter", "both")
+    scheds = [schedule(n, p["pre_steps"], p["inter_steps"], p["inter_every"], p["inter_rounds"]) for n in names]
+    members = grid(list(range(n_seeds)), scheds, [xor_task(d) for d in p["xor_delays"]])
+    tc = TrainConfig(epochs=epochs or p["epochs"], batch_size=p["batch_size"], seq_len=p["seq_len"], lr=p["lr"],
+                     clip=p["clip"], n_units=p["n_units"],
+                     flossing=FlossingConfig(k=p["n_floss"], lr=p["floss_lr"], ons=p["ons"]),
+                     success_threshold=p["success_threshold"], eval_every=p["eval_every"],
+                     exponents_every=p["inter_every"], dtype=p["dtype"], device="auto")
+    return members, tc
+
+
+def estimate(n_seeds: int) -> None:
+    """Time 3 task epochs (no flossing) and 3 flossing steps of every flossed member; extrapolate."""
+    p = PROTOCOL
+    members, tc = members_and_config(n_seeds, epochs=3)
+    none = [m for m in members if m.schedule.name == "none"]
+    t0 = time.perf_counter()
+    train(none, tc)
+    task_s = (time.perf_counter() - t0) / (3 * len(none))  # per member-epoch
+    pre = [m for m in members if m.schedule.name == "pre"]
+    short = schedule("pre", 3, 0, p["inter_every"], 0)
+    t0 = time.perf_counter()
+    train([type(m)(m.net_seed, m.data_seed, m.task, short) for m in pre], tc)
+    floss_s = max(0.0, (time.perf_counter() - t0) / len(pre) - 3 * task_s) / 3  # per member-step
+    n_task = len(members) * p["epochs"]
+    n_floss = sum(m.schedule.total_steps for m in members)
+    total = n_task * task_s + n_floss * floss_s
+    print(f"{len(members)} members; task step {1e3 * task_s:.1f} ms and flossing step {1e3 * floss_s:.1f} ms "
+          f"per member; {n_task} member-epochs and {n_floss} member-flossing steps: about {total / 3600:.1f} h "
+          f"with {torch.get_num_threads()} threads (the ensemble batches members, so this is an upper bound)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=4, help="network seeds per condition (>= 4)")
+    ap.add_argument("--estimate", action="store_true", help="time a few steps and print the projected cost")
+    args = ap.parse_args()
+    if args.seeds < 4:
+        raise SystemExit("--seeds must be at least 4")
+    if args.estimate:
+        estimate(args.seeds)
+        return
+    members, tc = members_and_config(args.seeds)
+    with Stopwatch() as sw:
+        res = train(members, tc)
+    table = member_table(res)
+    summary = success_summary(table)
+    summary["successes"] = (summary["success_rate"] * summary["n"]).round().astype(int)
+    summary["ci_low"], summary["ci_high"] = wilson_interval(summary["successes"], summary["n"])
+    results = {}
+    for d, grp in summary.groupby("delay"):
+        g = grp.set_index("schedule")
+        k0, n0 = int(g.loc["none", "successes"]), int(g.loc["none", "n"])
+        results[f"xor_{d}"] = {
+            s: {"successes": int(g.loc[s, "successes"]), "n": int(g.loc[s, "n"]),
+                "median_epochs": g.loc[s, "median_epochs"],
+                "p_vs_none": None if s == "none" else fisher_greater(int(g.loc[s, "successes"]), int(g.loc[s, "n"]), k0, n0)}
+            for s in g.index}
+        results[f"xor_{d}"]["p_both_vs_pre"] = fisher_greater(int(g.loc["both", "successes"]), int(g.loc["both", "n"]),
+                                                              int(g.loc["pre", "successes"]), int(g.loc["pre", "n"]))
+    write_record(NAME, description="GF's flossing schedules (none, pre, inter, both) at the public code's "
+                 "configuration on XOR with lags (10, 20) and (20, 40): success within 3001 epochs",
+                 command=f"OMP_NUM_THREADS=2 .venv/bin/python records/{NAME}.py --seeds {args.seeds}",
+                 parameters={**PROTOCOL, "n_seeds": args.seeds}, results=results,
+                 tables={"members": table, "success_summary": summary}, stopwatch=sw)
+
+
+if __name__ == "__main__":
+    main()

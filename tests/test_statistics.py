@@ -1,0 +1,90 @@
+"""The statistics helpers of floss_utils.common against independent ground truths: the Wilson
+interval's closed forms at 0 and n successes and SciPy's ``binomtest(...).proportion_ci(method=
+"wilson")``; the one-sided Fisher test against a hand count of hypergeometric tables and SciPy's
+``fisher_exact(alternative="greater")``; the percentile bootstrap against the normal-theory
+interval of a mean of a large Gaussian sample."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from floss_utils.common import bootstrap_interval, fisher_greater, wilson_interval
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (5, 10), (10, 10), (1, 1), (17, 60), (59, 60)])
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_wilson_matches_scipy(k, n, level):
+    lo, hi = wilson_interval(k, n, level)
+    ref = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    assert float(lo) == pytest.approx(ref.low, abs=1e-12)
+    assert float(hi) == pytest.approx(ref.high, abs=1e-12)
+
+
+def test_wilson_closed_forms_at_the_edges():
+    z = stats.norm.ppf(0.975)
+    for n in (1, 5, 10, 40):
+        lo, hi = wilson_interval(0, n)
+        assert float(lo) == pytest.approx(0.0, abs=1e-15) and float(hi) == pytest.approx(z * z / (n + z * z), rel=1e-12)
+        lo, hi = wilson_interval(n, n)
+        assert float(hi) == pytest.approx(1.0, abs=1e-15) and float(lo) == pytest.approx(n / (n + z * z), rel=1e-12)
+
+
+def test_wilson_is_elementwise_and_handles_n_zero():
+    lo, hi = wilson_interval(np.array([0, 2, 4]), np.array([0, 4, 4]))
+    assert lo.shape == (3,) and (lo[0], hi[0]) == (0.0, 1.0)
+    assert lo[1] < 0.5 < hi[1] and hi[2] == pytest.approx(1.0, abs=1e-15)
+    with pytest.raises(ValueError):
+        wilson_interval(5, 4)
+    with pytest.raises(ValueError):
+        wilson_interval(1, 4, level=1.0)
+
+
+def _fisher_by_hand(k1, n1, k2, n2):
+    """P(X >= k1) for the hypergeometric law, summed from binomial coefficients."""
+    K, N = k1 + k2, n1 + n2
+    tot = math.comb(N, n1)
+    return sum(math.comb(K, x) * math.comb(N - K, n1 - x) for x in range(k1, min(K, n1) + 1)) / tot
+
+
+@pytest.mark.parametrize("k1,n1,k2,n2", [(10, 10, 0, 10), (7, 10, 3, 10), (3, 10, 7, 10), (5, 10, 5, 10),
+                                         (0, 10, 0, 10), (18, 30, 9, 30), (2, 3, 1, 12), (12, 12, 12, 12)])
+def test_fisher_greater_matches_scipy_and_a_hand_count(k1, n1, k2, n2):
+    p = fisher_greater(k1, n1, k2, n2)
+    ref = stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue
+    assert p == pytest.approx(ref, rel=1e-9, abs=1e-15)
+    assert p == pytest.approx(_fisher_by_hand(k1, n1, k2, n2), rel=1e-9, abs=1e-15)
+
+
+def test_fisher_greater_known_value_and_errors():
+    # 10/10 vs 0/10: only the observed table is as extreme, 1 / C(20, 10)
+    assert fisher_greater(10, 10, 0, 10) == pytest.approx(1 / math.comb(20, 10), rel=1e-12)
+    with pytest.raises(ValueError):
+        fisher_greater(11, 10, 0, 10)
+    with pytest.raises(ValueError):
+        fisher_greater(-1, 10, 0, 10)
+
+
+def test_bootstrap_of_a_gaussian_mean_matches_normal_theory():
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, size=2000)
+    lo, hi = bootstrap_interval(x, level=0.95, n_boot=4000, seed=3)
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    z = stats.norm.ppf(0.975)
+    # the percentile interval of a mean of n = 2000 Gaussian values is the normal one up to
+    # Monte-Carlo error of the quantiles (a few per cent of the half-width)
+    assert lo == pytest.approx(x.mean() - z * se, abs=0.1 * z * se)
+    assert hi == pytest.approx(x.mean() + z * se, abs=0.1 * z * se)
+
+
+def test_bootstrap_is_seeded_and_degenerate_for_one_value():
+    x = [0.1, 0.5, 0.3, 0.9, 0.2]
+    assert bootstrap_interval(x, seed=5) == bootstrap_interval(x, seed=5)
+    assert bootstrap_interval([0.4]) == (0.4, 0.4)
+    lo, hi = bootstrap_interval(x, statistic=np.median)
+    assert min(x) <= lo <= np.median(x) <= hi <= max(x)
+    with pytest.raises(ValueError):
+        bootstrap_interval([])
