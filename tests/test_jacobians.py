@@ -313,3 +313,26 @@ def test_rate_tolerance_parts_scale_as_stated():
     assert not finite_time_rate_tolerance(nan, zero, 100, 64).ok  # an unresolved rate never passes
     with pytest.raises(ValueError):
         finite_time_rate_tolerance(dev[:, :1], zero[:, :1], 100, 64)
+    # with 2 or 3 seeds the Bonferroni Student-t quantile is huge: the comparison says it cannot decide
+    assert finite_time_rate_tolerance(dev[:, :3], zero[:, :3], 100, 64).quantile > 8
+    assert not finite_time_rate_tolerance(dev[:, :3], zero[:, :3], 100, 64).decidable
+    assert a.decidable and a.quantile < 8
+
+
+def test_longest_resolved_rates_stop_where_float64_loses_the_singular_value():
+    # diag(1, e^-0.5) applied t times to the identity frame: sigma_2 / sigma_1 = e^{-0.5 t} falls below
+    # 10 eps at t > ln(1/(10 eps)) / 0.5 = 68.9: the rate of sigma_2 is read at t = 68, exactly -0.5
+    from floss_utils.lyapunov.jacobians import longest_resolved_rates
+
+    W = torch.diag(torch.tensor([1.0, math.exp(-0.5)], dtype=F64))[None]
+    T = long_term_jacobian(LinearMap(W), torch.zeros(1, 2, dtype=F64), None, 100)  # (100, 1, 2, 2)
+    log_sv = log_singular_values(T)[:, None]  # (t, C=1, n=1, k=2)
+    rates, t_used = longest_resolved_rates(log_sv)
+    limit = math.floor(math.log(1 / (10 * torch.finfo(F64).eps)) / 0.5)
+    assert t_used[0, 0] == 100 and t_used[0, 1] in (limit, limit + 1)
+    assert torch.allclose(rates[0, 0], torch.tensor([0.0, -0.5], dtype=F64), atol=1e-12)
+    # a seed with an unresolved value from the start leaves no horizon: NaN, which fails the tolerance
+    log_sv2 = log_sv.expand(-1, -1, 2, -1).clone()
+    log_sv2[:, 0, 1, 1] = float("nan")
+    rates2, t2 = longest_resolved_rates(log_sv2)
+    assert t2[0, 1] == 0 and torch.isnan(rates2[0, :, 1]).all()

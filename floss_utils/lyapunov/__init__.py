@@ -32,7 +32,7 @@ from .random_networks import (
 )
 from .jacobians import (
     long_term_jacobian, log_singular_values, gradient_norms, growth_rate, resolvable_growth_rate,
-    RateComparison, finite_time_rate_tolerance,
+    RateComparison, finite_time_rate_tolerance, longest_resolved_rates,
 )
 
 __all__ = [
@@ -44,4 +44,5 @@ __all__ = [
     "white_noise_drive", "random_tanh_networks", "tanh_spectra", "TanhSpectra",
     "gaussian_product_spectra", "sum_rule_terms", "long_term_jacobian", "log_singular_values",
     "gradient_norms", "growth_rate", "resolvable_growth_rate", "RateComparison", "finite_time_rate_tolerance",
+    "longest_resolved_rates",
 ]

@@ -19,7 +19,7 @@ from torch import Tensor
 from .maps import RecurrentMap, random_orthonormal
 
 __all__ = ["long_term_jacobian", "log_singular_values", "gradient_norms", "growth_rate", "resolvable_growth_rate",
-           "RateComparison", "finite_time_rate_tolerance"]
+           "RateComparison", "finite_time_rate_tolerance", "longest_resolved_rates"]
 
 DriveFn = Optional[Callable[[int], Optional[Tensor]]]
 
@@ -175,12 +175,18 @@ class RateComparison:
         return bool((self.error.abs() < self.tolerance).all())
 
     @property
+    def decidable(self) -> bool:
+        """Whether the comparison can reject anything: with fewer than 4 seeds the Student-t
+        quantile of the sampling part exceeds 8 standard errors (over 100 with 2 seeds)."""
+        return self.n_seeds >= 4
+
+    @property
     def worst(self) -> float:
         """The largest ``|error| / tolerance`` (above 1: the comparison fails)."""
         return float((self.error.abs() / self.tolerance).max())
 
 
-def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int, n_units: int, *,
+def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int | Tensor, n_units: int, *,
                                alpha: float = 0.05) -> RateComparison:
     """How far the finite-time rates ``(1/t) ln sigma_i(T_t Q_0)`` may lie from the exponents
     ``lambda_i`` at horizon ``t``, seed-averaged, given the chapter's own sizes.
@@ -203,7 +209,8 @@ def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int, n
     Args:
         rates: (C, n, k) finite-time rates per condition, seed and index (NaN: unresolved).
         exponents: (C, n, k) the exponents of the same networks (e.g. QR estimates).
-        horizon: ``t``; n_units: ``N``.
+        horizon: ``t``, or (C, k) horizons, one per condition and index (see
+            :func:`longest_resolved_rates`); n_units: ``N``.
         alpha: family-wise level of the sampling part.
     Returns:
         :class:`RateComparison` (``.ok``: every ``|error| < tolerance``).
@@ -218,9 +225,36 @@ def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int, n
     dev = (rates - exponents).to(torch.float64)
     error = dev.mean(1)
     spread = dev.std(1, unbiased=True)
-    orientation = torch.full_like(error, (0.5 * math.log(n_units) + 0.64) / horizon)
+    t = torch.as_tensor(horizon, dtype=error.dtype, device=error.device)
+    orientation = ((0.5 * math.log(n_units) + 0.64) / t).expand_as(error).clone()
     ordering = math.sqrt(2 * math.log(2 * k)) * spread.amax(1, keepdim=True).expand_as(error)
     q = float(stats.t.ppf(1 - alpha / (2 * C * k), n - 1))
     sampling = q * spread / math.sqrt(n)
     return RateComparison(error=error, tolerance=orientation + ordering + sampling, orientation=orientation,
                           ordering=ordering, sampling=sampling, spread=spread, n_seeds=n, quantile=q)
+
+
+def longest_resolved_rates(log_sv: Tensor) -> tuple[Tensor, Tensor]:
+    """Finite-time rates ``ln sigma_i(T_t Q_0) / t`` at the longest horizon where they are resolved.
+
+    Without re-orthonormalization ``T_t Q_0`` carries ``sigma_i`` only while
+    ``sigma_i / sigma_1 > 10 eps`` (:func:`log_singular_values` gives NaN beyond): for a gap
+    ``lambda_1 - lambda_i`` that is ``t < ln(1 / (10 eps)) / (lambda_1 - lambda_i)`` (about 34.5 /
+    gap in float64). Per condition and index, the horizon used is the longest ``t`` up to which
+    every seed's ``sigma_i`` stays resolved.
+
+    Args:
+        log_sv: (T, C, n, k) logs of the singular values at ``t = 1 .. T`` (NaN: unresolved).
+    Returns:
+        rates (C, n, k) and the horizons used (C, k), as float (0 where none is resolved: rate NaN).
+    """
+    T = log_sv.shape[0]
+    ok = torch.isfinite(log_sv).all(2)  # (T, C, k): every seed resolved
+    run = torch.cumprod(ok.to(torch.int64), 0)  # 1 while resolved since t = 1
+    t_used = run.sum(0)  # (C, k): the longest resolved prefix
+    idx = (t_used - 1).clamp(min=0)  # (C, k)
+    gathered = log_sv.gather(0, idx[None, :, None, :].expand(1, *log_sv.shape[1:]))[0]  # (C, n, k)
+    t_f = t_used.to(log_sv.dtype)
+    rates = torch.where(t_used[:, None, :] > 0, gathered / t_f.clamp(min=1)[:, None, :],
+                        torch.full_like(gathered, float("nan")))
+    return rates, t_f
