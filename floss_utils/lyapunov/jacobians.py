@@ -176,8 +176,10 @@ class RateComparison:
 
     @property
     def decidable(self) -> bool:
-        """Whether the comparison can reject anything: with fewer than 4 seeds the Student-t
-        quantile of the sampling part exceeds 8 standard errors (over 100 with 2 seeds)."""
+        """Whether the comparison can reject anything at all.
+
+        With fewer than 4 seeds the Student-t quantile of the sampling part exceeds 8 standard
+        errors (over 100 with 2 seeds)."""
         return self.n_seeds >= 4
 
     @property
