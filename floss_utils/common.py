@@ -10,12 +10,16 @@ base class of member-batched networks.
 * :func:`wilson_interval`, :func:`fisher_greater`, :func:`bootstrap_interval` - the statistics
   every chapter uses to compare rates and means across conditions: Wilson score intervals of a
   success rate, the one-sided Fisher exact test of two rates, percentile bootstrap intervals.
+* :func:`paired_comparison` - a paired difference across seeds: its mean with a bootstrap
+  interval and the exact one-sided sign-flip test (what "on average over seeds" claims rest on).
 
 Nothing here imports another module of the package.
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
-           "wilson_interval", "fisher_greater", "bootstrap_interval"]
+           "wilson_interval", "fisher_greater", "bootstrap_interval", "PairedComparison", "paired_comparison"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -205,3 +209,62 @@ def bootstrap_interval(values, statistic: Callable = np.mean, level: float = 0.9
     stats = np.asarray(statistic(x[idx], axis=1), dtype=float)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+@dataclass(frozen=True)
+class PairedComparison:
+    """The paired differences ``d_j = a_j - b_j`` over ``n`` seeds, summarized.
+
+    Attributes:
+        n: number of pairs.
+        mean: mean difference.
+        lo, hi: percentile-bootstrap interval of the mean at ``level``.
+        n_greater: pairs with ``d_j > 0``.
+        p_greater: exact one-sided sign-flip p-value for "the mean difference is > 0" (under
+            the null each ``d_j`` is as likely to have either sign); Monte Carlo beyond 20 pairs.
+        p_min: the smallest p-value the test can reach with ``n`` pairs (``2^-n``): at level
+            ``alpha`` the test can decide only when ``p_min < alpha``.
+        level: the interval's confidence level.
+    """
+
+    n: int
+    mean: float
+    lo: float
+    hi: float
+    n_greater: int
+    p_greater: float
+    p_min: float
+    level: float
+
+    def decidable(self, alpha: float) -> bool:
+        """Whether ``n`` pairs can reach ``p < alpha`` at all."""
+        return self.p_min < alpha
+
+
+def paired_comparison(a, b, *, level: float = 0.95, n_boot: int = 10000, seed: int = 0,
+                      n_flips: int = 100000) -> PairedComparison:
+    """Compare two conditions measured on the same seeds: ``d = a - b`` per seed.
+
+    The sign-flip (paired permutation) test is exact: all ``2^n`` sign patterns for ``n <= 20``,
+    otherwise ``n_flips`` random ones (``p = (1 + hits) / (1 + n_flips)``). The interval is the
+    percentile bootstrap of the mean over ``n_boot`` resamples of the pairs (with ``n`` this
+    small it is an honest but rough summary; the test is what decides).
+
+    Args:
+        a, b: (n,) per-seed values of the two conditions (pass logs to compare ratios).
+    """
+    d = np.asarray(a, dtype=float).reshape(-1) - np.asarray(b, dtype=float).reshape(-1)
+    n = d.size
+    if n == 0 or not np.isfinite(d).all():
+        raise ValueError(f"need finite paired values, got {d}")
+    observed = d.mean()
+    if n <= 20:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_flips, n))
+    means = signs @ np.abs(d) / n
+    tol = 1e-12 * max(np.abs(d).max(), 1e-300)  # ties up to rounding count as extreme
+    hits = int((means >= observed - tol).sum())
+    p = hits / len(signs) if n <= 20 else (1 + hits) / (1 + n_flips)
+    boot = np.random.default_rng(seed).choice(d, size=(n_boot, n)).mean(1)
+    return PairedComparison(n=n, mean=float(observed), lo=float(np.quantile(boot, (1 - level) / 2)),
+                            hi=float(np.quantile(boot, (1 + level) / 2)), n_greater=int((d > 0).sum()),
+                            p_greater=float(p), p_min=float(2.0 ** -n), level=level)

@@ -348,3 +348,80 @@ def test_log_extremes_of_a_tanh_network_against_a_high_precision_product():
     assert ext[-1, 0, 1].item() == pytest.approx(float(mpmath.log(s[-1])), abs=1e-8)
     direct = _extremes_direct(long_term_jacobian(net, torch.randn(1, 6, dtype=F64, generator=gen(46)), drive, horizon))
     assert (direct[-1, 0, 0] - direct[-1, 0, 1]).item() < ln_k - 5  # the direct route saturates
+# --- finite_time_rate_tolerance: products of Gaussian matrices, whose spectrum is known exactly
+# (Newman 1986: entries N(0, 1/N) -> lambda_i = (ln(2/N) + psi((N - i + 1)/2)) / 2)
+
+def _ginibre_rates(N, k, t, C, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    q0 = random_orthonormal(C * n, N, k, dtype=F64, generator=g)
+    T = q0
+    for _ in range(t):
+        T = torch.randn(C * n, N, N, generator=g, dtype=F64) @ T / math.sqrt(N)
+    return (log_singular_values(T) / t).reshape(C, n, k)
+
+
+def _ginibre_exponents(N, k):
+    i = torch.arange(1, k + 1, dtype=F64)
+    return 0.5 * (math.log(2 / N) + torch.special.digamma((N - i + 1) / 2))
+
+
+@pytest.mark.parametrize("N, k, t, n", [(12, 4, 10, 8), (20, 6, 40, 8), (24, 8, 30, 32), (16, 3, 60, 4)])
+def test_rate_tolerance_holds_for_exact_exponents_and_rejects_wrong_ones(N, k, t, n):
+    from floss_utils.lyapunov.jacobians import finite_time_rate_tolerance
+
+    C = 3
+    rates = _ginibre_rates(N, k, t, C, n, seed=N + t)
+    lam = _ginibre_exponents(N, k).expand(C, n, k)
+    cmp = finite_time_rate_tolerance(rates, lam, t, N)
+    assert cmp.ok, f"exact exponents rejected: worst |error|/tol = {cmp.worst:.2f}"
+    # a spectrum off by a bit more than the largest tolerance is rejected
+    shift = 1.05 * float(cmp.tolerance.max())
+    assert not finite_time_rate_tolerance(rates, lam + shift, t, N).ok
+    assert not finite_time_rate_tolerance(rates, lam - shift, t, N).ok
+    # one wrong index alone is enough
+    wrong = lam.clone()
+    wrong[..., -1] += 1.05 * float(cmp.tolerance[:, -1].max())
+    assert not finite_time_rate_tolerance(rates, wrong, t, N).ok
+
+
+def test_rate_tolerance_parts_scale_as_stated():
+    from floss_utils.lyapunov.jacobians import finite_time_rate_tolerance
+
+    g = torch.Generator().manual_seed(0)
+    dev = torch.randn(2, 10, 4, generator=g, dtype=F64)
+    zero = torch.zeros_like(dev)
+    a = finite_time_rate_tolerance(dev, zero, 100, 64)
+    b = finite_time_rate_tolerance(dev, zero, 200, 64)
+    assert torch.allclose(b.orientation, a.orientation / 2)  # O(1/t)
+    assert torch.allclose(a.orientation, torch.full_like(a.orientation, (0.5 * math.log(64) + 0.64) / 100))
+    c = finite_time_rate_tolerance(3 * dev, zero, 100, 64)  # ordering and sampling scale with the spread
+    assert torch.allclose(c.ordering, 3 * a.ordering) and torch.allclose(c.sampling, 3 * a.sampling)
+    assert torch.allclose(a.ordering[0], math.sqrt(2 * math.log(8)) * dev[0].std(0).max().expand(4))
+    nan = dev.clone()
+    nan[0, 0, 0] = float("nan")
+    assert not finite_time_rate_tolerance(nan, zero, 100, 64).ok  # an unresolved rate never passes
+    with pytest.raises(ValueError):
+        finite_time_rate_tolerance(dev[:, :1], zero[:, :1], 100, 64)
+    # with 2 or 3 seeds the Bonferroni Student-t quantile is huge: the comparison says it cannot decide
+    assert finite_time_rate_tolerance(dev[:, :3], zero[:, :3], 100, 64).quantile > 8
+    assert not finite_time_rate_tolerance(dev[:, :3], zero[:, :3], 100, 64).decidable
+    assert a.decidable and a.quantile < 8
+
+
+def test_longest_resolved_rates_stop_where_float64_loses_the_singular_value():
+    # diag(1, e^-0.5) applied t times to the identity frame: sigma_2 / sigma_1 = e^{-0.5 t} falls below
+    # 10 eps at t > ln(1/(10 eps)) / 0.5 = 68.9: the rate of sigma_2 is read at t = 68, exactly -0.5
+    from floss_utils.lyapunov.jacobians import longest_resolved_rates
+
+    W = torch.diag(torch.tensor([1.0, math.exp(-0.5)], dtype=F64))[None]
+    T = long_term_jacobian(LinearMap(W), torch.zeros(1, 2, dtype=F64), None, 100)  # (100, 1, 2, 2)
+    log_sv = log_singular_values(T)[:, None]  # (t, C=1, n=1, k=2)
+    rates, t_used = longest_resolved_rates(log_sv)
+    limit = math.floor(math.log(1 / (10 * torch.finfo(F64).eps)) / 0.5)
+    assert t_used[0, 0] == 100 and t_used[0, 1] in (limit, limit + 1)
+    assert torch.allclose(rates[0, 0], torch.tensor([0.0, -0.5], dtype=F64), atol=1e-12)
+    # a seed with an unresolved value from the start leaves no horizon: NaN, which fails the tolerance
+    log_sv2 = log_sv.expand(-1, -1, 2, -1).clone()
+    log_sv2[:, 0, 1, 1] = float("nan")
+    rates2, t2 = longest_resolved_rates(log_sv2)
+    assert t2[0, 1] == 0 and torch.isnan(rates2[0, :, 1]).all()

@@ -10,7 +10,8 @@ Modules (each public name is also importable from this package)::
     theory           closed forms the estimates are checked against: mean-field largest exponent,
                      Newman's spectrum
     random_networks  ready-made spectrum experiments on random tanh networks, sum-rule terms
-    jacobians        long-term Jacobian, gradient norms by backpropagation, growth rates
+    jacobians        long-term Jacobian, gradient norms by backpropagation, growth rates, the
+                     finite-time tolerance of singular-value rates
 """
 
 from .maps import (
@@ -31,7 +32,7 @@ from .random_networks import (
 )
 from .jacobians import (
     long_term_jacobian, log_singular_values, log_extreme_singular_values, gradient_norms, growth_rate,
-    resolvable_growth_rate,
+    resolvable_growth_rate, RateComparison, finite_time_rate_tolerance, longest_resolved_rates,
 )
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
     "mean_field_variance", "mean_field_lyapunov", "newman_spectrum", "newman_spectrum_large_n",
     "white_noise_drive", "random_tanh_networks", "tanh_spectra", "TanhSpectra",
     "gaussian_product_spectra", "sum_rule_terms", "long_term_jacobian", "log_singular_values", "log_extreme_singular_values",
-    "gradient_norms", "growth_rate", "resolvable_growth_rate",
+    "gradient_norms", "growth_rate", "resolvable_growth_rate", "RateComparison", "finite_time_rate_tolerance",
+    "longest_resolved_rates",
 ]

@@ -10,6 +10,7 @@ grows like ``exp((lambda_1 - lambda_k) t)``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -18,7 +19,8 @@ from torch import Tensor
 from .maps import RecurrentMap, random_orthonormal
 
 __all__ = ["long_term_jacobian", "log_singular_values", "log_extreme_singular_values", "gradient_norms",
-           "growth_rate", "resolvable_growth_rate"]
+           "growth_rate", "resolvable_growth_rate", "RateComparison", "finite_time_rate_tolerance",
+           "longest_resolved_rates"]
 
 DriveFn = Optional[Callable[[int], Optional[Tensor]]]
 
@@ -213,3 +215,117 @@ def resolvable_growth_rate(t: Tensor, log_values: Tensor, t_min: float = 0.0, mi
         use = ok & (t >= t_min) if int((ok & (t >= t_min)).sum()) >= min_points else ok
         out.append(float(np.polyfit(t[use].numpy(), y[use].numpy(), 1)[0]) if int(use.sum()) >= 2 else math.nan)
     return torch.tensor(out, dtype=log_values.dtype)
+
+
+@dataclass(frozen=True)
+class RateComparison:
+    """Seed-averaged finite-time rates against the exponents, with the tolerance they imply.
+
+    Attributes:
+        error: (C, k) ``mean_s (rate - exponent)`` per condition and index.
+        tolerance: (C, k) the allowed ``|error|``: orientation + ordering bias + sampling error.
+        orientation, ordering, sampling: (C, k) the three parts of ``tolerance``.
+        spread: (C, k) across-seed standard deviation of ``rate - exponent``.
+        n_seeds: seeds per condition; ``quantile``: the Student-t quantile of the sampling part.
+    """
+
+    error: Tensor
+    tolerance: Tensor
+    orientation: Tensor
+    ordering: Tensor
+    sampling: Tensor
+    spread: Tensor
+    n_seeds: int
+    quantile: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether every ``|error|`` lies within its tolerance (NaN counts as a failure)."""
+        return bool((self.error.abs() < self.tolerance).all())
+
+    @property
+    def decidable(self) -> bool:
+        """Whether the comparison can reject anything at all.
+
+        With fewer than 4 seeds the Student-t quantile of the sampling part exceeds 8 standard
+        errors (over 100 with 2 seeds)."""
+        return self.n_seeds >= 4
+
+    @property
+    def worst(self) -> float:
+        """The largest ``|error| / tolerance`` (above 1: the comparison fails)."""
+        return float((self.error.abs() / self.tolerance).max())
+
+
+def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int | Tensor, n_units: int, *,
+                               alpha: float = 0.05) -> RateComparison:
+    """How far the finite-time rates ``(1/t) ln sigma_i(T_t Q_0)`` may lie from the exponents
+    ``lambda_i`` at horizon ``t``, seed-averaged, given the chapter's own sizes.
+
+    ``rate - lambda_i`` has three parts, each bounded here:
+
+    * **orientation** (``O(1/t)``, deterministic sign): ``Q_0`` is a random ``k``-frame in
+      ``N`` dimensions, so its overlap with the ``i``-th Oseledets direction beyond the first
+      ``i - 1`` is ``chi_{k-i+1} / sqrt(N)``; ``E ln`` of it is ``-ln(N)/2 + (psi((k-i+1)/2) + ln 2)/2``,
+      at most ``ln(N)/2 + 0.64`` in size (``i = k``). Bound: ``(ln(N)/2 + 0.64) / t``.
+    * **ordering** (``O(1/sqrt t)``): singular values come sorted. When the finite-time
+      fluctuations (standard deviation ``s`` per network) exceed the spacing of the exponents,
+      the ``i``-th largest rate is not the rate of the ``i``-th direction; since sorting moves no
+      entry by more than the largest fluctuation, the bias is at most
+      ``E max_j |s xi_j| <= s sqrt(2 ln 2k)`` (``k`` Gaussian fluctuations, any correlation).
+      ``s`` is the across-seed spread of ``rate - lambda`` (largest over ``i`` per condition).
+    * **sampling**: the seed mean's standard error ``s_i / sqrt(n)`` times the two-sided
+      Student-t quantile at ``alpha``, Bonferroni-corrected over the ``C k`` comparisons.
+
+    Args:
+        rates: (C, n, k) finite-time rates per condition, seed and index (NaN: unresolved).
+        exponents: (C, n, k) the exponents of the same networks (e.g. QR estimates).
+        horizon: ``t``, or (C, k) horizons, one per condition and index (see
+            :func:`longest_resolved_rates`); n_units: ``N``.
+        alpha: family-wise level of the sampling part.
+    Returns:
+        :class:`RateComparison` (``.ok``: every ``|error| < tolerance``).
+    """
+    from scipy import stats
+
+    if rates.shape != exponents.shape or rates.ndim != 3:
+        raise ValueError(f"rates and exponents must both be (C, n, k), got {tuple(rates.shape)}, {tuple(exponents.shape)}")
+    C, n, k = rates.shape
+    if n < 2:
+        raise ValueError("the seed spread needs at least 2 seeds per condition")
+    dev = (rates - exponents).to(torch.float64)
+    error = dev.mean(1)
+    spread = dev.std(1, unbiased=True)
+    t = torch.as_tensor(horizon, dtype=error.dtype, device=error.device)
+    orientation = ((0.5 * math.log(n_units) + 0.64) / t).expand_as(error).clone()
+    ordering = math.sqrt(2 * math.log(2 * k)) * spread.amax(1, keepdim=True).expand_as(error)
+    q = float(stats.t.ppf(1 - alpha / (2 * C * k), n - 1))
+    sampling = q * spread / math.sqrt(n)
+    return RateComparison(error=error, tolerance=orientation + ordering + sampling, orientation=orientation,
+                          ordering=ordering, sampling=sampling, spread=spread, n_seeds=n, quantile=q)
+
+
+def longest_resolved_rates(log_sv: Tensor) -> tuple[Tensor, Tensor]:
+    """Finite-time rates ``ln sigma_i(T_t Q_0) / t`` at the longest horizon where they are resolved.
+
+    Without re-orthonormalization ``T_t Q_0`` carries ``sigma_i`` only while
+    ``sigma_i / sigma_1 > 10 eps`` (:func:`log_singular_values` gives NaN beyond): for a gap
+    ``lambda_1 - lambda_i`` that is ``t < ln(1 / (10 eps)) / (lambda_1 - lambda_i)`` (about 34.5 /
+    gap in float64). Per condition and index, the horizon used is the longest ``t`` up to which
+    every seed's ``sigma_i`` stays resolved.
+
+    Args:
+        log_sv: (T, C, n, k) logs of the singular values at ``t = 1 .. T`` (NaN: unresolved).
+    Returns:
+        rates (C, n, k) and the horizons used (C, k), as float (0 where none is resolved: rate NaN).
+    """
+    T = log_sv.shape[0]
+    ok = torch.isfinite(log_sv).all(2)  # (T, C, k): every seed resolved
+    run = torch.cumprod(ok.to(torch.int64), 0)  # 1 while resolved since t = 1
+    t_used = run.sum(0)  # (C, k): the longest resolved prefix
+    idx = (t_used - 1).clamp(min=0)  # (C, k)
+    gathered = log_sv.gather(0, idx[None, :, None, :].expand(1, *log_sv.shape[1:]))[0]  # (C, n, k)
+    t_f = t_used.to(log_sv.dtype)
+    rates = torch.where(t_used[:, None, :] > 0, gathered / t_f.clamp(min=1)[:, None, :],
+                        torch.full_like(gathered, float("nan")))
+    return rates, t_f

@@ -49,6 +49,6 @@ CHAPTERS: list[Chapter] = [
                 {"smoke": 6, "book": 8, "paper": 16}, bounds="[1, inf)"),
         steps=Param("int", "steps of the QR estimate of the exponents", {"smoke": 300, "book": 4000, "paper": 20000}, bounds="[1, inf)"),
         transient=Param("int", "steps discarded before everything else", {"smoke": 50, "book": 200, "paper": 1000}, bounds="[0, inf)"),
-        n_seeds=Param("int", "networks (seeds) per gain", {"smoke": 2, "book": 8, "paper": 32}, bounds="[1, inf)"),
+        n_seeds=Param("int", "networks (seeds) per gain", {"smoke": 4, "book": 8, "paper": 32}, bounds="[1, inf)"),
     ),
 ]
