@@ -130,8 +130,8 @@ CHAPTERS: list[Chapter] = [
                       {"smoke": 1, "book": 2, "paper": 4}, bounds="[1, inf)"),
         d_input=Param("int", "input/output width (768: BERT embeddings)", {"smoke": 48, "book": 192, "paper": 768}, bounds="[1, inf)"),
         d_model=Param("int", "model width and recurrent state size", {"smoke": 16, "book": 64, "paper": 256}, bounds="[1, inf)"),
-        n_blocks=Param("int", "recurrent blocks", {"smoke": 2, "book": 4, "paper": 4}, bounds="[1, inf)"),
+        n_blocks=Param("int", "recurrent blocks", {"smoke": 4, "book": 4, "paper": 4}, bounds="[1, inf)"),
         batch=Param("int", "input sequences per network", {"smoke": 4, "book": 8, "paper": 16}, bounds="[2, inf)"),
-        seq_len=Param("int", "sequence length", {"smoke": 100, "book": 512, "paper": 512}, bounds="[1, inf)"),
+        seq_len=Param("int", "sequence length", {"smoke": 400, "book": 512, "paper": 512}, bounds="[1, inf)"),
     ),
 ]
