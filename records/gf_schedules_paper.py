@@ -1,7 +1,7 @@
-"""Record: GF's flossing schedules at the public code's own configuration (chapter 10 shows it
-beside its `book` scale when present).
+"""Record: GF's flossing schedules at the public code's own configuration, to be set beside
+chapter 10's `book` scale (not run yet: see ``--estimate`` for its projected cost).
 
-GF's public protocol (PUBLISHED.md's [C] source, not tied to a figure): N = 80 tanh units, one
+GF's public protocol (the configuration of Engelken's public code, not tied to a figure): N = 80 tanh units, one
 batch of B = 16 sequences of T = 300 per epoch, 3001 epochs, Adam 1e-3 with per-tensor clipping
 0.03; flossing k = 75 exponents to 0 on 55-step trajectories with a QR every step, Adam 1e-3;
 500 pre-flossing steps; during training 500 steps at epochs that are multiples of 100, at most 2

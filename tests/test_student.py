@@ -66,13 +66,14 @@ def test_refuses_to_overwrite_the_source(tmp_path: Path):
 
 
 def _code_checked_solutions(nb) -> int:
-    """Code cells inside solutions that assert something (``check(...)`` or ``assert``)."""
+    """Code cells inside solutions that assert something (``check(...)``, ``check_if_testable(...)``
+    or ``assert``)."""
     inside, count = False, 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for m in re.finditer(r"\{solution-(start|end)\}", cell.source):
                 inside = m.group(1) == "start"
-        elif inside and ("check(" in cell.source or "assert " in cell.source):
+        elif inside and (re.search(r"\bcheck(_if_testable)?\(", cell.source) or "assert " in cell.source):
             count += 1
     return count
 
@@ -80,6 +81,9 @@ def _code_checked_solutions(nb) -> int:
 def test_code_checked_solutions_are_counted():
     nb = _nb(new_markdown_cell(EXERCISE), new_markdown_cell(START), new_code_cell("check(True, 'ok')"),
              new_markdown_cell(END), new_code_cell("assert True  # outside any solution"))
+    assert _code_checked_solutions(nb) == 1
+    nb = _nb(new_markdown_cell(EXERCISE), new_markdown_cell(START), new_code_cell("check_if_testable(n > 3, ok, 'x')"),
+             new_markdown_cell(END))
     assert _code_checked_solutions(nb) == 1
 
 
