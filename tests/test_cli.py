@@ -590,12 +590,3 @@ def test_a_dead_kernel_is_explained_and_the_record_kept(tmp_path, capsys):
     assert "Run a smaller scale" in rec["error"]
     assert "the kernel died" in capsys.readouterr().err
 
-
-def test_chapter_kernels_talk_over_ipc_not_tcp_ports(tmp_path):
-    # two kernels started at once (a sweep's workers) could draw the same free TCP port and the
-    # second died with "Address already in use" (seen in CI); IPC sockets are files, never shared
-    from floss_utils.book.kernel_watch import kernel_manager_class
-
-    a = kernel_manager_class(tmp_path / "a.log")(kernel_name="python3")
-    b = kernel_manager_class(tmp_path / "b.log")(kernel_name="python3")
-    assert a.transport == b.transport == "ipc"

@@ -100,17 +100,11 @@ class KernelWatch:
 
 def kernel_manager_class(log: Path, watch: KernelWatch | None = None):
     """A kernel manager class for papermill: nbclient's default, but the kernel process's own
-    stderr goes to ``log`` instead of the user's terminal, ``watch`` (if given) samples the
-    kernel's memory from its start, and the kernel talks over IPC sockets (files) instead of
-    TCP ports: kernels started at the same moment (a sweep's workers) can pick the same free port
-    over TCP, and the second then dies with "Address already in use"."""
+    stderr goes to ``log`` instead of the user's terminal, and ``watch`` (if given) samples the
+    kernel's memory from its start."""
     from jupyter_client.manager import AsyncKernelManager
 
     class WatchedKernelManager(AsyncKernelManager):
-        def __init__(self, **kw):
-            kw.setdefault("transport", "ipc")
-            super().__init__(**kw)
-
         async def _async_launch_kernel(self, kernel_cmd, **kw):  # jupyter_client's documented hook
             with open(log, "ab") as stream:  # the child keeps its own copy of the descriptor
                 kw["stderr"] = stream
