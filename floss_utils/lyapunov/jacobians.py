@@ -29,6 +29,17 @@ def _u(drive: DriveFn, t: int) -> Optional[Tensor]:
     return None if drive is None else drive(t)
 
 
+def _initial_directions(h0: Tensor, k: Optional[int], q0: Optional[Tensor],
+                        generator: Optional[torch.Generator]) -> Tensor:
+    """``q0`` if given, else (B, N, N) identities for ``k`` None or N, else Haar-random (B, N, k)."""
+    if q0 is not None:
+        return q0
+    B, N = h0.shape
+    if k is None or k == N:
+        return torch.eye(N, dtype=h0.dtype, device=h0.device).expand(B, N, N).clone()
+    return random_orthonormal(B, N, k, dtype=h0.dtype, device=h0.device, generator=generator)
+
+
 def long_term_jacobian(
     system: RecurrentMap,
     h0: Tensor,
@@ -51,11 +62,7 @@ def long_term_jacobian(
         (horizon, B, N, k): ``T_t Q_0``, no re-orthonormalization (float64 holds ``exp(700)``).
     """
     B, N = h0.shape
-    if q0 is None:
-        if k is None or k == N:
-            q0 = torch.eye(N, dtype=h0.dtype, device=h0.device).expand(B, N, N).clone()
-        else:
-            q0 = random_orthonormal(B, N, k, dtype=h0.dtype, device=h0.device, generator=generator)
+    q0 = _initial_directions(h0, k, q0, generator)
     h, T = h0, q0
     out = []
     for t in range(horizon):
@@ -112,11 +119,7 @@ def log_extreme_singular_values(
         ``ln kappa(T_t Q_0)``.
     """
     B, N = h0.shape
-    if q0 is None:
-        if k is None or k == N:
-            q0 = torch.eye(N, dtype=h0.dtype, device=h0.device).expand(B, N, N).clone()
-        else:
-            q0 = random_orthonormal(B, N, k, dtype=h0.dtype, device=h0.device, generator=generator)
+    q0 = _initial_directions(h0, k, q0, generator)
     kk = q0.shape[-1]
     upper = torch.ones(kk, kk, dtype=torch.bool, device=h0.device).triu()
     eye = torch.eye(kk, dtype=h0.dtype, device=h0.device)
