@@ -421,6 +421,11 @@ def test_float32_modules_stay_in_float32_unless_asked_and_gradients_reach_them()
         l32 = module_exponents(lstm, x, 4, q0=q0.float())
         l64 = module_exponents(lstm, x, 4, q0=q0, dtype=torch.float64)
     assert torch.allclose(l32.double(), l64, atol=1e-4, rtol=0)
+    # the precision may be named as the book's parameters spell it; anything else is refused
+    with torch.no_grad():
+        assert torch.equal(module_exponents(lstm, x, 4, q0=q0, dtype="float64"), l64)
+    with pytest.raises(ValueError, match="float32 or float64, not torch.float16"):
+        module_exponents(lstm, x, 4, dtype="float16")
 
 
 def test_dropout_is_refused_unless_ignored_and_then_it_is_the_map_without_dropout():

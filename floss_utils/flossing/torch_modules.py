@@ -514,7 +514,7 @@ def _param_like(model: Model) -> Optional[Tensor]:
     return None
 
 
-def _prepare(model: Model, inputs: Tensor, hx: Hx, spec: _Spec, dtype: Optional[torch.dtype]
+def _prepare(model: Model, inputs: Tensor, hx: Hx, spec: _Spec, dtype: Optional[torch.dtype | str]
              ) -> tuple[Tensor, Tensor, bool, torch.dtype]:
     """Inputs (T, B, I) time-major and initial states (B, S), on the model's device and in the
     computation's dtype; whether the inputs were unbatched."""
@@ -529,8 +529,10 @@ def _prepare(model: Model, inputs: Tensor, hx: Hx, spec: _Spec, dtype: Optional[
     ref = _param_like(model)
     if dtype is None:
         dtype = ref.dtype if ref is not None else (hx.dtype if isinstance(hx, Tensor) else inputs.dtype)
+    if isinstance(dtype, str):  # "float64", as the book's parameters spell it
+        dtype = getattr(torch, dtype, dtype)
     if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{spec.where}: exponents are computed in float32 or float64, not {dtype}")
+        raise ValueError(f"{spec.where}: exponents are computed in float32 or float64, not {dtype!r}")
     device = ref.device if ref is not None else (hx.device if isinstance(hx, Tensor) else inputs.device)
     layout = "(B, T, I)" if spec.batch_first else "(T, B, I)"
     if inputs.ndim == 2:
@@ -577,7 +579,7 @@ def module_exponents(
     q0: Optional[Tensor] = None,
     generator: Optional[torch.Generator] = None,
     reduce: Literal["none", "mean"] = "none",
-    dtype: Optional[torch.dtype] = None,
+    dtype: Optional[torch.dtype | str] = None,
     reorth: str = "auto",
     batch_first: Optional[bool] = None,
     state_size: Optional[int] = None,
@@ -608,7 +610,7 @@ def module_exponents(
         generator: random generator for ``q0`` (a CPU generator works for a model on an
             accelerator: the basis is drawn on the CPU and moved).
         reduce: ``"none"``: one spectrum per sequence; ``"mean"``: their mean.
-        dtype: precision of the computation (default the model's; ``torch.float64`` casts the
+        dtype: precision of the computation, a dtype or its name (default the model's; ``torch.float64`` casts the
             weights differentiably and uses the Cholesky QR with its fast backward).
         reorth: re-orthonormalization of :func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum`.
         batch_first: layout of ``inputs`` for cells (``nn.RNN``/``GRU``/``LSTM`` use their own).
@@ -720,7 +722,7 @@ class ModuleFlosser:
         target: float = 0.0,
         transient: Optional[int] = None,
         ons: int = 1,
-        dtype: Optional[torch.dtype] = None,
+        dtype: Optional[torch.dtype | str] = None,
         reorth: str = "auto",
         batch_first: Optional[bool] = None,
         state_size: Optional[int] = None,
