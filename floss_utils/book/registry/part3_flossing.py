@@ -40,11 +40,9 @@ def _flossing_constraints() -> list[Constraint]:
     ]
 
 
-def _schedule_params(smoke: Optional[dict[str, Any]] = None, book: Optional[dict[str, Any]] = None
-                     ) -> dict[str, Param]:
+def _schedule_params(smoke: Optional[dict[str, Any]] = None) -> dict[str, Param]:
     """Parameters shared by chapters 10 and 11 (task training with flossing schedules);
-    ``smoke`` and ``book`` replace the presets of the named ones at that scale (a chapter's own
-    budget).
+    ``smoke`` replaces the ``smoke`` presets of the named ones (a chapter's own smoke budget).
 
     ``book`` shrinks GF's protocol to fit 2 CPU cores: N = 32 (paper 80), T = 64 (300),
     400 epochs (3001), E_p = 200 (500), E_i = 100 (500) every E_f = 50 (100) epochs, k = 30 of 32
@@ -68,9 +66,8 @@ def _schedule_params(smoke: Optional[dict[str, Any]] = None, book: Optional[dict
         eval_every=Param("int", "epochs between held-out accuracy evaluations", {"smoke": 5, "book": 10, "paper": 10}, bounds="[1, inf)"),
         success_threshold=Param("float", "held-out accuracy that counts as success", default=0.95, bounds="(0.5, 1]"),
     )
-    for scale, values in (("smoke", smoke), ("book", book)):
-        for name, value in (values or {}).items():
-            params[name] = replace(params[name], presets={**params[name].presets, scale: value})
+    for name, value in (smoke or {}).items():
+        params[name] = replace(params[name], presets={**params[name].presets, "smoke": value})
     return params
 
 
@@ -146,9 +143,8 @@ CHAPTERS: list[Chapter] = [
             less_than("complexity_lag", "seq_len"),
             less_than("cell_copy_delays", "seq_len", each=True),
         ],
-        # fewer flossing steps than chapter 10, so that the gated cells' JVP flossing fits the
-        # smoke budget and the book's 4 minutes per chapter (paper: GF's 500)
-        **_schedule_params(smoke={"pre_steps": 10, "inter_steps": 5}, book={"pre_steps": 100, "inter_steps": 50}),
+        # smoke: fewer flossing steps, so that the gated cells' JVP flossing fits the smoke budget
+        **_schedule_params(smoke={"pre_steps": 10, "inter_steps": 5}),
         complexity_orders=Param("list[int]", "XOR orders h of the tanh-network tasks (0: delayed copy)",
                                 {"smoke": [0, 1], "book": [0, 1, 2], "paper": [0, 1, 2]}, bounds="[0, inf)"),
         complexity_lag=Param("int", "largest lag 2^h d shared by those tasks (steps; the delay is lag / 2^h)",
