@@ -523,8 +523,7 @@ def test_real_chapter_runs_end_to_end_through_python_m(tmp_path):
     # -q: the result line and nothing else; the kernel's own start-up chatter goes to kernel.log
     assert proc.stdout.startswith(f"ok: {cid}") and len(proc.stdout.splitlines()) == 1, proc.stdout
     assert proc.stderr == "", proc.stderr
-    # the kernel's own stderr went to kernel.log (over IPC sockets its start-up prints no warning)
-    assert (out / "kernel.log").is_file()
+    assert "without encryption" in (out / "kernel.log").read_text()
     rec = _record(out)
     assert rec["status"] == "ok" and rec["chapter"] == cid and rec["scale"] == "smoke"
     smoke = {n: p.presets["smoke"] for n, p in CHAPTERS[cid].params.items() if p.presets}
@@ -591,31 +590,3 @@ def test_a_dead_kernel_is_explained_and_the_record_kept(tmp_path, capsys):
     assert "Run a smaller scale" in rec["error"]
     assert "the kernel died" in capsys.readouterr().err
 
-
-
-def test_chapter_kernels_talk_over_private_ipc_sockets(tmp_path):
-    # two kernels started at once (a sweep's workers) could draw the same free TCP port and the
-    # second died with "Address already in use" (seen in CI); IPC sockets are files in a private
-    # folder with an absolute path (the kernel runs in another working directory)
-    import asyncio
-
-    from floss_utils.book.kernel_watch import kernel_manager_class
-
-    managers = [kernel_manager_class(tmp_path / f"{i}.log")(kernel_name="python3") for i in range(2)]
-    assert [m.transport for m in managers] == ["ipc", "ipc"]
-    assert all(os.path.isabs(m.ip) and len(m.ip) < 80 for m in managers)
-    assert managers[0].ip != managers[1].ip
-
-    async def both_answer():
-        await asyncio.gather(*(m.start_kernel(cwd=str(tmp_path)) for m in managers))
-        try:
-            for m in managers:
-                client = m.client()
-                client.start_channels()
-                await client.wait_for_ready(timeout=120)
-                client.stop_channels()
-        finally:
-            await asyncio.gather(*(m.shutdown_kernel(now=True) for m in managers))
-
-    asyncio.run(both_answer())
-    assert not any(os.path.exists(os.path.dirname(m.ip)) for m in managers)  # removed with the kernel

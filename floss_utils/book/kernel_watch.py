@@ -12,11 +12,8 @@ out-of-memory killer (SIGKILL near the machine's memory), another signal, or an 
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import threading
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -103,31 +100,11 @@ class KernelWatch:
 
 def kernel_manager_class(log: Path, watch: KernelWatch | None = None):
     """A kernel manager class for papermill: nbclient's default, but the kernel process's own
-    stderr goes to ``log`` instead of the user's terminal, ``watch`` (if given) samples the
-    kernel's memory from its start, and the kernel talks over IPC sockets in a private folder
-    instead of TCP ports.
-
-    Over TCP the manager picks ports that are free at that moment and the kernel binds them a
-    little later: two kernels started at once (a sweep's workers, separate processes) can draw
-    the same port, and the second dies with "Address already in use". IPC sockets are files in
-    a fresh folder of the system's temporary directory (an absolute, short path: the kernel runs
-    in another working directory, and a socket path may hold ~100 characters), removed with
-    the kernel."""
+    stderr goes to ``log`` instead of the user's terminal, and ``watch`` (if given) samples the
+    kernel's memory from its start."""
     from jupyter_client.manager import AsyncKernelManager
 
     class WatchedKernelManager(AsyncKernelManager):
-        def __init__(self, **kw: Any):
-            self._ipc_dir = tempfile.mkdtemp(prefix="floss-kernel-")
-            kw.setdefault("transport", "ipc")
-            kw.setdefault("ip", str(Path(self._ipc_dir) / "k"))
-            super().__init__(**kw)
-            weakref.finalize(self, shutil.rmtree, self._ipc_dir, True)  # also if never shut down
-
-        async def _async_cleanup_resources(self, restart: bool = False) -> None:
-            await super()._async_cleanup_resources(restart=restart)
-            if not restart:
-                shutil.rmtree(self._ipc_dir, ignore_errors=True)
-
         async def _async_launch_kernel(self, kernel_cmd, **kw):  # jupyter_client's documented hook
             with open(log, "ab") as stream:  # the child keeps its own copy of the descriptor
                 kw["stderr"] = stream
