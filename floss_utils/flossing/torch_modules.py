@@ -70,6 +70,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common import resolve_dtype
 from ..lyapunov.estimator import NonFiniteError, lyapunov_spectrum
 from ..lyapunov.maps import RecurrentMap, random_orthonormal
 from .flosser import flossing_loss, flossing_transient
@@ -529,10 +530,10 @@ def _prepare(model: Model, inputs: Tensor, hx: Hx, spec: _Spec, dtype: Optional[
     ref = _param_like(model)
     if dtype is None:
         dtype = ref.dtype if ref is not None else (hx.dtype if isinstance(hx, Tensor) else inputs.dtype)
-    if isinstance(dtype, str):  # "float64", as the book's parameters spell it
-        dtype = getattr(torch, dtype, dtype)
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"{spec.where}: exponents are computed in float32 or float64, not {dtype!r}")
+    try:  # a dtype or its name, as the book's parameters spell it
+        dtype = resolve_dtype(dtype)
+    except ValueError as exc:
+        raise ValueError(f"{spec.where}: exponents are computed in float32 or float64 ({exc})") from None
     device = ref.device if ref is not None else (hx.device if isinstance(hx, Tensor) else inputs.device)
     layout = "(B, T, I)" if spec.batch_first else "(T, B, I)"
     if inputs.ndim == 2:
