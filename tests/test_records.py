@@ -59,3 +59,22 @@ def test_committed_records_are_complete_and_remakable(name):
 
 def test_records_root_is_the_checkouts_records_folder():
     assert records_root(REPO_ROOT) == REPO_ROOT / "records"
+
+
+def test_published_comparison_states_ratio_and_factor():
+    from floss_utils.book.records import published_comparison
+
+    t = published_comparison({"a": 1e-5, "b": 0.4}, {"a": 2.9e-5, "b": 1e-3}, {"a": 3e-4}, factor=3)
+    assert list(t["point"]) == ["a", "b"]
+    assert t["paper / published"].tolist() == pytest.approx([2.9, 0.0025])
+    assert t["within factor"].tolist() == [True, False]
+    assert t["book scale"].iloc[0] == 3e-4 and t["book scale"].isna().iloc[1]
+    # the criterion is symmetric: a third of the published value is within 3x, a quarter is not
+    t = published_comparison({"a": 1.0, "b": 1.0}, {"a": 1 / 3, "b": 0.25})
+    assert t["within factor"].tolist() == [True, False]
+    with pytest.raises(KeyError, match="b"):
+        published_comparison({"a": 1.0, "b": 1.0}, {"a": 1.0})
+    with pytest.raises(ValueError, match="factor"):
+        published_comparison({"a": 1.0}, {"a": 1.0}, factor=0.5)
+    with pytest.raises(ValueError, match="positive"):
+        published_comparison({"a": 1.0}, {"a": 0.0})

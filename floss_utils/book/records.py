@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records"]
+__all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records",
+           "published_comparison"]
 
 #: the folder of the records, relative to the book's checkout
 RECORDS_DIR = "records"
@@ -153,3 +154,38 @@ def list_records(root: str | Path | None = None) -> list[str]:
     """The names of the committed records (folders of ``records/`` holding a ``record.json``)."""
     base = records_root(root)
     return sorted(p.parent.name for p in base.glob("*/record.json"))
+
+
+def published_comparison(published: Mapping[str, float], paper: Mapping[str, float],
+                         book: Mapping[str, float] | None = None, factor: float = 3.0):
+    """One row per point: **published | paper configuration | book scale**.
+
+    Args:
+        published: point -> the source's value.
+        paper: point -> the value at the source's own configuration (a record); every point of
+            ``published`` must be here.
+        book: point -> the chapter's own value at its committed scale (optional; missing points
+            are NaN).
+        factor: the agreement criterion: ``paper`` within ``factor`` of ``published`` either way.
+    Returns:
+        A pandas DataFrame with columns ``point, published, paper configuration,
+        paper / published, within factor, book scale``.
+    """
+    import math
+
+    import pandas as pd
+
+    if not (isinstance(factor, (int, float)) and factor >= 1):
+        raise ValueError(f"factor must be a number >= 1, got {factor!r}")
+    missing = [k for k in published if k not in paper]
+    if missing:
+        raise KeyError(f"no paper-configuration value for {missing}")
+    rows = []
+    for k, pub in published.items():
+        if not (pub > 0 and paper[k] > 0):
+            raise ValueError(f"{k}: values must be positive to compare by ratio, got {pub!r} and {paper[k]!r}")
+        ratio = paper[k] / pub
+        rows.append({"point": k, "published": pub, "paper configuration": paper[k], "paper / published": ratio,
+                     "within factor": bool(1 / factor <= ratio <= factor),
+                     "book scale": (book or {}).get(k, math.nan)})
+    return pd.DataFrame(rows)
