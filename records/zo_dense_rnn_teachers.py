@@ -14,9 +14,9 @@ ZO's configuration (their `scans/comparison_architectures_LSI_*.yaml`): hidden 6
 batch 128, 100 epochs x 100 batches = 10 000 Adam steps, cosine decay from the peak learning
 rate to 1e-7, loss 0.5 x mean squared error, final loss = mean over the last epoch (100 steps);
 dense RNN initialized with moduli in [0, 1) (their `min_nu` is not passed to the dense model),
-LRU ring-initialized on [nu0, 1). Learning rates: the part of ZO's grids that holds the best
-rate at nu0 = 0.99 on teacher 0 (measured: dense 1e-3, LRU 1e-2); the record says for each
-teacher whether its best rate sits on the edge of the part run.
+LRU ring-initialized on [nu0, 1). Learning rates: the part of ZO's grids around the best rate
+at nu0 = 0.99 (dense 3.2e-3 ... 1e-4, LRU 3.2e-2 ... 3.2e-3); the record says for each teacher
+whether its best rate sits on the edge of the part run.
 
 Per teacher it also records the zero-output loss (the loss of a student that outputs 0: how
 much there is to learn) and the largest eigenvalue condition number kappa_max of the teacher's
@@ -24,7 +24,7 @@ A (chapter 6 finds the dense/diagonal curvature ratio to follow kappa_max^2).
 
 Run from the repository's root (about 20 s per dense member and 15 s per LRU member on one
 core of the 2-core reference CPU; resumable: finished teachers are kept in
-``records/zo_dense_rnn_teachers/partial.csv``):
+``records/zo_dense_rnn_teachers/partial_float64.csv``, per teacher, architecture and learning rate):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/zo_dense_rnn_teachers.py [--teachers 8] [--dtype float64]
 """
@@ -48,7 +48,7 @@ from floss_utils.curse_of_memory.teacher import make_teacher
 NAME = "zo_dense_rnn_teachers"
 NU0 = 0.99
 PROTOCOL = dict(nu0=NU0, hidden=64, seq_len=300, batch_size=128, steps=10_000, final_window=100,
-                lrs={"rnn": [3.2e-3, 1e-3, 3.2e-4], "lru": [3.2e-2, 1e-2]}, student_seed=0)
+                lrs={"rnn": [3.2e-3, 1e-3, 3.2e-4, 1e-4], "lru": [3.2e-2, 1e-2, 3.2e-3]}, student_seed=0)
 #: ZO's published final losses at nu0 = 0.99 (Fig. 3A; one teacher, 10 student seeds)
 PUBLISHED = {"rnn": 0.4, "lru": 2e-5}
 
@@ -61,15 +61,27 @@ def teacher_facts(seed: int) -> dict:
             "kappa_max": float(kappa.max()), "largest_modulus": float(t.eigvals.abs().max())}
 
 
-def one_teacher(seed: int, dtype: torch.dtype) -> pd.DataFrame:
+def one_teacher(seed: int, dtype: torch.dtype, lrs: dict[str, list[float]]) -> pd.DataFrame:
+    """Train the students of ``lrs`` (architecture -> learning rates) on teacher ``seed``."""
     p = PROTOCOL
-    configs = [RunConfig("rnn", NU0, hidden=p["hidden"]), RunConfig("lru", NU0, hidden=p["hidden"])]
-    frame = run_grid(configs, p["lrs"], [p["student_seed"]], steps=p["steps"], batch_size=p["batch_size"],
+    configs = [RunConfig(arch, NU0, hidden=p["hidden"]) for arch in lrs]
+    frame = run_grid(configs, lrs, [p["student_seed"]], steps=p["steps"], batch_size=p["batch_size"],
                      seq_len=p["seq_len"], teacher_seed=seed, final_window=p["final_window"], dtype=dtype)
     facts = teacher_facts(seed)
     for k, v in facts.items():
         frame[k] = v
     return frame
+
+
+def missing_lrs(done: pd.DataFrame, seed: int) -> dict[str, list[float]]:
+    """The learning rates of PROTOCOL not yet run on teacher ``seed`` (per architecture)."""
+    out = {}
+    for arch, lrs in PROTOCOL["lrs"].items():
+        have = done[(done["teacher_seed"] == seed) & (done["arch"] == arch)]["lr"].tolist() if len(done) else []
+        todo = [lr for lr in lrs if not any(math.isclose(lr, h) for h in have)]
+        if todo:
+            out[arch] = todo
+    return out
 
 
 def best_per_teacher(runs: pd.DataFrame) -> pd.DataFrame:
@@ -96,14 +108,15 @@ def main() -> None:
     done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()
     with Stopwatch() as sw:
         for seed in range(a.teachers):
-            if len(done) and seed in set(done["teacher_seed"]):
+            todo = missing_lrs(done, seed)
+            if not todo:
                 continue
-            frame = one_teacher(seed, dtype)
+            frame = one_teacher(seed, dtype, todo)
             done = pd.concat([done, frame], ignore_index=True)
             done.to_csv(partial, index=False)
             print(frame[["arch", "lr", "final_loss", "zero_output_loss", "kappa_max"]].to_string(index=False),
                   flush=True)
-    runs = done[done["teacher_seed"] < a.teachers]
+    runs = done[done["teacher_seed"] < a.teachers].sort_values(["teacher_seed", "arch", "lr"], ignore_index=True)
     best = best_per_teacher(runs)
     results = {"published": PUBLISHED, "dtype": a.dtype, "teachers": a.teachers}
     for arch in ("rnn", "lru"):
