@@ -34,7 +34,7 @@ from floss_utils.book.registry import CHAPTERS, SCALES, Param, chapter
 from floss_utils.book.runs import Book
 
 from conftest import REPO_ROOT, registry_notebook
-from tiny_book import BOOK, TINY, TINY_ROOT, exited_process, floss_argv, process_gone, wait_for
+from tiny_book import BOOK, TINY, TINY_ROOT, exited_process, floss_argv, process_gone, wait_for, with_default_signals
 
 SUBCOMMANDS = ("list", "params", "run", "sweep", "build")
 
@@ -292,6 +292,7 @@ def test_a_signal_ends_a_run_with_a_true_record(tmp_path, sig):
     proc = subprocess.Popen(floss_argv("run", "tiny", "--scale", "smoke", "-p", "hold_at", "1", "-p", "hold_file",
                                        str(hold), "--out", str(out)),
                             env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True,
+                            preexec_fn=with_default_signals,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "results.json").exists(), proc, "reached the held cell")
     running = _record(out)

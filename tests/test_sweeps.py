@@ -32,7 +32,7 @@ from floss_utils.book.cli import main
 from floss_utils.book.parameters import ParameterError
 from floss_utils.book.runs import RunError
 
-from tiny_book import BOOK, TINY, exited_process, floss_argv, process_gone, wait_for
+from tiny_book import BOOK, TINY, exited_process, floss_argv, process_gone, wait_for, with_default_signals
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._+,=-]+$")
 
@@ -205,6 +205,7 @@ def test_sweep_refuses_a_parameter_both_fixed_and_swept(tmp_path):
 def _start_sweep(args: list[str]) -> subprocess.Popen:
     """``floss sweep ARGS`` (tiny chapter) in a process group of its own, as a shell starts it."""
     return subprocess.Popen(floss_argv(*args), env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True,
+                            preexec_fn=with_default_signals,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -7,11 +7,15 @@ can interrupt it mid-run, deterministically.
 
 Also the helpers of the tests that signal a real ``floss`` process: :func:`floss_argv` (the
 command line of a ``floss`` process using this chapter), :func:`wait_for`, :func:`process_gone`
-and :func:`exited_process`.
+and :func:`exited_process`; :func:`with_default_signals`, the ``preexec_fn`` that makes such a
+process start with SIGHUP and SIGINT at their defaults whatever the test runner inherited (a
+runner launched with ``nohup`` or as a background job of a non-interactive shell ignores them,
+children inherit that, and ``floss`` rightly leaves an ignored signal ignored).
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +51,12 @@ _DRIVER = ("import sys; sys.path.insert(0, sys.argv[1]); from tiny_book import B
 def floss_argv(*args: str) -> list[str]:
     """The command line of ``floss ARGS...`` run on the tiny chapter, in a process of its own."""
     return [sys.executable, "-c", _DRIVER, str(Path(__file__).resolve().parent), *args]
+
+
+def with_default_signals() -> None:
+    """``preexec_fn`` for a signalled ``floss`` process: SIGHUP and SIGINT at their defaults."""
+    for signum in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
