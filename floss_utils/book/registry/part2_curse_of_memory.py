@@ -85,7 +85,7 @@ CHAPTERS: list[Chapter] = [
                     {"smoke": [1, 8], "book": [1, 2, 8, 16], "paper": [1, 2, 4, 8, 16, 32]}, bounds="[1, inf)"),
         lrs_rnn=Param("list[float]", "learning-rate grid of the dense and block-diagonal RNNs",
                       {"smoke": [1e-2, 3.2e-3], "book": [1e-2, 3.2e-3, 1e-3, 3.2e-4],
-                       "paper": [3.2e-2, 1e-2, 3.2e-3, 1e-3, 3.2e-4, 1e-4, 3.2e-5]}, bounds="(0, inf)"),
+                       "paper": [1e-2, 3.2e-3, 1e-3, 3.2e-4, 1e-4, 3.2e-5]}, bounds="(0, inf)"),
         lrs_lru=Param("list[float]", "learning-rate grid of the LRU",
                       {"smoke": [0.1, 0.032], "book": [0.1, 0.032, 0.01],
                        "paper": [0.32, 0.1, 0.032, 0.01, 0.0032]}, bounds="(0, inf)"),
