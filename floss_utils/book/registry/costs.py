@@ -48,6 +48,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured earlier, this machine kind'),
         'book': Cost(minutes=0.21, peak_gib=None, status='ok',
                     basis='measured earlier, this machine kind'),
+        'paper': Cost(minutes=5.77, peak_gib=2.19, status='ok',
+                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
     },
     '03_signal_propagation': {
         'smoke': Cost(minutes=0.2, peak_gib=None, status='ok',
@@ -60,6 +62,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured earlier, this machine kind'),
         'book': Cost(minutes=0.62, peak_gib=None, status='ok',
                     basis='measured earlier, this machine kind'),
+        'paper': Cost(minutes=2.32, peak_gib=3.55, status='ok',
+                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
     },
     '05_linear_rnn_vs_lru': {
         'smoke': Cost(minutes=0.22, peak_gib=None, status='ok',
@@ -72,6 +76,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured earlier, this machine kind'),
         'book': Cost(minutes=1.26, peak_gib=None, status='ok',
                     basis='measured earlier, this machine kind'),
+        'paper': Cost(minutes=2.76, peak_gib=0.87, status='ok',
+                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
     },
     '07_deep_networks_at_init': {
         'smoke': Cost(minutes=0.21, peak_gib=None, status='ok',
@@ -84,6 +90,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured earlier, this machine kind'),
         'book': Cost(minutes=0.55, peak_gib=None, status='ok',
                     basis='measured earlier, this machine kind'),
+        'paper': Cost(minutes=3.87, peak_gib=0.65, status='ok',
+                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
     },
     '09_flossing_controls_gradients': {
         'smoke': Cost(minutes=0.17, peak_gib=None, status='ok',
