@@ -54,13 +54,25 @@ def chapters(selected: list[str] | None) -> list[str]:
 
 def keep_record(out: Path, dest: Path) -> None:
     """Copy a run's record (run.json, results.json, its CSV tables and kernel.log) to ``dest``:
-    what a paper-scale run leaves to commit (not the executed notebook, not the figures)."""
-    import shutil
+    what a paper-scale run leaves to commit (not the executed notebook, not the figures).
 
+    The run's temporary folder ``out`` is named in its records (the command, ``output_dir``); the
+    copies name ``dest`` instead (relative to the checkout when inside it), so that a committed
+    record holds no path of one machine's temporary directory."""
     dest.mkdir(parents=True, exist_ok=True)
     for f in [*out.glob("*.json"), *out.glob("*.csv"), out / "kernel.log"]:
         if f.is_file():
-            shutil.copy2(f, dest / f.name)
+            (dest / f.name).write_text(relocate(f.read_text(), out, dest))
+
+
+def relocate(text: str, out: Path, dest: Path) -> str:
+    """``text`` with every mention of the folder ``out`` replaced by ``dest`` (relative to the
+    checkout's root when ``dest`` lies inside it)."""
+    dest = dest.resolve()
+    shown = dest.relative_to(ROOT).as_posix() if dest.is_relative_to(ROOT) else dest.as_posix()
+    for form in {str(out), out.as_posix(), str(out.resolve())}:
+        text = text.replace(form, shown)
+    return text
 
 
 def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = None) -> dict:

@@ -1,0 +1,39 @@
+"""benchmarks/bench_book.py keeps a run's record without the path of its temporary folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import REPO_ROOT
+
+
+def _bench_book():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import bench_book
+
+    return bench_book
+
+
+def test_kept_record_names_its_kept_folder_not_the_temporary_one(tmp_path):
+    keep_record = _bench_book().keep_record
+    out = tmp_path / "tmpabc" / "02_exponents_to_gradients"
+    out.mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"command": f"floss run 02 --out {out}", "status": "ok"}))
+    (out / "results.json").write_text(json.dumps({"parameters": {"output_dir": str(out)}}))
+    (out / "table.csv").write_text("a,b\n1,2\n")
+    (out / "notebook.ipynb").write_text("{}")  # not kept
+    dest = tmp_path / "kept" / "02-paper"
+    keep_record(out, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["results.json", "run.json", "table.csv"]
+    run = json.loads((dest / "run.json").read_text())
+    assert run == {"command": f"floss run 02 --out {dest.resolve().as_posix()}", "status": "ok"}
+    assert json.loads((dest / "results.json").read_text())["parameters"]["output_dir"] == dest.resolve().as_posix()
+    assert (dest / "table.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_folder_inside_the_checkout_is_named_relative_to_it():
+    bench = _bench_book()
+    dest = bench.ROOT / "records" / "chapter_runs" / "02-paper"
+    text = bench.relocate("--out /tmp/tmpxyz/02 and /tmp/tmpxyz/02/x.csv", bench.Path("/tmp/tmpxyz/02"), dest)
+    assert text == "--out records/chapter_runs/02-paper and records/chapter_runs/02-paper/x.csv"
