@@ -35,5 +35,5 @@ def test_kept_record_names_its_kept_folder_not_the_temporary_one(tmp_path):
 def test_a_folder_inside_the_checkout_is_named_relative_to_it():
     bench = _bench_book()
     dest = bench.ROOT / "records" / "chapter_runs" / "02-paper"
-    text = bench.relocate("--out /tmp/tmpxyz/02 and /tmp/tmpxyz/02/x.csv", bench.Path("/tmp/tmpxyz/02"), dest)
+    text = bench.relocate("--out /scratch/run-xyz/02 and /scratch/run-xyz/02/x.csv", bench.Path("/scratch/run-xyz/02"), dest)
     assert text == "--out records/chapter_runs/02-paper and records/chapter_runs/02-paper/x.csv"
