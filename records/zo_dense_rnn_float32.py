@@ -6,8 +6,8 @@ hidden 64, T 300, batch 128, 10 000 Adam steps with a cosine decay to 1e-7, fina
 the last 100 steps, the same learning rates (3.2e-3 ... 1e-4) and the same 10 seeds — in float32,
 and sets it beside the float64 record: mean and median over the seeds at each learning rate, the
 best rate's mean (ZO plot the mean of 10 seeds, 0.4), the number of seeds that stall (final loss
-above 0.1: stalled or only partly trained; ZO's 0.4 cannot come from seeds below it alone; at this
-configuration no seed ends between about 0.01 and 0.14, so the count does not hinge on the value),
+above 0.1: stalled or only partly trained; ZO's 0.4 cannot come from seeds below it alone; chapter 5
+shows the gap in which no seed ends, so that the count does not hinge on the value),
 and an exact two-sided Fisher test of the stall rates (unpaired; chapter 5 also tests the seeds
 paired, by McNemar). The initialization is the same in both precisions (drawn in float64, then
 rounded), the input stream is not: float32 draws its own numbers from the same seed, so the two
