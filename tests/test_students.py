@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from floss_utils.curse_of_memory.students import (LRU, ComplexDiagonalRNN, DenseRNN,
+from floss_utils.curse_of_memory.students import (LRU, S4D, ComplexDiagonalRNN, DenseRNN,
                                                   causal_convolution, lambda_from_params,
                                                   params_from_lambda, ring_init,
                                                   shaped_recurrent_matrix)
@@ -281,3 +281,58 @@ def test_dense_float32_kernel_is_exact_to_float32_round_off():
     K32.square().sum().backward()
     assert S32.A.grad is not None and S32.A.grad.dtype == torch.float32 and bool(torch.isfinite(S32.A.grad).all())
 
+
+
+# ------------------------------------------------------------------------- diagonal S4
+
+
+def test_s4d_initialization_gives_the_ring_eigenvalues():
+    # ZO's default S4 scheme: Delta = -log nu, A = -1 + i theta / Delta, so lambda = exp(Delta A)
+    # = nu e^{i theta} -- the same eigenvalues as the complex diagonal student drawn from the same
+    # seed (same ring draw), and the input scaled by Delta. Closed form, to round-off.
+    s4 = S4D([3, 4], 16, r_min=0.99, r_max=0.999)
+    cd = ComplexDiagonalRNN([3, 4], 16, r_min=0.99, r_max=0.999)
+    assert torch.allclose(s4.lam().detach(), cd.lam().detach(), rtol=0, atol=1e-13)
+    nu = cd.lam().detach().abs()
+    assert torch.allclose(s4.delta().detach(), -torch.log(nu), rtol=1e-12, atol=0)
+    assert torch.equal(s4.A_re.detach(), torch.full_like(nu, -1.0))
+    assert torch.allclose(s4.input_weights().detach(), -torch.log(nu) * torch.complex(cd.B_re, cd.B_im).detach(),
+                          rtol=1e-12, atol=0)
+    # at nu = 0.99 the step is ~0.01, as ZO's "Delta = 0.01"
+    assert float(s4.delta().max()) <= -math.log(0.99) + 1e-12
+
+
+def test_s4d_equals_its_textbook_recursion_and_gradients_match_finite_differences():
+    # h_t = exp(Delta A) h_{t-1} + Delta B x_t, y_t = Re(C h_t) + D x_t written out by hand,
+    # against both of the student's computations; and d loss / d (A_re, A_im, delta_raw) against
+    # central finite differences (step 1e-6, truncation O(h^2) ~ 1e-12 relative).
+    s4 = S4D([1], 6, r_min=0.9)
+    x = torch.randn(2, 80, 1, generator=gen(2), dtype=F64)
+    delta = torch.nn.functional.softplus(s4.delta_raw.detach()[0])
+    lam = torch.exp(delta * torch.complex(s4.A_re.detach()[0], s4.A_im.detach()[0]))
+    B = torch.complex(s4.B_re.detach()[0], s4.B_im.detach()[0])
+    C = torch.complex(s4.C_re.detach()[0], s4.C_im.detach()[0])
+    h = torch.zeros(2, 6, dtype=lam.dtype)
+    ref = []
+    for t in range(80):
+        h = lam * h + delta * B * x[:, t, :]
+        ref.append((h * C).sum(-1).real + s4.D.detach()[0] * x[:, t, 0])
+    ref = torch.stack(ref, 1)
+    assert rel_err(s4(x)[0, :, :, 0].detach(), ref) < 1e-12
+    assert rel_err(s4(x, method="kernel")[0, :, :, 0].detach(), ref) < 1e-11
+
+    def loss() -> torch.Tensor:
+        return (s4(x) ** 2).mean()
+
+    loss().backward()
+    for name in ("A_re", "A_im", "delta_raw"):
+        p = getattr(s4, name)
+        for j in (0, 3):
+            with torch.no_grad():
+                p[0, j] += 1e-6
+                up = loss().item()
+                p[0, j] -= 2e-6
+                down = loss().item()
+                p[0, j] += 1e-6
+            fd = (up - down) / 2e-6
+            assert math.isclose(p.grad[0, j].item(), fd, rel_tol=1e-5, abs_tol=1e-9), (name, j)

@@ -11,7 +11,7 @@ Modules (each public name is also importable from this package)::
     teacher_student_1d  the 1-D teacher-student problem: parametrizations of lambda, Hessians by
                         autograd, learning the angle with Adam
     students            member-batched students: dense / block-diagonal linear RNN, complex diagonal
-                        RNN, LRU
+                        RNN, LRU, diagonal S4 (S4D)
     dense_recurrence    the dense students' time-domain recurrence with a hand-written backward (BPTT)
     teacher             the multi-dimensional teacher linear RNN from an explicit seed
     student_training    ensemble training as one tensor program (per-member learning rates, schedules,
@@ -46,7 +46,7 @@ from .teacher_student_1d import (
     loss_curvature_at_optimum,
 )
 from .students import (
-    MAGNITUDES, ANGLES, Student, DenseRNN, ComplexDiagonalRNN, LRU, causal_convolution,
+    MAGNITUDES, ANGLES, Student, DenseRNN, ComplexDiagonalRNN, LRU, S4D, causal_convolution,
     ring_init, lambda_from_params, params_from_lambda, shaped_recurrent_matrix,
     shape_eigenvalues,
 )
@@ -62,7 +62,7 @@ from .student_training import (
 )
 from .student_grids import (
     ARCHITECTURES, CONFIG_KEYS, RunConfig, FigureConfigs, figure_configs, run_grid, best_run,
-    best_at_grid_edge,
+    best_at_grid_edge, missing_learning_rates,
 )
 from .landscape import (
     FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen,
@@ -87,13 +87,13 @@ __all__ = [
     "PARAMETRIZATION_KINDS", "magnitude", "magnitude_inverse", "angle", "angle_inverse",
     "opt_angle_scale", "parametrized_lambda", "parametrization_hessian", "AngleTraining",
     "learn_angle", "loss_curvature_at_optimum", "MAGNITUDES", "ANGLES", "Student", "DenseRNN",
-    "ComplexDiagonalRNN", "LRU", "causal_convolution", "ring_init", "lambda_from_params",
+    "ComplexDiagonalRNN", "LRU", "S4D", "causal_convolution", "ring_init", "lambda_from_params",
     "params_from_lambda", "shaped_recurrent_matrix", "shape_eigenvalues", "Workspace",
     "augmented_matrix", "dense_scan", "reference_scan", "fast_path_applies", "Teacher",
     "make_teacher", "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram",
     "quadratic_loss", "fft_loss", "expected_loss", "kernel_error", "cosine_lr",
     "best_learning_rates", "ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs",
-    "figure_configs", "run_grid", "best_run", "best_at_grid_edge", "FlatLayout",
+    "figure_configs", "run_grid", "best_run", "best_at_grid_edge", "missing_learning_rates", "FlatLayout",
     "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen",
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
     "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",

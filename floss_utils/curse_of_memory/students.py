@@ -15,6 +15,9 @@ program. Students are ``torch.nn.Module``\\ s:
                               (``"polar"`` ``nu``, ``"exp"`` ``nu = exp(-exp(p))``, ``"opt"``
                               ``nu = tanh(p)``) and an angle parametrization (``"raw"``,
                               ``"exp"`` ``theta = exp(q)``, ``"opt"``), learned ``gamma``
+:class:`S4D`                  ZO's diagonal S4: ``lambda = exp(Delta A)``, ``A`` complex and
+                              ``Delta = softplus(delta_raw) > 0`` learned per unit, input
+                              ``Delta B x``
 ============================  ===============================================================
 
 Common API (``S`` any student, ``x`` of shape ``(B, T, 1)`` shared by all members or
@@ -70,6 +73,7 @@ __all__ = [
     "DenseRNN",
     "ComplexDiagonalRNN",
     "LRU",
+    "S4D",
     "causal_convolution",
     "ring_init",
     "lambda_from_params",
@@ -587,3 +591,50 @@ class LRU(_Diagonal):
     def param_groups(self) -> dict[str, list[str]]:
         return {"recurrent": ["lam_mag", "lam_ang"], "input": ["B_re", "B_im"], "output": ["C_re", "C_im"],
                 "feedthrough": ["D"], "normalization": ["gamma_log"] if self.use_gamma else []}
+
+
+def _inverse_softplus(y: Tensor) -> Tensor:
+    """``x`` with ``softplus(x) = log(1 + e^x) = y`` for ``y > 0`` (``y + log(1 - e^{-y})``, stable)."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+class S4D(_Diagonal):
+    """Diagonal S4 as in ZO's public code (``S4`` with ``s4_shared_Delta=False``): per unit ``n``,
+    ``lambda_n = exp(Delta_n A_n)`` with ``A_n = A_re + i A_im`` and ``Delta_n = softplus(delta_raw_n)``,
+    and the input enters as ``Delta_n B_n x_t`` (the step size scales the input as in an Euler
+    discretization of ``h' = A h + B x``).
+
+    Initialization (ZO's ``"default"`` scheme): the ring draw of the other diagonal students gives
+    ``nu_n, theta_n``; then ``Delta_n = -log nu_n`` (so ``|lambda_n| = nu_n``), ``A_re = -1`` and
+    ``A_im = theta_n / Delta_n`` (so ``arg lambda_n = theta_n``). Near ``nu = 1`` the step
+    ``Delta ~ 1 - nu`` is small (``0.01`` at ``nu = 0.99``), so ``A_im`` is large: the angle is
+    learned through ``A_im`` with a sensitivity ``Delta`` times that of ``theta``.
+    Parameters: ``A_re, A_im, delta_raw, B_re, B_im, C_re, C_im`` ``(M, n)``, ``D`` ``(M,)``.
+    """
+
+    def __init__(self, seeds: Sequence[int], hidden: int, *, r_min=0.0, r_max: float = 1.0,
+                 max_phase=math.pi, dtype: torch.dtype = torch.float64, device="cpu") -> None:
+        super().__init__()
+        seeds = _check_seeds(seeds)
+        if r_max >= 1.0:
+            r_max = 1.0 - 1e-12 if dtype == torch.float64 else 1.0 - 1e-7  # keep Delta = -log nu > 0
+        nu, theta, Bre, Bim, Cre, Cim, D = self._init_common(seeds, hidden, r_min, r_max, max_phase, torch.float64)
+        delta = -torch.log(nu)
+        self.A_re = nn.Parameter(torch.full_like(nu, -1.0).to(dtype).to(device))
+        self.A_im = nn.Parameter((theta / delta).to(dtype).to(device))
+        self.delta_raw = nn.Parameter(_inverse_softplus(delta).to(dtype).to(device))
+        self._set_io(Bre.to(dtype), Bim.to(dtype), Cre.to(dtype), Cim.to(dtype), D.to(dtype), device)
+
+    def delta(self) -> Tensor:
+        """The step sizes ``Delta = softplus(delta_raw)`` ``(M, n)``."""
+        return nn.functional.softplus(self.delta_raw)
+
+    def lam(self) -> Tensor:
+        return torch.exp(self.delta() * torch.complex(self.A_re, self.A_im))
+
+    def gamma(self) -> Optional[Tensor]:
+        return self.delta()
+
+    def param_groups(self) -> dict[str, list[str]]:
+        return {"recurrent": ["A_re", "A_im", "delta_raw"], "input": ["B_re", "B_im"], "output": ["C_re", "C_im"],
+                "feedthrough": ["D"], "normalization": []}
