@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
-           "wilson_interval", "fisher_greater", "bootstrap_interval", "PairedComparison", "paired_comparison"]
+           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -191,6 +191,32 @@ def fisher_greater(k1: int, n1: int, k2: int, n2: int) -> float:
 
     total, hits = int(n1 + n2), int(k1 + k2)
     return float(min(1.0, hypergeom.sf(int(k1) - 1, total, hits, int(n1))))
+
+
+def mcnemar_exact(a, b) -> tuple[int, int, float]:
+    """Exact two-sided McNemar test that two paired binary outcomes have the same rate.
+
+    ``a, b``: (n,) booleans, one pair per unit (e.g. "stalled" for the same seed under two
+    conditions). Only the discordant pairs carry information: ``n10`` units with ``a`` true and
+    ``b`` false, ``n01`` the reverse. Under the null each discordant pair goes either way with
+    probability 1/2, so ``p = min(1, 2 P(Binomial(n10 + n01, 1/2) <= min(n10, n01)))``
+    (1 when there is no discordant pair).
+
+    Returns:
+        (n10, n01, p).
+    """
+    x = np.asarray(a).reshape(-1)
+    y = np.asarray(b).reshape(-1)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(f"need two non-empty paired samples of equal length, got {x.size} and {y.size}")
+    if x.dtype != bool or y.dtype != bool:
+        raise TypeError(f"outcomes must be booleans, got {x.dtype} and {y.dtype}")
+    n10, n01 = int((x & ~y).sum()), int((~x & y).sum())
+    if n10 + n01 == 0:
+        return n10, n01, 1.0
+    from scipy.stats import binom
+
+    return n10, n01, float(min(1.0, 2 * binom.cdf(min(n10, n01), n10 + n01, 0.5)))
 
 
 def bootstrap_interval(values, statistic: Callable = np.mean, level: float = 0.95, n_boot: int = 10_000,

@@ -41,7 +41,7 @@ import torch
 from floss_utils.book.records import Stopwatch, records_root, write_record
 from floss_utils.common import bootstrap_interval
 from floss_utils.curse_of_memory.landscape import eigenvalue_condition_numbers
-from floss_utils.curse_of_memory.student_grids import RunConfig, run_grid
+from floss_utils.curse_of_memory.student_grids import RunConfig, missing_learning_rates, run_grid
 from floss_utils.curse_of_memory.student_training import expected_loss
 from floss_utils.curse_of_memory.teacher import make_teacher
 
@@ -73,17 +73,6 @@ def one_teacher(seed: int, dtype: torch.dtype, lrs: dict[str, list[float]]) -> p
     return frame
 
 
-def missing_lrs(done: pd.DataFrame, seed: int) -> dict[str, list[float]]:
-    """The learning rates of PROTOCOL not yet run on teacher ``seed`` (per architecture)."""
-    out = {}
-    for arch, lrs in PROTOCOL["lrs"].items():
-        have = done[(done["teacher_seed"] == seed) & (done["arch"] == arch)]["lr"].tolist() if len(done) else []
-        todo = [lr for lr in lrs if not any(math.isclose(lr, h) for h in have)]
-        if todo:
-            out[arch] = todo
-    return out
-
-
 def best_per_teacher(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (arch, seed), g in runs.groupby(["arch", "teacher_seed"]):
@@ -108,7 +97,7 @@ def main() -> None:
     done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()
     with Stopwatch() as sw:
         for seed in range(a.teachers):
-            todo = missing_lrs(done, seed)
+            todo = missing_learning_rates(done, PROTOCOL["lrs"], where={"teacher_seed": seed})
             if not todo:
                 continue
             frame = one_teacher(seed, dtype, todo)

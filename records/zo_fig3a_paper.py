@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from floss_utils.book.records import Stopwatch, records_root, write_record
-from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, run_grid
+from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, missing_learning_rates, run_grid
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
 NAME = "zo_fig3a_paper"
@@ -44,18 +44,6 @@ ZO_GRIDS = {"rnn": [3.2e-3, 1e-3, 3.2e-4, 1e-4, 3.2e-5], "lru": [3.2e-1, 1e-1, 3
 #: ZO Fig. 3A, read off the authors' notebook (approximate)
 PUBLISHED = {"rnn": {0.36: 1e-8, 0.68: 1.3e-7, 0.84: 2e-5, 0.92: 8e-5, 0.96: 6e-4, 0.98: 5e-2},
              "lru": {0.36: 6e-8, 0.68: 1.4e-7, 0.84: 1e-6, 0.92: 2.5e-6, 0.96: 5e-6, 0.98: 5e-5}}
-
-
-def missing_lrs(done: pd.DataFrame, nu0: float, seeds: int) -> dict[str, list[float]]:
-    """The learning rates of PROTOCOL (per architecture) not yet run with every seed at ``nu0``."""
-    todo = {}
-    for arch, lrs in PROTOCOL["lrs"].items():
-        rows = done[(done["arch"] == arch) & np.isclose(done["nu0"], nu0)] if len(done) else done
-        have = [lr for lr, g in rows.groupby("lr") if g["seed"].nunique() >= seeds] if len(rows) else []
-        missing = [lr for lr in lrs if not any(math.isclose(lr, h) for h in have)]
-        if missing:
-            todo[arch] = missing
-    return todo
 
 
 def on_open_edge(arch: str, lr: float) -> bool:
@@ -86,18 +74,18 @@ def main() -> None:
         # holds every memory (the cost is per Adam step, nearly independent of the members)
         batches: dict[str, list[float]] = {}
         for nu0 in nu0s:
-            todo = missing_lrs(done, nu0, a.seeds)
+            todo = missing_learning_rates(done, PROTOCOL["lrs"], where={"nu0": nu0}, seeds=a.seeds)
             if todo:
                 batches.setdefault(repr(sorted(todo.items())), []).append(nu0)
         for key, batch in batches.items():
-            todo = missing_lrs(done, batch[0], a.seeds)
+            todo = missing_learning_rates(done, PROTOCOL["lrs"], where={"nu0": batch[0]}, seeds=a.seeds)
             configs = [RunConfig(arch, nu0, 3.14, hidden=p["hidden"]) for nu0 in batch for arch in todo]
             frame = run_grid(configs, todo, range(a.seeds), steps=p["steps"], batch_size=p["batch_size"],
                              seq_len=p["seq_len"], teacher_seed=p["teacher_seed"], final_window=p["final_window"])
             done = pd.concat([done, frame], ignore_index=True)
             done.to_csv(partial, index=False)
             print(frame.groupby(["arch", "nu0", "lr"])["final_loss"].mean().to_string(), flush=True)
-    if any(missing_lrs(done, v, a.seeds) for v in nu0s):
+    if any(missing_learning_rates(done, PROTOCOL["lrs"], where={"nu0": v}, seeds=a.seeds) for v in nu0s):
         print("not every memory has run yet: no record written")
         return
     done = done[[np.isclose(nu0s, v).any() for v in done["nu0"]]]

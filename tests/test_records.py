@@ -33,6 +33,17 @@ def test_a_record_round_trips_with_its_provenance(tmp_path):
         rec.table("missing")
 
 
+def test_a_rewritten_record_keeps_the_times_of_the_run_that_computed_it(tmp_path):
+    prov = {"started": "2026-12-01T10:00:00+00:00", "finished": "2026-12-01T10:07:00+00:00", "wall_s": 420.0}
+    folder = write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
+                          results={}, stopwatch=Stopwatch.of_earlier_run(prov), root=tmp_path)
+    assert folder.exists()
+    got = read_record("demo_run", root=tmp_path).provenance
+    assert (got["started"], got["finished"], got["wall_s"]) == (prov["started"], prov["finished"], 420.0)
+    with pytest.raises(ValueError, match="lacks"):
+        Stopwatch.of_earlier_run({"started": "x"})
+
+
 def test_bad_names_and_missing_records_are_refused(tmp_path):
     with pytest.raises(ValueError, match="record name"):
         write_record("../escape", description="", command="", parameters={}, results={}, root=tmp_path)

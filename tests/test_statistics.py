@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from floss_utils.common import bootstrap_interval, fisher_greater, wilson_interval
+from floss_utils.common import bootstrap_interval, fisher_greater, mcnemar_exact, wilson_interval
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (5, 10), (10, 10), (1, 1), (17, 60), (59, 60)])
@@ -88,3 +88,25 @@ def test_bootstrap_is_seeded_and_degenerate_for_one_value():
     assert min(x) <= lo <= np.median(x) <= hi <= max(x)
     with pytest.raises(ValueError):
         bootstrap_interval([])
+
+
+def test_mcnemar_exact_against_a_hand_count_and_scipy():
+    # Hand count: 3 discordant pairs all one way -> p = 2 * (1/2)^3 = 0.25; the doc example of
+    # chapter 5 (2 discordant, both one way) -> p = 2 * 1/4 = 0.5.
+    a = np.array([True, True, True, False, False, True])
+    b = np.array([False, False, False, False, False, True])
+    assert mcnemar_exact(a, b) == (3, 0, 0.25)
+    assert mcnemar_exact(np.array([True, True, False]), np.array([False, False, False])) == (2, 0, 0.5)
+    # against SciPy's exact two-sided binomial test on the discordant pairs, many random tables
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        x, y = rng.random(n) < 0.5, rng.random(n) < rng.random()
+        n10, n01, p = mcnemar_exact(x, y)
+        assert (n10, n01) == (int((x & ~y).sum()), int((~x & y).sum()))
+        want = 1.0 if n10 + n01 == 0 else stats.binomtest(n10, n10 + n01, 0.5).pvalue
+        assert p == pytest.approx(want, rel=1e-12, abs=1e-15)
+    with pytest.raises(ValueError, match="equal length"):
+        mcnemar_exact(np.array([True]), np.array([True, False]))
+    with pytest.raises(TypeError, match="booleans"):
+        mcnemar_exact(np.array([1, 0]), np.array([0, 1]))

@@ -52,3 +52,24 @@ def test_best_run_matches_every_key_and_compares_reals_loosely():
 def test_best_at_grid_edge_flags_the_ends_of_each_grid():
     lrs = {"rnn": [1e-2, 3.2e-3, 1e-3], "lru": [0.1, 0.032, 0.01]}
     assert best_at_grid_edge(_best_table(), lrs).tolist() == [True, True, False]
+
+
+def test_missing_learning_rates_resumes_by_rate_seed_and_condition():
+    # A hand-made table of finished runs: at nu0 0.92 the dense rate 1e-3 ran with seeds 0 and 1,
+    # 3.2e-4 only with seed 0; the LRU's 0.1 ran at nu0 0.96 only (another condition).
+    from floss_utils.curse_of_memory.student_grids import missing_learning_rates
+
+    done = pd.DataFrame({"arch": ["rnn", "rnn", "rnn", "lru"], "nu0": [0.92, 0.92, 0.92, 0.96],
+                         "lr": [1e-3, 1e-3, 3.2e-4, 0.1], "seed": [0, 1, 0, 0]})
+    grids = {"rnn": [1e-3, 3.2e-4, 1e-4], "lru": [0.1, 0.032]}
+    assert missing_learning_rates(done, grids, where={"nu0": 0.92}, seeds=2) == {"rnn": [3.2e-4, 1e-4], "lru": [0.1, 0.032]}
+    assert missing_learning_rates(done, grids, where={"nu0": 0.92}, seeds=1) == {"rnn": [1e-4], "lru": [0.1, 0.032]}
+    assert missing_learning_rates(done, grids, where={"nu0": 0.96}) == {"rnn": [1e-3, 3.2e-4, 1e-4], "lru": [0.032]}
+    # a rate written with round-off (1.0000000000000002e-3) counts as the grid's 1e-3
+    done.loc[0, "lr"] = 1e-3 * (1 + 2e-16)
+    assert missing_learning_rates(done, {"rnn": [1e-3]}, where={"nu0": 0.92}, seeds=2) == {}
+    assert missing_learning_rates(pd.DataFrame(), grids) == grids
+    with pytest.raises(ValueError, match="lacks columns"):
+        missing_learning_rates(done.drop(columns="seed"), grids)
+    with pytest.raises(ValueError, match="seeds"):
+        missing_learning_rates(done, grids, seeds=0)

@@ -60,6 +60,18 @@ class Stopwatch:
         self.finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.wall_s = round(time.perf_counter() - self._t0, 1)
 
+    @classmethod
+    def of_earlier_run(cls, provenance: Mapping[str, Any]) -> "Stopwatch":
+        """The times of the run that computed a record's results (its ``provenance``), for a
+        record rewritten from those results without recomputing them (so that the rewrite does not
+        report its own seconds as the cost of the run)."""
+        missing = [k for k in ("started", "finished", "wall_s") if k not in provenance]
+        if missing:
+            raise ValueError(f"the earlier record's provenance lacks {missing}")
+        sw = cls()
+        sw.started, sw.finished, sw.wall_s = provenance["started"], provenance["finished"], provenance["wall_s"]
+        return sw
+
 
 def _provenance(root: Path, stopwatch: Stopwatch | None) -> dict[str, Any]:
     from .reproducibility import machine_fingerprint

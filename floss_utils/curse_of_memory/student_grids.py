@@ -25,7 +25,7 @@ from .teacher import make_teacher
 from .student_training import train_ensemble
 
 __all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run",
-           "best_at_grid_edge"]
+           "best_at_grid_edge", "missing_learning_rates"]
 
 #: architecture name -> what it is
 ARCHITECTURES = {
@@ -136,6 +136,45 @@ def best_at_grid_edge(best, lrs: Mapping[str, Sequence[float]]):
     or the largest of its architecture's grid (the grid may not contain the true optimum).
     Returns a boolean ``pandas.Series`` aligned with ``best``."""
     return best.apply(lambda r: float(r["lr"]) in (min(lrs[r["arch"]]), max(lrs[r["arch"]])), axis=1)
+
+
+def missing_learning_rates(done, grids: Mapping[str, Sequence[float]], *, where: Mapping[str, float] | None = None,
+                           seeds: int = 1) -> dict[str, list[float]]:
+    """The learning rates of ``grids`` not yet run with ``seeds`` distinct seeds (to resume a record).
+
+    Args:
+        done: a table of finished runs (pandas DataFrame with columns ``arch``, ``lr``, ``seed`` and
+            those named in ``where``; may be empty).
+        grids: architecture -> the learning rates that should be run.
+        where: column -> value the runs must have (e.g. ``{"nu0": 0.92}``; floats compared with
+            ``math.isclose``).
+        seeds: distinct seeds a learning rate needs to count as done.
+    Returns:
+        architecture -> its missing learning rates in the order of ``grids`` (architectures with
+        nothing missing are left out).
+    """
+    import numpy as np
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    where = dict(where or {})
+    if len(done):
+        lacking = [c for c in ("arch", "lr", "seed", *where) if c not in done.columns]
+        if lacking:
+            raise ValueError(f"the table of finished runs lacks columns {lacking}")
+    todo = {}
+    for arch, lrs in grids.items():
+        rows = done
+        if len(rows):
+            mask = rows["arch"] == arch
+            for col, val in where.items():
+                mask &= np.isclose(rows[col].astype(float), float(val), rtol=1e-9, atol=0)
+            rows = rows[mask]
+        missing = [lr for lr in lrs if not len(rows) or
+                   rows[np.isclose(rows["lr"].astype(float), lr, rtol=1e-9, atol=0)]["seed"].nunique() < seeds]
+        if missing:
+            todo[arch] = list(missing)
+    return todo
 
 
 def _build(arch: str, hidden: int, seeds: list[int], members: list[tuple], dtype, device):
