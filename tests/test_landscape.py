@@ -243,6 +243,14 @@ def test_train_keep_adam_state_matches_torch_adam_and_shares_batches():
     assert torch.allclose(eff["lam_mag"], both[1].history[-1][1]["lam_mag"])
     with pytest.raises(ValueError, match="schedule"):
         ls.train_keep_adam_state(DenseRNN([0], 2), teacher, lr=1e-3, steps=1, data_seed=0, schedule="step")
+    # the final-loss windows are plain means of the recorded batch losses (last 10 % and the 10 % before)
+    solo.losses = torch.arange(20, dtype=F64).reshape(2, 10)
+    last, before = solo.final_losses(0.1)
+    assert last.tolist() == [9.0, 19.0] and before.tolist() == [8.0, 18.0]
+    last, before = solo.final_losses(0.5)
+    assert last.tolist() == [7.0, 17.0] and before.tolist() == [2.0, 12.0]
+    with pytest.raises(ValueError, match="fraction"):
+        solo.final_losses(0.8)
 
 
 def test_eigenvector_concentration_of_coordinate_and_spread_vectors():

@@ -84,3 +84,15 @@ def test_bad_teacher_arguments():
         make_teacher(0.5, 0.9)
     with pytest.raises(ValueError, match="max_phase"):
         make_teacher(0, 0.9, max_phase=4.0)
+
+
+def test_zero_output_loss_is_the_monte_carlo_loss_of_a_silent_student():
+    # 1/2 E[y_t^2] averaged over t for i.i.d. N(0, 1) inputs started at rest, estimated from 8000
+    # sequences: the estimate's relative standard error is below sqrt(2/8000) = 1.6 % (the worst
+    # case of fully correlated steps), so 5 % is > 3 standard errors.
+    t = make_teacher(2, 0.9)
+    x = torch.randn(8000, 60, 1, generator=torch.Generator().manual_seed(5), dtype=F64)
+    mc = 0.5 * float((t.outputs_fft(x) ** 2).mean())
+    assert t.zero_output_loss(60) == pytest.approx(mc, rel=0.05)
+    with pytest.raises(ValueError, match="positive int"):
+        t.zero_output_loss(0)

@@ -431,6 +431,16 @@ class AdamRun:
     model: Student
     history: list
 
+    def final_losses(self, fraction: float = 0.1) -> tuple[Tensor, Tensor]:
+        """Mean batch loss over the last ``fraction`` of the steps, and over the same number of
+        steps just before (``(M,)`` each): where the run ended, and whether it was still moving."""
+        if not 0 < fraction <= 0.5:
+            raise ValueError(f"fraction must lie in (0, 0.5], got {fraction}")
+        w = max(1, int(self.losses.shape[1] * fraction))
+        if 2 * w > self.losses.shape[1]:
+            raise ValueError(f"{self.losses.shape[1]} steps are too few for two windows of {w}")
+        return self.losses[:, -w:].mean(1), self.losses[:, -2 * w:-w].mean(1)
+
     def effective_learning_rates(self) -> dict[str, Tensor]:
         """:func:`effective_learning_rates` of every parameter at the end of the run
         (``{name: (M, ...)}``, CPU), with each member's last learning rate."""

@@ -61,6 +61,17 @@ class Teacher:
             v = self.A @ v
         return torch.stack(out)
 
+    def zero_output_loss(self, length: int) -> float:
+        """The expected loss ``1/2 MSE`` of a student that outputs 0, for i.i.d. ``N(0, 1)`` inputs of
+        ``length`` steps (started at rest, averaged over the steps): ``1/(2T) sum_k (T-k) g_k^2``
+        with ``g = (D + K_0, K_1, ...)`` -- the scale against which a student's loss is read."""
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ValueError(f"length must be a positive int, got {length!r}")
+        g = self.kernel(length).clone()
+        g[0] = g[0] + self.D
+        w = (length - torch.arange(length, device=g.device, dtype=g.dtype)) / length
+        return float(0.5 * (w * g**2).sum())
+
     def outputs(self, x: Tensor) -> Tensor:
         """Teacher outputs ``(B, T, 1)`` for inputs ``(B, T, 1)``, by the recursion."""
         if x.ndim != 3 or x.shape[-1] != 1:
