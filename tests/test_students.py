@@ -336,3 +336,18 @@ def test_s4d_equals_its_textbook_recursion_and_gradients_match_finite_difference
                 p[0, j] += 1e-6
             fd = (up - down) / 2e-6
             assert math.isclose(p.grad[0, j].item(), fd, rel_tol=1e-5, abs_tol=1e-9), (name, j)
+
+
+def test_s4d_with_the_public_codes_phases_starts_near_the_real_axis():
+    # ZO's code: A_im = 2 pi U / delta_raw with delta_raw = log(e^Delta - 1) < 0, so the initial
+    # phase Delta A_im lies in (2 pi Delta / delta_raw, 0] -- at nu >= 0.99 (Delta <= 0.01005)
+    # within 2 pi * 0.01005 / |log(e^0.01005 - 1)| = 0.0137 rad of the real axis. Moduli unchanged.
+    zo = S4D([3, 4], 64, r_min=0.99, phases="zo_code")
+    ring = S4D([3, 4], 64, r_min=0.99)
+    lam = zo.lam().detach()
+    bound = 2 * math.pi * 0.01005 / abs(math.log(math.expm1(0.01005)))
+    assert float(lam.angle().max()) <= 0 and float(lam.angle().min()) >= -bound
+    assert torch.allclose(lam.abs(), ring.lam().detach().abs(), rtol=1e-13)
+    assert float(ring.lam().detach().angle().abs().max()) > 1.0  # the ring spreads them over the circle
+    with pytest.raises(ValueError, match="phases"):
+        S4D([0], 4, phases="random")

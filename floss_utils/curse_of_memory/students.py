@@ -609,20 +609,36 @@ class S4D(_Diagonal):
     ``A_im = theta_n / Delta_n`` (so ``arg lambda_n = theta_n``). Near ``nu = 1`` the step
     ``Delta ~ 1 - nu`` is small (``0.01`` at ``nu = 0.99``), so ``A_im`` is large: the angle is
     learned through ``A_im`` with a sensitivity ``Delta`` times that of ``theta``.
+
+    ``phases="zo_code"`` reproduces what ZO's public code does instead: it draws
+    ``A_im = 2 pi U[0, 1) / delta_raw``, dividing by the **raw** step parameter (``log(e^Delta - 1)
+    ~ log Delta``, about ``-4.6`` at ``nu = 0.99``) rather than by ``Delta``, so the initial phases
+    ``Delta A_im`` lie in ``(2 pi Delta / log Delta, 0]``: within 0.014 rad of the real axis for
+    ``nu >= 0.99`` (``U`` from a generator seeded with the member's seed + 7919).
     Parameters: ``A_re, A_im, delta_raw, B_re, B_im, C_re, C_im`` ``(M, n)``, ``D`` ``(M,)``.
     """
 
     def __init__(self, seeds: Sequence[int], hidden: int, *, r_min=0.0, r_max: float = 1.0,
-                 max_phase=math.pi, dtype: torch.dtype = torch.float64, device="cpu") -> None:
+                 max_phase=math.pi, phases: str = "ring", dtype: torch.dtype = torch.float64, device="cpu") -> None:
         super().__init__()
         seeds = _check_seeds(seeds)
+        if phases not in ("ring", "zo_code"):
+            raise ValueError(f"phases must be 'ring' or 'zo_code', got {phases!r}")
         if r_max >= 1.0:
             r_max = 1.0 - 1e-12 if dtype == torch.float64 else 1.0 - 1e-7  # keep Delta = -log nu > 0
         nu, theta, Bre, Bim, Cre, Cim, D = self._init_common(seeds, hidden, r_min, r_max, max_phase, torch.float64)
         delta = -torch.log(nu)
+        raw = _inverse_softplus(delta)
+        if phases == "ring":
+            a_im = theta / delta
+        else:
+            u = torch.stack([torch.rand(hidden, generator=torch.Generator().manual_seed(s + 7_919), dtype=torch.float64)
+                             for s in seeds])
+            a_im = 2 * math.pi * u / raw
+        self.phases = phases
         self.A_re = nn.Parameter(torch.full_like(nu, -1.0).to(dtype).to(device))
-        self.A_im = nn.Parameter((theta / delta).to(dtype).to(device))
-        self.delta_raw = nn.Parameter(_inverse_softplus(delta).to(dtype).to(device))
+        self.A_im = nn.Parameter(a_im.to(dtype).to(device))
+        self.delta_raw = nn.Parameter(raw.to(dtype).to(device))
         self._set_io(Bre.to(dtype), Bim.to(dtype), Cre.to(dtype), Cim.to(dtype), D.to(dtype), device)
 
     def delta(self) -> Tensor:
