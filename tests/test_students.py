@@ -296,7 +296,8 @@ def test_s4d_initialization_gives_the_ring_eigenvalues():
     nu = cd.lam().detach().abs()
     assert torch.allclose(s4.delta().detach(), -torch.log(nu), rtol=1e-12, atol=0)
     assert torch.equal(s4.A_re.detach(), torch.full_like(nu, -1.0))
-    assert torch.allclose(s4.input_weights().detach(), -torch.log(nu) * torch.complex(cd.B_re, cd.B_im).detach(),
+    # B is the complex diagonal student's draw scaled to unit variance (ZO's S4: B ~ N(0, 1))
+    assert torch.allclose(s4.input_weights().detach(), -torch.log(nu) * 4.0 * torch.complex(cd.B_re, cd.B_im).detach(),
                           rtol=1e-12, atol=0)
     # at nu = 0.99 the step is ~0.01, as ZO's "Delta = 0.01"
     assert float(s4.delta().max()) <= -math.log(0.99) + 1e-12

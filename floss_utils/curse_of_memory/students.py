@@ -605,7 +605,8 @@ class S4D(_Diagonal):
     discretization of ``h' = A h + B x``).
 
     Initialization (ZO's ``"default"`` scheme): the ring draw of the other diagonal students gives
-    ``nu_n, theta_n``; then ``Delta_n = -log nu_n`` (so ``|lambda_n| = nu_n``), ``A_re = -1`` and
+    ``nu_n, theta_n`` and ``C, D``, while ``Re B, Im B ~ N(0, 1)`` (ZO's S4 scales ``B`` by one over the
+    square root of its input width, 1, where the other students use ``1/sqrt(n)``); then ``Delta_n = -log nu_n`` (so ``|lambda_n| = nu_n``), ``A_re = -1`` and
     ``A_im = theta_n / Delta_n`` (so ``arg lambda_n = theta_n``). Near ``nu = 1`` the step
     ``Delta ~ 1 - nu`` is small (``0.01`` at ``nu = 0.99``), so ``A_im`` is large: the angle is
     learned through ``A_im`` with a sensitivity ``Delta`` times that of ``theta``.
@@ -627,6 +628,7 @@ class S4D(_Diagonal):
         if r_max >= 1.0:
             r_max = 1.0 - 1e-12 if dtype == torch.float64 else 1.0 - 1e-7  # keep Delta = -log nu > 0
         nu, theta, Bre, Bim, Cre, Cim, D = self._init_common(seeds, hidden, r_min, r_max, max_phase, torch.float64)
+        Bre, Bim = Bre * math.sqrt(hidden), Bim * math.sqrt(hidden)  # ZO's S4 draws B ~ N(0, 1), not N(0, 1/n)
         delta = -torch.log(nu)
         raw = _inverse_softplus(delta)
         if phases == "ring":
