@@ -42,7 +42,6 @@ from floss_utils.book.records import Stopwatch, records_root, write_record
 from floss_utils.common import bootstrap_interval
 from floss_utils.curse_of_memory.landscape import eigenvalue_condition_numbers
 from floss_utils.curse_of_memory.student_grids import RunConfig, missing_learning_rates, run_grid
-from floss_utils.curse_of_memory.student_training import expected_loss
 from floss_utils.curse_of_memory.teacher import make_teacher
 
 NAME = "zo_dense_rnn_teachers"
@@ -55,9 +54,8 @@ PUBLISHED = {"rnn": 0.4, "lru": 2e-5}
 
 def teacher_facts(seed: int) -> dict:
     t = make_teacher(seed, NU0)
-    kernel = torch.cat([t.kernel(PROTOCOL["seq_len"])[:1] + t.D, t.kernel(PROTOCOL["seq_len"])[1:]])
     kappa = eigenvalue_condition_numbers(t.eigvecs)
-    return {"teacher_seed": seed, "zero_output_loss": float(expected_loss(kernel)),
+    return {"teacher_seed": seed, "zero_output_loss": t.zero_output_loss(PROTOCOL["seq_len"]),
             "kappa_max": float(kappa.max()), "largest_modulus": float(t.eigvals.abs().max())}
 
 

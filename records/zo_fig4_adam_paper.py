@@ -29,12 +29,10 @@ Run from the repository's root (one 10 000-step program of 150 members, about 15
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
 from floss_utils.book.records import Stopwatch, write_record
 from floss_utils.curse_of_memory import LRU, S4D, ComplexDiagonalRNN, DenseRNN, make_teacher
 from floss_utils.curse_of_memory import landscape as ls
-from floss_utils.curse_of_memory.student_training import expected_loss
 
 NAME = "zo_fig4_adam_paper"
 PROTOCOL = dict(nu0=0.99, teacher_hidden=10, hidden=64, seq_len=300, batch_size=128, steps=10_000, schedule="constant",
@@ -58,19 +56,16 @@ def students(seeds: list[int], p: dict) -> dict:
 def main() -> None:
     p = PROTOCOL
     teacher = make_teacher(p["teacher_seed"], p["nu0"], hidden=p["teacher_hidden"])
-    kernel = teacher.kernel(p["seq_len"]).clone()
-    kernel[0] += teacher.D
-    zero_loss = float(expected_loss(kernel))  # the expected loss of a student that outputs 0
+    zero_loss = teacher.zero_output_loss(p["seq_len"])  # the expected loss of a student that outputs 0
     seeds = [p["seed_base"] + s for s in range(p["seeds"]) for _ in p["lrs"]]
     lrs = [lr for _ in range(p["seeds"]) for lr in p["lrs"]]
     models = students(seeds, p)
     with Stopwatch() as sw:
         runs = ls.train_keep_adam_state(list(models.values()), teacher, lr=lrs, steps=p["steps"],
                                         data_seed=p["data_seed"], batch_size=p["batch_size"], seq_len=p["seq_len"])
-    w = max(1, int(p["steps"] * p["final_fraction"]))
     members, effective = [], []
     for name, run in zip(models, runs):
-        final, before = run.losses[:, -w:].mean(1), run.losses[:, -2 * w:-w].mean(1)
+        final, before = run.final_losses(p["final_fraction"])
         eff = run.effective_learning_rates()
         for i, (seed, lr) in enumerate(zip(seeds, lrs)):
             members.append({"student": name, "lr": lr, "seed": seed, "final_loss": float(final[i]),
