@@ -292,3 +292,15 @@ def test_eigenvalue_condition_numbers_bound_the_first_order_eigenvalue_shift():
         lam2 = torch.linalg.eigvals(A.to(dA.dtype) + dA)
         shift = (lam2 - lam[k]).abs().min()
         assert abs(shift.item() / eps - kappa[k].item()) < 1e-4 * kappa[k].item()
+
+
+def test_effective_lr_contrast_by_hand():
+    # Every value of the first sample above every value of the second (3 vs 3): the exact one-sided
+    # rank test's p is 1 / C(6, 3) = 1/20, the smallest it can be; the ratio is of the medians.
+    ratio, p = ls.effective_lr_contrast([0.5, 0.4, 0.3], [0.001, 0.004, 0.002])
+    assert ratio == pytest.approx(0.4 / 0.002) and p == pytest.approx(1 / 20)
+    # 7 of the 9 pairs favour the first sample: 4 of the 20 equally likely rank splits have U >= 7 (U = 9, 8, 7, 7)
+    _, p = ls.effective_lr_contrast([0.5, 0.4, 0.0015], [0.001, 0.004, 0.002])
+    assert p == pytest.approx(4 / 20)
+    with pytest.raises(ValueError, match="finite"):
+        ls.effective_lr_contrast([], [1.0])

@@ -68,7 +68,7 @@ from .landscape import (
     FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen,
     participation_ratio, eigenvector_concentration, top_mass, group_mass,
     make_landscape_teacher, student_at_teacher, mse_loss_fn, AdamRun, train_keep_adam_state,
-    effective_learning_rates, adam_ceiling, eigenvalue_condition_numbers,
+    effective_learning_rates, adam_ceiling, effective_lr_contrast, eigenvalue_condition_numbers,
 )
 from .deep_stacks import (
     LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, DeepStats,
@@ -97,7 +97,7 @@ __all__ = [
     "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen",
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
     "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",
-    "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "eigenvalue_condition_numbers", "LAYERS", "NORMS",
+    "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "effective_lr_contrast", "eigenvalue_condition_numbers", "LAYERS", "NORMS",
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
     "growth_with_memory",

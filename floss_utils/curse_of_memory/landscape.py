@@ -73,6 +73,7 @@ __all__ = [
     "train_keep_adam_state",
     "effective_learning_rates",
     "adam_ceiling",
+    "effective_lr_contrast",
 ]
 
 
@@ -548,6 +549,25 @@ def effective_learning_rates(m: Tensor, v: Tensor, step: int, lr, betas=(0.9, 0.
     m_hat = (b1 * m + (1 - b1)) / (1 - b1**t)
     v_hat = (b2 * v + (1 - b2)) / (1 - b2**t)
     return lr * m_hat / (torch.sqrt(v_hat) + eps)
+
+
+def effective_lr_contrast(diagonal, dense) -> tuple[float, float]:
+    """How much larger one group's effective learning rates are than another's, over seeds.
+
+    ``diagonal``, ``dense``: 1-d samples (one value per seed, e.g. a parameter's median effective
+    learning rate or its fraction of Adam's ceiling). Returns ``(median(diagonal) / median(dense),
+    p)`` with ``p`` the exact one-sided Mann-Whitney p-value for "``diagonal`` tends to be larger"
+    (its smallest value with ``n`` and ``m`` seeds is ``1 / C(n + m, n)``).
+    """
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
+    a = np.asarray(diagonal, dtype=float).ravel()
+    b = np.asarray(dense, dtype=float).ravel()
+    if a.size == 0 or b.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"need two non-empty finite samples, got {a.size} and {b.size} values")
+    p = mannwhitneyu(a, b, alternative="greater", method="exact").pvalue
+    return float(np.median(a) / np.median(b)), float(p)
 
 
 def adam_ceiling(lr: float, step: int, betas=(0.9, 0.999), eps: float = 1e-8) -> float:
