@@ -19,6 +19,7 @@ import torch
 from floss_utils.curse_of_memory.signal_propagation import simulate_moments, simulate_teacher_student_loss
 from floss_utils.curse_of_memory.theory import (complex_moments, cross_moment,
                                                 cross_moment_mixed_derivative, hidden_second_moment,
+                                                zo_notebook_mixed_derivative,
                                                 normalized_second_moment,
                                                 parametrization_hessian_closed_form,
                                                 reparametrized_sensitivity,
@@ -82,6 +83,31 @@ def test_mixed_derivative_matches_finite_differences(rho):
         fd = (f(a_ + e, b_ + e) - f(a_ + e, b_ - e) - f(a_ - e, b_ + e) + f(a_ - e, b_ - e)) / (4 * e * e)
         s = cross_moment_mixed_derivative(a_, b_, rho)
         assert complex(s) == pytest.approx(complex(fd), rel=1e-5)
+
+
+def _fd_mixed_derivative(a, b, rho, e=1e-4):
+    """Central second difference of f (see the finite-difference test above for its accuracy)."""
+    f = lambda x, y: cross_moment(x, y, torch.tensor(rho, dtype=torch.complex128))
+    return (f(a + e, b + e) - f(a + e, b - e) - f(a - e, b + e) + f(a - e, b - e)) / (4 * e * e)
+
+
+def test_zo_notebook_formula_exact_only_at_rho_0_and_1():
+    # ZO's hand-expanded S (their Fig. 8) reduces to the exact S at rho = 0 and rho = 1 (round-off,
+    # 1e-9 relative over the disk) and is wrong in between: at a = 0.9 e^{-i pi/4},
+    # b = 0.99 e^{i pi/4}, rho = 0.9 finite differences of f give |S| = 524.6 while the notebook's
+    # formula gives 277.5 (the values 525 and 277 of the known-defect list, to their 3 digits).
+    nu = torch.linspace(0.0, 0.99, 23, dtype=F64)
+    theta = torch.linspace(-math.pi, math.pi, 37, dtype=F64)
+    lam = torch.polar(nu[:, None].expand(-1, 37), theta[None, :].expand(23, -1))
+    lam0 = torch.tensor(0.99 * complex(math.cos(math.pi / 4), math.sin(math.pi / 4)), dtype=torch.complex128)
+    for rho in (0.0, 1.0):
+        exact = cross_moment_mixed_derivative(lam, lam0, rho)
+        assert torch.allclose(zo_notebook_mixed_derivative(lam, lam0, rho), exact, rtol=1e-9, atol=0)
+    a = torch.tensor(0.9 * complex(math.cos(math.pi / 4), -math.sin(math.pi / 4)), dtype=torch.complex128)
+    fd = _fd_mixed_derivative(a, lam0, 0.9)
+    assert abs(complex(cross_moment_mixed_derivative(a, lam0, 0.9)) / complex(fd) - 1) < 1e-5
+    assert round(abs(complex(fd))) == 525
+    assert round(abs(complex(zo_notebook_mixed_derivative(a, lam0, 0.9)))) == 277
 
 
 def test_mixed_derivative_broadcasts():

@@ -25,7 +25,7 @@ Modules (each public name is also importable from this package)::
 """
 
 from .theory import (
-    cross_moment, cross_moment_mixed_derivative, hidden_second_moment,
+    cross_moment, cross_moment_mixed_derivative, zo_notebook_mixed_derivative, hidden_second_moment,
     sensitivity_second_moment, complex_moments, normalized_second_moment,
     reparametrized_sensitivity, teacher_student_loss, teacher_student_hessian_at_optimum,
     parametrization_hessian_closed_form, MAGNITUDE_PARAMETRIZATIONS, ANGLE_PARAMETRIZATIONS,
@@ -76,7 +76,7 @@ from .deep_stacks import (
 )
 
 __all__ = [
-    "cross_moment", "cross_moment_mixed_derivative", "hidden_second_moment",
+    "cross_moment", "cross_moment_mixed_derivative", "zo_notebook_mixed_derivative", "hidden_second_moment",
     "sensitivity_second_moment", "complex_moments", "normalized_second_moment",
     "reparametrized_sensitivity", "teacher_student_loss", "teacher_student_hessian_at_optimum",
     "parametrization_hessian_closed_form", "MAGNITUDE_PARAMETRIZATIONS",

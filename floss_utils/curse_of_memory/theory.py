@@ -21,6 +21,7 @@ from torch.func import jvp
 __all__ = [
     "cross_moment",
     "cross_moment_mixed_derivative",
+    "zo_notebook_mixed_derivative",
     "hidden_second_moment",
     "sensitivity_second_moment",
     "complex_moments",
@@ -95,6 +96,24 @@ def cross_moment_mixed_derivative(a: Tensor | complex, b: Tensor | complex, rho:
         return jvp(lambda a_: cross_moment(a_, b_, rho), (a,), (ones,))[1]
 
     return jvp(d_da, (b,), (ones,))[1]
+
+
+def zo_notebook_mixed_derivative(a: Tensor | complex, b: Tensor | complex, rho: Tensor | float) -> Tensor:
+    """The hand-expanded estimate of ``S(a, b, rho)`` in ZO's public notebook, kept to show its defect.
+
+    A transcription of ``estimate(l1, l2, r)`` in ``figures/visualization_S.ipynb`` of ZO's
+    repository, with which their Fig. 8 (``|S(lambda, lambda_0, rho)|`` over the unit disk) was
+    drawn. It equals :func:`cross_moment_mixed_derivative` at ``rho = 0`` and ``rho = 1`` and is
+    wrong in between (e.g. 277 instead of 525 at ``a = 0.9 e^{-i pi/4}``,
+    ``b = 0.99 e^{i pi/4}``, ``rho = 0.9``). Never use it for anything but that comparison.
+    Broadcasts; complex ``a, b`` allowed.
+    """
+    a, b, rho = _tensor(a), _tensor(b), _tensor(rho)
+    ab = a * b
+    p1 = (1 - rho) * (1 + ab)
+    p2 = rho**2 * (1 - ab) ** 3
+    p3 = -rho * (1 - rho) * ab * (2 * a + 2 * b - rho * ab * (1 + ab))
+    return (p1 + p2 + p3) / ((1 - rho * a) ** 2 * (1 - rho * b) ** 2 * (1 - ab) ** 3)
 
 
 def hidden_second_moment(lam: Tensor | float, rho: Tensor | float) -> Tensor:
