@@ -20,6 +20,8 @@ Modules (each public name is also importable from this package)::
                         learning rate
     landscape           Hessians at the optimum, eigenvector concentration, Adam's effective learning
                         rates
+    adam_record         reading a record of effective learning rates: failed and converged runs, best
+                        rates, the contrast per learning rate
     deep_stacks         deep recurrent stacks at initialization (complex diagonal, LRU, chrono GRU;
                         no/layer/batch norm)
 """
@@ -70,6 +72,9 @@ from .landscape import (
     make_landscape_teacher, student_at_teacher, mse_loss_fn, AdamRun, train_keep_adam_state,
     effective_learning_rates, adam_ceiling, effective_lr_contrast, eigenvalue_condition_numbers,
 )
+from .adam_record import (
+    classify_runs, best_rates, slowest_reported, best_rate_table, contrast_by_rate,
+)
 from .deep_stacks import (
     LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, DeepStats,
     deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory,
@@ -97,7 +102,8 @@ __all__ = [
     "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen",
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
     "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",
-    "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "effective_lr_contrast", "eigenvalue_condition_numbers", "LAYERS", "NORMS",
+    "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "effective_lr_contrast", "eigenvalue_condition_numbers",
+    "classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate", "LAYERS", "NORMS",
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
     "growth_with_memory",

@@ -1,0 +1,147 @@
+"""Reading a record of Adam's effective learning rates over students, learning rates and seeds (ZO Figs. 4, 9).
+
+The record (chapter 6's ``zo_fig4_adam_paper``) holds two tidy tables:
+
+* ``members``: one row per run — ``student, lr, seed, final_loss, loss_before, relative_loss,
+  diverged`` (``final_loss``: mean over the last tenth of the steps; ``loss_before``: over the
+  tenth before; ``relative_loss``: ``final_loss`` over the loss of the zero output);
+* ``effective``: one row per run and parameter tensor — ``student, lr, seed, parameter,
+  median_effective_lr, ceiling, fraction_of_ceiling``.
+
+The functions here turn them into the chapter's tables, with every rule stated once:
+
+* :func:`classify_runs` - which runs **failed** (blew up) and which **converged**;
+* :func:`best_rates` - each student's best learning rate;
+* :func:`slowest_reported` - per run, the smallest fraction of Adam's ceiling over the parameters
+  a figure reports;
+* :func:`best_rate_table` - each student at its best rate;
+* :func:`contrast_by_rate` - every diagonal student against the dense reference at every rate,
+  with the rules for leaving a pair out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .landscape import effective_lr_contrast
+
+__all__ = ["classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate"]
+
+_MEMBER_COLUMNS = ("student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "diverged")
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"{name} lacks the columns {missing} (has {list(frame.columns)})")
+
+
+def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plateau_factor: float = 2.0) -> pd.DataFrame:
+    """Flag failed and converged runs; a copy of ``members`` with two boolean columns added.
+
+    A run **failed** when it diverged, when its relative loss is not finite, or when it ends above
+    the zero output's loss (relative loss > 1: it blew up); its relative loss becomes ``inf``, so
+    that it ranks last. A run **converged** when its relative loss is below ``converged_below``
+    and its final loss is within ``plateau_factor`` of the loss one tenth of training earlier
+    (it no longer moves).
+    """
+    _require(members, _MEMBER_COLUMNS, "members")
+    if not (converged_below > 0 and plateau_factor > 1):
+        raise ValueError(f"need converged_below > 0 and plateau_factor > 1, got {converged_below}, {plateau_factor}")
+    out = members.copy()
+    rel = out["relative_loss"].astype(float)
+    out["failed"] = out["diverged"].astype(bool) | ~np.isfinite(rel) | (rel > 1)
+    out["relative_loss"] = rel.where(~out["failed"], np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.abs(np.log(out["final_loss"].astype(float) / out["loss_before"].astype(float)))
+    out["converged"] = (out["relative_loss"] < converged_below) & (moved < math.log(plateau_factor))
+    return out
+
+
+def best_rates(members: pd.DataFrame) -> pd.Series:
+    """Each student's learning rate with the lowest median relative loss over seeds (failed runs
+    count as ``inf``; run :func:`classify_runs` first). Returns a Series ``student -> lr`` in
+    the order the students first appear."""
+    _require(members, ("student", "lr", "relative_loss", "failed"), "members (classified)")
+    med = members.groupby(["student", "lr"], sort=False)["relative_loss"].median().reset_index()
+    return med.loc[med.groupby("student", sort=False)["relative_loss"].idxmin()].set_index("student")["lr"]
+
+
+def slowest_reported(effective: pd.DataFrame, members: pd.DataFrame, reported: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Per run that did not fail, the smallest ``fraction_of_ceiling`` over the parameters
+    ``reported[student]`` (those the published figure shows).
+
+    Failed runs are left out: their Adam state holds the moments of exploding gradients. Returns
+    ``student, lr, seed, converged, fraction_of_ceiling``; students missing from ``reported``
+    raise a ``KeyError``.
+    """
+    _require(effective, ("student", "lr", "seed", "parameter", "fraction_of_ceiling"), "effective")
+    _require(members, ("student", "lr", "seed", "failed", "converged"), "members (classified)")
+    unknown = sorted(set(effective["student"]) - set(reported))
+    if unknown:
+        raise KeyError(f"no reported parameters given for the students {unknown}")
+    eff = effective.merge(members[["student", "lr", "seed", "failed", "converged"]], on=["student", "lr", "seed"])
+    eff = eff[~eff["failed"]]
+    eff = eff[[p in reported[s] for s, p in zip(eff["student"], eff["parameter"])]]
+    return (eff.groupby(["student", "lr", "seed", "converged"], sort=False)["fraction_of_ceiling"].min()
+            .reset_index())
+
+
+def best_rate_table(members: pd.DataFrame, frac: pd.DataFrame, grid: Sequence[float]) -> pd.DataFrame:
+    """Each student at its best rate (:func:`best_rates`): whether that rate is on an edge of
+    ``grid``, the median and largest relative loss over seeds, and the median and smallest
+    fraction of the ceiling of the slowest reported parameter (``frac`` from
+    :func:`slowest_reported`)."""
+    lo, hi = min(grid), max(grid)
+    rows = []
+    for student, lr in best_rates(members).items():
+        m = members[(members["student"] == student) & np.isclose(members["lr"], lr)]
+        f = frac[(frac["student"] == student) & np.isclose(frac["lr"], lr)]["fraction_of_ceiling"]
+        rows.append({"student": student, "best lr": lr, "on grid edge": bool(np.isclose(lr, lo) or np.isclose(lr, hi)),
+                     "final loss / zero output (median)": m["relative_loss"].median(),
+                     "max over seeds": m["relative_loss"].max(),
+                     "slowest recurrent eff. lr / ceiling (median)": f.median(), "min over seeds": f.min()})
+    return pd.DataFrame(rows)
+
+
+def contrast_by_rate(frac: pd.DataFrame, members: pd.DataFrame, *, reference: str = "dense RNN", min_runs: int = 3,
+                     learned_below: float = 0.5, min_converged: int = 3) -> tuple[pd.DataFrame, list[str]]:
+    """Every other student against ``reference`` at every learning rate, over seeds.
+
+    Every student-rate pair of ``members`` (failed runs included) is considered. A pair is compared when both have at least ``min_runs`` runs that did not fail
+    and the reference learned at that rate (median relative loss below ``learned_below``).
+    Where the student converged in at least ``min_converged`` seeds only its converged runs
+    enter ("after convergence"). Each comparison is :func:`~floss_utils.curse_of_memory.landscape.effective_lr_contrast`
+    (median ratio and exact one-sided Mann-Whitney p that the student's fractions are larger).
+
+    Returns ``(table, left_out)``: the table has ``lr, student, converged seeds, after
+    convergence, median ratio to dense A, Mann-Whitney p, runs``; ``left_out`` names every pair
+    not compared and why.
+    """
+    _require(frac, ("student", "lr", "seed", "converged", "fraction_of_ceiling"), "frac")
+    if min_runs < 1 or min_converged < 1:
+        raise ValueError(f"min_runs and min_converged must be >= 1, got {min_runs}, {min_converged}")
+    _require(members, ("student", "lr", "relative_loss"), "members")
+    rows, left_out = [], []
+    pairs = members[members["student"] != reference][["lr", "student"]].drop_duplicates()  # every pair run, failed or not
+    for lr, student in pairs.itertuples(index=False):
+        g = frac[(frac["student"] == student) & np.isclose(frac["lr"], lr)]
+        ref = frac[(frac["student"] == reference) & np.isclose(frac["lr"], lr)]["fraction_of_ceiling"]
+        ref_loss = members[(members["student"] == reference) & np.isclose(members["lr"], lr)]["relative_loss"]
+        learned = len(ref_loss) > 0 and bool(ref_loss.median() < learned_below)
+        if min(len(g), len(ref)) < min_runs or not learned:
+            why = "" if learned or len(ref_loss) == 0 else f", {reference} above {learned_below:g} of the zero-output loss"
+            left_out.append(f"{student} at {lr:g} ({len(g)} vs {len(ref)} runs{why})")
+            continue
+        settled = int(g["converged"].sum()) >= min_converged
+        sample = g[g["converged"]]["fraction_of_ceiling"] if settled else g["fraction_of_ceiling"]
+        ratio, p = effective_lr_contrast(sample, ref)
+        rows.append({"lr": lr, "student": student, "converged seeds": int(g["converged"].sum()),
+                     "after convergence": settled, "median ratio to dense A": ratio, "Mann-Whitney p": p,
+                     "runs": f"{len(sample)} vs {len(ref)}"})
+    columns = ["lr", "student", "converged seeds", "after convergence", "median ratio to dense A", "Mann-Whitney p", "runs"]
+    return pd.DataFrame(rows, columns=columns), left_out
