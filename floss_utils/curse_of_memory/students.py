@@ -46,7 +46,9 @@ eigenvalue moduli re-set to ``r_min + (r_max - r_min) tanh|l|`` (angles scaled b
 ``max_phase/pi``), ``B ~ N(0, 1)``, ``C ~ N(0, 1/n)``, ``D ~ N(0, 1)`` (the public code uses
 truncated normals for B, C, D; plain normals here); diagonal students: ring initialization
 ``|lambda| = sqrt(U[r_min^2, r_max^2])``, angle ``U[0, max_phase)`` (the public code draws
-``U[-max_phase, max_phase]``; real outputs make ``lambda`` and its conjugate interchangeable),
+``U[-max_phase, max_phase]`` and wraps it to ``[0, 2 pi)``; real outputs make ``lambda`` and its
+conjugate the same function, but not the same learning problem when the angle is parametrized as
+``theta = exp(omega)``, whose gradient scales with ``theta``: pass ``max_phase=2 pi`` for ZO's range),
 ``Re B, Im B ~ N(0, 1/n)``, ``Re C, Im C ~ N(0, 1)``, ``D ~ N(0, 1)``, and
 ``gamma = sqrt(1 - |lambda|^2)`` (stored as ``log gamma`` in the LRU).
 
