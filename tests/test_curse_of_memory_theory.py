@@ -110,6 +110,29 @@ def test_zo_notebook_formula_exact_only_at_rho_0_and_1():
     assert round(abs(complex(zo_notebook_mixed_derivative(a, lam0, 0.9)))) == 277
 
 
+def test_zo_notebook_formula_error_factorizes():
+    # Symbolically (sympy, an independent computer algebra): exact S minus ZO's formula is
+    # rho (rho - 1) Q(a, b, rho) / ((ab - 1)^3 (a rho - 1)^2 (b rho - 1)^2) with Q not identically
+    # zero (Q(0, 0, rho) = 1): the formula is exact at rho = 0 and 1 only, wrong for every
+    # 0 < rho < 1 away from the surface Q = 0.
+    sp = pytest.importorskip("sympy")
+    a, b, r = sp.symbols("a b r")
+    f = (1 - r**2 * a * b) / ((1 - a * b) * (1 - r * a) * (1 - r * b))
+    ab = a * b
+    zo = ((1 - r) * (1 + ab) + r**2 * (1 - ab) ** 3 - r * (1 - r) * ab * (2 * a + 2 * b - r * ab * (1 + ab))) / (
+        (1 - r * a) ** 2 * (1 - r * b) ** 2 * (1 - ab) ** 3)
+    q = a**3 * b**3 * r**2 + a**2 * b**2 * r**2 - 2 * a**2 * b * r - 2 * a * b**2 * r + ab + 1
+    expected = r * (r - 1) * q / ((ab - 1) ** 3 * (a * r - 1) ** 2 * (b * r - 1) ** 2)
+    assert sp.simplify(sp.diff(f, a, b) - zo - expected) == 0
+    assert q.subs({a: 0, b: 0}) == 1
+    # and the transcription in the package is ZO's formula: equal to the symbolic one at a complex point
+    point = {a: 0.3 + 0.5j, b: -0.2 + 0.7j, r: 0.6}
+    value = complex(zo.subs(point).evalf())
+    got = complex(zo_notebook_mixed_derivative(torch.tensor(0.3 + 0.5j, dtype=torch.complex128),
+                                               torch.tensor(-0.2 + 0.7j, dtype=torch.complex128), 0.6))
+    assert got == pytest.approx(value, rel=1e-12)
+
+
 def test_mixed_derivative_broadcasts():
     lam = torch.linspace(0.1, 0.95, 7, dtype=F64)[:, None]
     rho = torch.tensor([0.0, 0.5, 1.0], dtype=F64)
