@@ -24,6 +24,7 @@ curse_of_memory/    Part II - The curse of memory (chapters 3-7)
     student_training    batched ensemble training (per-member Adam, schedules, divergence detection)
     student_grids       grids of teacher-student runs (one program per architecture)
     landscape           Hessians at the optimum, eigenvector concentration, Adam's effective learning rates
+    adam_record         reading an effective-learning-rate record: failed/converged runs, best rates, contrasts
     deep_stacks         deep recurrent stacks at initialization (cRNN, LRU, chrono GRU; no/layer/batch norm)
 
 flossing/           Part III - Gradient flossing (chapters 8-11, 13)
