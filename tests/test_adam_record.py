@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from floss_utils.curse_of_memory.adam_record import (best_rate_table, best_rates, classify_runs, contrast_by_rate,
-                                                     slowest_reported)
+                                                     paired_setting_contrast, slowest_reported)
 
 
 def _members() -> pd.DataFrame:
@@ -101,3 +101,46 @@ def test_contrast_by_rate_rules_and_hand_counted_p():
 def test_missing_columns_are_named():
     with pytest.raises(KeyError, match="loss_before"):
         classify_runs(_members().drop(columns=["loss_before"]))
+
+
+def test_classify_runs_accepts_relative_losses_for_the_plateau():
+    # the same runs with relative losses only (the zero-output loss cancels in the plateau ratio)
+    m = _members()
+    rel = m.drop(columns=["final_loss", "loss_before"]).assign(relative_loss_before=m.loss_before / m.final_loss * m.relative_loss)
+    a, b = classify_runs(m), classify_runs(rel)
+    assert a.failed.tolist() == b.failed.tolist() and a.converged.tolist() == b.converged.tolist()
+    with pytest.raises(KeyError, match="relative_loss_before"):
+        classify_runs(m.drop(columns=["final_loss", "loss_before"]))
+
+
+def _settings() -> pd.DataFrame:
+    # 5 seeds; "wide" is 10x "narrow" on seeds 0-3 and 0.5x on seed 4; one wide run still falls 4x
+    rows = []
+    for seed in range(5):
+        base = 1e-4 * (seed + 1)
+        rows.append(("narrow", seed, base, 1e-5, 1e-5, False))
+        rows.append(("wide", seed, base * (10 if seed < 4 else 0.5), 1e-5, 4e-5 if seed == 0 else 1e-5, False))
+    return pd.DataFrame(rows, columns=["range", "seed", "eff", "relative_loss", "relative_loss_before", "diverged"])
+
+
+def test_paired_setting_contrast_counts_and_exact_p():
+    c = paired_setting_contrast(_settings(), "eff", setting="range", treated="wide", control="narrow")
+    assert c.n == 5 and c.n_greater == 4
+    # exact sign-flip p over the 2^5 patterns of |log ratios| = (ln10 x4, ln2): patterns whose mean is
+    # >= the observed one (4 ln10 - ln2): all signs +, or only the ln2 term + or - with the rest +:
+    # the observed itself and all-plus -> 2 of 32 (hand count)
+    assert c.p_greater == pytest.approx(2 / 32)
+    assert c.median["narrow"] == pytest.approx(3e-4) and c.median["wide"] == pytest.approx(2e-3)
+    assert c.median_ratio == pytest.approx(2e-3 / 3e-4)
+    assert 0.5 <= c.ratio_lo <= c.ratio_hi <= 10 * (1 + 1e-12)  # the bootstrap mean of the pairs lies in their range
+    assert c.converged == {"wide": 4, "narrow": 5}
+
+
+def test_paired_setting_contrast_refuses_unpaired_or_unknown():
+    m = _settings()
+    with pytest.raises(ValueError, match="not run under both"):
+        paired_setting_contrast(m.drop(index=0), "eff", setting="range", treated="wide", control="narrow")
+    with pytest.raises(ValueError, match="no run with range == 'broad'"):
+        paired_setting_contrast(m, "eff", setting="range", treated="broad", control="narrow")
+    with pytest.raises(ValueError, match="positive"):
+        paired_setting_contrast(m.assign(eff=-m.eff), "eff", setting="range", treated="wide", control="narrow")

@@ -8,8 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from floss_utils.curse_of_memory.student_grids import (RunConfig, best_at_grid_edge, best_run,
-                                                       figure_configs)
+from floss_utils.curse_of_memory.student_grids import (RunConfig, at_learning_rates, best_at_grid_edge, best_run,
+                                                       figure_configs, runs_at_best)
+from floss_utils.curse_of_memory.student_training import best_learning_rates
 
 
 def test_figure_configs_follow_zo_figures():
@@ -73,3 +74,26 @@ def test_missing_learning_rates_resumes_by_rate_seed_and_condition():
         missing_learning_rates(done.drop(columns="seed"), grids)
     with pytest.raises(ValueError, match="seeds"):
         missing_learning_rates(done, grids, seeds=0)
+
+
+def _runs():
+    # two numbers of heads, three rates, two seeds; by hand: 1 head is best at 1e-3 (mean 0.15),
+    # 2 heads at 3.2e-4 (mean 2e-3); without 3.2e-4, 2 heads are best at 1e-3 (mean 0.5)
+    loss = {(1, 1e-2): (float("inf"), 1.0), (1, 1e-3): (0.1, 0.2), (1, 3.2e-4): (0.3, 0.5),
+            (2, 1e-2): (0.9, 0.9), (2, 1e-3): (0.4, 0.6), (2, 3.2e-4): (1e-3, 3e-3)}
+    return pd.DataFrame([{"arch": "rnn", "nu0": 0.99, "max_phase": 3.14, "heads": h, "hidden": 8, "lr": lr,
+                          "seed": s, "final_loss": v} for (h, lr), vals in loss.items() for s, v in enumerate(vals)])
+
+
+def test_at_learning_rates_and_runs_at_best_by_hand():
+    keys = ["arch", "nu0", "max_phase", "heads", "hidden"]
+    runs = _runs()
+    at = runs_at_best(runs, best_learning_rates(runs, keys))
+    assert sorted(zip(at.heads, at.lr, at.seed)) == [(1, 1e-3, 0), (1, 1e-3, 1), (2, 3.2e-4, 0), (2, 3.2e-4, 1)]
+    assert at[at.heads == 2].best_mean.iloc[0] == pytest.approx(2e-3)
+    shared = at_learning_rates(runs, [1e-2, 1.0000000001e-3])  # 3.2e-4 left out; rates compared to 1e-9
+    assert sorted(set(shared.lr)) == [1e-3, 1e-2]
+    at_shared = runs_at_best(shared, best_learning_rates(shared, keys))
+    assert at_shared[at_shared.heads == 2].best_mean.iloc[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"no runs at the learning rates \[0.032\]"):
+        at_learning_rates(runs, [0.032, 1e-3])

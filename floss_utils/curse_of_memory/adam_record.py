@@ -16,20 +16,26 @@ The functions here turn them into the chapter's tables, with every rule stated o
   a figure reports;
 * :func:`best_rate_table` - each student at its best rate;
 * :func:`contrast_by_rate` - every diagonal student against the dense reference at every rate,
-  with the rules for leaving a pair out.
+  with the rules for leaving a pair out;
+* :func:`paired_setting_contrast` - one student under two settings run on the same seeds (the
+  LRU's two ranges of initial angles, record ``zo_fig9_lru_angles``): medians, a paired test and
+  the converged counts.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..common import paired_comparison
 from .landscape import effective_lr_contrast
 
-__all__ = ["classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate"]
+__all__ = ["classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate",
+           "PairedSettingContrast", "paired_setting_contrast"]
 
 _MEMBER_COLUMNS = ("student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "diverged")
 
@@ -48,8 +54,19 @@ def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plate
     that it ranks last. A run **converged** when its relative loss is below ``converged_below``
     and its final loss is within ``plateau_factor`` of the loss one tenth of training earlier
     (it no longer moves).
+
+    ``members`` needs ``relative_loss`` and ``diverged``, and for the plateau either
+    ``final_loss`` and ``loss_before`` (absolute losses) or ``relative_loss_before`` (the tenth
+    before, relative to the same zero-output loss: the ratio is the same).
     """
-    _require(members, _MEMBER_COLUMNS, "members")
+    _require(members, ("relative_loss", "diverged"), "members")
+    if {"final_loss", "loss_before"} <= set(members.columns):
+        now, before = members["final_loss"], members["loss_before"]
+    elif "relative_loss_before" in members.columns:
+        now, before = members["relative_loss"], members["relative_loss_before"]
+    else:
+        raise KeyError("members needs final_loss and loss_before, or relative_loss_before, to tell a plateau "
+                       f"(has {list(members.columns)})")
     if not (converged_below > 0 and plateau_factor > 1):
         raise ValueError(f"need converged_below > 0 and plateau_factor > 1, got {converged_below}, {plateau_factor}")
     out = members.copy()
@@ -57,7 +74,7 @@ def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plate
     out["failed"] = out["diverged"].astype(bool) | ~np.isfinite(rel) | (rel > 1)
     out["relative_loss"] = rel.where(~out["failed"], np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        moved = np.abs(np.log(out["final_loss"].astype(float) / out["loss_before"].astype(float)))
+        moved = np.abs(np.log(now.astype(float) / before.astype(float)))
     out["converged"] = (out["relative_loss"] < converged_below) & (moved < math.log(plateau_factor))
     return out
 
@@ -145,3 +162,59 @@ def contrast_by_rate(frac: pd.DataFrame, members: pd.DataFrame, *, reference: st
                      "runs": f"{len(sample)} vs {len(ref)}"})
     columns = ["lr", "student", "converged seeds", "after convergence", "median ratio to dense A", "Mann-Whitney p", "runs"]
     return pd.DataFrame(rows, columns=columns), left_out
+
+
+@dataclass(frozen=True)
+class PairedSettingContrast:
+    """One positive quantity under two settings on the same seeds (see :func:`paired_setting_contrast`).
+
+    ``median``: setting -> median over seeds; ``median_ratio``: treated median / control median;
+    ``n``: seeds paired; ``n_greater``: seeds where treated > control; ``p_greater``: exact one-sided
+    sign-flip p of the mean log ratio; ``ratio_lo, ratio_hi``: percentile-bootstrap interval
+    (``level``) of the geometric-mean ratio treated / control; ``converged``: setting -> number of
+    converged runs (:func:`classify_runs`).
+    """
+
+    median: dict[str, float]
+    median_ratio: float
+    n: int
+    n_greater: int
+    p_greater: float
+    ratio_lo: float
+    ratio_hi: float
+    level: float
+    converged: dict[str, int]
+
+
+def paired_setting_contrast(members: pd.DataFrame, column: str, *, setting: str, treated: str, control: str,
+                            level: float = 0.95) -> PairedSettingContrast:
+    """Compare ``column`` (> 0) between two settings run on the same seeds.
+
+    Args:
+        members: one row per run with ``seed``, the column ``setting``, ``column``, and what
+            :func:`classify_runs` needs (``relative_loss``, ``diverged`` and the loss before).
+        column: the positive quantity compared (e.g. ``"eff_lam_ang"``); compared as log ratios.
+        setting: the column naming the setting of each run.
+        treated, control: the two values of ``setting``; the ratio is treated / control.
+
+    Runs are paired by ``seed``; a seed missing from either setting is an error (the pairing is the
+    point). Failed runs are not dropped: the comparison is over every seed, and the converged counts
+    say how many runs settled.
+    """
+    _require(members, ("seed", setting, column), "members")
+    for name in (treated, control):
+        if not (members[setting] == name).any():
+            raise ValueError(f"no run with {setting} == {name!r} (settings: {sorted(members[setting].unique())})")
+    by_seed = members.pivot(index="seed", columns=setting, values=column)[[treated, control]]
+    if by_seed.isna().any().any():
+        raise ValueError(f"seeds not run under both settings: {sorted(by_seed.index[by_seed.isna().any(axis=1)])}")
+    values = by_seed.to_numpy(dtype=float)
+    if not (np.isfinite(values).all() and (values > 0).all()):
+        raise ValueError(f"{column} must be finite and positive to compare ratios")
+    pair = paired_comparison(np.log(values[:, 0]), np.log(values[:, 1]), level=level)
+    median = {name: float(np.median(by_seed[name])) for name in (treated, control)}
+    conv = classify_runs(members).groupby(setting).converged.sum()
+    return PairedSettingContrast(median=median, median_ratio=median[treated] / median[control], n=pair.n,
+                                 n_greater=pair.n_greater, p_greater=pair.p_greater, ratio_lo=float(np.exp(pair.lo)),
+                                 ratio_hi=float(np.exp(pair.hi)), level=level,
+                                 converged={name: int(conv[name]) for name in (treated, control)})

@@ -25,7 +25,7 @@ from .teacher import make_teacher
 from .student_training import train_ensemble
 
 __all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run",
-           "best_at_grid_edge", "missing_learning_rates"]
+           "at_learning_rates", "runs_at_best", "best_at_grid_edge", "missing_learning_rates"]
 
 #: architecture name -> what it is
 ARCHITECTURES = {
@@ -136,6 +136,39 @@ def best_at_grid_edge(best, lrs: Mapping[str, Sequence[float]]):
     or the largest of its architecture's grid (the grid may not contain the true optimum).
     Returns a boolean ``pandas.Series`` aligned with ``best``."""
     return best.apply(lambda r: float(r["lr"]) in (min(lrs[r["arch"]]), max(lrs[r["arch"]])), axis=1)
+
+
+def at_learning_rates(frame, lrs: Sequence[float]):
+    """The rows of a table of runs whose ``lr`` is one of ``lrs`` (relative tolerance 1e-9), e.g. to
+    read a record over another grid's rates. Raises ``ValueError`` when a rate of ``lrs`` has no run."""
+    import numpy as np
+
+    rates = frame["lr"].astype(float).to_numpy()
+    hit = [np.isclose(rates, lr, rtol=1e-9, atol=0) for lr in lrs]
+    absent = [lr for lr, h in zip(lrs, hit) if not h.any()]
+    if absent:
+        raise ValueError(f"no runs at the learning rates {absent} (the table has {sorted(set(rates.tolist()))})")
+    return frame[np.logical_or.reduce(hit)]
+
+
+def runs_at_best(runs, best, keys: Sequence[str] = CONFIG_KEYS):
+    """The runs (one row per seed) at each configuration's best learning rate.
+
+    Args:
+        runs: a table of runs with the columns ``keys``, ``lr`` and ``seed``.
+        best: a :func:`~floss_utils.curse_of_memory.student_training.best_learning_rates` table of
+            the same runs, keyed by ``keys``.
+    Returns the rows of ``runs`` whose configuration and learning rate match a row of ``best``
+    (learning rates compared with a relative tolerance of 1e-9), with ``best``'s ``mean`` and
+    ``sem`` added as ``best_mean`` and ``best_sem``.
+    """
+    import numpy as np
+
+    keys = list(keys)
+    merged = runs.merge(best[keys + ["lr", "mean", "sem"]].rename(columns={"lr": "best_lr", "mean": "best_mean",
+                                                                            "sem": "best_sem"}), on=keys)
+    at = merged[np.isclose(merged["lr"].astype(float), merged["best_lr"].astype(float), rtol=1e-9, atol=0)]
+    return at.drop(columns="best_lr").reset_index(drop=True)
 
 
 def missing_learning_rates(done, grids: Mapping[str, Sequence[float]], *, where: Mapping[str, float] | None = None,
