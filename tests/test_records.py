@@ -89,3 +89,30 @@ def test_published_comparison_states_ratio_and_factor():
         published_comparison({"a": 1.0}, {"a": 1.0}, factor=0.5)
     with pytest.raises(ValueError, match="positive"):
         published_comparison({"a": 1.0}, {"a": 0.0})
+
+
+def test_extending_a_committed_record_does_not_mark_the_checkout_dirty(tmp_path):
+    # a git checkout with a committed record; rewriting that record's table (an extension) must record
+    # the checkout as it was when the run finished: clean
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
+                 results={}, tables={"points": pd.DataFrame({"x": [1]})}, root=tmp_path)
+    git("add", "-A")
+    git("commit", "-qm", "record")
+    write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
+                 results={}, tables={"points": pd.DataFrame({"x": [1, 2]})}, root=tmp_path)
+    assert read_record("demo_run", root=tmp_path).provenance["git"]["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 1\n")  # an untracked file is not a modification; a tracked change is
+    git("add", "code.py")
+    git("commit", "-qm", "code")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
+                 results={}, root=tmp_path)
+    assert read_record("demo_run", root=tmp_path).provenance["git"]["dirty"] is True

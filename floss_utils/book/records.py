@@ -107,13 +107,16 @@ def write_record(name: str, *, description: str, command: str, parameters: Mappi
         raise ValueError(f"record name must be letters, digits, '_' and '-', got {name!r}")
     base = records_root(root)
     folder = base / name
+    # the checkout's state before this record's own files change: rewriting the tables of a
+    # committed record (extending it) must not mark the run's code as modified
+    provenance = _provenance(base.parent, stopwatch)
     folder.mkdir(parents=True, exist_ok=True)
     tables = dict(tables or {})
     for tname, frame in tables.items():
         frame.to_csv(folder / f"{tname}.csv", index=False)
     payload = {"name": name, "description": description, "command": command,
                "parameters": _jsonable(dict(parameters)), "results": _jsonable(dict(results)),
-               "tables": sorted(tables), "provenance": _provenance(base.parent, stopwatch)}
+               "tables": sorted(tables), "provenance": provenance}
     tmp = folder / "record.json.tmp"
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(folder / "record.json")  # last, atomically: a half-written record never looks complete
