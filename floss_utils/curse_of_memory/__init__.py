@@ -79,7 +79,8 @@ from .adam_record import (
 )
 from .deep_stacks import (
     LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, DeepStats,
-    deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory,
+    deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory, ZO_FIG5_GROWTH,
+    ZO_FIG5_FACTOR, published_growth_table,
 )
 
 __all__ = [
@@ -110,5 +111,5 @@ __all__ = [
     "paired_setting_contrast", "LAYERS", "NORMS",
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
-    "growth_with_memory",
+    "growth_with_memory", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table",
 ]

@@ -66,6 +66,9 @@ __all__ = [
     "group_gradient",
     "stats_table",
     "growth_with_memory",
+    "ZO_FIG5_GROWTH",
+    "ZO_FIG5_FACTOR",
+    "published_growth_table",
 ]
 
 #: the recurrent layers a stack can be built from.
@@ -444,4 +447,72 @@ def growth_with_memory(stats: dict[tuple[str, str], DeepStats], n_memories: int)
             v = group_gradient(st, g, n_memories)
             rows.append({"layer": layer, "norm": norm, "quantity": f"grad {g}",
                          "growth": (v[-1] / v[0]).item(), "max/min": (v.max() / v.min()).item()})
+    return pd.DataFrame(rows)
+
+
+#: ZO Fig. 5 (no normalization) and 5C (layer norm), read off the log panels (the book's page *Methods
+#: and reference values*): how each quantity changes from ``T_char = 1`` to ``T_char = 100`` at
+#: initialization (value at 100 / value at 1). ``"flat"`` groups: ZO's panel shows them unchanged
+#: (growth 1). The complex network's activity is ZO's layer 3 (here: the last block); its "other
+#: groups" (~1e-6 -> ~1e6) are every non-recurrent parameter group. ZO's width is 256, their inputs
+#: BERT embeddings (here: surrogate inputs with their fitted autocorrelation).
+ZO_FIG5_GROWTH: dict[tuple[str, str, str], float] = {
+    ("complex", "none", "activity, last layer"): 1e5,  # O(1) -> ~1e5
+    ("complex", "none", "grad lambda"): 3e15,  # ~3e-6 -> ~1e10
+    ("complex", "none", "grad other"): 1e12,  # ~1e-6 -> ~1e6
+    ("complex", "layer", "grad lambda"): 30.0,  # capped at ~1e-4, from ~3e-6
+    ("lru", "none", "activity, last layer"): 1.0,  # O(1)
+    ("lru", "none", "grad angle"): 1e4,  # ~1e-6 -> ~1e-2
+    ("lru", "none", "grad other"): 1.0,  # flat
+    ("gru", "none", "activity, last layer"): 1.0,  # O(1)
+    ("gru", "none", "grad other"): 1.0,  # flat
+}
+#: the agreement criterion for a growth read off ZO's panels: within one decade either way (the
+#: panels span ~20 decades; the book's width, inputs and seeds differ from ZO's).
+ZO_FIG5_FACTOR = 10.0
+
+
+def published_growth_table(summary, published: dict[tuple[str, str, str], float] = ZO_FIG5_GROWTH,
+                           factor: float = ZO_FIG5_FACTOR):
+    """Set the book's growth with memory beside ZO's, quantity by quantity.
+
+    Args:
+        summary: a :func:`growth_with_memory` table (``layer, norm, quantity, growth``).
+        published: ``(layer, norm, quantity) -> ZO's growth``; ``"activity, last layer"`` is the last
+            block's activity, ``"grad other"`` stands for every gradient group of that layer not named
+            in ``published`` for it (e.g. every non-recurrent group).
+        factor: the agreement criterion (within ``factor`` either way).
+    Returns:
+        A ``pandas.DataFrame``, one row per book quantity matched: ``layer, norm, quantity,
+        published, book, book / published, within factor``.
+    """
+    import pandas as pd
+
+    if not factor >= 1:
+        raise ValueError(f"factor must be >= 1, got {factor!r}")
+    _require_cols = {"layer", "norm", "quantity", "growth"} - set(summary.columns)
+    if _require_cols:
+        raise KeyError(f"summary lacks the columns {sorted(_require_cols)}")
+    rows = []
+    for (layer, norm, quantity), pub in published.items():
+        sub = summary[(summary.layer == layer) & (summary.norm == norm)]
+        if not len(sub):
+            raise KeyError(f"no {layer!r} network with norm {norm!r} in the summary")
+        if quantity == "activity, last layer":
+            acts = sorted(q for q in sub.quantity if q.startswith("activity, layer "))
+            names = [max(acts, key=lambda q: int(q.rsplit(" ", 1)[1]))]
+        elif quantity == "grad other":
+            named = {q for (l, n, q) in published if (l, n) == (layer, norm)}
+            names = [q for q in sub.quantity if q.startswith("grad ") and q not in named]
+        else:
+            names = [quantity]
+        for name in names:
+            got = sub[sub.quantity == name].growth
+            if len(got) != 1:
+                raise KeyError(f"{layer}/{norm}: quantity {name!r} not (or not once) in the summary")
+            book = float(got.iloc[0])
+            if not math.isfinite(book):
+                continue  # a group absent at the shortest memory (e.g. a norm's parameters without norm)
+            rows.append({"layer": layer, "norm": norm, "quantity": name, "published": pub, "book": book,
+                         "book / published": book / pub, "within factor": bool(1 / factor <= book / pub <= factor)})
     return pd.DataFrame(rows)
