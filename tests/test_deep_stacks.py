@@ -230,19 +230,20 @@ def test_member_groups_change_the_numbers_at_most_in_the_last_bits(layer):
 
 
 def test_published_growth_table_matches_by_hand():
-    # a hand-made summary: the last block is 4; "grad other" expands to the groups not named for that
-    # network (B and D here, not lambda); a group that is NaN (absent without norm) is skipped
+    # a hand-made summary: "grad other" expands to the groups not named for that network (B, D and F
+    # here, not lambda); a NaN group (absent without norm) is skipped, an infinite one (overflow) is outside
     import pandas as pd
 
     s = pd.DataFrame([("complex", "none", "activity, layer 1", 70.0), ("complex", "none", "activity, layer 4", 9e4),
                       ("complex", "none", "grad lambda", 2e15), ("complex", "none", "grad B", 3e11),
-                      ("complex", "none", "grad D", 6e8), ("complex", "none", "grad norm", float("nan"))],
+                      ("complex", "none", "grad D", 6e8), ("complex", "none", "grad norm", float("nan")),
+                      ("complex", "none", "grad F", float("inf"))],
                      columns=["layer", "norm", "quantity", "growth"])
-    pub = {("complex", "none", "activity, last layer"): 1e5, ("complex", "none", "grad lambda"): 3e15,
+    pub = {("complex", "none", "activity, layer 4"): 1e5, ("complex", "none", "grad lambda"): 3e15,
            ("complex", "none", "grad other"): 1e12}
     t = deep.published_growth_table(s, pub, factor=10)
-    assert t.quantity.tolist() == ["activity, layer 4", "grad lambda", "grad B", "grad D"]
-    assert t["within factor"].tolist() == [True, True, True, False]  # 6e8 / 1e12 is outside a decade
+    assert t.quantity.tolist() == ["activity, layer 4", "grad lambda", "grad B", "grad D", "grad F"]
+    assert t["within factor"].tolist() == [True, True, True, False, False]  # 6e8 / 1e12 is outside a decade
     assert t["book / published"].iloc[0] == pytest.approx(0.9)
     with pytest.raises(KeyError, match="no 'lru' network"):
         deep.published_growth_table(s, {("lru", "none", "grad angle"): 1e4})

@@ -198,8 +198,8 @@ def paired_setting_contrast(members: pd.DataFrame, column: str, *, setting: str,
         treated, control: the two values of ``setting``; the ratio is treated / control.
 
     Runs are paired by ``seed``; a seed missing from either setting is an error (the pairing is the
-    point). Failed runs are not dropped: the comparison is over every seed, and the converged counts
-    say how many runs settled.
+    point), and so is a value that is not finite and positive. No run is dropped: the comparison is
+    over every seed, and the converged counts (:func:`classify_runs`) say how many runs settled.
     """
     _require(members, ("seed", setting, column), "members")
     for name in (treated, control):
