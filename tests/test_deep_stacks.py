@@ -239,7 +239,7 @@ def test_published_growth_table_matches_by_hand():
                       ("complex", "none", "grad D", 6e8), ("complex", "none", "grad norm", float("nan")),
                       ("complex", "none", "grad F", float("inf"))],
                      columns=["layer", "norm", "quantity", "growth"])
-    pub = {("complex", "none", "activity, layer 4"): 1e5, ("complex", "none", "grad lambda"): 3e15,
+    pub = {("complex", "none", "activity, last layer"): 1e5, ("complex", "none", "grad lambda"): 3e15,
            ("complex", "none", "grad other"): 1e12}
     t = deep.published_growth_table(s, pub, factor=10)
     assert t.quantity.tolist() == ["activity, layer 4", "grad lambda", "grad B", "grad D", "grad F"]

@@ -453,20 +453,21 @@ def growth_with_memory(stats: dict[tuple[str, str], DeepStats], n_memories: int)
 #: ZO Fig. 5 (no normalization) and 5C (layer norm), read off the log panels (the book's page *Methods
 #: and reference values*): how each quantity changes from ``T_char = 1`` to ``T_char = 100`` at
 #: initialization (value at 100 / value at 1). ``"flat"`` groups: ZO's panel shows them unchanged
-#: (growth 1). The activity is ZO's layer 3 (the panel ZO show); the complex network's "other groups"
-#: (~1e-6 -> ~1e6) are every non-recurrent parameter group. The layer-norm value is **derived**: ZO
-#: give the cap (~1e-4) of Fig. 5C; the value at ``T = 1`` (~3e-6) is taken from Fig. 5B, assuming
-#: layer norm does not change it. ZO's width is 256, their inputs BERT embeddings (here: surrogate
-#: inputs with their fitted autocorrelation).
+#: (growth 1). ``"activity, last layer"``: ZO's "layer 3" counts from 0, the last of their 4 blocks
+#: (their ``figures/signal_propagation.ipynb`` plots layers 0 and 3). The complex network's "other
+#: groups" (~1e-6 -> ~1e6) are every non-recurrent parameter group. The layer-norm value is
+#: **derived**: ZO give the cap (~1e-4) of Fig. 5C; the value at ``T = 1`` (~3e-6) is taken from
+#: Fig. 5B, assuming layer norm does not change it. ZO's width is 256, their inputs BERT embeddings
+#: (here: surrogate inputs with their fitted autocorrelation).
 ZO_FIG5_GROWTH: dict[tuple[str, str, str], float] = {
-    ("complex", "none", "activity, layer 3"): 1e5,  # O(1) -> ~1e5
+    ("complex", "none", "activity, last layer"): 1e5,  # O(1) -> ~1e5
     ("complex", "none", "grad lambda"): 3e15,  # ~3e-6 -> ~1e10
     ("complex", "none", "grad other"): 1e12,  # ~1e-6 -> ~1e6
     ("complex", "layer", "grad lambda"): 30.0,  # derived: the cap ~1e-4 over ~3e-6 at T = 1
-    ("lru", "none", "activity, layer 3"): 1.0,  # O(1)
+    ("lru", "none", "activity, last layer"): 1.0,  # O(1)
     ("lru", "none", "grad angle"): 1e4,  # ~1e-6 -> ~1e-2
     ("lru", "none", "grad other"): 1.0,  # flat
-    ("gru", "none", "activity, layer 3"): 1.0,  # O(1)
+    ("gru", "none", "activity, last layer"): 1.0,  # O(1)
     ("gru", "none", "grad other"): 1.0,  # flat
 }
 #: the agreement criterion for a growth read off ZO's panels: within one decade either way (the
@@ -480,9 +481,9 @@ def published_growth_table(summary, published: dict[tuple[str, str, str], float]
 
     Args:
         summary: a :func:`growth_with_memory` table (``layer, norm, quantity, growth``).
-        published: ``(layer, norm, quantity) -> ZO's growth``; ``"grad other"`` stands for every
-            gradient group of that network not named in ``published`` for it (e.g. every
-            non-recurrent group).
+        published: ``(layer, norm, quantity) -> ZO's growth``; ``"activity, last layer"`` is the
+            last block's activity, ``"grad other"`` stands for every gradient group of that network
+            not named in ``published`` for it (e.g. every non-recurrent group).
         factor: the agreement criterion (within ``factor`` either way).
     Returns:
         A ``pandas.DataFrame``, one row per book quantity matched: ``layer, norm, quantity,
@@ -502,7 +503,12 @@ def published_growth_table(summary, published: dict[tuple[str, str, str], float]
         sub = summary[(summary.layer == layer) & (summary.norm == norm)]
         if not len(sub):
             raise KeyError(f"no {layer!r} network with norm {norm!r} in the summary")
-        if quantity == "grad other":
+        if quantity == "activity, last layer":
+            acts = [q for q in sub.quantity if q.startswith("activity, layer ")]
+            if not acts:
+                raise KeyError(f"{layer}/{norm}: no activity in the summary")
+            names = [max(acts, key=lambda q: int(q.rsplit(" ", 1)[1]))]
+        elif quantity == "grad other":
             named = {q for (l, n, q) in published if (l, n) == (layer, norm)}
             names = [q for q in sub.quantity if q.startswith("grad ") and q not in named]
         else:
