@@ -470,7 +470,7 @@ ZO_FIG5_GROWTH: dict[tuple[str, str, str], float] = {
     ("gru", "none", "activity, last layer"): 1.0,  # O(1)
     ("gru", "none", "grad other"): 1.0,  # flat
 }
-#: the agreement criterion for a growth read off ZO's panels: within one decade either way (the
+#: The agreement criterion for a growth read off ZO's panels, within one decade either way (the
 #: panels span ~20 decades; the book's width, inputs and seeds differ from ZO's).
 ZO_FIG5_FACTOR = 10.0
 
