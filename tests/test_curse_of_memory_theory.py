@@ -24,7 +24,7 @@ from floss_utils.curse_of_memory.theory import (complex_moments, cross_moment,
                                                 normalized_second_moment,
                                                 parametrization_hessian_closed_form,
                                                 reparametrized_sensitivity,
-                                                sensitivity_second_moment,
+                                                memory_sensitivity_gain, sensitivity_second_moment,
                                                 teacher_student_hessian_at_optimum,
                                                 teacher_student_loss)
 
@@ -317,3 +317,18 @@ def test_learn_angle_first_step_adam_is_sign_descent_and_adam_keeps_state():
     assert not torch.allclose(r.theta[10, 0], r.theta[10, 1], rtol=1e-9, atol=0)  # then Adam's state matters
     with pytest.raises(ValueError, match="angle"):
         learn_angle(("bogus",), steps=2)
+
+
+def test_memory_sensitivity_gain_by_hand():
+    # white input: E[h^2] = 1/(1 - l^2), E[(d_l h)^2] = (1 + l^2)/(1 - l^2)^3 (written out here)
+    def s(l):
+        return (1 + l * l) / (1 - l * l) ** 3
+
+    raw, relative = memory_sensitivity_gain(0.5, 0.99)
+    assert float(raw) == pytest.approx(s(0.99) / s(0.5), rel=1e-12)
+    assert float(relative) == pytest.approx(s(0.99) * (1 - 0.99**2) / (s(0.5) * (1 - 0.5**2)), rel=1e-12)
+    assert float(raw) == pytest.approx(8.48e4, rel=1e-3) and float(relative) == pytest.approx(2250, rel=1e-3)
+    same = memory_sensitivity_gain(0.7, 0.7, 0.9)
+    assert float(same[0]) == pytest.approx(1.0, abs=1e-14) and float(same[1]) == pytest.approx(1.0, abs=1e-14)
+    with pytest.raises(ValueError):
+        memory_sensitivity_gain(0.5, 1.0)

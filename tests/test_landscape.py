@@ -304,3 +304,33 @@ def test_effective_lr_contrast_by_hand():
     assert p == pytest.approx(4 / 20)
     with pytest.raises(ValueError, match="finite"):
         ls.effective_lr_contrast([], [1.0])
+
+
+def test_memory_control_against_gauss_newton_by_hand_and_the_equal_memory_limit():
+    # Ground truths: (1) at the optimum the Hessian is J^T J / R (first derivatives only), so the
+    # short teachers' top eigenvalue is checked against the Gauss-Newton matrix of teachers redrawn
+    # here by hand; (2) the loss scale is 1/2 mean(y^2) of those teachers' outputs; (3) redrawing
+    # with the long teachers' own moduli is the identity: every gain is exactly 1.
+    teachers = [ls.make_landscape_teacher(s) for s in (0, 3)]
+    x = torch.randn(4, 200, 1, generator=gen(2), dtype=F64)
+    mc = ls.memory_control(teachers, x, nu_min=0.5, nu_max=0.503)
+    short = [ls.make_landscape_teacher(s, nu_min=0.5, nu_max=0.503) for s in (0, 3)]
+    ys = torch.stack([t.outputs(x) for t in short])
+    assert rel(mc.scale_short, 0.5 * (ys**2).mean(dim=(1, 2, 3))) < 1e-12
+    for kind in ("dense", "diagonal"):
+        model = ls.student_at_teacher(kind, short)
+        GN = ls.gauss_newton(model, lambda m: (m(x) - ys).reshape(m.n_members, -1))
+        assert rel(mc.top_short[kind], torch.linalg.eigvalsh(GN)[:, -1]) < 1e-8
+        by_hand = mc.top_long[kind] / mc.top_short[kind] * mc.scale_short / mc.scale_long
+        assert rel(mc.relative_gain()[kind], by_hand) < 1e-12
+        assert bool((mc.gain()[kind] > 1).all())  # long memory is the sharper (chapter 6's claim, here one draw)
+    same = ls.memory_control(teachers, x, nu_min=0.99, nu_max=0.993, top_long=mc.top_long)
+    for kind in ("dense", "diagonal"):
+        assert rel(same.gain()[kind], torch.ones(2, dtype=F64)) < 1e-10
+        assert rel(same.relative_gain()[kind], torch.ones(2, dtype=F64)) < 1e-10
+    with pytest.raises(ValueError, match="nu_min"):
+        ls.memory_control(teachers, x, nu_min=0.6, nu_max=0.5)
+    with pytest.raises(ValueError, match="top_long"):
+        ls.memory_control(teachers, x, top_long={"dense": mc.top_long["dense"]})
+    with pytest.raises(TypeError, match="Teachers"):
+        ls.memory_control([], x)

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from floss_utils.curse_of_memory.student_grids import (RunConfig, at_learning_rates, best_at_grid_edge, best_run,
+from floss_utils.curse_of_memory.student_grids import (RunConfig, at_learning_rates, off_grid, beyond_edge, best_at_grid_edge, best_run,
                                                        figure_configs, runs_at_best)
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
@@ -97,3 +97,28 @@ def test_at_learning_rates_and_runs_at_best_by_hand():
     assert at_shared[at_shared.heads == 2].best_mean.iloc[0] == pytest.approx(0.5)
     with pytest.raises(ValueError, match=r"no runs at the learning rates \[0.032\]"):
         at_learning_rates(runs, [0.032, 1e-3])
+
+
+def test_off_grid_by_hand():
+    grid = [1e-3, 3.2e-3, 1e-2]
+    assert off_grid([3.2e-4, 1.0000000001e-3, 1e-2, 0.032], grid) == [3.2e-4, 0.032]  # 1e-3 within 1e-9
+    assert off_grid({"1": 1e-2, "2": 3.2e-4, "4": 3.2e-4, "8": 1e-3}, grid) == ["2", "4"]
+    assert off_grid([], grid) == []
+    with pytest.raises(ValueError, match="empty"):
+        off_grid([1e-3], [])
+
+
+def test_beyond_edge_walks_the_grid_by_hand():
+    grid = [3.2e-2, 1e-2, 3.2e-3, 1e-3, 3.2e-4]
+    run = [1e-2, 3.2e-3, 1e-3]
+    assert beyond_edge(3.2e-3, run, grid) is None  # inside: nothing to add
+    assert beyond_edge(1e-2, run, grid) == 3.2e-2  # largest run is best: the next larger rate
+    assert beyond_edge(1e-3, run, grid) == 3.2e-4  # smallest run is best: the next smaller rate
+    assert beyond_edge(3.2e-2, [3.2e-2, 1e-2], grid) is None  # the grid ends there
+    assert beyond_edge(float("inf"), run, grid) == 3.2e-4  # every rate diverged: go lower
+    assert beyond_edge(float("inf"), [3.2e-4], grid) is None
+    assert beyond_edge(1e-3, [1e-3], grid) == 3.2e-3  # one rate run: up first
+    with pytest.raises(ValueError, match="not one of"):
+        beyond_edge(5e-3, run, grid)
+    with pytest.raises(ValueError, match="no learning rate"):
+        beyond_edge(1e-3, [], grid)

@@ -29,7 +29,7 @@ Modules (each public name is also importable from this package)::
 from .theory import (
     cross_moment, cross_moment_mixed_derivative, mixed_derivative_fd, zo_notebook_mixed_derivative,
     hidden_second_moment,
-    sensitivity_second_moment, complex_moments, normalized_second_moment,
+    sensitivity_second_moment, memory_sensitivity_gain, complex_moments, normalized_second_moment,
     reparametrized_sensitivity, teacher_student_loss, teacher_student_hessian_at_optimum,
     parametrization_hessian_closed_form, MAGNITUDE_PARAMETRIZATIONS, ANGLE_PARAMETRIZATIONS,
 )
@@ -64,13 +64,13 @@ from .student_training import (
     kernel_error, cosine_lr, best_learning_rates,
 )
 from .student_grids import (
-    ARCHITECTURES, CONFIG_KEYS, RunConfig, FigureConfigs, figure_configs, run_grid, best_run, at_learning_rates, runs_at_best,
+    ARCHITECTURES, CONFIG_KEYS, RunConfig, FigureConfigs, figure_configs, run_grid, best_run, off_grid, beyond_edge, at_learning_rates, runs_at_best,
     best_at_grid_edge, missing_learning_rates,
 )
 from .landscape import (
     FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen,
     participation_ratio, eigenvector_concentration, top_mass, group_mass,
-    make_landscape_teacher, student_at_teacher, mse_loss_fn, AdamRun, train_keep_adam_state,
+    make_landscape_teacher, student_at_teacher, MemoryControl, memory_control, mse_loss_fn, AdamRun, train_keep_adam_state,
     effective_learning_rates, adam_ceiling, effective_lr_contrast, eigenvalue_condition_numbers,
 )
 from .adam_record import (
@@ -86,7 +86,7 @@ from .deep_stacks import (
 __all__ = [
     "cross_moment", "cross_moment_mixed_derivative", "mixed_derivative_fd", "zo_notebook_mixed_derivative",
     "hidden_second_moment",
-    "sensitivity_second_moment", "complex_moments", "normalized_second_moment",
+    "sensitivity_second_moment", "memory_sensitivity_gain", "complex_moments", "normalized_second_moment",
     "reparametrized_sensitivity", "teacher_student_loss", "teacher_student_hessian_at_optimum",
     "parametrization_hessian_closed_form", "MAGNITUDE_PARAMETRIZATIONS",
     "ANGLE_PARAMETRIZATIONS", "ar1_inputs", "iid_inputs", "fitted_autocorrelation_inputs",
@@ -102,10 +102,10 @@ __all__ = [
     "make_teacher", "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram",
     "quadratic_loss", "fft_loss", "expected_loss", "kernel_error", "cosine_lr",
     "best_learning_rates", "ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs",
-    "figure_configs", "run_grid", "best_run", "at_learning_rates", "runs_at_best", "best_at_grid_edge", "missing_learning_rates", "FlatLayout",
+    "figure_configs", "run_grid", "best_run", "off_grid", "beyond_edge", "at_learning_rates", "runs_at_best", "best_at_grid_edge", "missing_learning_rates", "FlatLayout",
     "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen",
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
-    "make_landscape_teacher", "student_at_teacher", "mse_loss_fn", "AdamRun",
+    "make_landscape_teacher", "student_at_teacher", "MemoryControl", "memory_control", "mse_loss_fn", "AdamRun",
     "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "effective_lr_contrast", "eigenvalue_condition_numbers",
     "classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate", "PairedSettingContrast",
     "paired_setting_contrast", "LAYERS", "NORMS",

@@ -16,6 +16,9 @@ Hessians over **all** parameters of a (member-batched) student, flattened in the
   ``1/2 mean(r^2)`` over ``R`` residuals: first derivatives only, equal to the Hessian wherever
   the residuals vanish (an independent check of the Hessian at the optimum).
 * :func:`hessian_eigen` - eigenvalues (descending) and eigenvectors of the symmetrized Hessian.
+* :func:`memory_control` / :class:`MemoryControl` - is the optimum sharp because of the memory?
+  The same teachers redrawn with short memory (same seeds, so the same uniform draws, angles,
+  eigenbases, ``B``, ``C``, ``D``), their top Hessian eigenvalue and their loss scale.
 * Concentration of a vector ``v`` on few coordinates: :func:`participation_ratio`
   ``PR = (sum v_i^2)^2 / sum v_i^4`` (1 for a coordinate vector, ``P`` for a flat one; its
   inverse is the IPR), :func:`top_mass` (fraction of ``|v|^2`` on the ``m`` largest coordinates)
@@ -68,6 +71,8 @@ __all__ = [
     "make_landscape_teacher",
     "eigenvalue_condition_numbers",
     "student_at_teacher",
+    "MemoryControl",
+    "memory_control",
     "mse_loss_fn",
     "AdamRun",
     "train_keep_adam_state",
@@ -391,6 +396,79 @@ def student_at_teacher(kind: str, teachers: Teacher | Sequence[Teacher]) -> Stud
         s.C_im.copy_(Cp.imag)
         s.D.copy_(D)
     return s
+
+
+@dataclass(frozen=True)
+class MemoryControl:
+    """Top Hessian eigenvalue at the optimum of each student kind, for the long-memory teachers
+    and for the same teachers redrawn with short memory (:func:`memory_control`).
+
+    Attributes:
+        top_long, top_short: ``{kind: (n_teachers,)}`` the largest eigenvalue of the loss Hessian
+            at the teacher's own parameters.
+        scale_long, scale_short: ``(n_teachers,)`` the loss of a student that outputs 0,
+            ``1/2 mean(y^2)`` on the batch: the loss's scale, which Adam does not see (it ignores
+            a global rescaling of the loss).
+        moduli_short: the ``(nu_min, nu_max)`` of the short-memory teachers.
+    """
+
+    top_long: dict[str, Tensor]
+    top_short: dict[str, Tensor]
+    scale_long: Tensor
+    scale_short: Tensor
+    moduli_short: tuple[float, float]
+
+    def gain(self) -> dict[str, Tensor]:
+        """``{kind: (n_teachers,)}`` top eigenvalue, long memory over short."""
+        return {k: self.top_long[k] / self.top_short[k] for k in self.top_long}
+
+    def relative_gain(self) -> dict[str, Tensor]:
+        """``{kind: (n_teachers,)}`` the same gain with each top eigenvalue divided by its loss scale."""
+        return {k: g * self.scale_short / self.scale_long for k, g in self.gain().items()}
+
+
+def _top_eigenvalues(kinds: Sequence[str], teachers: Sequence[Teacher], x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """``({kind: (n_teachers,)} top Hessian eigenvalue at the optimum, (n_teachers,) zero-output loss)``."""
+    y = torch.stack([t.outputs(x) for t in teachers])
+    loss = mse_loss_fn(x, y, method="kernel")
+    top = {k: hessian_eigen(loss_hessian(student_at_teacher(k, teachers), loss))[0][:, 0] for k in kinds}
+    return top, 0.5 * (y**2).mean(dim=(1, 2, 3))
+
+
+def memory_control(teachers: Sequence[Teacher], x: Tensor, nu_min: float = 0.5, nu_max: float = 0.503,
+                   kinds: Sequence[str] = ("dense", "diagonal"),
+                   top_long: Optional[dict[str, Tensor]] = None) -> MemoryControl:
+    """The control of "the optimum is sharp because of the memory": each teacher of
+    :func:`make_landscape_teacher` redrawn from its own seed with moduli ``U[nu_min, nu_max]``
+    (the same uniform draws, angles, eigenbases, ``B``, ``C`` and ``D``: only the memory changes),
+    and the largest Hessian eigenvalue of each student kind at the optimum, long and short.
+
+    Args:
+        teachers: the long-memory teachers, all made by :func:`make_landscape_teacher` (one size).
+        x: ``(B, T, 1)`` the fixed input batch of the Hessians (the teachers' dtype and device).
+        nu_min, nu_max: moduli range of the short-memory teachers, ``0 < nu_min <= nu_max < 1``.
+        kinds: student kinds of :func:`student_at_teacher`.
+        top_long: the long teachers' top eigenvalues if already computed (``{kind: (n_teachers,)}``,
+            from the same ``x``), else computed here.
+
+    Returns:
+        :class:`MemoryControl`; ``gain()`` and ``relative_gain()`` are per teacher.
+    """
+    teachers = list(teachers)
+    if not teachers or not all(isinstance(t, Teacher) for t in teachers):
+        raise TypeError("teachers must be a non-empty list of Teachers (from make_landscape_teacher)")
+    if not kinds:
+        raise ValueError("kinds must name at least one student kind")
+    t0 = teachers[0]
+    short = [make_landscape_teacher(t.seed, hidden=t.hidden, nu_min=nu_min, nu_max=nu_max,
+                                    dtype=t0.A.dtype, device=t0.A.device) for t in teachers]
+    top_computed, scale_long = _top_eigenvalues(kinds if top_long is None else (), teachers, x)
+    if top_long is None:
+        top_long = top_computed
+    elif set(top_long) != set(kinds) or any(v.shape != (len(teachers),) for v in top_long.values()):
+        raise ValueError(f"top_long must hold one (n_teachers,) = ({len(teachers)},) tensor per kind {list(kinds)}")
+    top_short, scale_short = _top_eigenvalues(kinds, short, x)
+    return MemoryControl(dict(top_long), top_short, scale_long, scale_short, (float(nu_min), float(nu_max)))
 
 
 def mse_loss_fn(x: Tensor, y: Tensor, method: str = "kernel") -> Callable[[Student], Tensor]:

@@ -24,7 +24,7 @@ from .students import LRU, ComplexDiagonalRNN, DenseRNN
 from .teacher import make_teacher
 from .student_training import train_ensemble
 
-__all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run",
+__all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run", "off_grid", "beyond_edge",
            "at_learning_rates", "runs_at_best", "best_at_grid_edge", "missing_learning_rates"]
 
 #: architecture name -> what it is
@@ -151,6 +151,25 @@ def at_learning_rates(frame, lrs: Sequence[float]):
     return frame[np.logical_or.reduce(hit)]
 
 
+def off_grid(rates: Mapping[object, float] | Sequence[float], grid: Sequence[float]) -> list:
+    """Which learning rates are not on ``grid`` (relative tolerance 1e-9), e.g. the rates a record
+    added to a paper's grid. ``rates``: a sequence of rates (returns those off the grid, in order)
+    or a mapping ``{key: rate}`` such as a record's best rate per configuration (returns the keys
+    whose rate is off the grid)."""
+    import numpy as np
+
+    grid = np.asarray([float(g) for g in grid])
+    if grid.size == 0:
+        raise ValueError("grid is empty")
+
+    def off(lr: float) -> bool:
+        return not np.isclose(grid, float(lr), rtol=1e-9, atol=0).any()
+
+    if isinstance(rates, Mapping):
+        return [k for k, lr in rates.items() if off(lr)]
+    return [lr for lr in rates if off(lr)]
+
+
 def runs_at_best(runs, best, keys: Sequence[str] = CONFIG_KEYS):
     """The runs (one row per seed) at each configuration's best learning rate.
 
@@ -169,6 +188,35 @@ def runs_at_best(runs, best, keys: Sequence[str] = CONFIG_KEYS):
                                                                             "sem": "best_sem"}), on=keys)
     at = merged[np.isclose(merged["lr"].astype(float), merged["best_lr"].astype(float), rtol=1e-9, atol=0)]
     return at.drop(columns="best_lr").reset_index(drop=True)
+
+
+def beyond_edge(best_lr: float, run: Sequence[float], grid: Sequence[float]) -> float | None:
+    """The next learning rate to try when a configuration's best rate sits on an edge of the rates
+    ``run`` so far: the neighbour on ``grid`` beyond that edge (the next larger rate when the best is
+    the largest run, the next smaller when it is the smallest), or None when the best is inside the
+    run rates or ``grid`` has nothing beyond it. A best rate that is not finite (every rate had a
+    diverged seed, see :func:`~floss_utils.curse_of_memory.student_training.best_learning_rates`
+    with ``mean = inf``) counts as the largest edge's failure: the next smaller rate is returned.
+    Rates are compared with a relative tolerance of 1e-9."""
+    import numpy as np
+
+    run, grid = sorted(float(r) for r in run), sorted(float(g) for g in grid)
+    if not run:
+        raise ValueError("no learning rate has been run")
+    if not math.isfinite(best_lr):
+        lower = [g for g in grid if g < run[0] and not np.isclose(g, run[0], rtol=1e-9, atol=0)]
+        return lower[-1] if lower else None
+    if not any(np.isclose(best_lr, r, rtol=1e-9, atol=0) for r in run):
+        raise ValueError(f"best_lr {best_lr:g} is not one of the rates run {run}")
+    if np.isclose(best_lr, run[-1], rtol=1e-9, atol=0):
+        higher = [g for g in grid if g > run[-1] and not np.isclose(g, run[-1], rtol=1e-9, atol=0)]
+        if higher:
+            return higher[0]
+    if np.isclose(best_lr, run[0], rtol=1e-9, atol=0):
+        lower = [g for g in grid if g < run[0] and not np.isclose(g, run[0], rtol=1e-9, atol=0)]
+        if lower:
+            return lower[-1]
+    return None
 
 
 def missing_learning_rates(done, grids: Mapping[str, Sequence[float]], *, where: Mapping[str, float] | None = None,
