@@ -16,7 +16,7 @@ from torch import nn
 from floss_utils.curse_of_memory import deep_stacks as deep
 from floss_utils.curse_of_memory.scans import diagonal_recurrence
 
-from conftest import F64
+from conftest import F64, gen
 
 MEMORIES = [1.0, 10**0.5, 10.0, 10**1.5, 100.0]
 SMALL = dict(d_input=12, d_model=8, n_blocks=2, dtype=F64)
@@ -251,3 +251,71 @@ def test_published_growth_table_matches_by_hand():
         deep.published_growth_table(s, {("complex", "none", "grad theta"): 1.0})
     with pytest.raises(ValueError, match="factor"):
         deep.published_growth_table(s, pub, factor=0.5)
+
+
+def test_last_step_loss_by_hand_and_equal_to_next_input_loss_for_two_steps():
+    out = torch.randn(3, 4, 5, 2, generator=gen(1), dtype=F64)
+    x = torch.randn(4, 5, 2, generator=gen(2), dtype=F64)
+    by_hand = torch.tensor([sum(0.5 * float((out[m, b, 3, d] - x[b, 4, d]) ** 2) for b in range(4) for d in range(2)) / 8
+                            for m in range(3)], dtype=F64)
+    assert rel(deep.last_step_loss(out, x), by_hand) < 1e-14
+    # with T = 2 both losses see only the prediction of x_1 from step 0
+    assert rel(deep.last_step_loss(out[:, :, :2], x[:, :2]), deep.next_input_loss(out[:, :, :2], x[:, :2])) < 1e-15
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        deep.last_step_loss(out[:, :, :1], x[:, :1])
+
+
+@pytest.mark.parametrize("inputs, loss", [("structured", "next_input"), ("fitted", "last_step")])
+def test_input_and_loss_variants_are_the_stated_inputs_and_loss(inputs, loss):
+    # the statistics of a variant equal a direct autograd of the named loss on the named inputs
+    from floss_utils.curse_of_memory.inputs import structured_embedding_inputs
+
+    kw = dict(batch=2, seq_len=20, input_seed=3, d_input=6, d_model=4, n_blocks=2, dtype=F64)
+    st = deep.deep_signal_propagation("complex", "none", [10.0], [1], inputs=inputs, loss=loss, **kw)
+    g = torch.Generator().manual_seed(3)
+    x = (structured_embedding_inputs(2, 20, 6, generator=g, dtype=F64).x if inputs == "structured"
+         else deep.fitted_autocorrelation_inputs(2, 20, 6, generator=g, dtype=F64))
+    net = deep.DeepRecurrentStack("complex", "none", [10.0], [1], d_input=6, d_model=4, n_blocks=2, dtype=F64)
+    out, _ = net(x)
+    value = deep.LOSSES[loss](out, x)
+    assert rel(st.loss, value.detach()) < 1e-12
+    blk = net.blocks[0]
+    g_re, g_im = torch.autograd.grad(value.sum(), [blk.lam_re, blk.lam_im])
+    mean_sq = (g_re.pow(2).sum() + g_im.pow(2).sum()) / (blk.lam_re[0].numel() + blk.lam_im[0].numel())
+    assert rel(st.grad_sq["lambda/1"], mean_sq.reshape(1)) < 1e-12
+    plain = deep.deep_signal_propagation("complex", "none", [10.0], [1], **kw)
+    assert float((st.loss - plain.loss).abs()) > 0  # the variant changes the numbers
+    with pytest.raises(ValueError, match="inputs"):
+        deep.deep_signal_propagation("complex", "none", [10.0], [1], inputs="bert", **kw)
+    with pytest.raises(ValueError, match="loss"):
+        deep.deep_signal_propagation("complex", "none", [10.0], [1], loss="xent", **kw)
+
+
+def test_fig5_directions_by_hand():
+    import pandas as pd
+
+    def table(c_act, c_lam, l_ang, l_act, gru_grads):
+        rows = [("complex", "activity, layer 1", 2.0), ("complex", "activity, layer 2", c_act), ("complex", "grad lambda", c_lam),
+                ("lru", "activity, layer 1", 1.0), ("lru", "activity, layer 2", l_act), ("lru", "grad angle", l_ang),
+                ("gru", "activity, layer 2", 0.5), ("gru", "activity, layer 1", 1.0)]
+        rows += [("gru", f"grad g{i}", v) for i, v in enumerate(gru_grads)]
+        return pd.DataFrame([{"layer": a, "norm": "none", "quantity": q, "growth": v} for a, q, v in rows])
+
+    ok = deep.fig5_directions(table(1e3, 1e5, 1e2, 2.0, [1.0, 9.0]))
+    assert ok == {"complex: activity and lambda gradient grow": True, "LRU: angle gradient grows, activity flat": True,
+                  "GRU: no gradient group grows": True}
+    bad = deep.fig5_directions(table(5.0, 1e5, 1e2, 11.0, [1.0, 10.0]))  # last activity, not the first, counts
+    assert not any(bad.values())
+    assert deep.fig5_directions(table(1e3, 1e5, 1e2, 2.0, [1.0]), norm="layer") == {}
+
+
+def test_variant_growth_is_growth_with_memory_of_each_variant():
+    import pandas as pd
+
+    kw = dict(batch=2, seq_len=16, input_seed=3, d_input=6, d_model=4, n_blocks=2, dtype=F64)
+    t = deep.variant_growth([("fitted", "next_input"), ("structured", "last_step")], [1.0, 10.0], [0], layers=["lru"], **kw)
+    assert set(zip(t.inputs, t.loss)) == {("fitted", "next_input"), ("structured", "last_step")}
+    direct = deep.growth_with_memory({("lru", "none"): deep.deep_signal_propagation(
+        "lru", "none", [1.0, 10.0], [0], inputs="structured", loss="last_step", **kw)}, 2)
+    mine = t[t.inputs == "structured"].drop(columns=["inputs", "loss"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, direct)

@@ -12,7 +12,8 @@ import torch
 
 from floss_utils.curse_of_memory.inputs import (FITTED_AR1_COEFFICIENT, ar1_inputs,
                                                 fitted_autocorrelation,
-                                                fitted_autocorrelation_inputs, iid_inputs)
+                                                fitted_autocorrelation_inputs, iid_inputs,
+                                                structured_embedding_inputs)
 
 from conftest import F64, gen
 
@@ -90,3 +91,30 @@ def test_fitted_autocorrelation_generator_matches_r_of_delta():
     assert float(fitted_autocorrelation([0])[0]) == pytest.approx(0.3751)
     assert float(fitted_autocorrelation([2])[0]) == pytest.approx(0.0431 * FITTED_AR1_COEFFICIENT**2)
     assert fitted_autocorrelation_inputs(2, 5, 3).dtype == torch.float32  # default dtype for deep nets
+
+
+def test_structured_inputs_have_their_mean_cross_covariance_and_zo_autocorrelation():
+    # Ground truth: by construction E[x_t] = mu and E[(x_t - mu)(x_{t+D} - mu)^T] = R(D)((1 - s) I + s U U^T)
+    # with R ZO's fitted autocorrelation; every product is a mean over independent sequences, within 5 s.e.
+    n, c = 6000, 6
+    out = structured_embedding_inputs(n, 150, c, shared_fraction=0.6, rank=2, generator=gen(7), dtype=F64)
+    x = out.x
+    assert x.shape == (n, 150, c) and out.mixing.shape == (c, 2)
+    assert torch.allclose(torch.linalg.vector_norm(out.mixing, dim=1), torch.ones(c, dtype=F64))
+    m, se = x[:, 20].mean(0), x[:, 20].std(0) / n**0.5
+    assert ((m - out.mean).abs() < 5 * se).all()
+    xc = x - out.mean
+    for lag in (0, 10, 100):
+        prods = xc[:, 30, :, None] * xc[:, 30 + lag, None, :]  # (n, c, c)
+        target = out.covariance(lag)
+        assert ((prods.mean(0) - target).abs() < 5 * prods.std(0) / n**0.5).all(), lag
+    assert float(out.covariance(0)[0, 0]) == pytest.approx(0.3751)  # each coordinate keeps R(0)
+    assert float(out.covariance(0)[0, 1]).__abs__() > 0.01  # and coordinates are correlated
+    # limits: s = 0, mean 0 is the fitted generator's law (independent coordinates)
+    plain = structured_embedding_inputs(4, 5, 3, shared_fraction=0.0, mean_square=0.0, generator=gen(1))
+    assert torch.equal(plain.mean, torch.zeros(3)) and torch.allclose(plain.covariance(0), 0.3751 * torch.eye(3, dtype=F64))
+    a = structured_embedding_inputs(4, 5, 3, generator=gen(3)).x
+    assert torch.equal(a, structured_embedding_inputs(4, 5, 3, generator=gen(3)).x)
+    for bad in (dict(rank=0), dict(shared_fraction=1.5), dict(mean_square=-1.0)):
+        with pytest.raises(ValueError):
+            structured_embedding_inputs(4, 5, 3, **bad)

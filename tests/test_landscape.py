@@ -334,3 +334,18 @@ def test_memory_control_against_gauss_newton_by_hand_and_the_equal_memory_limit(
         ls.memory_control(teachers, x, top_long={"dense": mc.top_long["dense"]})
     with pytest.raises(TypeError, match="Teachers"):
         ls.memory_control([], x)
+
+
+def test_numerical_rank_of_a_known_rank_matrix_with_round_off():
+    # H = Q diag(1e6, 1e3, 1, 0, 0) Q^T, computed twice with independent perturbations of size 1e-9:
+    # three eigenvalues stand far above the Weyl bound ||H - other|| ~ 1e-9, the two zeros do not
+    Q = torch.linalg.qr(torch.randn(5, 5, generator=gen(1), dtype=F64))[0]
+    exact = Q @ torch.diag(torch.tensor([1e6, 1e3, 1.0, 0.0, 0.0], dtype=F64)) @ Q.T
+    E1, E2 = (1e-9 * torch.randn(5, 5, generator=gen(k), dtype=F64) for k in (2, 3))
+    H, other = exact + E1 + E1.T, exact + E2 + E2.T
+    rank, noise = ls.numerical_rank(torch.stack([H, exact]), torch.stack([other, exact]))
+    assert rank.tolist() == [3, 3]
+    assert 1e-10 < float(noise[0]) < 1e-7  # the perturbations' size, plus P eps ||H|| ~ 1e-9
+    assert float(noise[1]) == pytest.approx(5 * torch.finfo(F64).eps * 1e6, rel=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        ls.numerical_rank(H, other[:4, :4])

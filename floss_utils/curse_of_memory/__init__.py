@@ -34,7 +34,7 @@ from .theory import (
     parametrization_hessian_closed_form, MAGNITUDE_PARAMETRIZATIONS, ANGLE_PARAMETRIZATIONS,
 )
 from .inputs import (
-    ar1_inputs, iid_inputs, fitted_autocorrelation_inputs, fitted_autocorrelation,
+    ar1_inputs, iid_inputs, fitted_autocorrelation_inputs, fitted_autocorrelation, structured_embedding_inputs, StructuredInputs,
     FITTED_WHITE_VARIANCE, FITTED_AR1_VARIANCE, FITTED_AR1_COEFFICIENT,
 )
 from .scans import (
@@ -68,7 +68,7 @@ from .student_grids import (
     best_at_grid_edge, missing_learning_rates,
 )
 from .landscape import (
-    FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen,
+    FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen, numerical_rank,
     participation_ratio, eigenvector_concentration, top_mass, group_mass,
     make_landscape_teacher, student_at_teacher, MemoryControl, memory_control, mse_loss_fn, AdamRun, train_keep_adam_state,
     effective_learning_rates, adam_ceiling, effective_lr_contrast, eigenvalue_condition_numbers,
@@ -78,8 +78,8 @@ from .adam_record import (
     paired_setting_contrast,
 )
 from .deep_stacks import (
-    LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, DeepStats,
-    deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory, ZO_FIG5_GROWTH,
+    LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, last_step_loss, LOSSES, INPUTS, DeepStats,
+    deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory, fig5_directions, variant_growth, ZO_FIG5_GROWTH,
     ZO_FIG5_FACTOR, published_growth_table,
 )
 
@@ -89,7 +89,7 @@ __all__ = [
     "sensitivity_second_moment", "memory_sensitivity_gain", "complex_moments", "normalized_second_moment",
     "reparametrized_sensitivity", "teacher_student_loss", "teacher_student_hessian_at_optimum",
     "parametrization_hessian_closed_form", "MAGNITUDE_PARAMETRIZATIONS",
-    "ANGLE_PARAMETRIZATIONS", "ar1_inputs", "iid_inputs", "fitted_autocorrelation_inputs",
+    "ANGLE_PARAMETRIZATIONS", "ar1_inputs", "iid_inputs", "fitted_autocorrelation_inputs", "structured_embedding_inputs", "StructuredInputs",
     "fitted_autocorrelation", "FITTED_WHITE_VARIANCE", "FITTED_AR1_VARIANCE",
     "FITTED_AR1_COEFFICIENT", "diagonal_scan", "diagonal_recurrence", "linear_scan",
     "linear_scan_loop", "MomentEstimate", "simulate_moments", "simulate_teacher_student_loss",
@@ -103,13 +103,13 @@ __all__ = [
     "quadratic_loss", "fft_loss", "expected_loss", "kernel_error", "cosine_lr",
     "best_learning_rates", "ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs",
     "figure_configs", "run_grid", "best_run", "off_grid", "beyond_edge", "at_learning_rates", "runs_at_best", "best_at_grid_edge", "missing_learning_rates", "FlatLayout",
-    "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen",
+    "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen", "numerical_rank",
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
     "make_landscape_teacher", "student_at_teacher", "MemoryControl", "memory_control", "mse_loss_fn", "AdamRun",
     "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "effective_lr_contrast", "eigenvalue_condition_numbers",
     "classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate", "PairedSettingContrast",
     "paired_setting_contrast", "LAYERS", "NORMS",
-    "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "DeepStats",
+    "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "last_step_loss", "LOSSES", "INPUTS", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
-    "growth_with_memory", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table",
+    "growth_with_memory", "fig5_directions", "variant_growth", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table",
 ]

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .inputs import fitted_autocorrelation_inputs
+from .inputs import fitted_autocorrelation_inputs, structured_embedding_inputs
 from .students import ring_init
 from .scans import diagonal_scan
 
@@ -60,12 +60,17 @@ __all__ = [
     "chrono_bias",
     "DeepRecurrentStack",
     "next_input_loss",
+    "last_step_loss",
+    "LOSSES",
+    "INPUTS",
     "DeepStats",
     "deep_signal_propagation",
     "memory_means",
     "group_gradient",
     "stats_table",
     "growth_with_memory",
+    "fig5_directions",
+    "variant_growth",
     "ZO_FIG5_GROWTH",
     "ZO_FIG5_FACTOR",
     "published_growth_table",
@@ -305,6 +310,23 @@ def next_input_loss(out: Tensor, x: Tensor) -> Tensor:
     return 0.5 * ((out[:, :, :-1, :] - x[None, :, 1:, :].to(out.dtype)) ** 2).mean(dim=(1, 2, 3))
 
 
+def last_step_loss(out: Tensor, x: Tensor) -> Tensor:
+    """Per-member ``1/2 mean (out_{T-2} - x_{T-1})^2`` over batch and features: the next input
+    predicted at the last step only, so every gradient reaches the early steps through the whole
+    recurrence (a sequence-level loss). ``out`` ``(M, B, T, d)``, ``x`` ``(B, T, d)`` -> ``(M,)``."""
+    if x.shape[1] < 2:
+        raise ValueError(f"the last-step loss needs sequences of at least 2 steps, got {x.shape[1]}")
+    return 0.5 * ((out[:, :, -2, :] - x[None, :, -1, :].to(out.dtype)) ** 2).mean(dim=(1, 2))
+
+
+#: loss name -> ``loss(out, x) -> (M,)`` of :func:`deep_signal_propagation`
+LOSSES = {"next_input": next_input_loss, "last_step": last_step_loss}
+#: input names of :func:`deep_signal_propagation`: ZO's fitted autocorrelation per coordinate
+#: (:func:`~floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`), or the same with a
+#: mean and correlated coordinates (:func:`~floss_utils.curse_of_memory.inputs.structured_embedding_inputs`)
+INPUTS = ("fitted", "structured")
+
+
 @dataclass
 class DeepStats:
     """Outcome of :func:`deep_signal_propagation` (CPU tensors, member axis first).
@@ -344,23 +366,35 @@ def deep_signal_propagation(layer: str, norm: str, memories: Sequence[float], se
                             batch: int, seq_len: int, input_seed: int, d_input: int = 768, d_model: int = 256,
                             n_blocks: int = 4, max_phase: float = 2 * math.pi,
                             dtype: torch.dtype = torch.float32, device="cpu",
-                            max_bytes: int = WORKSPACE_BYTES) -> DeepStats:
+                            max_bytes: int = WORKSPACE_BYTES, inputs: str = "fitted",
+                            loss: str = "next_input") -> DeepStats:
     """Activity and gradient magnitudes at initialization for every memory x seed.
 
-    Members are ``memories x seeds`` (memory-major); all see the same input batch: Gaussian with
-    ZO's autocorrelation fitted to BERT embeddings (:func:`floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`,
-    drawn on the CPU from ``input_seed``). One forward and one backward pass of the summed member
+    Members are ``memories x seeds`` (memory-major); all see the same input batch, drawn on the
+    CPU from ``input_seed``: ``inputs="fitted"`` Gaussian with ZO's autocorrelation fitted to BERT
+    embeddings (:func:`floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`), or
+    ``"structured"``, the same around a mean vector with correlated coordinates
+    (:func:`floss_utils.curse_of_memory.inputs.structured_embedding_inputs`, its defaults). The loss
+    is one of :data:`LOSSES`: ``"next_input"`` (ZO's next-token prediction at every step) or
+    ``"last_step"``. One forward and one backward pass of the summed member
     losses per group of members that fits in ``max_bytes``. Members are independent networks: the
     groups (set by the parameters alone, so the same call gives the same numbers) change the
     results at most in the last bits, where a batched matrix product over another number of
     members rounds differently (tested).
     """
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
     mem = [float(t) for t in memories for _ in seeds]
     sds = [int(s) for _ in memories for s in seeds]
-    x = fitted_autocorrelation_inputs(batch, seq_len, d_input, generator=torch.Generator().manual_seed(input_seed),
-                                      dtype=dtype, device=device)
+    g = torch.Generator().manual_seed(input_seed)
+    if inputs == "fitted":
+        x = fitted_autocorrelation_inputs(batch, seq_len, d_input, generator=g, dtype=dtype, device=device)
+    else:
+        x = structured_embedding_inputs(batch, seq_len, d_input, generator=g, dtype=dtype, device=device).x
     size = _member_group(batch, seq_len, d_input, d_model, n_blocks, layer, dtype, max_bytes)
-    parts = [_propagate(layer, norm, mem[i:i + size], sds[i:i + size], x, d_input=d_input, d_model=d_model,
+    parts = [_propagate(layer, norm, mem[i:i + size], sds[i:i + size], x, LOSSES[loss], d_input=d_input, d_model=d_model,
                         n_blocks=n_blocks, max_phase=max_phase, dtype=dtype, device=device)
              for i in range(0, len(mem), size)]
     return DeepStats(memory=torch.tensor(mem), seed=torch.tensor(sds),
@@ -369,11 +403,11 @@ def deep_signal_propagation(layer: str, norm: str, memories: Sequence[float], se
                      loss=torch.cat([p.loss for p in parts]))
 
 
-def _propagate(layer: str, norm: str, mem: list[float], sds: list[int], x: Tensor, **kw) -> DeepStats:
+def _propagate(layer: str, norm: str, mem: list[float], sds: list[int], x: Tensor, loss_fn, **kw) -> DeepStats:
     """:func:`deep_signal_propagation` for one group of members, in one pass."""
     net = DeepRecurrentStack(layer, norm, mem, sds, **kw)
     out, states = net(x)
-    loss = next_input_loss(out, x)
+    loss = loss_fn(out, x)
     named = dict(net.named_parameters())
     grads = dict(zip(named, torch.autograd.grad(loss.sum(), list(named.values()))))
     grad_sq = {}
@@ -448,6 +482,58 @@ def growth_with_memory(stats: dict[tuple[str, str], DeepStats], n_memories: int)
             rows.append({"layer": layer, "norm": norm, "quantity": f"grad {g}",
                          "growth": (v[-1] / v[0]).item(), "max/min": (v.max() / v.min()).item()})
     return pd.DataFrame(rows)
+
+
+#: the recurrent parameter groups of each layer (everything else is "other")
+RECURRENT_GROUPS = {"complex": ("lambda",), "lru": ("magnitude", "angle", "gamma"),
+                    "gru": ("gru_update", "gru_reset", "gru_candidate")}
+
+
+def fig5_directions(summary, norm: str = "none", factor: float = 10.0) -> dict[str, bool]:
+    """The directions of ZO's Fig. 5 in a :func:`growth_with_memory` table (one norm), each a
+    named yes/no, with ``factor`` (a decade, this book's "flat") as the line between growing and flat:
+
+    * ``"complex: activity and lambda gradient grow"`` - the complex network's last-layer activity
+      and its ``lambda`` gradient both grow by more than ``factor``;
+    * ``"LRU: angle gradient grows, activity flat"`` - the LRU's angle gradient grows by more than
+      ``factor`` while its last-layer activity changes by less than ``factor`` either way;
+    * ``"GRU: no gradient group grows"`` - no gradient group of the GRU grows by ``factor``.
+
+    Layers missing from ``summary`` are left out of the result.
+    """
+    rows = summary[summary.norm == norm]
+    out: dict[str, bool] = {}
+    for layer, g in rows.groupby("layer", sort=False):
+        growth = dict(zip(g.quantity, g.growth))
+        n_blocks = sum(q.startswith("activity, layer ") for q in growth)
+        last = growth[f"activity, layer {n_blocks}"]
+        if layer == "complex":
+            out["complex: activity and lambda gradient grow"] = bool(last > factor and growth["grad lambda"] > factor)
+        elif layer == "lru":
+            out["LRU: angle gradient grows, activity flat"] = bool(growth["grad angle"] > factor
+                                                                   and 1 / factor < last < factor)
+        elif layer == "gru":
+            out["GRU: no gradient group grows"] = bool(all(v < factor for q, v in growth.items() if q.startswith("grad ")))
+    return out
+
+
+def variant_growth(variants: Sequence[tuple[str, str]], memories: Sequence[float], seeds: Sequence[int], *,
+                   layers: Sequence[str] = LAYERS, norm: str = "none", **kw):
+    """:func:`growth_with_memory` of every layer under each ``(inputs, loss)`` variant (names of
+    :data:`INPUTS` and :data:`LOSSES`): does a conclusion depend on the inputs or on the loss?
+
+    ``kw`` goes to :func:`deep_signal_propagation` (``batch``, ``seq_len``, ``input_seed``, sizes,
+    dtype, device). Returns the table of :func:`growth_with_memory` with the columns ``inputs`` and
+    ``loss`` added.
+    """
+    import pandas as pd
+
+    frames = []
+    for inputs, loss in variants:
+        stats = {(layer, norm): deep_signal_propagation(layer, norm, memories, seeds, inputs=inputs, loss=loss, **kw)
+                 for layer in layers}
+        frames.append(growth_with_memory(stats, len(memories)).assign(inputs=inputs, loss=loss))
+    return pd.concat(frames, ignore_index=True)
 
 
 #: ZO Fig. 5 (no normalization) and 5C (layer norm), read off the log panels (the book's page *Methods

@@ -64,6 +64,7 @@ __all__ = [
     "residual_jacobian",
     "gauss_newton",
     "hessian_eigen",
+    "numerical_rank",
     "participation_ratio",
     "eigenvector_concentration",
     "top_mass",
@@ -243,6 +244,26 @@ def hessian_eigen(H: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"H must be square in its last two axes, got {tuple(H.shape)}")
     w, V = torch.linalg.eigh(0.5 * (H + H.transpose(-1, -2)))
     return w.flip(-1), V.flip(-1)
+
+
+def numerical_rank(H: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+    """How many eigenvalues of ``H`` stand above its round-off, measured against an independent
+    computation ``other`` of the same matrix (e.g. the Gauss-Newton matrix at the optimum).
+
+    By Weyl's inequality every eigenvalue of the exact matrix lies within ``||H - other||_2`` of
+    ``H``'s (when ``other`` is at least as accurate); ``P eps ||H||_2`` (float64 ``eps``, ``P`` the
+    size) adds the rounding of the eigensolver itself. ``H``, ``other``: ``(..., P, P)``.
+
+    Returns:
+        ``(rank, noise)``: ``(...)`` the number of eigenvalues above ``noise``, and ``noise`` itself.
+    """
+    if H.shape != other.shape or H.shape[-1] != H.shape[-2]:
+        raise ValueError(f"H and other must be square matrices of one shape, got {tuple(H.shape)} and {tuple(other.shape)}")
+    w = hessian_eigen(H)[0]
+    eps = torch.finfo(torch.float64).eps
+    noise = (torch.linalg.matrix_norm(H - other, ord=2)
+             + H.shape[-1] * eps * torch.linalg.matrix_norm(0.5 * (H + H.transpose(-1, -2)), ord=2))
+    return (w > noise[..., None]).sum(-1), noise
 
 
 # ------------------------------------------------------------------------- concentration
