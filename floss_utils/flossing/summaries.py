@@ -8,7 +8,12 @@ schedules x tasks):
 * :func:`success_summary`: success rate, median epochs-to-success and mean final accuracy per
   condition;
 * :func:`longest_bridged`: for every schedule, the longest delay whose success rate reaches a
-  given level (the horizon the schedule lets BPTT bridge within the training budget).
+  given level (the horizon the schedule lets BPTT bridge within the training budget);
+* :func:`schedule_contrasts`: one schedule against another over the same (seed, task) pairs:
+  both success rates with Wilson intervals and an exact one-sided paired test (McNemar's, on the
+  pairs where the outcomes differ);
+* :func:`paired_speedup`: where both schedules succeed, how much sooner one does, with an exact
+  one-sided sign test.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "fewest_exponents", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "paired_speedup", "fewest_exponents", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -84,6 +89,77 @@ def longest_bridged(summary: pd.DataFrame, min_rate: float = 0.5,
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "longest_delay": int(ok.max()) if len(ok) else 0})
     return pd.DataFrame(rows)
+
+
+def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
+                       keys: Sequence[str] = ("seed", "family", "delay"), level: float = 0.95) -> pd.DataFrame:
+    """Does schedule ``a`` succeed more often than schedule ``b``? One row per pair ``(a, b)``.
+
+    The members of the two schedules are matched on ``keys`` (the same network seed on the same
+    task: the design of chapter 10's ensembles), so the test is paired: of the matched pairs,
+    ``n10`` succeed under ``a`` only and ``n01`` under ``b`` only; under the null hypothesis of
+    equal rates each of these discordant pairs goes either way with probability 1/2, and the
+    one-sided exact p-value is ``P(Binomial(n10 + n01, 1/2) >= n10)`` (McNemar's exact test,
+    one-sided; 1 when no pair is discordant).
+
+    Args:
+        table: :func:`member_table` output (columns ``schedule``, ``success`` and ``keys``).
+        pairs: ``(a, b)`` schedule names, ``a`` the one claimed better.
+        keys: the columns that identify a matched pair.
+        level: confidence of the Wilson intervals of both rates.
+    Returns:
+        Columns ``a, b, n_pairs, rate_a, rate_a_lo, rate_a_hi, rate_b, rate_b_lo, rate_b_hi, n10,
+        n01, p`` (rates over the matched pairs).
+    """
+    from scipy.stats import binom
+
+    from ..common import wilson_interval
+
+    missing = [c for c in ("schedule", "success", *keys) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+    known = set(table["schedule"])
+    rows = []
+    for a, b in pairs:
+        if a not in known or b not in known:
+            raise ValueError(f"schedules {a!r} and {b!r} must both be in the table (it has {sorted(known)})")
+        ta = table[table.schedule == a].set_index(list(keys))["success"]
+        tb = table[table.schedule == b].set_index(list(keys))["success"]
+        if ta.index.has_duplicates or tb.index.has_duplicates:
+            raise ValueError(f"keys {list(keys)} do not identify one member per schedule")
+        common = ta.index.intersection(tb.index)
+        if len(common) == 0:
+            raise ValueError(f"no (seed, task) pair is run under both {a!r} and {b!r}")
+        x, y = ta.loc[common].to_numpy(bool), tb.loc[common].to_numpy(bool)
+        n10, n01 = int((x & ~y).sum()), int((~x & y).sum())
+        p = float(binom.sf(n10 - 1, n10 + n01, 0.5)) if n10 + n01 else 1.0
+        (alo, ahi), (blo, bhi) = (wilson_interval(int(v.sum()), len(v), level) for v in (x, y))
+        rows.append({"a": a, "b": b, "n_pairs": len(common), "rate_a": x.mean(), "rate_a_lo": float(alo),
+                     "rate_a_hi": float(ahi), "rate_b": y.mean(), "rate_b_lo": float(blo), "rate_b_hi": float(bhi),
+                     "n10": n10, "n01": n01, "p": p})
+    return pd.DataFrame(rows)
+
+
+def paired_speedup(table: pd.DataFrame, a: str, b: str,
+                   keys: Sequence[str] = ("seed", "family", "delay")) -> dict[str, float]:
+    """Does schedule ``a`` succeed sooner than ``b``? Over the (seed, task) pairs where both succeed:
+    ``n`` pairs, ``n_sooner`` where ``a`` needs fewer epochs (ties count for neither), the median of
+    ``epochs_b / epochs_a``, and the exact one-sided sign test ``p = P(Binomial(n_untied, 1/2) >=
+    n_sooner)`` (1 when every pair is tied or there is none; ``median_ratio`` NaN when ``n = 0``).
+    """
+    from scipy.stats import binom
+
+    missing = [c for c in ("schedule", "success", "success_epoch", *keys) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+    ea = table[(table.schedule == a) & table.success].set_index(list(keys))["success_epoch"]
+    eb = table[(table.schedule == b) & table.success].set_index(list(keys))["success_epoch"]
+    common = ea.index.intersection(eb.index)
+    xa, xb = ea.loc[common].to_numpy(float), eb.loc[common].to_numpy(float)
+    sooner, later = int((xa < xb).sum()), int((xa > xb).sum())
+    p = float(binom.sf(sooner - 1, sooner + later, 0.5)) if sooner + later else 1.0
+    return {"n": len(common), "n_sooner": sooner, "n_later": later,
+            "median_ratio": float(np.median(xb / xa)) if len(common) else float("nan"), "p": p}
 
 
 def fewest_exponents(summary: pd.DataFrame, min_rate: float = 0.5, by: Sequence[str] = ("order",),

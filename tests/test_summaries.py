@@ -1,0 +1,60 @@
+"""Summaries of flossing-schedule experiments against hand counts."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from floss_utils.flossing.summaries import paired_speedup, schedule_contrasts
+
+
+def _table():
+    # 6 seeds on one task; "pre" succeeds for seeds 0-4, "none" for seeds 0 and 5:
+    # discordant pairs: pre only {1, 2, 3, 4} (n10 = 4), none only {5} (n01 = 1)
+    rows = [{"seed": s, "family": "xor", "delay": 5, "schedule": sch, "success": ok}
+            for s in range(6) for sch, ok in (("pre", s <= 4), ("none", s in (0, 5)))]
+    rows.append({"seed": 9, "family": "xor", "delay": 5, "schedule": "pre", "success": True})  # no "none" partner
+    return pd.DataFrame(rows)
+
+
+def test_schedule_contrasts_by_hand():
+    out = schedule_contrasts(_table(), [("pre", "none"), ("none", "pre")]).set_index("a")
+    r = out.loc["pre"]
+    assert r.n_pairs == 6 and r.n10 == 4 and r.n01 == 1  # the unmatched seed 9 is left out
+    assert r.rate_a == pytest.approx(5 / 6) and r.rate_b == pytest.approx(2 / 6)
+    # P(Bin(5, 1/2) >= 4) = (5 + 1) / 32
+    assert r.p == pytest.approx(6 / 32, rel=1e-12)
+    assert out.loc["none"].p == pytest.approx(31 / 32, rel=1e-12)  # P(Bin(5, 1/2) >= 1)
+    # Wilson 95 % interval of 5/6 (closed form written out)
+    z, n, k = 1.959963984540054, 6, 5
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert r.rate_a_lo == pytest.approx(centre - half, rel=1e-9) and r.rate_a_hi == pytest.approx(centre + half, rel=1e-9)
+
+
+def test_schedule_contrasts_without_discordant_pairs_and_errors():
+    t = _table()
+    same = pd.concat([t[t.schedule == "pre"], t[t.schedule == "pre"].assign(schedule="both")])
+    assert schedule_contrasts(same, [("both", "pre")]).p.item() == 1.0
+    with pytest.raises(ValueError, match="must both be in the table"):
+        schedule_contrasts(t, [("inter", "none")])
+    with pytest.raises(ValueError, match="lacks columns"):
+        schedule_contrasts(t.drop(columns="seed"), [("pre", "none")])
+    with pytest.raises(ValueError, match="one member per schedule"):
+        schedule_contrasts(pd.concat([t, t]), [("pre", "none")])
+
+
+def test_paired_speedup_by_hand():
+    epochs = {"pre": [10, 20, 30, 40, None], "none": [20, 20, 60, 20, 50]}
+    rows = [{"seed": s, "family": "copy", "delay": 3, "schedule": sch, "success": e[s] is not None,
+             "success_epoch": float("nan") if e[s] is None else float(e[s])}
+            for sch, e in epochs.items() for s in range(5)]
+    r = paired_speedup(pd.DataFrame(rows), "pre", "none")
+    # both succeed for seeds 0-3; pre sooner for 0 and 2, tied for 1, later for 3
+    assert (r["n"], r["n_sooner"], r["n_later"]) == (4, 2, 1)
+    assert r["median_ratio"] == pytest.approx(1.5)  # ratios none / pre: 2, 1, 2, 0.5
+    assert r["p"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
+    empty = paired_speedup(pd.DataFrame(rows).assign(success=False), "pre", "none")
+    assert empty["n"] == 0 and empty["p"] == 1.0 and math.isnan(empty["median_ratio"])
