@@ -40,13 +40,14 @@ def _flossing_constraints() -> list[Constraint]:
     ]
 
 
-def _schedule_params(smoke: Optional[dict[str, Any]] = None) -> dict[str, Param]:
+def _schedule_params(smoke: Optional[dict[str, Any]] = None, book: Optional[dict[str, Any]] = None) -> dict[str, Param]:
     """Parameters shared by chapters 10 and 11 (task training with flossing schedules);
-    ``smoke`` replaces the ``smoke`` presets of the named ones (a chapter's own smoke budget).
+    ``smoke`` and ``book`` replace the presets of the named ones at that scale (a chapter's own
+    budget or statistical needs).
 
     ``book`` shrinks GF's protocol to fit 2 CPU cores: N = 32 (paper 80), T = 64 (300),
     400 epochs (3001), E_p = 200 (500), E_i = 100 (500) every E_f = 50 (100) epochs, k = 30 of 32
-    flossed (75 of 80), flossing lr 3e-3 (1e-3), 3 seeds (4); task training itself is GF's
+    flossed (75 of 80), flossing lr 3e-3 (1e-3), 3 seeds (4; chapter 10: 10); task training itself is GF's
     (B = 16, Adam lr 1e-3, per-tensor clipping at 0.03).
     """
     params = dict(
@@ -66,8 +67,9 @@ def _schedule_params(smoke: Optional[dict[str, Any]] = None) -> dict[str, Param]
         eval_every=Param("int", "epochs between held-out accuracy evaluations", {"smoke": 5, "book": 10, "paper": 10}, bounds="[1, inf)"),
         success_threshold=Param("float", "held-out accuracy that counts as success", default=0.95, bounds="(0.5, 1]"),
     )
-    for name, value in (smoke or {}).items():
-        params[name] = replace(params[name], presets={**params[name].presets, "smoke": value})
+    for scale, values in (("smoke", smoke or {}), ("book", book or {})):
+        for name, value in values.items():
+            params[name] = replace(params[name], presets={**params[name].presets, scale: value})
     return params
 
 
@@ -124,7 +126,8 @@ CHAPTERS: list[Chapter] = [
                        lambda v: all(2 * d < v["seq_len"] for d in v["xor_delays"])),
             less_than("copy_delays", "seq_len", each=True),
         ],
-        **_schedule_params(),
+        # book: 10 seeds per task, so that paired success-rate tests can decide (chapter 10's claims)
+        **_schedule_params(book={"n_seeds": 10}),
         xor_delays=Param("list[int]", "delays d of the XOR task (lags d and 2d)",
                          {"smoke": [3], "book": [5, 10, 15], "paper": [10, 20]}, bounds="[1, inf)"),
         copy_delays=Param("list[int]", "delays d of the delayed-copy task",
