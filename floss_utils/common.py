@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
-           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison"]
+           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -263,6 +263,33 @@ class PairedComparison:
     def decidable(self, alpha: float) -> bool:
         """Whether ``n`` pairs can reach ``p < alpha`` at all."""
         return self.p_min < alpha
+
+
+def loglog_slope(x, y, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """The least-squares slope of ``log y`` against ``log x`` (the exponent ``a`` of ``y ~ x^a``)
+    and its percentile bootstrap interval at ``level`` over ``n_boot`` resamples of the points.
+
+    Returns:
+        ``(slope, lo, hi)``. Needs at least 3 points, all positive, not all at one ``x``.
+    """
+    lx, ly = np.log(np.asarray(x, dtype=float).reshape(-1)), np.log(np.asarray(y, dtype=float).reshape(-1))
+    if lx.size != ly.size or lx.size < 3:
+        raise ValueError(f"need at least 3 paired points, got {lx.size} and {ly.size}")
+    if not (np.isfinite(lx).all() and np.isfinite(ly).all()):
+        raise ValueError("x and y must be finite and positive")
+    if np.ptp(lx) == 0:
+        raise ValueError("x must take at least two values")
+
+    def fit(i):
+        xs, ys = lx[i], ly[i]
+        xc = xs - xs.mean(-1, keepdims=True)
+        den = (xc**2).sum(-1)
+        return np.where(den > 0, (xc * (ys - ys.mean(-1, keepdims=True))).sum(-1) / np.where(den > 0, den, 1), np.nan)
+
+    slope = float(fit(np.arange(lx.size)))
+    boot = fit(np.random.default_rng(seed).integers(0, lx.size, size=(n_boot, lx.size)))
+    boot = boot[np.isfinite(boot)]
+    return slope, float(np.quantile(boot, (1 - level) / 2)), float(np.quantile(boot, (1 + level) / 2))
 
 
 def paired_comparison(a, b, *, level: float = 0.95, n_boot: int = 10000, seed: int = 0,

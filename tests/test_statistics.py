@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from floss_utils.common import bootstrap_interval, fisher_greater, mcnemar_exact, wilson_interval
+from floss_utils.common import bootstrap_interval, fisher_greater, loglog_slope, mcnemar_exact, wilson_interval
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (5, 10), (10, 10), (1, 1), (17, 60), (59, 60)])
@@ -110,3 +110,19 @@ def test_mcnemar_exact_against_a_hand_count_and_scipy():
         mcnemar_exact(np.array([True]), np.array([True, False]))
     with pytest.raises(TypeError, match="booleans"):
         mcnemar_exact(np.array([1, 0]), np.array([0, 1]))
+
+
+def test_loglog_slope_of_exact_and_noisy_power_laws():
+    x = np.array([1.0, 2.0, 5.0, 10.0, 30.0])
+    s, lo, hi = loglog_slope(x, 7 * x**3)  # exact: y = 7 x^3, every resample (with two x values or more) gives 3
+    assert s == pytest.approx(3.0, abs=1e-12) and lo == pytest.approx(3.0, abs=1e-9) and hi == pytest.approx(3.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    xs = np.exp(rng.uniform(0, 3, 400))
+    ys = xs ** -1.5 * np.exp(0.1 * rng.standard_normal(400))
+    s, lo, hi = loglog_slope(xs, ys, level=0.95)
+    # least squares on log-log data with known noise sd 0.1: the slope's sd is 0.1 / sqrt(sum (lx - mean)^2)
+    sd = 0.1 / np.sqrt(((np.log(xs) - np.log(xs).mean()) ** 2).sum())
+    assert abs(s + 1.5) < 4 * sd and lo < s < hi and (hi - lo) == pytest.approx(2 * 1.96 * sd, rel=0.3)
+    for bad in (([1, 2], [1, 2]), ([1, 1, 1], [1, 2, 3]), ([1, 2, -3], [1, 2, 3])):
+        with pytest.raises(ValueError):
+            loglog_slope(*bad)

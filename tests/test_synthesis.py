@@ -21,7 +21,7 @@ from floss_utils.synthesis.diagonal import (DiagonalPopulation, diagonal_block_m
                                             diagonal_exponents, diagonal_self_teacher_loss,
                                             floss_diagonal, init_diagonal_population,
                                             white_noise_hessian_1d)
-from floss_utils.synthesis.self_teacher import adam_self_teacher_run, gf_self_teacher_loss, task_bits
+from floss_utils.synthesis.self_teacher import adam_self_teacher_run, gain, gf_self_teacher_loss, task_bits, with_gain
 from floss_utils.synthesis.curvature import lanczos_top_eigenvalue, sharpness
 
 from conftest import F64
@@ -170,3 +170,22 @@ def test_bad_inputs_are_refused():
         diagonal_self_teacher_loss(pop, torch.zeros(1, 2, 5), parametrization="tanh", normalized=False)
     with pytest.raises(ValueError, match="r_min"):
         init_diagonal_population([0], 2, r_min=0.9, r_max=0.5)
+
+
+def test_with_gain_rescales_only_j_to_the_target_gain():
+    net = init_gf_networks([0, 1, 2], 12, 2, dtype=F64)
+    g = gain(net)
+    by_hand = torch.stack([net.J[m].norm() / 12**0.5 for m in range(3)])
+    assert torch.allclose(g, by_hand, rtol=1e-14)
+    target = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
+    out = with_gain(net, target)
+    assert torch.allclose(gain(out), target, rtol=1e-13)
+    for m in range(3):  # same direction: J scaled by one positive number per member
+        assert torch.allclose(out.J[m], net.J[m] * target[m] / g[m], rtol=1e-13)
+    for name in ("W_s", "b", "w_r", "c", "x0"):
+        assert torch.equal(getattr(out, name), getattr(net, name))
+    assert torch.equal(gain(net), g)  # the input is left alone
+    with pytest.raises(ValueError, match="one target gain per member"):
+        with_gain(net, [1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        with_gain(net, [1.0, 0.0, 2.0])

@@ -26,7 +26,7 @@ from ..flossing.tanh_network import GFNetwork
 from ..optim import BatchedAdam
 from .curvature import flatten, unflatten
 
-__all__ = ["gf_self_teacher_loss", "gf_readout_variance", "adam_self_teacher_run", "AdamSelfTeacherRun",
+__all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "adam_self_teacher_run", "AdamSelfTeacherRun",
            "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
@@ -37,6 +37,27 @@ def _with(net: GFNetwork, names: Sequence[str], values: Sequence[Tensor]) -> GFN
     kw = {n: getattr(net, n) for n in ("J", "W_s", "b", "w_r", "c", "x0")}
     kw.update(dict(zip(names, values)))
     return GFNetwork(**kw)
+
+
+def gain(net: GFNetwork) -> Tensor:
+    """``(M,)`` the gain ``g = ||J||_F / sqrt(N)`` of each member: the ``g`` of ``J_ij ~ N(0, g^2/N)``."""
+    M, N = net.n_members, net.n_units
+    return net.J.detach().reshape(M, -1).norm(dim=1) / N**0.5
+
+
+def with_gain(net: GFNetwork, target: Tensor | Sequence[float]) -> GFNetwork:
+    """A detached copy of ``net`` whose recurrent matrix of member ``m`` is rescaled,
+    ``J -> J target_m / g_m``, to the gain ``target_m`` (:func:`gain`); every other parameter is
+    unchanged. The matched-gain control of chapter 12: the flossed network's gain without its
+    flossing. ``target``: ``(M,)`` positive."""
+    t = torch.as_tensor(target, dtype=net.J.dtype, device=net.J.device).reshape(-1)
+    if t.shape != (net.n_members,):
+        raise ValueError(f"need one target gain per member ({net.n_members}), got shape {tuple(t.shape)}")
+    if not bool((t > 0).all()) or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"target gains must be finite and positive, got {t.tolist()}")
+    out = net.clone()
+    out.J.mul_((t / gain(out))[:, None, None])
+    return out
 
 
 def _readout(net: GFNetwork, bits: Tensor, burn_in: int) -> Tensor:
