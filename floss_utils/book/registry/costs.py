@@ -56,6 +56,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=0.87, peak_gib=1.38, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
+        'paper': Cost(minutes=18.84, peak_gib=2.64, status='ok',
+                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '04_teacher_student_1d': {
         'smoke': Cost(minutes=0.4, peak_gib=0.52, status='ok',
@@ -118,6 +120,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=0.51, peak_gib=0.55, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
+        'paper': Cost(minutes=10.58, peak_gib=3.4, status='failed (exit 1)',
+                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '13_flossing_your_own_network': {
         'smoke': Cost(minutes=0.3, peak_gib=0.5, status='ok',
