@@ -265,9 +265,13 @@ class PairedComparison:
         return self.p_min < alpha
 
 
-def loglog_slope(x, y, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+def loglog_slope(x, y, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0,
+                 groups=None) -> tuple[float, float, float]:
     """The least-squares slope of ``log y`` against ``log x`` (the exponent ``a`` of ``y ~ x^a``)
-    and its percentile bootstrap interval at ``level`` over ``n_boot`` resamples of the points.
+    and its percentile bootstrap interval at ``level`` over ``n_boot`` resamples of the points, or,
+    when ``groups`` labels the points (e.g. the seed each network was drawn from, whose points share
+    their random draws), over resamples of whole groups (a cluster bootstrap: points of one group
+    are not independent, and resampling them one by one makes the interval too narrow).
 
     Returns:
         ``(slope, lo, hi)``. Needs at least 3 points, all positive, not all at one ``x``.
@@ -287,7 +291,18 @@ def loglog_slope(x, y, *, level: float = 0.95, n_boot: int = 10_000, seed: int =
         return np.where(den > 0, (xc * (ys - ys.mean(-1, keepdims=True))).sum(-1) / np.where(den > 0, den, 1), np.nan)
 
     slope = float(fit(np.arange(lx.size)))
-    boot = fit(np.random.default_rng(seed).integers(0, lx.size, size=(n_boot, lx.size)))
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        boot = fit(rng.integers(0, lx.size, size=(n_boot, lx.size)))
+    else:
+        labels = np.asarray(groups).reshape(-1)
+        if labels.size != lx.size:
+            raise ValueError(f"groups must label every point: {labels.size} labels for {lx.size} points")
+        members = [np.flatnonzero(labels == g) for g in np.unique(labels)]
+        if len(members) < 2:
+            raise ValueError("a cluster bootstrap needs at least two groups")
+        picks = rng.integers(0, len(members), size=(n_boot, len(members)))
+        boot = np.array([fit(np.concatenate([members[j] for j in row])) for row in picks])
     boot = boot[np.isfinite(boot)]
     return slope, float(np.quantile(boot, (1 - level) / 2)), float(np.quantile(boot, (1 + level) / 2))
 

@@ -126,3 +126,22 @@ def test_loglog_slope_of_exact_and_noisy_power_laws():
     for bad in (([1, 2], [1, 2]), ([1, 1, 1], [1, 2, 3]), ([1, 2, -3], [1, 2, 3])):
         with pytest.raises(ValueError):
             loglog_slope(*bad)
+
+
+def test_loglog_slope_cluster_bootstrap_resamples_whole_groups():
+    # 6 groups of 20 points; each group shares one offset of sd 0.5 in log y (as networks of one seed share draws).
+    # The slope's error is carried by the 6 offsets, so the cluster interval must be wider than the naive one.
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(6), 20)
+    lx = rng.uniform(0, 3, 120) + 0.3 * g  # groups sit at different x, so their offsets tilt the fit
+    ly = 2.0 * lx + 0.5 * rng.standard_normal(6)[g] + 0.01 * rng.standard_normal(120)
+    s_naive, lo_n, hi_n = loglog_slope(np.exp(lx), np.exp(ly))
+    s_clust, lo_c, hi_c = loglog_slope(np.exp(lx), np.exp(ly), groups=g)
+    assert s_naive == s_clust  # the point estimate does not depend on the resampling
+    assert (hi_c - lo_c) > 1.5 * (hi_n - lo_n)
+    exact = loglog_slope(np.exp(lx), np.exp(3 * lx), groups=g)
+    assert exact[0] == pytest.approx(3.0, abs=1e-12) and exact[1] == pytest.approx(3.0, abs=1e-9)
+    with pytest.raises(ValueError, match="label every point"):
+        loglog_slope(np.exp(lx), np.exp(ly), groups=g[:10])
+    with pytest.raises(ValueError, match="two groups"):
+        loglog_slope(np.exp(lx), np.exp(ly), groups=np.zeros(120))
