@@ -23,7 +23,7 @@ Run from the repository's root (about 20 s per member on the 2-core reference CP
 members or more at 3 seeds; resumable per architecture, angle range and learning rate: finished
 runs are kept in ``records/zo_fig10_paper/partial.csv``):
 
-    OMP_NUM_THREADS=2 .venv/bin/python records/zo_fig10_paper.py [--seeds 3]
+    OMP_NUM_THREADS=2 .venv/bin/python records/zo_fig10_paper.py [--seeds 3] [--theta0 0.01,0.03,0.1,0.3,1]
 """
 
 from __future__ import annotations
@@ -63,8 +63,14 @@ def _rows(done: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="student seeds per configuration and learning rate")
+    ap.add_argument("--theta0", default=",".join(f"{f:g}" for f in PROTOCOL["theta0_over_pi"]),
+                    help="comma-separated angle ranges theta0 / pi, a subset of ZO's five (default: all five)")
     a = ap.parse_args()
-    p = PROTOCOL
+    fracs = [float(f) for f in a.theta0.split(",")]
+    unknown = [f for f in fracs if not any(math.isclose(f, g) for g in PROTOCOL["theta0_over_pi"])]
+    if unknown:
+        raise SystemExit(f"--theta0: {unknown} are not among ZO's angle ranges {PROTOCOL['theta0_over_pi']}")
+    p = {**PROTOCOL, "theta0_over_pi": fracs}
     folder = records_root() / NAME
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / "partial.csv"
@@ -100,7 +106,8 @@ def main() -> None:
     best = best_learning_rates(runs, list(CONFIG_KEYS))
     best["theta0_over_pi"] = np.round(best["max_phase"] / math.pi, 6)
     best = best.sort_values(["arch", "theta0_over_pi"], ignore_index=True)
-    best["published"] = [PUBLISHED[arch][round(frac, 6)] for arch, frac in zip(best.arch, best.theta0_over_pi)]
+    best["published"] = [next(v for k, v in PUBLISHED[arch].items() if math.isclose(k, frac, rel_tol=1e-6))
+                         for arch, frac in zip(best.arch, best.theta0_over_pi)]
     best["ratio_to_published"] = best["mean"] / best["published"]
     best["best_lr_on_zo_grid_edge"] = [np.isclose(lr, min(p["zo_lrs"][arch])) or np.isclose(lr, max(p["zo_lrs"][arch]))
                                        for arch, lr in zip(best.arch, best.lr)]
@@ -116,7 +123,8 @@ def main() -> None:
         return out
 
     results = {
-        "published": {arch: {f"{k:g}": v for k, v in pts.items()} for arch, pts in PUBLISHED.items()},
+        "published": {arch: {f"{k:g}": v for k, v in pts.items() if any(math.isclose(k, f) for f in fracs)}
+                      for arch, pts in PUBLISHED.items()},
         "seeds": a.seeds,
         "final_loss": per_point({(r.arch, r.theta0_over_pi): r.mean for r in best.itertuples()}),
         "sem": per_point({(r.arch, r.theta0_over_pi): r.sem for r in best.itertuples()}),
@@ -131,7 +139,7 @@ def main() -> None:
                                    "teachers with eigenvalue angles within theta0 = 0.01 ... 1 pi (nu0 = 0.99, T 300, "
                                    "batch 128, 10 000 cosine Adam steps, ZO's learning-rate grids walked from Fig. 3B's "
                                    "best rates until the best is inside), teacher seed 0",
-                 command=f"OMP_NUM_THREADS=2 .venv/bin/python records/{NAME}.py --seeds {a.seeds}",
+                 command=f"OMP_NUM_THREADS=2 .venv/bin/python records/{NAME}.py --seeds {a.seeds} --theta0 {a.theta0}",
                  parameters={**p, "seeds": a.seeds}, results=results,
                  tables={"runs": runs, "best": best}, stopwatch=sw)
     print(best.to_string(index=False))
