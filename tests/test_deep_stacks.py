@@ -265,7 +265,8 @@ def test_last_step_loss_by_hand_and_equal_to_next_input_loss_for_two_steps():
         deep.last_step_loss(out[:, :, :1], x[:, :1])
 
 
-@pytest.mark.parametrize("inputs, loss", [("structured", "next_input"), ("fitted", "last_step")])
+@pytest.mark.parametrize("inputs, loss", [("structured", "next_input"), ("fitted", "last_step"),
+                                         ("mean_only", "next_input"), ("correlated_only", "next_input")])
 def test_input_and_loss_variants_are_the_stated_inputs_and_loss(inputs, loss):
     # the statistics of a variant equal a direct autograd of the named loss on the named inputs
     from floss_utils.curse_of_memory.inputs import structured_embedding_inputs
@@ -273,7 +274,8 @@ def test_input_and_loss_variants_are_the_stated_inputs_and_loss(inputs, loss):
     kw = dict(batch=2, seq_len=20, input_seed=3, d_input=6, d_model=4, n_blocks=2, dtype=F64)
     st = deep.deep_signal_propagation("complex", "none", [10.0], [1], inputs=inputs, loss=loss, **kw)
     g = torch.Generator().manual_seed(3)
-    x = (structured_embedding_inputs(2, 20, 6, generator=g, dtype=F64).x if inputs == "structured"
+    kwargs = {"structured": {}, "mean_only": {"shared_fraction": 0.0}, "correlated_only": {"mean_square": 0.0}}
+    x = (structured_embedding_inputs(2, 20, 6, generator=g, dtype=F64, **kwargs[inputs]).x if inputs in kwargs
          else deep.fitted_autocorrelation_inputs(2, 20, 6, generator=g, dtype=F64))
     net = deep.DeepRecurrentStack("complex", "none", [10.0], [1], d_input=6, d_model=4, n_blocks=2, dtype=F64)
     out, _ = net(x)
@@ -302,10 +304,18 @@ def test_fig5_directions_by_hand():
         return pd.DataFrame([{"layer": a, "norm": "none", "quantity": q, "growth": v} for a, q, v in rows])
 
     ok = deep.fig5_directions(table(1e3, 1e5, 1e2, 2.0, [1.0, 9.0]))
-    assert ok == {"complex: activity and lambda gradient grow": True, "LRU: angle gradient grows, activity flat": True,
-                  "GRU: no gradient group grows": True}
+    assert ok == {"complex: activity and lambda gradient grow": True, "complex: every other gradient grows": True,
+                  "LRU: angle gradient grows, activity flat": True, "LRU: every other gradient flat": True,
+                  "GRU: no gradient group grows": True}  # no other group: vacuously true
     bad = deep.fig5_directions(table(5.0, 1e5, 1e2, 11.0, [1.0, 10.0]))  # last activity, not the first, counts
-    assert not any(bad.values())
+    assert not bad["complex: activity and lambda gradient grow"] and not bad["LRU: angle gradient grows, activity flat"]
+    assert not bad["GRU: no gradient group grows"]
+    # add a complex B group that stays flat and an LRU magnitude that grows
+    extra = pd.concat([table(1e3, 1e5, 1e2, 2.0, [1.0]),
+                       pd.DataFrame([{"layer": "complex", "norm": "none", "quantity": "grad B", "growth": 3.0},
+                                     {"layer": "lru", "norm": "none", "quantity": "grad magnitude", "growth": 13.0}])])
+    d = deep.fig5_directions(extra)
+    assert not d["complex: every other gradient grows"] and not d["LRU: every other gradient flat"]
     assert deep.fig5_directions(table(1e3, 1e5, 1e2, 2.0, [1.0]), norm="layer") == {}
 
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from floss_utils.flossing.summaries import paired_speedup, schedule_contrasts
+from floss_utils.flossing.summaries import horizon_contrast, paired_speedup, schedule_contrasts
 
 
 def _table():
@@ -24,9 +24,11 @@ def test_schedule_contrasts_by_hand():
     r = out.loc["pre"]
     assert r.n_pairs == 6 and r.n10 == 4 and r.n01 == 1  # the unmatched seed 9 is left out
     assert r.rate_a == pytest.approx(5 / 6) and r.rate_b == pytest.approx(2 / 6)
-    # P(Bin(5, 1/2) >= 4) = (5 + 1) / 32
-    assert r.p == pytest.approx(6 / 32, rel=1e-12)
-    assert out.loc["none"].p == pytest.approx(31 / 32, rel=1e-12)  # P(Bin(5, 1/2) >= 1)
+    # pairs: P(Bin(5, 1/2) >= 4) = (5 + 1) / 32
+    assert r.p_pairs == pytest.approx(6 / 32, rel=1e-12)
+    assert out.loc["none"].p_pairs == pytest.approx(31 / 32, rel=1e-12)  # P(Bin(5, 1/2) >= 1)
+    # one task per seed here, so the seed-level sign test sees the same 4 against 1
+    assert (r.seeds_for, r.seeds_against) == (4, 1) and r.p == pytest.approx(6 / 32, rel=1e-12)
     # Wilson 95 % interval of 5/6 (closed form written out)
     z, n, k = 1.959963984540054, 6, 5
     p = k / n
@@ -58,3 +60,34 @@ def test_paired_speedup_by_hand():
     assert r["p"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
     empty = paired_speedup(pd.DataFrame(rows).assign(success=False), "pre", "none")
     assert empty["n"] == 0 and empty["p"] == 1.0 and math.isnan(empty["median_ratio"])
+
+
+def test_schedule_contrasts_decide_by_seed_when_tasks_share_a_seed():
+    # 3 seeds x 4 tasks: seed 0 favours "a" on all 4 tasks, seeds 1 and 2 favour "b" on one task each.
+    # Pairs: 4 against 2 (p_pairs = P(Bin(6, 1/2) >= 4) = 22/64); seeds: 1 against 2 (p = P(Bin(3, 1/2) >= 1) = 7/8)
+    rows = []
+    for s in range(3):
+        for d in range(4):
+            a_ok = s == 0
+            b_ok = (s > 0 and d == 0)
+            rows += [{"seed": s, "family": "copy", "delay": d, "schedule": "a", "success": a_ok},
+                     {"seed": s, "family": "copy", "delay": d, "schedule": "b", "success": b_ok}]
+    r = schedule_contrasts(pd.DataFrame(rows), [("a", "b")]).iloc[0]
+    assert (r.n10, r.n01) == (4, 2) and r.p_pairs == pytest.approx(22 / 64)
+    assert (r.seeds_for, r.seeds_against) == (1, 2) and r.p == pytest.approx(7 / 8)
+    with pytest.raises(ValueError, match="cluster"):
+        schedule_contrasts(pd.DataFrame(rows), [("a", "b")], cluster="run")
+
+
+def test_horizon_contrast_by_hand():
+    # per (seed, family): longest delay succeeded. seed 0: a 20, b 10 (longer); seed 1: a 10, b 10 (tie);
+    # seed 2: a 0 (none), b 10 (shorter); seed 3: a 20, b 0 (longer)
+    ok = {("a", 0): {10, 20}, ("b", 0): {10}, ("a", 1): {10}, ("b", 1): {10}, ("a", 2): set(), ("b", 2): {10},
+          ("a", 3): {10, 20}, ("b", 3): set()}
+    rows = [{"seed": s, "family": "xor", "delay": d, "schedule": sch, "success": d in ok[sch, s]}
+            for sch in "ab" for s in range(4) for d in (10, 20)]
+    r = horizon_contrast(pd.DataFrame(rows), "a", "b")
+    assert (r["n"], r["n_longer"], r["n_shorter"]) == (4, 2, 1)
+    assert r["p"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
+    with pytest.raises(ValueError, match="not in the table"):
+        horizon_contrast(pd.DataFrame(rows), "a", "c")

@@ -321,10 +321,12 @@ def last_step_loss(out: Tensor, x: Tensor) -> Tensor:
 
 #: loss name -> ``loss(out, x) -> (M,)`` of :func:`deep_signal_propagation`
 LOSSES = {"next_input": next_input_loss, "last_step": last_step_loss}
-#: input names of :func:`deep_signal_propagation`: ZO's fitted autocorrelation per coordinate
-#: (:func:`~floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`), or the same with a
-#: mean and correlated coordinates (:func:`~floss_utils.curse_of_memory.inputs.structured_embedding_inputs`)
-INPUTS = ("fitted", "structured")
+#: input names of :func:`deep_signal_propagation` -> keyword arguments of
+#: :func:`~floss_utils.curse_of_memory.inputs.structured_embedding_inputs` (None: ZO's fitted autocorrelation per
+#: coordinate, :func:`~floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`): "structured" adds a mean
+#: and correlated coordinates, "mean_only" and "correlated_only" one of the two
+INPUTS = {"fitted": None, "structured": {}, "mean_only": {"shared_fraction": 0.0},
+          "correlated_only": {"mean_square": 0.0}}
 
 
 @dataclass
@@ -374,7 +376,8 @@ def deep_signal_propagation(layer: str, norm: str, memories: Sequence[float], se
     CPU from ``input_seed``: ``inputs="fitted"`` Gaussian with ZO's autocorrelation fitted to BERT
     embeddings (:func:`floss_utils.curse_of_memory.inputs.fitted_autocorrelation_inputs`), or
     ``"structured"``, the same around a mean vector with correlated coordinates
-    (:func:`floss_utils.curse_of_memory.inputs.structured_embedding_inputs`, its defaults). The loss
+    (:func:`floss_utils.curse_of_memory.inputs.structured_embedding_inputs`, its defaults), or
+    ``"mean_only"`` / ``"correlated_only"``, one of those two features (:data:`INPUTS`). The loss
     is one of :data:`LOSSES`: ``"next_input"`` (ZO's next-token prediction at every step) or
     ``"last_step"``. One forward and one backward pass of the summed member
     losses per group of members that fits in ``max_bytes``. Members are independent networks: the
@@ -383,16 +386,17 @@ def deep_signal_propagation(layer: str, norm: str, memories: Sequence[float], se
     members rounds differently (tested).
     """
     if inputs not in INPUTS:
-        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+        raise ValueError(f"inputs must be one of {tuple(INPUTS)}, got {inputs!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
     mem = [float(t) for t in memories for _ in seeds]
     sds = [int(s) for _ in memories for s in seeds]
     g = torch.Generator().manual_seed(input_seed)
-    if inputs == "fitted":
+    if INPUTS[inputs] is None:
         x = fitted_autocorrelation_inputs(batch, seq_len, d_input, generator=g, dtype=dtype, device=device)
     else:
-        x = structured_embedding_inputs(batch, seq_len, d_input, generator=g, dtype=dtype, device=device).x
+        x = structured_embedding_inputs(batch, seq_len, d_input, generator=g, dtype=dtype, device=device,
+                                        **INPUTS[inputs]).x
     size = _member_group(batch, seq_len, d_input, d_model, n_blocks, layer, dtype, max_bytes)
     parts = [_propagate(layer, norm, mem[i:i + size], sds[i:i + size], x, LOSSES[loss], d_input=d_input, d_model=d_model,
                         n_blocks=n_blocks, max_phase=max_phase, dtype=dtype, device=device)
@@ -497,7 +501,11 @@ def fig5_directions(summary, norm: str = "none", factor: float = 10.0) -> dict[s
       and its ``lambda`` gradient both grow by more than ``factor``;
     * ``"LRU: angle gradient grows, activity flat"`` - the LRU's angle gradient grows by more than
       ``factor`` while its last-layer activity changes by less than ``factor`` either way;
-    * ``"GRU: no gradient group grows"`` - no gradient group of the GRU grows by ``factor``.
+    * ``"GRU: no gradient group grows"`` - no gradient group of the GRU grows by ``factor``;
+    * ``"complex: every other gradient grows"`` - every non-``lambda`` gradient group of the complex
+      network grows by more than ``factor`` (ZO Fig. 5B: ~1e-6 -> ~1e6);
+    * ``"LRU: every other gradient flat"`` - every LRU gradient group but the angle's changes by
+      less than ``factor`` either way (ZO: flat).
 
     Layers missing from ``summary`` are left out of the result.
     """
@@ -507,11 +515,14 @@ def fig5_directions(summary, norm: str = "none", factor: float = 10.0) -> dict[s
         growth = dict(zip(g.quantity, g.growth))
         n_blocks = sum(q.startswith("activity, layer ") for q in growth)
         last = growth[f"activity, layer {n_blocks}"]
+        grads = {q[5:]: v for q, v in growth.items() if q.startswith("grad ")}
         if layer == "complex":
             out["complex: activity and lambda gradient grow"] = bool(last > factor and growth["grad lambda"] > factor)
+            out["complex: every other gradient grows"] = bool(all(v > factor for g, v in grads.items() if g != "lambda"))
         elif layer == "lru":
             out["LRU: angle gradient grows, activity flat"] = bool(growth["grad angle"] > factor
                                                                    and 1 / factor < last < factor)
+            out["LRU: every other gradient flat"] = bool(all(1 / factor < v < factor for g, v in grads.items() if g != "angle"))
         elif layer == "gru":
             out["GRU: no gradient group grows"] = bool(all(v < factor for q, v in growth.items() if q.startswith("grad ")))
     return out

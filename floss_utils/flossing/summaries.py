@@ -13,7 +13,8 @@ schedules x tasks):
   both success rates with Wilson intervals and an exact one-sided paired test (McNemar's, on the
   pairs where the outcomes differ);
 * :func:`paired_speedup`: where both schedules succeed, how much sooner one does, with an exact
-  one-sided sign test.
+  one-sided sign test;
+* :func:`horizon_contrast`: whether one schedule bridges longer delays than another, seed by seed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "paired_speedup", "fewest_exponents", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "paired_speedup", "horizon_contrast", "fewest_exponents", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -92,7 +93,8 @@ def longest_bridged(summary: pd.DataFrame, min_rate: float = 0.5,
 
 
 def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
-                       keys: Sequence[str] = ("seed", "family", "delay"), level: float = 0.95) -> pd.DataFrame:
+                       keys: Sequence[str] = ("seed", "family", "delay"), level: float = 0.95,
+                       cluster: str = "seed") -> pd.DataFrame:
     """Does schedule ``a`` succeed more often than schedule ``b``? One row per pair ``(a, b)``.
 
     The members of the two schedules are matched on ``keys`` (the same network seed on the same
@@ -100,7 +102,11 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
     ``n10`` succeed under ``a`` only and ``n01`` under ``b`` only; under the null hypothesis of
     equal rates each of these discordant pairs goes either way with probability 1/2, and the
     one-sided exact p-value is ``P(Binomial(n10 + n01, 1/2) >= n10)`` (McNemar's exact test,
-    one-sided; 1 when no pair is discordant).
+    one-sided; 1 when no pair is discordant): ``p_pairs``. The pairs of one ``cluster`` (a network
+    seed: its tasks share the initial network and the input bits) are not independent, so the
+    deciding ``p`` is the exact one-sided sign test over clusters: ``seeds_for`` clusters with more
+    pairs favouring ``a`` than ``b``, ``seeds_against`` the reverse (ties count for neither),
+    ``p = P(Binomial(seeds_for + seeds_against, 1/2) >= seeds_for)``.
 
     Args:
         table: :func:`member_table` output (columns ``schedule``, ``success`` and ``keys``).
@@ -109,7 +115,7 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         level: confidence of the Wilson intervals of both rates.
     Returns:
         Columns ``a, b, n_pairs, rate_a, rate_a_lo, rate_a_hi, rate_b, rate_b_lo, rate_b_hi, n10,
-        n01, p`` (rates over the matched pairs).
+        n01, p_pairs, seeds_for, seeds_against, p`` (rates over the matched pairs).
     """
     from scipy.stats import binom
 
@@ -118,6 +124,8 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
     missing = [c for c in ("schedule", "success", *keys) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
+    if cluster not in keys:
+        raise ValueError(f"cluster {cluster!r} must be one of the keys {list(keys)}")
     known = set(table["schedule"])
     rows = []
     for a, b in pairs:
@@ -133,11 +141,42 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         x, y = ta.loc[common].to_numpy(bool), tb.loc[common].to_numpy(bool)
         n10, n01 = int((x & ~y).sum()), int((~x & y).sum())
         p = float(binom.sf(n10 - 1, n10 + n01, 0.5)) if n10 + n01 else 1.0
+        # the tasks of one seed share its network and inputs: the seed is the independent unit
+        per_seed = pd.Series((x & ~y).astype(int) - (~x & y).astype(int), index=common).groupby(level=cluster).sum()
+        s_for, s_against = int((per_seed > 0).sum()), int((per_seed < 0).sum())
+        p_seed = float(binom.sf(s_for - 1, s_for + s_against, 0.5)) if s_for + s_against else 1.0
         (alo, ahi), (blo, bhi) = (wilson_interval(int(v.sum()), len(v), level) for v in (x, y))
         rows.append({"a": a, "b": b, "n_pairs": len(common), "rate_a": x.mean(), "rate_a_lo": float(alo),
                      "rate_a_hi": float(ahi), "rate_b": y.mean(), "rate_b_lo": float(blo), "rate_b_hi": float(bhi),
-                     "n10": n10, "n01": n01, "p": p})
+                     "n10": n10, "n01": n01, "p_pairs": p, "seeds_for": s_for, "seeds_against": s_against,
+                     "p": p_seed})
     return pd.DataFrame(rows)
+
+
+def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("seed", "family")) -> dict[str, float]:
+    """Does schedule ``a`` bridge a longer delay than ``b``? For every group of ``by`` (a network seed
+    on one task family), the longest delay at which the member succeeded (0: none) under each
+    schedule; ``n_longer`` groups where ``a``'s is longer, ``n_shorter`` the reverse (ties count for
+    neither), and the exact one-sided sign test ``p = P(Binomial(n_longer + n_shorter, 1/2) >=
+    n_longer)`` (1 without an untied group). Uses every delay run, no subset chosen from the outcomes."""
+    from scipy.stats import binom
+
+    missing = [c for c in ("schedule", "success", "delay", *by) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+
+    def longest(name: str) -> pd.Series:
+        t = table[table.schedule == name]
+        if not len(t):
+            raise ValueError(f"schedule {name!r} is not in the table")
+        return t.assign(bridged=np.where(t.success, t.delay, 0)).groupby(list(by))["bridged"].max()
+
+    la, lb = longest(a), longest(b)
+    common = la.index.intersection(lb.index)
+    da, db = la.loc[common].to_numpy(), lb.loc[common].to_numpy()
+    longer, shorter = int((da > db).sum()), int((da < db).sum())
+    p = float(binom.sf(longer - 1, longer + shorter, 0.5)) if longer + shorter else 1.0
+    return {"n": len(common), "n_longer": longer, "n_shorter": shorter, "p": p}
 
 
 def paired_speedup(table: pd.DataFrame, a: str, b: str,
@@ -154,6 +193,8 @@ def paired_speedup(table: pd.DataFrame, a: str, b: str,
         raise ValueError(f"table lacks columns {missing}")
     ea = table[(table.schedule == a) & table.success].set_index(list(keys))["success_epoch"]
     eb = table[(table.schedule == b) & table.success].set_index(list(keys))["success_epoch"]
+    if ea.index.has_duplicates or eb.index.has_duplicates:
+        raise ValueError(f"keys {list(keys)} do not identify one member per schedule")
     common = ea.index.intersection(eb.index)
     xa, xb = ea.loc[common].to_numpy(float), eb.loc[common].to_numpy(float)
     sooner, later = int((xa < xb).sum()), int((xa > xb).sum())
