@@ -57,7 +57,8 @@ def test_paired_speedup_by_hand():
     # both succeed for seeds 0-3; pre sooner for 0 and 2, tied for 1, later for 3
     assert (r["n"], r["n_sooner"], r["n_later"]) == (4, 2, 1)
     assert r["median_ratio"] == pytest.approx(1.5)  # ratios none / pre: 2, 1, 2, 0.5
-    assert r["p"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
+    assert r["p_pairs"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
+    assert (r["seeds_sooner"], r["seeds_later"]) == (2, 1) and r["p"] == pytest.approx(4 / 8)  # one task per seed
     empty = paired_speedup(pd.DataFrame(rows).assign(success=False), "pre", "none")
     assert empty["n"] == 0 and empty["p"] == 1.0 and math.isnan(empty["median_ratio"])
 

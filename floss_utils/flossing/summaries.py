@@ -180,11 +180,13 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
 
 
 def paired_speedup(table: pd.DataFrame, a: str, b: str,
-                   keys: Sequence[str] = ("seed", "family", "delay")) -> dict[str, float]:
+                   keys: Sequence[str] = ("seed", "family", "delay"), cluster: str = "seed") -> dict[str, float]:
     """Does schedule ``a`` succeed sooner than ``b``? Over the (seed, task) pairs where both succeed:
     ``n`` pairs, ``n_sooner`` where ``a`` needs fewer epochs (ties count for neither), the median of
-    ``epochs_b / epochs_a``, and the exact one-sided sign test ``p = P(Binomial(n_untied, 1/2) >=
-    n_sooner)`` (1 when every pair is tied or there is none; ``median_ratio`` NaN when ``n = 0``).
+    ``epochs_b / epochs_a``, and the exact one-sided sign test ``p_pairs = P(Binomial(n_untied, 1/2)
+    >= n_sooner)`` (1 when every pair is tied or there is none; ``median_ratio`` NaN when ``n = 0``).
+    The pairs of one ``cluster`` (seed) share a network, so the deciding ``p`` is the same sign test
+    over seeds (``seeds_sooner``: seeds with more pairs sooner under ``a`` than later).
     """
     from scipy.stats import binom
 
@@ -198,9 +200,14 @@ def paired_speedup(table: pd.DataFrame, a: str, b: str,
     common = ea.index.intersection(eb.index)
     xa, xb = ea.loc[common].to_numpy(float), eb.loc[common].to_numpy(float)
     sooner, later = int((xa < xb).sum()), int((xa > xb).sum())
-    p = float(binom.sf(sooner - 1, sooner + later, 0.5)) if sooner + later else 1.0
+    p_pairs = float(binom.sf(sooner - 1, sooner + later, 0.5)) if sooner + later else 1.0
+    # the seed is the independent unit (its tasks share the network and inputs): sign test over seeds
+    net = pd.Series(np.sign(xb - xa), index=common).groupby(level=cluster).sum() if len(common) else pd.Series(dtype=float)
+    s_sooner, s_later = int((net > 0).sum()), int((net < 0).sum())
+    p = float(binom.sf(s_sooner - 1, s_sooner + s_later, 0.5)) if s_sooner + s_later else 1.0
     return {"n": len(common), "n_sooner": sooner, "n_later": later,
-            "median_ratio": float(np.median(xb / xa)) if len(common) else float("nan"), "p": p}
+            "median_ratio": float(np.median(xb / xa)) if len(common) else float("nan"), "p_pairs": p_pairs,
+            "seeds_sooner": s_sooner, "seeds_later": s_later, "p": p}
 
 
 def fewest_exponents(summary: pd.DataFrame, min_rate: float = 0.5, by: Sequence[str] = ("order",),
