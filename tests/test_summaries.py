@@ -92,3 +92,16 @@ def test_horizon_contrast_by_hand():
     assert r["p"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
     with pytest.raises(ValueError, match="not in the table"):
         horizon_contrast(pd.DataFrame(rows), "a", "c")
+
+
+def test_success_summary_has_wilson_intervals():
+    from floss_utils.common import wilson_interval
+    from floss_utils.flossing.summaries import success_summary
+
+    rows = [{"family": "copy", "delay": 5, "schedule": "pre", "success": s < 3, "success_epoch": 10.0 if s < 3 else float("nan"),
+             "final_accuracy": 1.0} for s in range(10)]
+    assert "rate_lo" not in success_summary(pd.DataFrame(rows)).columns  # intervals only when asked for
+    out = success_summary(pd.DataFrame(rows), level=0.95).iloc[0]
+    lo, hi = wilson_interval(3, 10)
+    assert out.n == 10 and out.success_rate == pytest.approx(0.3)
+    assert out.rate_lo == pytest.approx(float(lo)) and out.rate_hi == pytest.approx(float(hi))

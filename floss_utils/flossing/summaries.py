@@ -69,12 +69,20 @@ def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.
     return pd.DataFrame(rows)
 
 
-def success_summary(table: pd.DataFrame, by: Sequence[str] = ("family", "delay", "schedule")) -> pd.DataFrame:
-    """Per condition: n (members), success_rate, median_epochs (among successes; NaN if none),
+def success_summary(table: pd.DataFrame, by: Sequence[str] = ("family", "delay", "schedule"),
+                    level: float | None = None) -> pd.DataFrame:
+    """Per condition: n (members), success_rate (with its Wilson interval at ``level``, columns
+    rate_lo and rate_hi, when ``level`` is given), median_epochs (among successes; NaN if none),
     mean_final_accuracy."""
+    from ..common import wilson_interval
+
     g = table.groupby(list(by), sort=True)
     out = g.agg(n=("success", "size"), success_rate=("success", "mean"),
                 median_epochs=("success_epoch", "median"), mean_final_accuracy=("final_accuracy", "mean"))
+    if level is not None:
+        lo, hi = wilson_interval(np.round(out["success_rate"] * out["n"]).astype(int), out["n"], level)
+        out.insert(2, "rate_lo", lo)
+        out.insert(3, "rate_hi", hi)
     return out.reset_index()
 
 
