@@ -128,9 +128,8 @@ CHAPTERS: list[Chapter] = [
         ],
         # book: 10 seeds per task, so that paired success-rate tests can decide (chapter 10's claims)
         **_schedule_params(book={"n_seeds": 10}),
-        # book: the upper half of each grid (the "longer delays" of the further-horizon test) lies between the
-        # longest delay that pre-flossing bridged in a 10-seed pilot (copy 20, XOR 10) and the shortest where no
-        # schedule succeeded (copy 30, XOR 15): new tasks, so the test does not reuse the pilot's data
+        # book: a finer grid at the longer delays (copy 24, 28; XOR 12, 14) was added after a 10-seed run of
+        # copy [10, 20, 30] and XOR [5, 10, 15], where no schedule succeeded at copy 30 or XOR 15
         xor_delays=Param("list[int]", "delays d of the XOR task (lags d and 2d)",
                          {"smoke": [3], "book": [5, 10, 12, 14], "paper": [10, 20]}, bounds="[1, inf)"),
         copy_delays=Param("list[int]", "delays d of the delayed-copy task",
