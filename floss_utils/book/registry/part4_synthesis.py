@@ -23,8 +23,8 @@ CHAPTERS: list[Chapter] = [
         k_floss=Param("int", "number of exponents flossed (and evaluated)", {"smoke": 6, "book": 16, "paper": 75}, bounds="[1, inf)"),
         targets=Param("list[float]", "flossing targets lambda* of the GF networks (per step)",
                       {"smoke": [0.0, -1.0], "book": [0.0, -0.1, -0.3, -1.0], "paper": [0.0, -0.05, -0.1, -0.3, -1.0]}),
-        n_seeds=Param("int", "networks (seeds) per condition (8: the paired sign-flip tests decide at 0.05 from 5 on)",
-                      {"smoke": 1, "book": 8, "paper": 8}, bounds="[1, inf)"),
+        # book 8 seeds: the paired sign-flip tests can decide at 0.05 from 5 seeds on (their smallest p is 2^-n)
+        n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 1, "book": 8, "paper": 8}, bounds="[1, inf)"),
         floss_steps=Param("int", "flossing steps (Adam updates) of the GF networks",
                           {"smoke": 30, "book": 150, "paper": 500}, bounds="[1, inf)"),
         floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.01, "book": 0.01, "paper": 0.003}, bounds="(0, inf)"),
