@@ -11,7 +11,7 @@ steps) over seeds; float64 (ZO's code: float32).
 Learning rates: ZO's half-decade grids (dense RNN 3.2e-3 ... 3.2e-5; LRU 0.32 ... 3.2e-3; the
 complex diagonal RNN on the LRU's grid continued down to 3.2e-4, as in Fig. 3B's record, whose best
 rate for it, 3.2e-3, is the end of ZO's grid) are walked from three rates around the best rate of
-Fig. 3B's record at theta0 = pi (dense 1e-3, complex diagonal 3.2e-3, LRU 1e-2): while a
+Fig. 3B's record (run at theta0 = 3.14, ZO's pi to three digits) (dense 1e-3, complex diagonal 3.2e-3, LRU 1e-2): while a
 configuration's best rate sits on an edge of the rates run and the grid continues, the next rate
 beyond it is run (:func:`floss_utils.curse_of_memory.student_grids.beyond_edge`). So no best rate is
 on an edge of the rates run unless the grid ends there; the record lists the best rates on an
