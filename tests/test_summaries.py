@@ -105,3 +105,66 @@ def test_success_summary_has_wilson_intervals():
     lo, hi = wilson_interval(3, 10)
     assert out.n == 10 and out.success_rate == pytest.approx(0.3)
     assert out.rate_lo == pytest.approx(float(lo)) and out.rate_hi == pytest.approx(float(hi))
+
+
+def _pairs(n10: int, n01: int, n11: int, n00: int, tasks_per_seed: int = 1) -> pd.DataFrame:
+    """Matched pairs of schedules a and b with the given counts of outcomes (a, b); pairs are
+    grouped ``tasks_per_seed`` at a time into seeds, in the order listed (so a seed's pairs agree)."""
+    outcomes = [(1, 0)] * n10 + [(0, 1)] * n01 + [(1, 1)] * n11 + [(0, 0)] * n00
+    rows = []
+    for i, (ya, yb) in enumerate(outcomes):
+        seed, delay = divmod(i, tasks_per_seed)
+        rows += [{"seed": seed, "family": "copy", "delay": delay, "schedule": "a", "success": bool(ya)},
+                 {"seed": seed, "family": "copy", "delay": delay, "schedule": "b", "success": bool(yb)}]
+    return pd.DataFrame(rows)
+
+
+def test_rate_difference_interval_matches_the_paired_normal_limit():
+    # independent pairs (one task per seed): the bootstrap interval of the paired difference tends
+    # to diff -+ z * sqrt(n10 + n01 - (n10 - n01)^2 / n) / n (the paired proportions' variance)
+    n10, n01, n11, n00 = 60, 20, 200, 120
+    n = n10 + n01 + n11 + n00
+    r = schedule_contrasts(_pairs(n10, n01, n11, n00), [("a", "b")]).iloc[0]
+    assert r["diff"] == pytest.approx((n10 - n01) / n)
+    half = 1.959963984540054 * math.sqrt(n10 + n01 - (n10 - n01) ** 2 / n) / n
+    assert r.diff_lo == pytest.approx(r["diff"] - half, abs=0.1 * half)
+    assert r.diff_hi == pytest.approx(r["diff"] + half, abs=0.1 * half)
+    # no discordant pair: the difference is exactly 0 in every resample
+    same = schedule_contrasts(_pairs(0, 0, 30, 30), [("a", "b")]).iloc[0]
+    assert (same["diff"], same.diff_lo, same.diff_hi) == (0.0, 0.0, 0.0)
+
+
+def test_rate_difference_interval_widens_with_clustered_pairs():
+    # the same pairs, 4 identical tasks per seed: 4x fewer independent units, so the interval is
+    # sqrt(4) = 2x wider than when each pair is its own seed
+    counts = (80, 20, 160, 140)
+    w1 = schedule_contrasts(_pairs(*counts), [("a", "b")]).iloc[0]
+    w4 = schedule_contrasts(_pairs(*counts, tasks_per_seed=4), [("a", "b")]).iloc[0]
+    assert w4["diff"] == pytest.approx(w1["diff"])
+    ratio = (w4.diff_hi - w4.diff_lo) / (w1.diff_hi - w1.diff_lo)
+    assert ratio == pytest.approx(2.0, rel=0.15)
+
+
+def test_schedule_claims_by_hand():
+    from floss_utils.flossing.summaries import schedule_claims
+
+    # 4 seeds x one copy task (delay 5) x 4 schedules; success epochs (None: never)
+    epochs = {"none": [40, None, None, None], "pre": [20, 30, None, 50], "inter": [40, 60, 70, None],
+              "both": [20, 30, 40, 60]}
+    rows = [{"seed": s, "family": "copy", "delay": 5, "schedule": sch, "success": e[s] is not None,
+             "success_epoch": float("nan") if e[s] is None else float(e[s])}
+            for sch, e in epochs.items() for s in range(4)]
+    t = pd.DataFrame(rows)
+    c = schedule_claims(t)
+    byname = c.contrasts.set_index("a")
+    assert list(byname.index) == ["pre", "inter", "both"] and (byname.b == "none").all()
+    assert (byname.loc["pre"].n10, byname.loc["pre"].n01) == (2, 0)
+    assert byname.loc["both"].p == pytest.approx(1 / 8) and not byname.loc["both"].supported  # 3 of 3 seeds
+    assert c.speed_tasks == [("copy", 5)] and c.epochs_saved == 20.0  # only seed 0 succeeds under both
+    assert c.speed["n"] == 1 and c.speed["n_sooner"] == 1
+    assert (c.further["n_longer"], c.further["n_shorter"]) == (1, 0)  # seed 2: both 5, pre 0
+    assert c.verdict(0.01) == "supported" and c.verdict(0.05) == "not supported at this scale"
+    never = t.assign(success=t.schedule.isin(["both"]))
+    assert math.isnan(schedule_claims(never).epochs_saved) and schedule_claims(never).speed_tasks == []
+    with pytest.raises(ValueError, match="alpha"):
+        schedule_claims(t, alpha=1.5)

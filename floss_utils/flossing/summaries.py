@@ -14,11 +14,13 @@ schedules x tasks):
   pairs where the outcomes differ);
 * :func:`paired_speedup`: where both schedules succeed, how much sooner one does, with an exact
   one-sided sign test;
-* :func:`horizon_contrast`: whether one schedule bridges longer delays than another, seed by seed.
+* :func:`horizon_contrast`: whether one schedule bridges longer delays than another, seed by seed;
+* :func:`schedule_claims`: GF's three schedule claims, each decided once (chapter 10, records).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -27,7 +29,7 @@ import torch
 
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "paired_speedup", "horizon_contrast", "fewest_exponents", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "fewest_exponents", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -102,7 +104,7 @@ def longest_bridged(summary: pd.DataFrame, min_rate: float = 0.5,
 
 def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
                        keys: Sequence[str] = ("seed", "family", "delay"), level: float = 0.95,
-                       cluster: str = "seed") -> pd.DataFrame:
+                       cluster: str = "seed", n_boot: int = 10_000, boot_seed: int = 0) -> pd.DataFrame:
     """Does schedule ``a`` succeed more often than schedule ``b``? One row per pair ``(a, b)``.
 
     The members of the two schedules are matched on ``keys`` (the same network seed on the same
@@ -120,10 +122,15 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         table: :func:`member_table` output (columns ``schedule``, ``success`` and ``keys``).
         pairs: ``(a, b)`` schedule names, ``a`` the one claimed better.
         keys: the columns that identify a matched pair.
-        level: confidence of the Wilson intervals of both rates.
+        level: confidence of the Wilson intervals of both rates and of the difference's interval.
+        cluster: the independent unit (a column of ``keys``).
+        n_boot, boot_seed: resamples and seed of the difference's cluster bootstrap.
     Returns:
-        Columns ``a, b, n_pairs, rate_a, rate_a_lo, rate_a_hi, rate_b, rate_b_lo, rate_b_hi, n10,
-        n01, p_pairs, seeds_for, seeds_against, p`` (rates over the matched pairs).
+        Columns ``a, b, n_pairs, rate_a, rate_a_lo, rate_a_hi, rate_b, rate_b_lo, rate_b_hi, diff,
+        diff_lo, diff_hi, n10, n01, p_pairs, seeds_for, seeds_against, p`` (rates over the matched
+        pairs; ``diff = rate_a - rate_b`` with its percentile interval from resampling whole
+        clusters, the paired design's interval: unlike two Wilson intervals side by side it uses
+        that both schedules ran on the same networks).
     """
     from scipy.stats import binom
 
@@ -154,11 +161,80 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         s_for, s_against = int((per_seed > 0).sum()), int((per_seed < 0).sum())
         p_seed = float(binom.sf(s_for - 1, s_for + s_against, 0.5)) if s_for + s_against else 1.0
         (alo, ahi), (blo, bhi) = (wilson_interval(int(v.sum()), len(v), level) for v in (x, y))
+        dlo, dhi = _cluster_difference_interval(pd.Series(x.astype(int) - y.astype(int), index=common), cluster,
+                                                level, n_boot, boot_seed)
         rows.append({"a": a, "b": b, "n_pairs": len(common), "rate_a": x.mean(), "rate_a_lo": float(alo),
                      "rate_a_hi": float(ahi), "rate_b": y.mean(), "rate_b_lo": float(blo), "rate_b_hi": float(bhi),
+                     "diff": x.mean() - y.mean(), "diff_lo": dlo, "diff_hi": dhi,
                      "n10": n10, "n01": n01, "p_pairs": p, "seeds_for": s_for, "seeds_against": s_against,
                      "p": p_seed})
     return pd.DataFrame(rows)
+
+
+def _cluster_difference_interval(d: pd.Series, cluster: str, level: float, n_boot: int,
+                                 seed: int) -> tuple[float, float]:
+    """Percentile interval of ``sum(d) / len(d)`` (d: per-pair differences in {-1, 0, 1}, indexed
+    by keys that include ``cluster``) from ``n_boot`` resamples of whole clusters with replacement
+    (a ratio of sums, so clusters of unequal size are weighted by their pairs)."""
+    from ..common import _z
+
+    _z(level)  # validates level
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    g = d.groupby(level=cluster)
+    sums, sizes = g.sum().to_numpy(float), g.size().to_numpy(float)
+    idx = np.random.default_rng(seed).integers(0, len(sums), size=(n_boot, len(sums)))
+    stats = sums[idx].sum(1) / sizes[idx].sum(1)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class ScheduleClaims:
+    """GF's claims about flossing schedules, each tested once on one ensemble (chapter 10 and the
+    paper-configuration record): see :func:`schedule_claims`.
+
+    Attributes:
+        contrasts: :func:`schedule_contrasts` of pre, inter and both against none, with a column
+            ``supported`` (``p < alpha``).
+        further: :func:`horizon_contrast` of both against pre (the further horizon).
+        speed: :func:`paired_speedup` of pre against none.
+        speed_tasks: the (family, delay) tasks of the pairs ``speed`` counts (both succeed).
+        epochs_saved: median over those pairs of none's minus pre's epochs to success (NaN: none).
+        alpha: the level every claim is decided at (no correction for their number).
+    """
+
+    contrasts: pd.DataFrame
+    further: dict
+    speed: dict
+    speed_tasks: list
+    epochs_saved: float
+    alpha: float
+
+    def verdict(self, p: float) -> str:
+        """'supported' when ``p < alpha``, else 'not supported at this scale'."""
+        return "supported" if p < self.alpha else "not supported at this scale"
+
+
+def schedule_claims(table: pd.DataFrame, alpha: float = 0.05) -> ScheduleClaims:
+    """GF's three schedule claims on a :func:`member_table` of schedules none, pre, inter and both
+    run on the same (seed, task) pairs: flossing before training raises the success rate (pre vs
+    none) and speeds convergence (pre vs none where both succeed), flossing during training raises
+    it (inter, both vs none) and bridges a further horizon than flossing before training alone
+    (both vs pre). Each is decided by its sign test over seeds at ``alpha``."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    contrasts = schedule_contrasts(table, [("pre", "none"), ("inter", "none"), ("both", "none")])
+    contrasts["supported"] = contrasts.p < alpha
+    keys = ["seed", "family", "delay"]
+    ok = table[table.success & table.schedule.isin(["pre", "none"])]
+    ep = ok.pivot_table(index=keys, columns="schedule", values="success_epoch")
+    both = ep.dropna() if {"pre", "none"} <= set(ep.columns) else ep.iloc[:0]
+    saved = (both["none"] - both["pre"]) if len(both) else pd.Series(dtype=float)
+    tasks = sorted({(f, int(d)) for _, f, d in both.index})
+    return ScheduleClaims(contrasts=contrasts, further=horizon_contrast(table, "both", "pre"),
+                          speed=paired_speedup(table, "pre", "none"), speed_tasks=tasks,
+                          epochs_saved=float(saved.median()) if len(saved) else float("nan"), alpha=alpha)
 
 
 def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("seed", "family")) -> dict[str, float]:
