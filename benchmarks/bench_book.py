@@ -75,6 +75,20 @@ def relocate(text: str, out: Path, dest: Path) -> str:
     return text
 
 
+def mark_timed_out(run_json: Path, timeout: int, wall: float) -> None:
+    """A run stopped at the timeout leaves its ``run.json`` saying "running" (the runner was killed
+    before it could write the end): record the stop in the kept copy, so that a committed record
+    never claims to be still running."""
+    if not run_json.is_file():
+        return
+    rec = json.loads(run_json.read_text())
+    if rec.get("status") == "running":
+        rec["status"] = "timed out"
+        rec["error"] = f"stopped by benchmarks/bench_book.py after its timeout of {timeout} s (wall {wall:.0f} s)"
+        rec["wall_s"] = round(wall, 1)
+        run_json.write_text(json.dumps(rec, indent=2) + "\n")
+
+
 def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = None) -> dict:
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -101,6 +115,8 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
                 status = f"{status}: {rec['error'][:200]}"
         if keep is not None and out.exists():
             keep_record(out, keep / f"{cid}-{scale}")
+            if status.startswith("timed out"):
+                mark_timed_out(keep / f"{cid}-{scale}" / "run.json", timeout, wall)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"chapter": cid, "scale": scale, "status": status, "wall_s": round(wall, 1),

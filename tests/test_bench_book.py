@@ -37,3 +37,16 @@ def test_a_folder_inside_the_checkout_is_named_relative_to_it():
     dest = bench.ROOT / "records" / "chapter_runs" / "02-paper"
     text = bench.relocate("--out /scratch/run-xyz/02 and /scratch/run-xyz/02/x.csv", bench.Path("/scratch/run-xyz/02"), dest)
     assert text == "--out records/chapter_runs/02-paper and records/chapter_runs/02-paper/x.csv"
+
+
+def test_a_timed_out_record_does_not_say_running(tmp_path):
+    mark = _bench_book().mark_timed_out
+    rj = tmp_path / "run.json"
+    rj.write_text(json.dumps({"status": "running", "error": None, "wall_s": None}))
+    mark(rj, 3600, 3600.4)
+    rec = json.loads(rj.read_text())
+    assert rec["status"] == "timed out" and "3600 s" in rec["error"] and rec["wall_s"] == 3600.4
+    rj.write_text(json.dumps({"status": "failed", "error": "x"}))  # a finished record is left alone
+    mark(rj, 3600, 10.0)
+    assert json.loads(rj.read_text()) == {"status": "failed", "error": "x"}
+    mark(tmp_path / "absent.json", 1, 1.0)  # no record: nothing to do

@@ -120,7 +120,7 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=0.51, peak_gib=0.55, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=10.58, peak_gib=3.4, status='failed (exit 1)',
+        'paper': Cost(minutes=60.0, peak_gib=None, status='timed out after 3600 s',
                     basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '13_flossing_your_own_network': {
