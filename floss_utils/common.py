@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Mapping, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
-           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope"]
+           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -336,3 +336,27 @@ def paired_comparison(a, b, *, level: float = 0.95, n_boot: int = 10000, seed: i
     return PairedComparison(n=n, mean=float(observed), lo=float(np.quantile(boot, (1 - level) / 2)),
                             hi=float(np.quantile(boot, (1 + level) / 2)), n_greater=int((d > 0).sum()),
                             p_greater=float(p), p_min=float(2.0 ** -n), level=level)
+
+
+def holm(pvalues: Mapping[str, float], alpha: float = 0.05) -> dict[str, bool]:
+    """Holm's step-down procedure: which of several hypotheses are rejected at family-wise error
+    rate ``alpha``. The p-values sorted ascending, ``p_(i)`` (i = 1..m) is rejected while
+    ``p_(j) <= alpha / (m - j + 1)`` for every ``j <= i``; the first failure stops the procedure
+    (Holm 1979). Controls the family-wise error under any dependence between the tests.
+
+    Args:
+        pvalues: name -> p-value.
+    Returns:
+        name -> rejected (True: the claim is supported at family-wise ``alpha``).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    bad = {k: v for k, v in pvalues.items() if not (isinstance(v, (int, float)) and 0 <= v <= 1)}
+    if bad:
+        raise ValueError(f"p-values must lie in [0, 1], got {bad}")
+    order = sorted(pvalues, key=lambda k: pvalues[k])
+    m, out, going = len(order), {}, True
+    for i, name in enumerate(order):
+        going = going and pvalues[name] <= alpha / (m - i)
+        out[name] = going
+    return out

@@ -145,3 +145,20 @@ def test_loglog_slope_cluster_bootstrap_resamples_whole_groups():
         loglog_slope(np.exp(lx), np.exp(ly), groups=g[:10])
     with pytest.raises(ValueError, match="two groups"):
         loglog_slope(np.exp(lx), np.exp(ly), groups=np.zeros(120))
+
+
+def test_holm_by_hand():
+    from floss_utils.common import holm
+
+    # m = 4: thresholds 0.0125, 0.0167, 0.025, 0.05 for the sorted p-values
+    out = holm({"a": 0.01, "b": 0.04, "c": 0.016, "d": 0.03})
+    assert out == {"a": True, "c": True, "d": False, "b": False}  # 0.03 > 0.025 stops the procedure
+    assert holm({"a": 0.012, "b": 0.049}) == {"a": True, "b": True}  # 0.012 <= 0.025, 0.049 <= 0.05
+    assert holm({"a": 0.03, "b": 0.001}) == {"b": True, "a": True}
+    assert holm({"only": 0.05}) == {"only": True} and holm({}) == {}
+    # step-down: a larger p cannot be rejected once a smaller one was not
+    assert holm({"a": 0.026, "b": 0.026}) == {"a": False, "b": False}
+    with pytest.raises(ValueError, match="alpha"):
+        holm({"a": 0.01}, alpha=0)
+    with pytest.raises(ValueError, match="p-values"):
+        holm({"a": 1.5})

@@ -89,7 +89,17 @@ def test_horizon_contrast_by_hand():
             for sch in "ab" for s in range(4) for d in (10, 20)]
     r = horizon_contrast(pd.DataFrame(rows), "a", "b")
     assert (r["n"], r["n_longer"], r["n_shorter"]) == (4, 2, 1)
-    assert r["p"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
+    assert r["p_pairs"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
+    assert (r["seeds_longer"], r["seeds_shorter"]) == (2, 1) and r["p"] == pytest.approx(4 / 8)  # one family per seed
+    # two families of one seed count once: seed 0 longer on both families, seed 1 shorter on one
+    two = [{"seed": s, "family": f, "delay": d, "schedule": sch,
+            "success": (sch == "a" and s == 0) or (sch == "b" and s == 1 and f == "copy")}
+           for sch in "ab" for s in range(2) for f in ("copy", "xor") for d in (10,)]
+    r2 = horizon_contrast(pd.DataFrame(two), "a", "b")
+    assert (r2["n_longer"], r2["n_shorter"]) == (2, 1) and r2["p_pairs"] == pytest.approx(4 / 8)
+    assert (r2["seeds_longer"], r2["seeds_shorter"]) == (1, 1) and r2["p"] == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="cluster"):
+        horizon_contrast(pd.DataFrame(rows), "a", "b", cluster="run")
     with pytest.raises(ValueError, match="not in the table"):
         horizon_contrast(pd.DataFrame(rows), "a", "c")
 
@@ -119,8 +129,22 @@ def _pairs(n10: int, n01: int, n11: int, n00: int, tasks_per_seed: int = 1) -> p
     return pd.DataFrame(rows)
 
 
+def test_rate_difference_interval_is_the_t_interval_of_cluster_means_for_equal_clusters():
+    from scipy.stats import t as student_t
+
+    # 5 seeds x 4 tasks: per seed, a succeeds on the first m_s tasks and b on none
+    m = [4, 3, 1, 0, 2]
+    rows = [{"seed": s, "family": "copy", "delay": d, "schedule": sch, "success": sch == "a" and d < m[s]}
+            for s in range(5) for d in range(4) for sch in "ab"]
+    r = schedule_contrasts(pd.DataFrame(rows), [("a", "b")]).iloc[0]
+    means = [v / 4 for v in m]  # per-seed differences of rates
+    mean, sd = sum(means) / 5, (sum((v - sum(means) / 5) ** 2 for v in means) / 4) ** 0.5
+    half = student_t.ppf(0.975, 4) * sd / 5 ** 0.5
+    assert r["diff"] == pytest.approx(mean) and r.diff_lo == pytest.approx(mean - half) and r.diff_hi == pytest.approx(mean + half)
+
+
 def test_rate_difference_interval_matches_the_paired_normal_limit():
-    # independent pairs (one task per seed): the bootstrap interval of the paired difference tends
+    # independent pairs (one task per seed): the interval of the paired difference tends
     # to diff -+ z * sqrt(n10 + n01 - (n10 - n01)^2 / n) / n (the paired proportions' variance)
     n10, n01, n11, n00 = 60, 20, 200, 120
     n = n10 + n01 + n11 + n00
@@ -163,8 +187,42 @@ def test_schedule_claims_by_hand():
     assert c.speed_tasks == [("copy", 5)] and c.epochs_saved == 20.0  # only seed 0 succeeds under both
     assert c.speed["n"] == 1 and c.speed["n_sooner"] == 1
     assert (c.further["n_longer"], c.further["n_shorter"]) == (1, 0)  # seed 2: both 5, pre 0
-    assert c.verdict(0.01) == "supported" and c.verdict(0.05) == "not supported at this scale"
+    assert set(c.supported) == {"pre_none", "inter_none", "both_none", "further", "speed"}
+    assert c.verdict("both_none") == "not supported at this scale"
+    # seed-level p-values: both 1/8 (3 seeds), pre 1/4 and inter 1/4 (2 seeds each), further 1/2, speed 1/2.
+    # Holm at alpha 0.7 rejects while p_(i) <= 0.7 / (6 - i): 1/8 <= 0.14, then 1/4 > 0.175 stops
+    lenient = schedule_claims(t, alpha=0.7)
+    assert lenient.supported["both_none"] and not lenient.supported["pre_none"] and not lenient.supported["inter_none"]
+    assert not any(schedule_claims(t, alpha=0.5).supported.values())  # 1/8 > 0.5 / 5
+    with pytest.raises(ValueError, match="no test"):
+        c.verdict("nothing")
     never = t.assign(success=t.schedule.isin(["both"]))
     assert math.isnan(schedule_claims(never).epochs_saved) and schedule_claims(never).speed_tasks == []
     with pytest.raises(ValueError, match="alpha"):
         schedule_claims(t, alpha=1.5)
+
+
+def test_exponents_needed_and_needed_contrast_by_hand():
+    from floss_utils.flossing.summaries import exponents_needed, needed_contrast
+
+    # seeds 0-3, copy at lags 4 and 16, k in (0, 4, 16); success iff k >= need[seed, lag] (None: never)
+    need = {(0, 4): 0, (1, 4): 4, (2, 4): 0, (3, 4): 16, (0, 16): 16, (1, 16): None, (2, 16): 4, (3, 16): 16}
+    rows = [{"seed": s, "order": 0, "max_lag": L, "n_floss": k,
+             "success": need[s, L] is not None and k >= need[s, L]}
+            for s in range(4) for L in (4, 16) for k in (0, 4, 16)]
+    rows.append({"seed": 1, "order": 0, "max_lag": 4, "n_floss": 30, "success": False})  # a failure above: still 4
+    t = pd.DataFrame(rows)
+    n = exponents_needed(t).set_index(["seed", "max_lag"])["needed"]
+    assert n[0, 4] == 0 and n[1, 4] == 4 and n[3, 16] == 16 and math.isinf(n[1, 16])
+    r = needed_contrast(exponents_needed(t), {"max_lag": 16}, {"max_lag": 4})
+    # seed 0: 16 > 0 more; seed 1: inf > 4 more; seed 2: 4 > 0 more; seed 3: 16 = 16 tie
+    assert (r["n"], r["n_more"], r["n_fewer"]) == (4, 3, 0)
+    assert r["p"] == pytest.approx(1 / 8)  # P(Bin(3, 1/2) >= 3)
+    assert r["median_a"] == 16.0 and r["median_b"] == 2.0
+    assert needed_contrast(exponents_needed(t), {"max_lag": 4}, {"max_lag": 4})["p"] == 1.0  # all tied
+    with pytest.raises(ValueError, match="no task matches"):
+        needed_contrast(exponents_needed(t), {"max_lag": 8}, {"max_lag": 4})
+    with pytest.raises(ValueError, match="more than one task"):
+        needed_contrast(exponents_needed(t), {"order": 0}, {"max_lag": 4})
+    with pytest.raises(ValueError, match="lacks columns"):
+        exponents_needed(t.drop(columns="n_floss"))

@@ -15,7 +15,9 @@ schedules x tasks):
 * :func:`paired_speedup`: where both schedules succeed, how much sooner one does, with an exact
   one-sided sign test;
 * :func:`horizon_contrast`: whether one schedule bridges longer delays than another, seed by seed;
-* :func:`schedule_claims`: GF's three schedule claims, each decided once (chapter 10, records).
+* :func:`schedule_claims`: GF's three schedule claims, each decided once (chapter 10, records);
+* :func:`exponents_needed` and :func:`needed_contrast`: per seed, the fewest flossed exponents
+  with which a task is learned, and whether one task needs more than another (chapter 11).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "fewest_exponents", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "fewest_exponents", "exponents_needed", "needed_contrast", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -104,7 +106,7 @@ def longest_bridged(summary: pd.DataFrame, min_rate: float = 0.5,
 
 def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
                        keys: Sequence[str] = ("seed", "family", "delay"), level: float = 0.95,
-                       cluster: str = "seed", n_boot: int = 10_000, boot_seed: int = 0) -> pd.DataFrame:
+                       cluster: str = "seed") -> pd.DataFrame:
     """Does schedule ``a`` succeed more often than schedule ``b``? One row per pair ``(a, b)``.
 
     The members of the two schedules are matched on ``keys`` (the same network seed on the same
@@ -124,13 +126,14 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         keys: the columns that identify a matched pair.
         level: confidence of the Wilson intervals of both rates and of the difference's interval.
         cluster: the independent unit (a column of ``keys``).
-        n_boot, boot_seed: resamples and seed of the difference's cluster bootstrap.
     Returns:
         Columns ``a, b, n_pairs, rate_a, rate_a_lo, rate_a_hi, rate_b, rate_b_lo, rate_b_hi, diff,
         diff_lo, diff_hi, n10, n01, p_pairs, seeds_for, seeds_against, p`` (rates over the matched
-        pairs; ``diff = rate_a - rate_b`` with its percentile interval from resampling whole
-        clusters, the paired design's interval: unlike two Wilson intervals side by side it uses
-        that both schedules ran on the same networks).
+        pairs; ``diff = rate_a - rate_b`` with its interval over clusters, the paired design's
+        interval: unlike two Wilson intervals side by side it uses that both schedules ran on the
+        same networks: the ratio estimator's variance over clusters with Student's t at G - 1
+        degrees of freedom for G clusters, the t interval of the cluster means when clusters are
+        of equal size; approximate, and (diff, diff) when no pair is discordant).
     """
     from scipy.stats import binom
 
@@ -161,8 +164,7 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         s_for, s_against = int((per_seed > 0).sum()), int((per_seed < 0).sum())
         p_seed = float(binom.sf(s_for - 1, s_for + s_against, 0.5)) if s_for + s_against else 1.0
         (alo, ahi), (blo, bhi) = (wilson_interval(int(v.sum()), len(v), level) for v in (x, y))
-        dlo, dhi = _cluster_difference_interval(pd.Series(x.astype(int) - y.astype(int), index=common), cluster,
-                                                level, n_boot, boot_seed)
+        dlo, dhi = _cluster_difference_interval(pd.Series(x.astype(int) - y.astype(int), index=common), cluster, level)
         rows.append({"a": a, "b": b, "n_pairs": len(common), "rate_a": x.mean(), "rate_a_lo": float(alo),
                      "rate_a_hi": float(ahi), "rate_b": y.mean(), "rate_b_lo": float(blo), "rate_b_hi": float(bhi),
                      "diff": x.mean() - y.mean(), "diff_lo": dlo, "diff_hi": dhi,
@@ -171,22 +173,28 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
     return pd.DataFrame(rows)
 
 
-def _cluster_difference_interval(d: pd.Series, cluster: str, level: float, n_boot: int,
-                                 seed: int) -> tuple[float, float]:
-    """Percentile interval of ``sum(d) / len(d)`` (d: per-pair differences in {-1, 0, 1}, indexed
-    by keys that include ``cluster``) from ``n_boot`` resamples of whole clusters with replacement
-    (a ratio of sums, so clusters of unequal size are weighted by their pairs)."""
+def _cluster_difference_interval(d: pd.Series, cluster: str, level: float) -> tuple[float, float]:
+    """Interval of the difference of rates ``sum(d) / len(d)`` (d: per-pair differences in
+    {-1, 0, 1}, indexed by keys that include ``cluster``) with clusters as the independent units:
+    the ratio estimator's linearized variance ``G / (G - 1) * sum_g (s_g - r n_g)^2 / n^2`` (s_g,
+    n_g: a cluster's sum and size, r the estimate, n the pairs, G the clusters) and Student's t
+    with G - 1 degrees of freedom. With equal cluster sizes this is the t interval of the cluster
+    means. Approximate (a normal-theory interval for a bounded quantity); (r, r) with fewer than
+    two clusters or when every cluster has the same rate."""
+    from scipy.stats import t as student_t
+
     from ..common import _z
 
     _z(level)  # validates level
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     g = d.groupby(level=cluster)
     sums, sizes = g.sum().to_numpy(float), g.size().to_numpy(float)
-    idx = np.random.default_rng(seed).integers(0, len(sums), size=(n_boot, len(sums)))
-    stats = sums[idx].sum(1) / sizes[idx].sum(1)
-    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    G, n = len(sums), sizes.sum()
+    r = sums.sum() / n
+    if G < 2:
+        return float(r), float(r)
+    se = np.sqrt(G / (G - 1) * ((sums - r * sizes) ** 2).sum()) / n
+    half = float(student_t.ppf((1 + level) / 2, G - 1) * se)
+    return float(r - half), float(r + half)
 
 
 @dataclass(frozen=True)
@@ -196,12 +204,14 @@ class ScheduleClaims:
 
     Attributes:
         contrasts: :func:`schedule_contrasts` of pre, inter and both against none, with a column
-            ``supported`` (``p < alpha``).
+            ``supported`` (Holm's decision, below).
         further: :func:`horizon_contrast` of both against pre (the further horizon).
         speed: :func:`paired_speedup` of pre against none.
         speed_tasks: the (family, delay) tasks of the pairs ``speed`` counts (both succeed).
         epochs_saved: median over those pairs of none's minus pre's epochs to success (NaN: none).
-        alpha: the level every claim is decided at (no correction for their number).
+        supported: test name (``pre_none``, ``inter_none``, ``both_none``, ``further``, ``speed``)
+            -> supported at family-wise ``alpha`` (Holm's step-down over the five seed-level p-values).
+        alpha: the family-wise level.
     """
 
     contrasts: pd.DataFrame
@@ -209,11 +219,14 @@ class ScheduleClaims:
     speed: dict
     speed_tasks: list
     epochs_saved: float
+    supported: dict
     alpha: float
 
-    def verdict(self, p: float) -> str:
-        """'supported' when ``p < alpha``, else 'not supported at this scale'."""
-        return "supported" if p < self.alpha else "not supported at this scale"
+    def verdict(self, name: str) -> str:
+        """'supported' or 'not supported at this scale' for the test ``name`` (a key of ``supported``)."""
+        if name not in self.supported:
+            raise ValueError(f"no test {name!r}; known: {sorted(self.supported)}")
+        return "supported" if self.supported[name] else "not supported at this scale"
 
 
 def schedule_claims(table: pd.DataFrame, alpha: float = 0.05) -> ScheduleClaims:
@@ -221,33 +234,45 @@ def schedule_claims(table: pd.DataFrame, alpha: float = 0.05) -> ScheduleClaims:
     run on the same (seed, task) pairs: flossing before training raises the success rate (pre vs
     none) and speeds convergence (pre vs none where both succeed), flossing during training raises
     it (inter, both vs none) and bridges a further horizon than flossing before training alone
-    (both vs pre). Each is decided by its sign test over seeds at ``alpha``."""
+    (both vs pre). Each is an exact one-sided sign test over seeds; the five are decided together
+    at family-wise ``alpha`` by Holm's step-down procedure (:func:`floss_utils.common.holm`)."""
+    from ..common import holm
+
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     contrasts = schedule_contrasts(table, [("pre", "none"), ("inter", "none"), ("both", "none")])
-    contrasts["supported"] = contrasts.p < alpha
+    further, speed = horizon_contrast(table, "both", "pre"), paired_speedup(table, "pre", "none")
+    pvals = {f"{r.a}_{r.b}": float(r.p) for r in contrasts.itertuples()} | {"further": further["p"], "speed": speed["p"]}
+    supported = holm(pvals, alpha)
+    contrasts["supported"] = [supported[f"{a}_{b}"] for a, b in zip(contrasts.a, contrasts.b)]
     keys = ["seed", "family", "delay"]
     ok = table[table.success & table.schedule.isin(["pre", "none"])]
     ep = ok.pivot_table(index=keys, columns="schedule", values="success_epoch")
     both = ep.dropna() if {"pre", "none"} <= set(ep.columns) else ep.iloc[:0]
     saved = (both["none"] - both["pre"]) if len(both) else pd.Series(dtype=float)
     tasks = sorted({(f, int(d)) for _, f, d in both.index})
-    return ScheduleClaims(contrasts=contrasts, further=horizon_contrast(table, "both", "pre"),
-                          speed=paired_speedup(table, "pre", "none"), speed_tasks=tasks,
-                          epochs_saved=float(saved.median()) if len(saved) else float("nan"), alpha=alpha)
+    return ScheduleClaims(contrasts=contrasts, further=further, speed=speed, speed_tasks=tasks,
+                          epochs_saved=float(saved.median()) if len(saved) else float("nan"),
+                          supported=supported, alpha=alpha)
 
 
-def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("seed", "family")) -> dict[str, float]:
+def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("seed", "family"),
+                     cluster: str = "seed") -> dict[str, float]:
     """Does schedule ``a`` bridge a longer delay than ``b``? For every group of ``by`` (a network seed
     on one task family), the longest delay at which the member succeeded (0: none) under each
     schedule; ``n_longer`` groups where ``a``'s is longer, ``n_shorter`` the reverse (ties count for
-    neither), and the exact one-sided sign test ``p = P(Binomial(n_longer + n_shorter, 1/2) >=
-    n_longer)`` (1 without an untied group). Uses every delay run, no subset chosen from the outcomes."""
+    neither), with the pair-level sign test ``p_pairs``. The groups of one ``cluster`` (seed) share
+    a network, so the deciding ``p`` is the exact one-sided sign test over clusters:
+    ``seeds_longer`` clusters with more groups longer under ``a`` than shorter, ``seeds_shorter``
+    the reverse, ``p = P(Binomial(seeds_longer + seeds_shorter, 1/2) >= seeds_longer)`` (1 without
+    an untied cluster). Uses every delay run, no subset chosen from the outcomes."""
     from scipy.stats import binom
 
     missing = [c for c in ("schedule", "success", "delay", *by) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
+    if cluster not in by:
+        raise ValueError(f"cluster {cluster!r} must be one of {list(by)}")
 
     def longest(name: str) -> pd.Series:
         t = table[table.schedule == name]
@@ -259,8 +284,12 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
     common = la.index.intersection(lb.index)
     da, db = la.loc[common].to_numpy(), lb.loc[common].to_numpy()
     longer, shorter = int((da > db).sum()), int((da < db).sum())
-    p = float(binom.sf(longer - 1, longer + shorter, 0.5)) if longer + shorter else 1.0
-    return {"n": len(common), "n_longer": longer, "n_shorter": shorter, "p": p}
+    p_pairs = float(binom.sf(longer - 1, longer + shorter, 0.5)) if longer + shorter else 1.0
+    net = pd.Series(np.sign(da - db), index=common).groupby(level=cluster).sum() if len(common) else pd.Series(dtype=float)
+    s_longer, s_shorter = int((net > 0).sum()), int((net < 0).sum())
+    p = float(binom.sf(s_longer - 1, s_longer + s_shorter, 0.5)) if s_longer + s_shorter else 1.0
+    return {"n": len(common), "n_longer": longer, "n_shorter": shorter, "p_pairs": p_pairs,
+            "seeds_longer": s_longer, "seeds_shorter": s_shorter, "p": p}
 
 
 def paired_speedup(table: pd.DataFrame, a: str, b: str,
@@ -308,6 +337,57 @@ def fewest_exponents(summary: pd.DataFrame, min_rate: float = 0.5, by: Sequence[
         rows.append({**dict(zip(by, key)), "fewest": int(ok.min()) if len(ok) else -1,
                      "most_tried": int(grp[count].max())})
     return pd.DataFrame(rows)
+
+
+def exponents_needed(table: pd.DataFrame, by: Sequence[str] = ("order", "max_lag"),
+                     count: str = "n_floss", cluster: str = "seed") -> pd.DataFrame:
+    """Per network seed and task (``by``): the fewest flossed exponents (column ``count``, 0 = no
+    flossing) with which that seed's network succeeded, ``inf`` where it succeeded at no count
+    tried. Members of one seed share their initial network and data across counts and tasks, so
+    these numbers can be compared seed by seed (:func:`needed_contrast`).
+
+    Returns:
+        Columns ``cluster, *by, needed, most_tried``.
+    """
+    missing = [c for c in (cluster, count, "success", *by) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+    rows = []
+    for key, grp in table.groupby([cluster, *by], sort=True):
+        ok = grp.loc[grp["success"].astype(bool), count]
+        rows.append({**dict(zip([cluster, *by], key)), "needed": float(ok.min()) if len(ok) else float("inf"),
+                     "most_tried": int(grp[count].max())})
+    return pd.DataFrame(rows)
+
+
+def needed_contrast(needed: pd.DataFrame, a: dict, b: dict, cluster: str = "seed") -> dict[str, float]:
+    """Does task ``a`` need more flossed exponents than task ``b``? ``a`` and ``b`` select one task
+    each from :func:`exponents_needed` output (e.g. ``{"order": 0, "max_lag": 24}``); per seed run
+    on both, ``n_more`` seeds need more under ``a`` (a seed that succeeds at no count tried needs
+    more than any that does; two such seeds tie), ``n_fewer`` fewer, ties count for neither, and the
+    exact one-sided sign test ``p = P(Binomial(n_more + n_fewer, 1/2) >= n_more)`` (1 without an
+    untied seed); ``median_a``, ``median_b``: the medians over those seeds (``inf`` possible)."""
+    from scipy.stats import binom
+
+    def pick(sel: dict) -> pd.Series:
+        missing = [c for c in sel if c not in needed.columns]
+        if missing:
+            raise ValueError(f"needed lacks columns {missing}")
+        m = np.logical_and.reduce([needed[c] == v for c, v in sel.items()]) if sel else np.ones(len(needed), bool)
+        out = needed[m].set_index(cluster)["needed"]
+        if not len(out):
+            raise ValueError(f"no task matches {sel}")
+        if out.index.has_duplicates:
+            raise ValueError(f"{sel} selects more than one task per {cluster}")
+        return out
+
+    xa, xb = pick(a), pick(b)
+    common = xa.index.intersection(xb.index)
+    va, vb = xa.loc[common].to_numpy(float), xb.loc[common].to_numpy(float)
+    more, fewer = int((va > vb).sum()), int((va < vb).sum())
+    p = float(binom.sf(more - 1, more + fewer, 0.5)) if more + fewer else 1.0
+    med = lambda v: float(np.median(v)) if len(v) else float("nan")
+    return {"n": len(common), "n_more": more, "n_fewer": fewer, "p": p, "median_a": med(va), "median_b": med(vb)}
 
 
 def accuracy_curves(result: TrainResult) -> tuple[np.ndarray, np.ndarray]:
