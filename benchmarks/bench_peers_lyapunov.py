@@ -19,7 +19,11 @@ the same initial basis ``Q_0 = I[:, :k]`` (lyapynov's fixed choice):
 
 Cases: (a) N = 64 and N = 256, k = N, g = 2 (chaotic), 2000 steps after a 500-step transient;
 (b) the flossing case, N = 80, k = 75, g = 1, 55 steps, called repeatedly (time per call), one
-network and 16 networks (floss_utils batched, lyapax ``jax.vmap``-ed, the others in a loop).
+network and 16 networks (floss_utils batched, lyapax ``jax.vmap``-ed, the others in a loop);
+(c) the differentiable flossing step (forward, and forward + backward of ``sum lambda_i^2`` with
+respect to J) for one network and for 16; (d) the one-network comparison with lyapax (N = 64
+forward; the flossing case forward and forward + backward) repeated in ``--runs`` independent
+rounds, reported as the median and range of the time ratio over rounds.
 
 Before any time is compared the exponents are checked to agree with the LAPACK loop: in a chaotic
 network two codes follow trajectories that separate after ~ln(1e16)/lambda_1 steps, so exponents
@@ -49,6 +53,8 @@ def parse() -> argparse.Namespace:
                     help="steps per timed call (N = 64, 256): short calls, many repeats, interleaved, so "
                          "that a change of machine load hits every contender alike")
     ap.add_argument("--sizes", default="64,256")
+    ap.add_argument("--runs", type=int, default=5,
+                    help="independent rounds of the one-network comparison with lyapax (median and range)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results")
     return ap.parse_args()
 
@@ -228,8 +234,10 @@ def case(n: int, k: int, g: float, steps: int, batch: int, repeats: int, seed: i
     return rows, note
 
 
-def differentiable(repeats: int, batch: int = 16, n: int = 80, k: int = 75, steps: int = 55):
-    """Forward + backward (gradient of sum lambda_i^2 w.r.t. J, the flossing loss) vs forward."""
+def differentiable_fns(batch: int, n: int = 80, k: int = 75, steps: int = 55):
+    """The flossing step's four timed calls (floss_utils and lyapax, forward and forward + backward
+    of sum lambda_i^2 w.r.t. J) for ``batch`` networks (one network: no vmap), after checking that
+    the two gradients agree; returns the functions and the relative gradient difference."""
     J, x0 = network(n, 1.0, 82, batch)
     q0 = torch.eye(n, k, dtype=J.dtype).expand(batch, -1, -1).contiguous()
     Jg = J.clone().requires_grad_(True)
@@ -243,25 +251,68 @@ def differentiable(repeats: int, batch: int = 16, n: int = 80, k: int = 75, step
         torch.autograd.grad((lam ** 2).sum(), Jg)
 
     one = lyapax_fn(steps, k)
-    jf = jax.jit(jax.vmap(one))
-    jg = jax.jit(jax.grad(lambda Jj, xj: jnp.sum(jax.vmap(one)(Jj, xj) ** 2)))
     Jj, xj = jnp.asarray(J.numpy()), jnp.asarray(x0.numpy())
+    if batch == 1:
+        Jj, xj = Jj[0], xj[0]
+        jf = jax.jit(one)
+        jg = jax.jit(jax.grad(lambda Ja, xa: jnp.sum(one(Ja, xa) ** 2)))
+    else:
+        jf = jax.jit(jax.vmap(one))
+        jg = jax.jit(jax.grad(lambda Ja, xa: jnp.sum(jax.vmap(one)(Ja, xa) ** 2)))
     # the two gradients must agree before their times are compared
     lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0).exponents
-    g_t = torch.autograd.grad((lam ** 2).sum(), Jg)[0].numpy()
+    g_t = torch.autograd.grad((lam ** 2).sum(), Jg)[0].numpy().reshape(np.shape(Jj))
     g_j = np.asarray(jg(Jj, xj))
     err = float(np.abs(g_t - g_j).max() / np.abs(g_j).max())
     if not err <= 1e-8:
         raise SystemExit(f"gradients disagree: floss_utils vs lyapax relative error {err:.1e}")
-    t = _common.interleaved_medians({
-        "floss_utils forward": f_fwd, "floss_utils forward + backward": f_fb,
-        "lyapax forward": lambda: jf(Jj, xj).block_until_ready(),
-        "lyapax forward + backward": lambda: jg(Jj, xj).block_until_ready()}, repeats)
-    rows = [["floss_utils", f"{t['floss_utils forward'] * 1e3:.1f}", f"{t['floss_utils forward + backward'] * 1e3:.1f}",
+    fns = {"floss_utils forward": f_fwd, "floss_utils forward + backward": f_fb,
+           "lyapax forward": lambda: jf(Jj, xj).block_until_ready(),
+           "lyapax forward + backward": lambda: jg(Jj, xj).block_until_ready()}
+    return fns, err
+
+
+def differentiable(repeats: int, batch: int = 16):
+    """Forward + backward (gradient of sum lambda_i^2 w.r.t. J, the flossing loss) vs forward."""
+    fns, err = differentiable_fns(batch)
+    t = _common.interleaved_medians(fns, repeats)
+    rows = [["floss_utils", f"{t['floss_utils forward'] * 1e3 / batch:.2f}",
+             f"{t['floss_utils forward + backward'] * 1e3 / batch:.2f}",
              f"{t['floss_utils forward + backward'] / t['floss_utils forward']:.2f}"],
-            ["lyapax (jit)", f"{t['lyapax forward'] * 1e3:.1f}", f"{t['lyapax forward + backward'] * 1e3:.1f}",
+            ["lyapax (jit" + (", vmap" if batch > 1 else "") + ")", f"{t['lyapax forward'] * 1e3 / batch:.2f}",
+             f"{t['lyapax forward + backward'] * 1e3 / batch:.2f}",
              f"{t['lyapax forward + backward'] / t['lyapax forward']:.2f}"]]
     return rows, f"gradients of sum lambda^2 w.r.t. J agree to {err:.1e} (relative, max norm); goal: ratio <= 3"
+
+
+def headline(runs: int, repeats: int, time_steps: int):
+    """The issue's goal, one network: lyapax's time over floss_utils' (> 1: floss_utils faster)
+    for N = k = 64 (forward) and the flossing case (forward; forward + backward), measured in
+    ``runs`` independent rounds (this machine's speed drifts by up to 2x between runs, and the
+    ratio of interleaved medians is what survives the drift); median and range over rounds."""
+    J, x0 = network(64, 2.0, 64)
+    fns64, _ = contenders(J, x0, time_steps, 64, 1)
+    pair64 = {"f": fns64["floss_utils (auto: Cholesky QR)"], "l": fns64["lyapax (JAX jit)"]}
+    dfns, _ = differentiable_fns(1)
+    pairs = {
+        f"N = k = 64, g = 2, {time_steps} steps, forward": (pair64, "f", "l"),
+        "flossing case (N = 80, k = 75, 55 steps), forward": (dfns, "floss_utils forward", "lyapax forward"),
+        "flossing case, forward + backward (gradient of sum lambda^2 w.r.t. J)":
+            (dfns, "floss_utils forward + backward", "lyapax forward + backward"),
+    }
+    ratios: dict[str, list[float]] = {name: [] for name in pairs}
+    for _ in range(runs):
+        for name, (fns, f, l) in pairs.items():
+            t = _common.interleaved_medians({f: fns[f], l: fns[l]}, repeats)
+            ratios[name].append(t[l] / t[f])
+    rows = []
+    for name, r in ratios.items():
+        med = float(np.median(r))
+        rows.append([name, f"{med:.2f}", f"{min(r):.2f} - {max(r):.2f}", str(runs),
+                     "met" if med >= 1.0 else "not met"])
+    note = ("ratio = lyapax time / floss_utils time of interleaved medians (> 1: floss_utils faster); "
+            "goal (the small-network issue): median ratio >= 1 for each line")
+    return rows, note
 
 
 def main() -> None:
@@ -282,9 +333,14 @@ def main() -> None:
     rep.table("flossing case: N = 80, k = 75, g = 1, 55 steps, one network per call", cols, rows, note)
     rows, note = case(80, 75, 1.0, 55, 16, max(args.repeats, 10), seed=81, exact=True)
     rep.table("flossing case, 16 networks per call (times per network)", cols, rows, note)
-    rows, note = differentiable(max(args.repeats, 10))
-    rep.table("differentiable spectrum (flossing step): 16 networks, N = 80, k = 75, 55 steps",
-              ["code", "forward ms", "forward + backward ms", "ratio"], rows, note)
+    for batch in (1, 16):
+        rows, note = differentiable(max(args.repeats, 10), batch)
+        rep.table(f"differentiable spectrum (flossing step): {batch} network{'s' if batch > 1 else ''}, "
+                  "N = 80, k = 75, 55 steps (times per network)",
+                  ["code", "forward ms", "forward + backward ms", "ratio"], rows, note)
+    rows, note = headline(args.runs, max(args.repeats, 10), args.time_steps)
+    rep.table(f"one network, floss_utils against lyapax over {args.runs} rounds",
+              ["comparison", "lyapax / floss_utils (median)", "range", "rounds", "goal"], rows, note)
     if not args.no_write:
         rep.write()
 

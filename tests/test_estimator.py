@@ -195,11 +195,11 @@ def test_cholesky_qr_step_backward_is_the_qr_derivative():
     assert torch.autograd.gradcheck(lambda a: _CholeskyQRStep.apply(a)[:2], (A,), eps=1e-6, atol=1e-8)
     dQ = torch.randn(5, 9, 4, dtype=F64, generator=gen(41))
     dl = torch.randn(5, 4, dtype=F64, generator=gen(42))
-    Q1, l1, bad = _CholeskyQRStep.apply(A)
+    Q1, l1, margin, info = _CholeskyQRStep.apply(A)
     g1 = torch.autograd.grad((Q1 * dQ).sum() + (l1 * dl).sum(), A)[0]
-    Q2, l2, _, _ = _cholesky_qr_step(A)
+    Q2, l2, _, _, _ = _cholesky_qr_step(A)
     g2 = torch.autograd.grad((Q2 * dQ).sum() + (l2 * dl).sum(), A)[0]
-    assert torch.equal(Q1, Q2) and torch.equal(l1, l2) and not bool(bad.any())
+    assert torch.equal(Q1, Q2) and torch.equal(l1, l2) and not bool((margin > 0).any() or (info != 0).any())
     assert float((g1 - g2).abs().max() / g2.abs().max()) < 1e-12
 
 
@@ -260,6 +260,30 @@ def test_cholesky_breakdown_is_detected():
     A = W @ random_orthonormal(1, 4, 4, generator=gen(39))
     assert cholesky_qr(A)[2].item() != 0
     assert cholesky_qr(random_orthonormal(1, 4, 4, generator=gen(39)))[2].item() == 0
+
+
+def test_hot_loop_breakdown_test_matches_cholesky_qr():
+    # The loop's unreduced test (margin > 0 or info != 0, kept as a running maximum without a
+    # host sync) flags exactly what cholesky_qr's info flags: the squashed basis (cond 1e12 >
+    # u^-1/2) and not an orthonormal one.
+    from floss_utils.lyapunov.estimator import _broke_down, _cholesky_qr_step
+
+    W, _ = _squashing_map()
+    for A in (W @ random_orthonormal(1, 4, 4, generator=gen(39)), random_orthonormal(1, 4, 4, generator=gen(39))):
+        _, _, margin, info, _ = _cholesky_qr_step(A)
+        assert bool(_broke_down(margin, info).item()) == (cholesky_qr(A)[2].item() != 0)
+
+
+def test_spectrum_with_and_without_a_graph_is_the_same_number():
+    # Without a graph the loop calls the Cholesky step directly, with one the custom autograd
+    # Function: the forward operations are the same, so the exponents are bitwise equal.
+    J = gaussian_coupling(3, 20, 1.5, generator=gen(43))
+    h0 = torch.randn(3, 20, dtype=F64, generator=gen(44))
+    q0 = random_orthonormal(3, 20, 6, generator=gen(45))
+    with torch.no_grad():
+        plain = lyapunov_spectrum(TanhRNN(J), h0, steps=50, k=6, q0=q0).exponents
+    graph = lyapunov_spectrum(TanhRNN(J.clone().requires_grad_()), h0, steps=50, k=6, q0=q0).exponents
+    assert graph.requires_grad and torch.equal(plain, graph.detach())
 
 
 def test_cholesky_breakdown_on_cpu_redoes_the_step_with_householder():

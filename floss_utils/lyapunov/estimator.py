@@ -23,11 +23,12 @@ enough for the exponents: whatever the orthogonality of the intermediate bases, 
 exact up to ``log vol(Q_T)``, which stays bounded because every pass re-orthonormalizes to
 ``O(u cond(A)^2)``. Cholesky breaks down when ``cond(A)`` approaches ``u^{-1/2}`` (about 1e8 in
 float64, a few thousand in float32: strongly saturated units, full spectra). A breakdown is always
-detected (failed factorization or a pivot lost to cancellation) and never returned silently:
-on the CPU, where a check costs nothing, that one step is redone with Householder QR; on an
-accelerator the loop never synchronizes with the host, so the breakdown is recorded and the
-``"auto"`` method recomputes the whole spectrum with Householder QR (with a warning), while an
-explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
+detected (failed factorization or a pivot lost to cancellation) and never returned silently.
+The loop never synchronizes with the host: the breakdown test is a running maximum decided at
+the end. On the CPU, where a per-step check costs little, a run that broke down is then replayed
+with a check at every step and only the broken steps are redone with Householder QR; on an
+accelerator the ``"auto"`` method recomputes the whole spectrum with Householder QR (with a
+warning), while an explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
 """
 
 from __future__ import annotations
@@ -138,31 +139,43 @@ def orthonormalize(A: Tensor, method: str = "qr") -> tuple[Tensor, Tensor, Optio
     raise ValueError(f"unknown re-orthonormalization method {method!r}; use qr, cholqr or cholqr2")
 
 
-def _orthonormalize_flagged(A: Tensor, method: str, host: bool) -> tuple[Tensor, Tensor, Union[None, bool, Tensor]]:
-    """:func:`orthonormalize` for the estimator's hot loop, with as few tensor operations as
-    possible (a step of a small network is dominated by per-operation overhead, not arithmetic).
-    The breakdown indicator is ``None`` for Householder QR, else a Python bool "any system broke
-    down" when ``host`` (a host sync, free on a CPU), else a (B,) bool tensor (no sync)."""
-    if method != "cholqr":
-        Q, logr, info = orthonormalize(A, method)
-        if info is None:
-            return Q, logr, None
-        return Q, logr, bool((info > 0).any()) if host else info > 0
-    Q, logr, bad = _CholeskyQRStep.apply(A)
-    return Q, logr, bool(bad.any()) if host else bad
+def _cholesky_qr_step(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One Cholesky QR ``A = Q R`` (``R = L^T``) for the estimator's hot loop: ``Q``, ``log R_ii``,
+    the cancellation margin (..., k), Cholesky's ``info`` (...,) and ``L``.
 
-
-def _cholesky_qr_step(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """One Cholesky QR ``A = Q R`` (``R = L^T``): ``Q``, ``log R_ii``, a (B,) breakdown flag and
-    ``L``. The flag marks a failed factorization or a pivot that lost all its digits to
-    cancellation (same test as :func:`cholesky_qr`)."""
-    G = A.mT @ A
-    L, inf = torch.linalg.cholesky_ex(G)
+    The margin ``16 k u G_ii - L_ii^2`` is positive where a pivot lost all its digits to
+    cancellation (same test as :func:`cholesky_qr`); together with ``info != 0`` (a failed
+    factorization) it marks a breakdown. It is returned unreduced so that the loop can keep a
+    running maximum in one operation per step, without a host synchronization.
+    """
+    G = torch.bmm(A.mT, A) if A.ndim == 3 else A.mT @ A  # bmm skips matmul's reshapes
+    L, info = torch.linalg.cholesky_ex(G)
     Q = torch.linalg.solve_triangular(L.mT, A, upper=True, left=False)
     diag = torch.diagonal(L, dim1=-2, dim2=-1)
     loss = 16.0 * A.shape[-1] * torch.finfo(A.dtype).eps
-    lost = diag * diag < loss * torch.diagonal(G, dim1=-2, dim2=-1)
-    return Q, torch.log(diag), lost.any(dim=-1) | (inf != 0), L
+    margin = torch.addcmul(loss * torch.diagonal(G, dim1=-2, dim2=-1), diag, diag, value=-1.0)
+    return Q, torch.log(diag), margin, info, L
+
+
+def _broke_down(margin: Tensor, info: Tensor) -> Tensor:
+    """(...,) bool: a Cholesky QR broke down (from :func:`_cholesky_qr_step`'s margin and info)."""
+    return (margin > 0).any(dim=-1) | (info != 0)
+
+
+def _orthonormalize_step(A: Tensor, method: str) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """:func:`orthonormalize` for the estimator's hot loop, with as few tensor operations as
+    possible (a step of a small network is dominated by per-operation overhead, not arithmetic):
+    ``Q``, ``log|R_ii|`` and, for Cholesky QR, its margin and info (else ``None, None``).
+    The hand-written backward (:class:`_CholeskyQRStep`) is used only where a graph is built;
+    without one the plain function skips autograd's per-call overhead (same values)."""
+    if method != "cholqr":
+        Q, logr, info = orthonormalize(A, method)
+        if info is None:
+            return Q, logr, None, None
+        return Q, logr, None, info
+    if torch.is_grad_enabled() and A.requires_grad:
+        return _CholeskyQRStep.apply(A)
+    return _cholesky_qr_step(A)[:4]
 
 
 class _CholeskyQRStep(torch.autograd.Function):
@@ -181,14 +194,14 @@ class _CholeskyQRStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, A: Tensor):
-        Q, logr, bad, L = _cholesky_qr_step(A)
+        Q, logr, margin, info, L = _cholesky_qr_step(A)
         ctx.save_for_backward(Q, L)
-        ctx.mark_non_differentiable(bad)
-        return Q, logr, bad
+        ctx.mark_non_differentiable(margin, info)
+        return Q, logr, margin, info
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, dQ: Tensor, dlog: Tensor, _unused: Optional[Tensor] = None):
+    def backward(ctx, dQ: Tensor, dlog: Tensor, *_unused: Optional[Tensor]):
         Q, L = ctx.saved_tensors
         M = -(dQ.mT @ Q)
         C = M.tril(-1)
@@ -260,8 +273,10 @@ def lyapunov_spectrum(
         record: keep the running estimate at QR points after the transient.
         record_every: keep every ``record_every``-th QR point.
         generator: torch random generator for ``q0``.
-        per_step_checks: handle Cholesky breakdowns step by step (needs a host sync per step;
-            default: True on CPU, False on accelerators, see the module docstring).
+        per_step_checks: after a Cholesky breakdown, replay the run with a check (a host sync)
+            at every step and redo only the broken steps with Householder QR (default: True on
+            CPU, False on accelerators, where the whole run is redone with Householder QR; see
+            the module docstring). The loop itself never synchronizes.
 
     Returns:
         A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
@@ -300,11 +315,18 @@ def lyapunov_spectrum(
 
     if per_step_checks is None:
         per_step_checks = h0.device.type == "cpu"
-    result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
-                  per_step_checks)
-    if result is NotImplemented:  # something went non-finite: replay step by step to name it
+
+    def run(method: str, step_checks: bool):
         result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
-                      per_step_checks, locate=True)
+                      step_checks)
+        if result is NotImplemented:  # something went non-finite: replay step by step to name it
+            result = _run(system, h0, q0, get_u, total, transient, ons, method, record,
+                          record_every, step_checks, locate=True)
+        return result
+
+    result = run(method, False)  # no host synchronization inside the loop
+    if result is None and per_step_checks:  # replay, redoing each broken step with Householder QR
+        result = run(method, True)
     if result is None:  # Cholesky breakdown somewhere
         if reorth != "auto":
             raise FloatingPointError(
@@ -315,10 +337,7 @@ def lyapunov_spectrum(
             "Cholesky QR broke down on an ill-conditioned tangent basis; recomputing the "
             "spectrum with Householder QR", RuntimeWarning, stacklevel=2,
         )
-        result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every, False)
-        if result is NotImplemented:
-            result = _run(system, h0, q0, get_u, total, transient, ons, "qr", record, record_every,
-                          False, locate=True)
+        result = run("qr", False)
         assert isinstance(result, LyapunovResult)
     return result
 
@@ -334,14 +353,19 @@ def _run(
     method: str,
     record: bool,
     record_every: int,
-    sync_ok: bool,
+    step_checks: bool,
     locate: bool = False,
 ):
     """The QR loop. Returns the result; ``None`` after a Cholesky breakdown that was not redone
-    step by step (``sync_ok=False``); ``NotImplemented`` when a state or ``log R_ii`` went
-    non-finite (cheaply detected through running sums), in which case the caller replays the
-    run with ``locate=True``, which tracks the first bad step per system and raises
-    :class:`NonFiniteError` naming it."""
+    step by step; ``NotImplemented`` when a state or ``log R_ii`` went non-finite (cheaply
+    detected through running sums), in which case the caller replays the run with
+    ``locate=True``, which tracks the first bad step per system and raises
+    :class:`NonFiniteError` naming it.
+
+    With ``step_checks`` a Cholesky breakdown is tested at every step (a host synchronization)
+    and that one step is redone with Householder QR; without, nothing in the loop synchronizes:
+    the breakdown test is a running maximum, decided at the end (the caller then replays with
+    ``step_checks`` on a CPU, or recomputes with Householder QR on an accelerator)."""
     B, k = Q.shape[0], Q.shape[-1]
     acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
     # running sums that a NaN/inf anywhere makes non-finite for good: states at QR points, and
@@ -349,7 +373,8 @@ def _run(
     h_sum = torch.zeros_like(h)
     transient_sum = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
     first_bad = torch.full((B,), -1, dtype=torch.long, device=Q.device)
-    breakdown = torch.zeros(B, dtype=torch.bool, device=Q.device)
+    worst_margin: Optional[Tensor] = None  # running max of the Cholesky cancellation margin
+    worst_info: Optional[Tensor] = None
     history: list[Tensor] = []
     times: list[int] = []
     n_qr_after = 0
@@ -367,14 +392,17 @@ def _run(
         if (t + 1) % ons and t != transient - 1 and t != total - 1:
             continue
         A = Q
-        Q, logr, bad_qr = _orthonormalize_flagged(A, method, host=sync_ok)
-        if bad_qr is not None:
-            if sync_ok:  # CPU: checking costs nothing; redo this one step with Householder QR
-                if bad_qr:
+        Q, logr, margin, info = _orthonormalize_step(A, method)
+        if info is not None:
+            if step_checks:  # redo this one step with Householder QR
+                bad_qr = (info != 0) if margin is None else _broke_down(margin, info)
+                if bool(bad_qr.any()):
                     Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
                     fallback_steps += 1
-            else:  # accelerator: no host synchronization in the loop; decide at the end
-                breakdown = breakdown | bad_qr
+            else:  # no host synchronization in the loop; decide at the end
+                worst_info = info if worst_info is None else torch.maximum(worst_info, info)
+                if margin is not None:
+                    worst_margin = margin if worst_margin is None else torch.maximum(worst_margin, margin)
         if locate:  # remember the first step where anything went non-finite (no host sync)
             ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
             first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
@@ -391,8 +419,10 @@ def _run(
         last_qr = t
     assert last_qr == total - 1
 
-    if bool(breakdown.any()):
-        return None  # the caller falls back to Householder QR (which also locates NaN/inf)
+    if worst_info is not None:
+        broke = (worst_info != 0) if worst_margin is None else _broke_down(worst_margin, worst_info)
+        if bool(broke.any()):
+            return None  # the caller falls back to Householder QR (which also locates NaN/inf)
     if not locate and not all(bool(torch.isfinite(x).all()) for x in (acc, h_sum, transient_sum)):
         return NotImplemented
     bad = first_bad >= 0

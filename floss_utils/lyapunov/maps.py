@@ -159,14 +159,14 @@ class TanhRNN(_MatrixMap):
         drive = self._drive(u)
         if self.form == "preactivation":
             a = torch.tanh(h).unsqueeze(-1)
-            out = torch.matmul(self.W, a).squeeze(-1)
+            out = torch.bmm(self.W, a).squeeze(-1)  # bmm: W and h are (B, ...) by construction
             return out if drive is None else out + drive
-        a = torch.matmul(self.W, h.unsqueeze(-1)).squeeze(-1)
+        a = torch.bmm(self.W, h.unsqueeze(-1)).squeeze(-1)
         return torch.tanh(a if drive is None else a + drive)
 
     def tangent(self, h: Tensor, u: Optional[Tensor], h_next: Tensor, Q: Tensor) -> Tensor:
         if self.form == "preactivation":
-            return torch.matmul(self.W, sech2(h).unsqueeze(-1) * Q)
+            return torch.bmm(self.W, sech2(h).unsqueeze(-1) * Q)
         # rate form: the slope is sech^2 of the pre-activation a = J r + u (not 1 - r_next^2,
         # which cancels to 0 for saturated units); recomputing a costs one matrix-vector product
         a = torch.matmul(self.W, h.unsqueeze(-1)).squeeze(-1)
