@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
-           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm"]
+           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm",
+           "sign_test_greater", "cluster_signs"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -336,6 +337,30 @@ def paired_comparison(a, b, *, level: float = 0.95, n_boot: int = 10000, seed: i
     return PairedComparison(n=n, mean=float(observed), lo=float(np.quantile(boot, (1 - level) / 2)),
                             hi=float(np.quantile(boot, (1 + level) / 2)), n_greater=int((d > 0).sum()),
                             p_greater=float(p), p_min=float(2.0 ** -n), level=level)
+
+
+def sign_test_greater(n_for: int, n_against: int) -> float:
+    """Exact one-sided sign test: ``P(Binomial(n_for + n_against, 1/2) >= n_for)``, the chance
+    under "no effect" (each untied unit goes either way with probability 1/2) of at least
+    ``n_for`` units in favour; 1 when no unit is untied. Ties are left out by the caller."""
+    if min(n_for, n_against) < 0:
+        raise ValueError(f"counts must be >= 0, got {n_for} and {n_against}")
+    if n_for + n_against == 0:
+        return 1.0
+    from scipy.stats import binom
+
+    return float(binom.sf(n_for - 1, n_for + n_against, 0.5))
+
+
+def cluster_signs(signs: "pd.Series", cluster: str) -> tuple[int, int]:
+    """Per-unit signs (+1 in favour, -1 against, 0 tied), indexed by keys that include the
+    level ``cluster`` (the independent unit, e.g. the network seed whose tasks share it), summed
+    within each cluster: ``(clusters with a positive net sign, clusters with a negative one)``;
+    clusters that net to 0 count for neither. The pair for :func:`sign_test_greater`."""
+    if not len(signs):
+        return 0, 0
+    net = signs.groupby(level=cluster).sum()
+    return int((net > 0).sum()), int((net < 0).sum())
 
 
 def holm(pvalues: Mapping[str, float], alpha: float = 0.05) -> dict[str, bool]:

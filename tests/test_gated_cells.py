@@ -175,16 +175,6 @@ def test_summaries_of_a_synthetic_run():
     lb = longest_bridged(summ, 0.5).set_index("schedule")["longest_delay"]
     assert lb["pre"] == 4 and lb["none"] == 0
     assert longest_bridged(summ, 1.0).set_index("schedule")["longest_delay"]["pre"] == 2
-    # fewest flossed exponents reaching a success rate: by hand, per order
-    from floss_utils.flossing.summaries import fewest_exponents
-    import pandas as pd
-    toy = pd.DataFrame({"order": [0, 0, 0, 1, 1, 1], "n_floss": [0, 4, 16, 0, 4, 16],
-                        "success_rate": [0.0, 2 / 3, 1.0, 0.0, 1 / 3, 1 / 3]})
-    few = fewest_exponents(toy, 0.5).set_index("order")
-    assert few.loc[0, "fewest"] == 4 and few.loc[1, "fewest"] == -1 and few.loc[1, "most_tried"] == 16
-    assert fewest_exponents(toy, 1.0).set_index("order").loc[0, "fewest"] == 16
-    with pytest.raises(ValueError, match="min_rate"):
-        fewest_exponents(toy, 0.0)
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])

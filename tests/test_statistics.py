@@ -162,3 +162,27 @@ def test_holm_by_hand():
         holm({"a": 0.01}, alpha=0)
     with pytest.raises(ValueError, match="p-values"):
         holm({"a": 1.5})
+
+
+def test_sign_test_greater_by_hand():
+    # P(Binomial(n, 1/2) >= k) written out: 5 of 5 -> 1/32; 7 of 8 -> (8 + 1)/256; 0 of 3 -> 1;
+    # nothing untied -> 1
+    from floss_utils.common import sign_test_greater
+
+    assert sign_test_greater(5, 0) == pytest.approx(1 / 32, rel=1e-12)
+    assert sign_test_greater(7, 1) == pytest.approx(9 / 256, rel=1e-12)
+    assert sign_test_greater(0, 3) == 1.0 and sign_test_greater(0, 0) == 1.0
+    with pytest.raises(ValueError, match=">= 0"):
+        sign_test_greater(-1, 2)
+
+
+def test_cluster_signs_counts_net_signs_per_cluster_by_hand():
+    # seed 0: +1 +1 -1 (net +1, for); seed 1: +1 -1 (net 0, neither); seed 2: -1 0 (against)
+    import pandas as pd
+
+    from floss_utils.common import cluster_signs
+
+    idx = pd.MultiIndex.from_tuples([(0, "a"), (0, "b"), (0, "c"), (1, "a"), (1, "b"), (2, "a"), (2, "b")],
+                                    names=["seed", "task"])
+    assert cluster_signs(pd.Series([1, 1, -1, 1, -1, -1, 0], index=idx), "seed") == (1, 1)
+    assert cluster_signs(pd.Series([], dtype=float), "seed") == (0, 0)

@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..common import cluster_signs, sign_test_greater
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "fewest_exponents", "exponents_needed", "needed_contrast", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -135,8 +136,6 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
         degrees of freedom for G clusters, the t interval of the cluster means when clusters are
         of equal size; approximate, and (diff, diff) when no pair is discordant).
     """
-    from scipy.stats import binom
-
     from ..common import wilson_interval
 
     missing = [c for c in ("schedule", "success", *keys) if c not in table.columns]
@@ -158,11 +157,10 @@ def schedule_contrasts(table: pd.DataFrame, pairs: Sequence[tuple[str, str]],
             raise ValueError(f"no (seed, task) pair is run under both {a!r} and {b!r}")
         x, y = ta.loc[common].to_numpy(bool), tb.loc[common].to_numpy(bool)
         n10, n01 = int((x & ~y).sum()), int((~x & y).sum())
-        p = float(binom.sf(n10 - 1, n10 + n01, 0.5)) if n10 + n01 else 1.0
+        p = sign_test_greater(n10, n01)
         # the tasks of one seed share its network and inputs: the seed is the independent unit
-        per_seed = pd.Series((x & ~y).astype(int) - (~x & y).astype(int), index=common).groupby(level=cluster).sum()
-        s_for, s_against = int((per_seed > 0).sum()), int((per_seed < 0).sum())
-        p_seed = float(binom.sf(s_for - 1, s_for + s_against, 0.5)) if s_for + s_against else 1.0
+        s_for, s_against = cluster_signs(pd.Series(x.astype(int) - y.astype(int), index=common), cluster)
+        p_seed = sign_test_greater(s_for, s_against)
         (alo, ahi), (blo, bhi) = (wilson_interval(int(v.sum()), len(v), level) for v in (x, y))
         dlo, dhi = _cluster_difference_interval(pd.Series(x.astype(int) - y.astype(int), index=common), cluster, level)
         rows.append({"a": a, "b": b, "n_pairs": len(common), "rate_a": x.mean(), "rate_a_lo": float(alo),
@@ -266,8 +264,6 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
     ``seeds_longer`` clusters with more groups longer under ``a`` than shorter, ``seeds_shorter``
     the reverse, ``p = P(Binomial(seeds_longer + seeds_shorter, 1/2) >= seeds_longer)`` (1 without
     an untied cluster). Uses every delay run, no subset chosen from the outcomes."""
-    from scipy.stats import binom
-
     missing = [c for c in ("schedule", "success", "delay", *by) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
@@ -284,10 +280,9 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
     common = la.index.intersection(lb.index)
     da, db = la.loc[common].to_numpy(), lb.loc[common].to_numpy()
     longer, shorter = int((da > db).sum()), int((da < db).sum())
-    p_pairs = float(binom.sf(longer - 1, longer + shorter, 0.5)) if longer + shorter else 1.0
-    net = pd.Series(np.sign(da - db), index=common).groupby(level=cluster).sum() if len(common) else pd.Series(dtype=float)
-    s_longer, s_shorter = int((net > 0).sum()), int((net < 0).sum())
-    p = float(binom.sf(s_longer - 1, s_longer + s_shorter, 0.5)) if s_longer + s_shorter else 1.0
+    p_pairs = sign_test_greater(longer, shorter)
+    s_longer, s_shorter = cluster_signs(pd.Series(np.sign(da - db), index=common), cluster)
+    p = sign_test_greater(s_longer, s_shorter)
     return {"n": len(common), "n_longer": longer, "n_shorter": shorter, "p_pairs": p_pairs,
             "seeds_longer": s_longer, "seeds_shorter": s_shorter, "p": p}
 
@@ -301,8 +296,6 @@ def paired_speedup(table: pd.DataFrame, a: str, b: str,
     The pairs of one ``cluster`` (seed) share a network, so the deciding ``p`` is the same sign test
     over seeds (``seeds_sooner``: seeds with more pairs sooner under ``a`` than later).
     """
-    from scipy.stats import binom
-
     missing = [c for c in ("schedule", "success", "success_epoch", *keys) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
@@ -313,30 +306,13 @@ def paired_speedup(table: pd.DataFrame, a: str, b: str,
     common = ea.index.intersection(eb.index)
     xa, xb = ea.loc[common].to_numpy(float), eb.loc[common].to_numpy(float)
     sooner, later = int((xa < xb).sum()), int((xa > xb).sum())
-    p_pairs = float(binom.sf(sooner - 1, sooner + later, 0.5)) if sooner + later else 1.0
+    p_pairs = sign_test_greater(sooner, later)
     # the seed is the independent unit (its tasks share the network and inputs): sign test over seeds
-    net = pd.Series(np.sign(xb - xa), index=common).groupby(level=cluster).sum() if len(common) else pd.Series(dtype=float)
-    s_sooner, s_later = int((net > 0).sum()), int((net < 0).sum())
-    p = float(binom.sf(s_sooner - 1, s_sooner + s_later, 0.5)) if s_sooner + s_later else 1.0
+    s_sooner, s_later = cluster_signs(pd.Series(np.sign(xb - xa), index=common), cluster)
+    p = sign_test_greater(s_sooner, s_later)
     return {"n": len(common), "n_sooner": sooner, "n_later": later,
             "median_ratio": float(np.median(xb / xa)) if len(common) else float("nan"), "p_pairs": p_pairs,
             "seeds_sooner": s_sooner, "seeds_later": s_later, "p": p}
-
-
-def fewest_exponents(summary: pd.DataFrame, min_rate: float = 0.5, by: Sequence[str] = ("order",),
-                     count: str = "n_floss") -> pd.DataFrame:
-    """The smallest number of flossed exponents (column ``count``; 0 = no flossing) at which at
-    least ``min_rate`` of the seeds succeed, per group of ``by``, from :func:`success_summary`
-    output grouped by ``(*by, count)``; ``-1`` where no tried count reaches it."""
-    if not 0 < min_rate <= 1:
-        raise ValueError(f"min_rate must lie in (0, 1], got {min_rate}")
-    rows = []
-    for key, grp in summary.groupby(list(by), sort=True):
-        ok = grp.loc[grp["success_rate"] >= min_rate, count]
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "fewest": int(ok.min()) if len(ok) else -1,
-                     "most_tried": int(grp[count].max())})
-    return pd.DataFrame(rows)
 
 
 def exponents_needed(table: pd.DataFrame, by: Sequence[str] = ("order", "max_lag"),
@@ -367,8 +343,6 @@ def needed_contrast(needed: pd.DataFrame, a: dict, b: dict, cluster: str = "seed
     more than any that does; two such seeds tie), ``n_fewer`` fewer, ties count for neither, and the
     exact one-sided sign test ``p = P(Binomial(n_more + n_fewer, 1/2) >= n_more)`` (1 without an
     untied seed); ``median_a``, ``median_b``: the medians over those seeds (``inf`` possible)."""
-    from scipy.stats import binom
-
     def pick(sel: dict) -> pd.Series:
         missing = [c for c in sel if c not in needed.columns]
         if missing:
@@ -385,7 +359,7 @@ def needed_contrast(needed: pd.DataFrame, a: dict, b: dict, cluster: str = "seed
     common = xa.index.intersection(xb.index)
     va, vb = xa.loc[common].to_numpy(float), xb.loc[common].to_numpy(float)
     more, fewer = int((va > vb).sum()), int((va < vb).sum())
-    p = float(binom.sf(more - 1, more + fewer, 0.5)) if more + fewer else 1.0
+    p = sign_test_greater(more, fewer)
     med = lambda v: float(np.median(v)) if len(v) else float("nan")
     return {"n": len(common), "n_more": more, "n_fewer": fewer, "p": p, "median_a": med(va), "median_b": med(vb)}
 
