@@ -75,10 +75,11 @@ def relocate(text: str, out: Path, dest: Path) -> str:
     return text
 
 
-def mark_timed_out(run_json: Path, timeout: int, wall: float) -> None:
+def mark_timed_out(run_json: Path, timeout: int, wall: float, progress: dict | None = None) -> None:
     """A run stopped at the timeout leaves its ``run.json`` saying "running" (the runner was killed
     before it could write the end): record the stop in the kept copy, so that a committed record
-    never claims to be still running."""
+    never claims to be still running; with ``progress`` (:func:`partial_progress`), how far it got
+    and the extrapolated wall time."""
     if not run_json.is_file():
         return
     rec = json.loads(run_json.read_text())
@@ -86,7 +87,74 @@ def mark_timed_out(run_json: Path, timeout: int, wall: float) -> None:
         rec["status"] = "timed out"
         rec["error"] = f"stopped by benchmarks/bench_book.py after its timeout of {timeout} s (wall {wall:.0f} s)"
         rec["wall_s"] = round(wall, 1)
+        if progress is not None:
+            rec["progress"] = dict(progress, method=EXTRAPOLATION)
         run_json.write_text(json.dumps(rec, indent=2) + "\n")
+
+
+#: the least share of a chapter (by its book-scale time) a stopped run must have completed before
+#: its cost is extrapolated: below it the completed cells are mostly set-up, whose time says little
+#: about the experiments that follow
+MIN_FRACTION = 0.10
+EXTRAPOLATION = ("estimate_s = done_s / fraction: fraction = book-scale time of the code cells this run "
+                 "completed / book-scale time of all code cells (committed notebook's timestamps); assumes "
+                 "every cell costs the same multiple of its book-scale time")
+
+
+def _cell_seconds(cell: dict) -> float | None:
+    """A code cell's execution time from its metadata: papermill's ``duration`` or nbclient's
+    ``execution`` timestamps (``shell.execute_reply - iopub.execute_input``); None if it did not
+    finish."""
+    pm = cell.get("metadata", {}).get("papermill", {})
+    if pm.get("duration") is not None and pm.get("status", "completed") == "completed":
+        return float(pm["duration"])
+    ex = cell.get("metadata", {}).get("execution", {})
+    if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
+        t0 = dt.datetime.fromisoformat(ex["iopub.execute_input"].replace("Z", "+00:00"))
+        t1 = dt.datetime.fromisoformat(ex["shell.execute_reply"].replace("Z", "+00:00"))
+        return max(0.0, (t1 - t0).total_seconds())
+    return None
+
+
+def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
+    """How far a stopped run got, and the whole run's wall time extrapolated from it.
+
+    The share done is the book-scale time of the code cells the stopped run completed over the
+    book-scale time of all code cells (both from cell metadata: the stopped run's papermill
+    durations, the committed notebook's execution timestamps; cells matched by source); the
+    estimate is the completed cells' time in the stopped run divided by that share. This assumes
+    every cell costs the same multiple of its book-scale time (what a uniform change of sizes
+    gives; a chapter whose later cells grow faster is underestimated). None when the committed
+    notebook has no timings or the run completed less than :data:`MIN_FRACTION`.
+
+    Returns:
+        ``{"fraction", "done_s", "estimate_s", "cells_done", "cells"}``.
+    """
+    if not partial_nb.exists() or not book_nb.exists():
+        return None
+    book = [c for c in json.loads(book_nb.read_text())["cells"] if c["cell_type"] == "code"]
+    part = json.loads(partial_nb.read_text())["cells"]
+    times = {"".join(c["source"]): _cell_seconds(c) for c in book}
+    total = sum(t for t in times.values() if t)
+    if not total:
+        return None
+    done_book = done_run = 0.0
+    n_done = 0
+    for c in part:
+        src = "".join(c["source"])
+        if c["cell_type"] != "code" or src not in times:  # e.g. papermill's injected parameters
+            continue
+        t = _cell_seconds(c)
+        if t is None:
+            continue
+        done_book += times[src] or 0.0
+        done_run += t
+        n_done += 1
+    fraction = done_book / total
+    if fraction < MIN_FRACTION:
+        return None
+    return {"fraction": round(fraction, 3), "done_s": round(done_run, 1), "estimate_s": round(done_run / fraction, 1),
+            "cells_done": n_done, "cells": len(book)}
 
 
 def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = None) -> dict:
@@ -113,10 +181,11 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             peak = (rec.get("peak_memory") or {}).get("host_bytes")
             if status != "ok" and rec.get("error"):
                 status = f"{status}: {rec['error'][:200]}"
+        progress = None if status == "ok" else partial_progress(out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb")
         if keep is not None and out.exists():
             keep_record(out, keep / f"{cid}-{scale}")
             if status.startswith("timed out"):
-                mark_timed_out(keep / f"{cid}-{scale}" / "run.json", timeout, wall)
+                mark_timed_out(keep / f"{cid}-{scale}" / "run.json", timeout, wall, progress)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"chapter": cid, "scale": scale, "status": status, "wall_s": round(wall, 1),
@@ -124,13 +193,16 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             "peak_gib": "" if peak is None else round(peak / (1 << 30), 2), "budget_s": BUDGET.get(scale, ""),
             "within_budget": ("yes" if wall <= BUDGET[scale] else "NO") if scale in BUDGET and status == "ok" else "-",
             "load_1min_before": round(load, 2), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
-            "date": dt.date.today().isoformat(), "machine": _common.machine()}
+            "date": dt.date.today().isoformat(), "machine": _common.machine(),
+            "extrapolated_s": "" if progress is None else progress["estimate_s"],
+            "done_fraction": "" if progress is None else progress["fraction"]}
 
 
 HEADER = ["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "peak memory (GiB)", "budget (s)",
-          "within budget", "load (1 min) before", "torch threads", "date", "machine"]
+          "within budget", "load (1 min) before", "torch threads", "date", "machine",
+          "extrapolated wall (s)", "share done"]
 COLS = ["chapter", "scale", "status", "wall_s", "cpu_s", "peak_gib", "budget_s", "within_budget", "load_1min_before",
-        "threads", "date", "machine"]
+        "threads", "date", "machine", "extrapolated_s", "done_fraction"]
 SCALE_ORDER = ("smoke", "book", "paper")
 REGISTRY = ROOT / "floss_utils" / "book" / "registry" / "costs.py"
 BEGIN = "    # --- generated by benchmarks/bench_book.py --write-registry: begin"
@@ -145,9 +217,14 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
             peak = row.get("peak memory (GiB)") or ""
             status = "ok" if row["status"] == "ok" else row["status"].split(":")[0]
             basis = f"measured {row.get('date') or 'earlier'}, {row.get('machine') or 'this machine kind'}"
+            minutes = round(float(row["wall (s)"]) / 60, 2)
+            if row.get("extrapolated wall (s)"):
+                minutes = round(float(row["extrapolated wall (s)"]) / 60, 2)
+                basis = (f"extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min with "
+                         f"{100 * float(row['share done']):.0f} % of the chapter done (by book-scale cell times), "
+                         + basis)
             out.setdefault(row["chapter"], {})[row["scale"]] = {
-                "minutes": round(float(row["wall (s)"]) / 60, 2), "peak_gib": float(peak) if peak else None,
-                "status": status, "basis": basis}
+                "minutes": minutes, "peak_gib": float(peak) if peak else None, "status": status, "basis": basis}
     return out
 
 
@@ -180,6 +257,10 @@ def _cell(row: dict) -> str:
     peak = f", {float(row['peak memory (GiB)']):.1f} GiB" if row.get("peak memory (GiB)") else ""
     status = "ok" if row["status"] == "ok" else row["status"].split(":")[0]
     when = f" ({row['date']})" if row.get("date") else ""
+    if row.get("extrapolated wall (s)"):
+        est = float(row["extrapolated wall (s)"]) / 60
+        share = 100 * float(row["share done"])
+        return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from the {share:.0f} % done)"
     return f"{status}, {t}{peak}{when}"
 
 

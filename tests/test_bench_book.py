@@ -50,3 +50,50 @@ def test_a_timed_out_record_does_not_say_running(tmp_path):
     mark(rj, 3600, 10.0)
     assert json.loads(rj.read_text()) == {"status": "failed", "error": "x"}
     mark(tmp_path / "absent.json", 1, 1.0)  # no record: nothing to do
+
+
+def _nb(cells):
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def _book_cell(src, seconds):
+    t1 = f"2026-01-01T00:00:{seconds:09.6f}Z"
+    return {"cell_type": "code", "source": src, "metadata": {"execution": {
+        "iopub.execute_input": "2026-01-01T00:00:00.000000Z", "shell.execute_reply": t1}}}
+
+
+def _run_cell(src, seconds=None):
+    pm = {"status": "running", "duration": None} if seconds is None else {"status": "completed", "duration": seconds}
+    return {"cell_type": "code", "source": src, "metadata": {"papermill": pm}}
+
+
+def test_partial_progress_by_hand(tmp_path):
+    # book-scale cells of 1, 3 and 6 s; the stopped run (papermill's injected parameters first)
+    # finished the first two in 2 and 9 s and was stopped in the third: 4/10 of the chapter done,
+    # 11 s spent on it, whole run 11 / 0.4 = 27.5 s
+    bb = _bench_book()
+    book, part = tmp_path / "book.ipynb", tmp_path / "part.ipynb"
+    book.write_text(json.dumps(_nb([_book_cell("a = 1", 1), {"cell_type": "markdown", "source": "x", "metadata": {}},
+                                    _book_cell("b = 2", 3), _book_cell("c = 3", 6)])))
+    part.write_text(json.dumps(_nb([_run_cell("# Parameters\nscale = 'paper'", 0.01), _run_cell("a = 1", 2.0),
+                                    _run_cell("b = 2", 9.0), _run_cell("c = 3")])))
+    got = bb.partial_progress(part, book)
+    assert got == {"fraction": 0.4, "done_s": 11.0, "estimate_s": 27.5, "cells_done": 2, "cells": 3}
+    # only the 1-s cell done: 10 % is the least share extrapolated from; with a 0.5-s first cell, nothing
+    book.write_text(json.dumps(_nb([_book_cell("a = 1", 0.5), _book_cell("b = 2", 3.5), _book_cell("c = 3", 6)])))
+    part.write_text(json.dumps(_nb([_run_cell("a = 1", 2.0), _run_cell("b = 2")])))
+    assert bb.partial_progress(part, book) is None
+    assert bb.partial_progress(tmp_path / "absent.ipynb", book) is None
+
+
+def test_registry_and_table_use_the_extrapolation(tmp_path):
+    bb = _bench_book()
+    csv_path = tmp_path / "book_timings.csv"
+    row = ["12_x", "paper", "timed out after 600 s", "600.0", "1190", "1.5", "", "-", "1.0", "2", "2026-12-04", "M",
+           "1500.0", "0.4"]
+    csv_path.write_text(",".join(bb.HEADER) + "\n" + ",".join(row) + "\n")
+    cost = bb.registry_entries(csv_path)["12_x"]["paper"]
+    assert cost["minutes"] == 25.0 and cost["status"] == "timed out after 600 s"
+    assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % of the chapter done")
+    cell = bb._cell(dict(zip(bb.HEADER, row)))
+    assert cell.endswith("whole run ~25 min (extrapolated from the 40 % done)")
