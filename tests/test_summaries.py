@@ -226,3 +226,33 @@ def test_exponents_needed_and_needed_contrast_by_hand():
         needed_contrast(exponents_needed(t), {"order": 0}, {"max_lag": 4})
     with pytest.raises(ValueError, match="lacks columns"):
         exponents_needed(t.drop(columns="n_floss"))
+
+
+def _complexity_table(n_seeds):
+    # copy at lags 8, 16, 24 needs k = 0, 4, 16; the XOR at lag 16 needs 16; every seed alike
+    need = {(0, 8): 0, (0, 16): 4, (0, 24): 16, (1, 16): 16}
+    rows = [{"seed": s, "order": h, "max_lag": L, "n_floss": k, "success": k >= n, "final_accuracy": 1.0 if k >= n else 0.5}
+            for s in range(n_seeds) for (h, L), n in need.items() for k in (0, 4, 16)]
+    return pd.DataFrame(rows)
+
+
+def test_complexity_claims_by_hand():
+    # 7 seeds all in favour: every sign test p = 2^-7 = 0.0078 < 0.05 / 5, so Holm supports all five
+    from floss_utils.flossing.summaries import complexity_claims
+
+    c = complexity_claims(_complexity_table(7), orders=[0, 1], lag=16, lags=[8, 16, 24], threshold=0.95)
+    assert set(c.tests) == {"gain_h0", "gain_h1", "lag_16_8", "lag_24_16", "order_1_0"}
+    assert all(p == pytest.approx(2 ** -7) for p, _, _ in c.tests.values())
+    assert all(c.supported.values()) and c.same_verdicts
+    assert c.needed.set_index(["seed", "order", "max_lag"]).loc[(0, 0, 24), "needed"] == 16
+    # 6 seeds: p = 1/64 = 0.0156 > 0.05 / 5: Holm supports none (its first step fails)
+    assert not any(complexity_claims(_complexity_table(6), [0, 1], 16, [8, 16, 24], 0.95).supported.values())
+    # the XOR at k = 16 touched 0.95 but ended at 0.5: read by the final accuracy it never succeeds,
+    # so flossing no longer raises its rate (gain_h1 flips) and it needs more than any k tried
+    t = _complexity_table(7)
+    t.loc[(t.order == 1) & (t.n_floss == 16), "final_accuracy"] = 0.5
+    c = complexity_claims(t, [0, 1], 16, [8, 16, 24], 0.95)
+    assert c.supported["gain_h1"] and not c.supported_final["gain_h1"] and not c.same_verdicts
+    assert c.supported_final["order_1_0"] and c.supported_final["lag_24_16"]
+    with pytest.raises(ValueError, match="lacks columns"):
+        complexity_claims(t.drop(columns="final_accuracy"), [0, 1], 16, [8, 16, 24], 0.95)

@@ -189,3 +189,25 @@ def test_with_gain_rescales_only_j_to_the_target_gain():
         with_gain(net, [1.0, 2.0])
     with pytest.raises(ValueError, match="positive"):
         with_gain(net, [1.0, 0.0, 2.0])
+
+
+def test_with_memory_recovers_a_known_scale():
+    # targets made by hand: lambda_1 of each network with J scaled by a known s* (same bits and
+    # basis as with_memory uses); the bisection must find s* again (each s* lies where lambda_1
+    # crosses its value once on the bracket, checked on a grid: lambda_1 need not be monotone in s
+    # for these small networks) and leave every other parameter alone; an unreachable target is refused
+    from floss_utils.flossing import evaluate_exponents
+    from floss_utils.synthesis import with_memory
+
+    net = init_gf_networks([0, 1, 2], 12, 2, dtype=F64)
+    seeds, s_star = [0, 1, 2], torch.tensor([0.7, 1.3, 1.6], dtype=F64)
+    scaled = net.clone()
+    scaled.J.mul_(s_star[:, None, None])
+    target = evaluate_exponents(scaled, seeds, steps=200, k=1, key=1)[:, 0]
+    out, s = with_memory(net, target, seeds, steps=200, key=1)
+    assert torch.allclose(s, s_star, rtol=1e-6)
+    assert torch.allclose(evaluate_exponents(out, seeds, steps=200, k=1, key=1)[:, 0], target, atol=1e-6)
+    for name in ("W_s", "b", "w_r", "c", "x0"):
+        assert torch.equal(getattr(out, name), getattr(net, name))
+    with pytest.raises(ValueError, match="straddle"):
+        with_memory(net, [5.0, 5.0, 5.0], seeds, steps=200)

@@ -32,7 +32,7 @@ import torch
 from ..common import cluster_signs, sign_test_greater
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -362,6 +362,88 @@ def needed_contrast(needed: pd.DataFrame, a: dict, b: dict, cluster: str = "seed
     p = sign_test_greater(more, fewer)
     med = lambda v: float(np.median(v)) if len(v) else float("nan")
     return {"n": len(common), "n_more": more, "n_fewer": fewer, "p": p, "median_a": med(va), "median_b": med(vb)}
+
+
+@dataclass(frozen=True)
+class ComplexityClaims:
+    """The temporal-complexity claims of chapter 11, each an exact one-sided sign test over seeds,
+    decided together by Holm's step-down: see :func:`complexity_claims`.
+
+    Attributes:
+        tests: name -> ``(p, claim, detail)``; names ``gain_h{h}`` (flossing the most exponents
+            raises order ``h``'s success rate at the largest lag), ``lag_{a}_{b}`` (the copy at lag
+            ``a`` needs more flossed exponents than at the next shorter lag ``b``), ``order_1_0``
+            (at the largest lag the XOR needs more than the copy).
+        supported: name -> supported at family-wise ``alpha``.
+        supported_final: the same decisions with success read as the final held-out accuracy
+            reaching the threshold (a member that touched it once and fell back does not count).
+        needed: :func:`exponents_needed` of the table (success as recorded).
+        alpha: the family-wise level.
+    """
+
+    tests: dict
+    supported: dict
+    supported_final: dict
+    needed: pd.DataFrame
+    alpha: float
+
+    @property
+    def same_verdicts(self) -> bool:
+        """Every test decided alike under both readings of success."""
+        return all(self.supported_final[n] == self.supported[n] for n in self.tests)
+
+
+def _complexity_tests(table: pd.DataFrame, needed: pd.DataFrame, orders: Sequence[int], lag: int,
+                      lags: Sequence[int]) -> dict:
+    tests = {}
+    ks = set(int(k) for k in table["n_floss"])
+    kmax = max(ks)
+    # GF's claim at the longest lag (orders h <= 1): flossing kmax exponents before training raises
+    # the success rate, the same network and data with k = kmax and k = 0
+    for h in [h for h in orders if h <= 1] if 0 in ks else []:
+        sub = table[(table.order == h) & (table.max_lag == lag) & table.n_floss.isin([0, kmax])]
+        r = schedule_contrasts(sub.assign(schedule=np.where(sub.n_floss == 0, "none", "floss")), [("floss", "none")],
+                               keys=("seed",)).iloc[0]  # one task: a seed is one pair
+        tests[f"gain_h{h}"] = (float(r.p), f"order {h} at largest lag {lag}: flossing {kmax} exponents before training "
+                               "raises the success rate", f"{r.rate_a:.2f} vs {r.rate_b:.2f}, seeds {r.seeds_for} vs {r.seeds_against}")
+    # a longer lag needs more flossed exponents, at every step of the lag grid (the copy)
+    lags = sorted(lags)
+    for a, b in zip(lags[1:], lags[:-1]):
+        r = needed_contrast(needed, {"order": 0, "max_lag": a}, {"order": 0, "max_lag": b})
+        tests[f"lag_{a}_{b}"] = (r["p"], f"the copy at lag {a} needs more flossed exponents than at lag {b}",
+                                 f"{r['n_more']} seeds more, {r['n_fewer']} fewer")
+    # the order at a fixed largest lag (the same bits to hold): the XOR needs more than the copy
+    if 1 in orders and 0 in orders:
+        r = needed_contrast(needed, {"order": 1, "max_lag": lag}, {"order": 0, "max_lag": lag})
+        tests["order_1_0"] = (r["p"], f"at largest lag {lag}, the XOR needs more flossed exponents than the copy",
+                              f"{r['n_more']} seeds more, {r['n_fewer']} fewer")
+    return tests
+
+
+def complexity_claims(table: pd.DataFrame, orders: Sequence[int], lag: int, lags: Sequence[int],
+                      threshold: float, alpha: float = 0.05) -> ComplexityClaims:
+    """Chapter 11's claims on a :func:`member_table` (columns ``seed, order, max_lag, n_floss,
+    success, final_accuracy``) of the same seeds run at every (task, k): flossing the most
+    exponents tried raises the success rate of the copy and the XOR at the largest lag ``lag``
+    (GF's claim; needs k = 0 in the table), the copy needs more flossed exponents at each lag of
+    ``lags`` than at the next shorter one, and the XOR more than the copy at ``lag``. Each is an
+    exact one-sided sign test over seeds (:func:`schedule_contrasts`, :func:`needed_contrast`),
+    the family decided at ``alpha`` by Holm's step-down (:func:`floss_utils.common.holm`); the
+    same tests are redone with success read as ``final_accuracy >= threshold``."""
+    from ..common import holm
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    missing = [c for c in ("seed", "order", "max_lag", "n_floss", "success", "final_accuracy") if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}")
+    needed = exponents_needed(table)
+    tests = _complexity_tests(table, needed, orders, lag, lags)
+    final = table.assign(success=table.final_accuracy >= threshold)
+    tests_final = _complexity_tests(final, exponents_needed(final), orders, lag, lags)
+    return ComplexityClaims(tests=tests, supported=holm({n: p for n, (p, _, _) in tests.items()}, alpha),
+                            supported_final=holm({n: p for n, (p, _, _) in tests_final.items()}, alpha),
+                            needed=needed, alpha=alpha)
 
 
 def accuracy_curves(result: TrainResult) -> tuple[np.ndarray, np.ndarray]:

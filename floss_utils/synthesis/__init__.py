@@ -11,7 +11,7 @@ from .curvature import (
     lanczos_top_eigenvalue, hvp_operator, sharpness, flatten, unflatten, LANCZOS,
 )
 from .self_teacher import (
-    gf_self_teacher_loss, gf_readout_variance, gain, with_gain, adam_self_teacher_run, AdamSelfTeacherRun,
+    gf_self_teacher_loss, gf_readout_variance, gain, with_gain, with_memory, adam_self_teacher_run, AdamSelfTeacherRun,
     task_bits, SHARP_BITS, ADAM_BITS, ADAM_PERTURB,
 )
 from .diagonal import (
@@ -22,7 +22,7 @@ from .diagonal import (
 
 __all__ = [
     "lanczos_top_eigenvalue", "hvp_operator", "sharpness", "flatten", "unflatten", "LANCZOS",
-    "gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "adam_self_teacher_run",
+    "gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run",
     "AdamSelfTeacherRun", "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB",
     "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",
     "diagonal_exponents", "floss_diagonal", "diagonal_self_teacher_loss",

@@ -26,7 +26,7 @@ from ..flossing.tanh_network import GFNetwork
 from ..optim import BatchedAdam
 from .curvature import flatten, unflatten
 
-__all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "adam_self_teacher_run", "AdamSelfTeacherRun",
+__all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run", "AdamSelfTeacherRun",
            "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
@@ -58,6 +58,57 @@ def with_gain(net: GFNetwork, target: Tensor | Sequence[float]) -> GFNetwork:
     out = net.clone()
     out.J.mul_((t / gain(out))[:, None, None])
     return out
+
+
+def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequence[int], *, steps: int, key: int = 1,
+                k: int = 1, lo: float = 0.25, hi: float = 4.0, iters: int = 30) -> tuple[GFNetwork, Tensor]:
+    """A detached copy of ``net`` whose recurrent matrix of member ``m`` is rescaled, ``J -> s_m J``,
+    until its largest exponent equals ``target_m``: the matched-memory control of chapter 12 (the
+    unflossed network at the flossed network's memory ``1/|lambda_1|``, without its flossing).
+
+    ``lambda_1`` is evaluated by :func:`~floss_utils.flossing.flosser.evaluate_exponents` on the
+    same input bits and basis at every scale (``seeds``, ``key``, ``steps``, ``k``: the first of
+    ``k`` exponents, so that it is the same estimate as a ``k``-exponent evaluation's), so it is a
+    deterministic function of ``s``; ``s_m`` is found by bisection in ``log s`` on ``[lo, hi]``
+    (``iters`` halvings: ``s`` to a relative ``(hi/lo)^(2^-iters)``), every member at once. The
+    ends of the bracket must straddle the target (else ValueError); bisection keeps them so, and
+    so converges to a scale where ``lambda_1`` equals the target - one of several if
+    ``lambda_1`` is not monotone in ``s`` (small, strongly driven networks: check the scales).
+
+    Returns:
+        The rescaled copy and the scales ``s`` (M,).
+    """
+    from ..flossing.flosser import evaluate_exponents
+
+    t = torch.as_tensor(target, dtype=torch.float64).reshape(-1)
+    M = net.n_members
+    if t.shape != (M,) or not bool(torch.isfinite(t).all()):
+        raise ValueError(f"need one finite target exponent per member ({M}), got {t.tolist()}")
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < lo < hi, got lo = {lo}, hi = {hi}")
+
+    def lam1(scale: Tensor) -> Tensor:
+        out = net.clone()
+        out.J.mul_(scale.to(out.J)[:, None, None])
+        return evaluate_exponents(out, seeds, steps=steps, k=k, key=key)[:, 0].cpu().to(torch.float64)
+
+    a = torch.full((M,), math.log(lo), dtype=torch.float64)
+    b = torch.full((M,), math.log(hi), dtype=torch.float64)
+    below, above = lam1(a.exp()) - t, lam1(b.exp()) - t
+    bad = ~((below < 0) & (above > 0))
+    if bool(bad.any()):
+        m = int(torch.nonzero(bad)[0])
+        raise ValueError(f"member {m}: lambda_1 - target is {below[m]:.3g} at scale {lo} and {above[m]:.3g} at scale "
+                         f"{hi}; the bracket must straddle the target (widen lo/hi)")
+    for _ in range(iters):
+        mid = (a + b) / 2
+        up = lam1(mid.exp()) > t
+        b = torch.where(up, mid, b)
+        a = torch.where(up, a, mid)
+    scale = ((a + b) / 2).exp()
+    out = net.clone()
+    out.J.mul_(scale.to(out.J)[:, None, None])
+    return out, scale
 
 
 def _readout(net: GFNetwork, bits: Tensor, burn_in: int) -> Tensor:
