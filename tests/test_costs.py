@@ -27,3 +27,18 @@ def test_costs_and_hints_name_real_chapters_and_scales():
     for cid, hint in MEMORY_HINTS.items():  # the hint names parameters the chapter has
         names = [w.strip(",") for w in hint.replace(" or ", " ").split()]
         assert all(n in CHAPTERS[cid].params for n in names), (cid, hint)
+
+
+def test_floss_list_marks_an_extrapolated_cost(monkeypatch):
+    # a stopped run's cost is an estimate: shown with "~" and "extrapolated", a measured one plainly
+    from floss_utils.book import cli
+    from floss_utils.book.registry import costs
+
+    cid = next(iter(CHAPTERS))
+    fake = {cid: {"smoke": costs.Cost(0.5, 0.4, "ok", "measured 2026-12-04, M"),
+                  "paper": costs.Cost(25.0, 1.5, "timed out after 600 s",
+                                      "extrapolated from a run stopped after 10 min with 40 % of the chapter done, M")}}
+    monkeypatch.setattr(costs, "COSTS", fake)
+    line = cli._cost_line(CHAPTERS[cid])
+    assert "smoke 30 s, 0.4 GiB" in line
+    assert "paper ~25 min, 1.5 GiB (extrapolated: timed out after 600 s with part of the chapter done)" in line

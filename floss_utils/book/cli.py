@@ -59,7 +59,11 @@ def _cost_line(chapter) -> str:
         if cost is not None:
             mem = f", {cost.peak_gib:.1f} GiB" if cost.peak_gib is not None else ""
             mark = "" if cost.status == "ok" else f" ({cost.status})"
-            parts.append(f"{s} {_minutes(cost.minutes)}{mem}{mark}")
+            if cost.basis.startswith("extrapolated"):  # a stopped run: its whole time is an estimate
+                mark = f" (extrapolated: {cost.status} with part of the chapter done)"
+                parts.append(f"{s} ~{_minutes(cost.minutes)}{mem}{mark}")
+            else:
+                parts.append(f"{s} {_minutes(cost.minutes)}{mem}{mark}")
         elif s in chapter.minutes:
             parts.append(f"{s} ~{_minutes(chapter.minutes[s])} (estimate" + (", GPU)" if s == "paper" else ")"))
     return "  ".join(parts)
