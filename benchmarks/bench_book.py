@@ -101,13 +101,16 @@ EXTRAPOLATION = ("estimate_s = done_s / fraction: fraction = book-scale time of 
                  "every cell costs the same multiple of its book-scale time")
 
 
-def _cell_seconds(cell: dict) -> float | None:
-    """A code cell's execution time from its metadata: papermill's ``duration`` or nbclient's
-    ``execution`` timestamps (``shell.execute_reply - iopub.execute_input``); None if it did not
+def _cell_seconds(cell: dict, papermill: bool = False) -> float | None:
+    """A code cell's execution time from its metadata: with ``papermill``, papermill's
+    ``duration`` of a completed cell (a run's output notebook, whose other cells still carry the
+    committed notebook's stale timestamps), else nbclient's ``execution`` timestamps
+    (``shell.execute_reply - iopub.execute_input``, the committed notebook); None if it did not
     finish."""
-    pm = cell.get("metadata", {}).get("papermill", {})
-    if pm.get("duration") is not None and pm.get("status", "completed") == "completed":
-        return float(pm["duration"])
+    if papermill:
+        pm = cell.get("metadata", {}).get("papermill", {})
+        ok = pm.get("duration") is not None and pm.get("status") == "completed"
+        return float(pm["duration"]) if ok else None
     ex = cell.get("metadata", {}).get("execution", {})
     if "iopub.execute_input" in ex and "shell.execute_reply" in ex:
         t0 = dt.datetime.fromisoformat(ex["iopub.execute_input"].replace("Z", "+00:00"))
@@ -121,7 +124,8 @@ def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
 
     The share done is the book-scale time of the code cells the stopped run completed over the
     book-scale time of all code cells (both from cell metadata: the stopped run's papermill
-    durations, the committed notebook's execution timestamps; cells matched by source); the
+    durations of completed cells only, the committed notebook's execution timestamps; cells
+    matched by source); the
     estimate is the completed cells' time in the stopped run divided by that share. This assumes
     every cell costs the same multiple of its book-scale time (what a uniform change of sizes
     gives; a chapter whose later cells grow faster is underestimated). None when the committed
@@ -144,7 +148,7 @@ def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
         src = "".join(c["source"])
         if c["cell_type"] != "code" or src not in times:  # e.g. papermill's injected parameters
             continue
-        t = _cell_seconds(c)
+        t = _cell_seconds(c, papermill=True)
         if t is None:
             continue
         done_book += times[src] or 0.0

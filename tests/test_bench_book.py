@@ -63,8 +63,10 @@ def _book_cell(src, seconds):
 
 
 def _run_cell(src, seconds=None):
-    pm = {"status": "running", "duration": None} if seconds is None else {"status": "completed", "duration": seconds}
-    return {"cell_type": "code", "source": src, "metadata": {"papermill": pm}}
+    # a run's output notebook: cells not yet run keep the committed notebook's (stale) timestamps
+    pm = {"status": "pending", "duration": None} if seconds is None else {"status": "completed", "duration": seconds}
+    stale = _book_cell(src, 1)["metadata"]["execution"]
+    return {"cell_type": "code", "source": src, "metadata": {"papermill": pm, "execution": stale}}
 
 
 def test_partial_progress_by_hand(tmp_path):
