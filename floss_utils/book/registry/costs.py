@@ -42,6 +42,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=1.32, peak_gib=0.43, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
+        'paper': Cost(minutes=15.0, peak_gib=None, status='timed out after 900 s',
+                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '02_exponents_to_gradients': {
         'smoke': Cost(minutes=0.22, peak_gib=0.41, status='ok',
@@ -102,6 +104,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=1.69, peak_gib=0.58, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
+        'paper': Cost(minutes=23.23, peak_gib=2.36, status='ok',
+                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '10_flossing_schedules': {
         'smoke': Cost(minutes=0.23, peak_gib=0.41, status='ok',
@@ -128,6 +132,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=1.38, peak_gib=0.51, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
+        'paper': Cost(minutes=20.0, peak_gib=None, status='timed out after 1200 s',
+                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     'rerunning_and_sweeping': {
         'smoke': Cost(minutes=0.42, peak_gib=1.3, status='ok',
