@@ -193,9 +193,9 @@ def test_with_gain_rescales_only_j_to_the_target_gain():
 
 def test_with_memory_recovers_a_known_scale():
     # targets made by hand: lambda_1 of each network with J scaled by a known s* (same bits and
-    # basis as with_memory uses); the bisection must find s* again (each s* lies where lambda_1
-    # crosses its value once on the bracket, checked on a grid: lambda_1 need not be monotone in s
-    # for these small networks) and leave every other parameter alone; an unreachable target is refused
+    # basis as with_memory uses); the scan and bisection must find s* again (each s* is the first
+    # upward crossing of its value on [0.25, 4], checked on a grid: lambda_1 is not monotone in s for
+    # these small driven networks) and leave every other parameter alone
     from floss_utils.flossing import evaluate_exponents
     from floss_utils.synthesis import with_memory
 
@@ -209,5 +209,9 @@ def test_with_memory_recovers_a_known_scale():
     assert torch.allclose(evaluate_exponents(out, seeds, steps=200, k=1, key=1)[:, 0], target, atol=1e-6)
     for name in ("W_s", "b", "w_r", "c", "x0"):
         assert torch.equal(getattr(out, name), getattr(net, name))
-    with pytest.raises(ValueError, match="straddle"):
-        with_memory(net, [5.0, 5.0, 5.0], seeds, steps=200)
+    # an unreachable target (lambda_1 = 5 per step): no scale, J left as it was
+    out, s = with_memory(net, [5.0, target[1], 5.0], seeds, steps=200, key=1)
+    assert torch.isnan(s[0]) and torch.isnan(s[2]) and torch.allclose(s[1], s_star[1], rtol=1e-6)
+    assert torch.equal(out.J[0], net.J[0]) and torch.equal(out.J[2], net.J[2])
+    with pytest.raises(ValueError, match="finite target"):
+        with_memory(net, [0.0, float("nan"), 0.0], seeds, steps=200)

@@ -61,7 +61,7 @@ def with_gain(net: GFNetwork, target: Tensor | Sequence[float]) -> GFNetwork:
 
 
 def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequence[int], *, steps: int, key: int = 1,
-                k: int = 1, lo: float = 0.25, hi: float = 4.0, iters: int = 30) -> tuple[GFNetwork, Tensor]:
+                k: int = 1, lo: float = 0.25, hi: float = 4.0, grid: int = 25, iters: int = 30) -> tuple[GFNetwork, Tensor]:
     """A detached copy of ``net`` whose recurrent matrix of member ``m`` is rescaled, ``J -> s_m J``,
     until its largest exponent equals ``target_m``: the matched-memory control of chapter 12 (the
     unflossed network at the flossed network's memory ``1/|lambda_1|``, without its flossing).
@@ -69,14 +69,15 @@ def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequenc
     ``lambda_1`` is evaluated by :func:`~floss_utils.flossing.flosser.evaluate_exponents` on the
     same input bits and basis at every scale (``seeds``, ``key``, ``steps``, ``k``: the first of
     ``k`` exponents, so that it is the same estimate as a ``k``-exponent evaluation's), so it is a
-    deterministic function of ``s``; ``s_m`` is found by bisection in ``log s`` on ``[lo, hi]``
-    (``iters`` halvings: ``s`` to a relative ``(hi/lo)^(2^-iters)``), every member at once. The
-    ends of the bracket must straddle the target (else ValueError); bisection keeps them so, and
-    so converges to a scale where ``lambda_1`` equals the target - one of several if
-    ``lambda_1`` is not monotone in ``s`` (small, strongly driven networks: check the scales).
+    deterministic function of ``s``. It need not be monotone in ``s`` (a strongly driven network
+    saturates as ``s`` grows, and its ``lambda_1`` falls again), so ``s`` is first scanned on
+    ``grid`` log-spaced points of ``[lo, hi]`` for the smallest interval where ``lambda_1 - target``
+    turns from negative to non-negative, then refined there by bisection in ``log s`` (``iters``
+    halvings, every member at once). A member whose ``lambda_1`` never reaches the target on the
+    scan has no matched-memory counterpart: its scale is NaN and its ``J`` is left unscaled.
 
     Returns:
-        The rescaled copy and the scales ``s`` (M,).
+        The rescaled copy and the scales ``s`` (M,), NaN where the target is not reached.
     """
     from ..flossing.flosser import evaluate_exponents
 
@@ -84,30 +85,28 @@ def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequenc
     M = net.n_members
     if t.shape != (M,) or not bool(torch.isfinite(t).all()):
         raise ValueError(f"need one finite target exponent per member ({M}), got {t.tolist()}")
-    if not 0 < lo < hi:
-        raise ValueError(f"need 0 < lo < hi, got lo = {lo}, hi = {hi}")
+    if not 0 < lo < hi or grid < 2:
+        raise ValueError(f"need 0 < lo < hi and grid >= 2, got lo = {lo}, hi = {hi}, grid = {grid}")
 
-    def lam1(scale: Tensor) -> Tensor:
+    def gap(log_scale: Tensor) -> Tensor:  # lambda_1 - target at scales e^log_scale, (M,)
         out = net.clone()
-        out.J.mul_(scale.to(out.J)[:, None, None])
-        return evaluate_exponents(out, seeds, steps=steps, k=k, key=key)[:, 0].cpu().to(torch.float64)
+        out.J.mul_(log_scale.exp().to(out.J)[:, None, None])
+        return evaluate_exponents(out, seeds, steps=steps, k=k, key=key)[:, 0].cpu().to(torch.float64) - t
 
-    a = torch.full((M,), math.log(lo), dtype=torch.float64)
-    b = torch.full((M,), math.log(hi), dtype=torch.float64)
-    below, above = lam1(a.exp()) - t, lam1(b.exp()) - t
-    bad = ~((below < 0) & (above > 0))
-    if bool(bad.any()):
-        m = int(torch.nonzero(bad)[0])
-        raise ValueError(f"member {m}: lambda_1 - target is {below[m]:.3g} at scale {lo} and {above[m]:.3g} at scale "
-                         f"{hi}; the bracket must straddle the target (widen lo/hi)")
+    pts = torch.linspace(math.log(lo), math.log(hi), grid, dtype=torch.float64)
+    scan = torch.stack([gap(torch.full((M,), float(x), dtype=torch.float64)) for x in pts], 1)  # (M, grid)
+    crossing = (scan[:, :-1] < 0) & (scan[:, 1:] >= 0)
+    reached = crossing.any(1)
+    first = crossing.to(torch.int64).argmax(1)  # the first crossing (0 where none)
+    a, b = pts[first], pts[first + 1]
     for _ in range(iters):
         mid = (a + b) / 2
-        up = lam1(mid.exp()) > t
+        up = gap(mid) >= 0
         b = torch.where(up, mid, b)
         a = torch.where(up, a, mid)
-    scale = ((a + b) / 2).exp()
+    scale = torch.where(reached, ((a + b) / 2).exp(), torch.full_like(a, float("nan")))
     out = net.clone()
-    out.J.mul_(scale.to(out.J)[:, None, None])
+    out.J.mul_(torch.where(reached, scale, torch.ones_like(scale)).to(out.J)[:, None, None])
     return out, scale
 
 
