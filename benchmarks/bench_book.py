@@ -125,11 +125,12 @@ def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
     The share done is the book-scale time of the code cells the stopped run completed over the
     book-scale time of all code cells (both from cell metadata: the stopped run's papermill
     durations of completed cells only, the committed notebook's execution timestamps; cells
-    matched by source); the
-    estimate is the completed cells' time in the stopped run divided by that share. This assumes
-    every cell costs the same multiple of its book-scale time (what a uniform change of sizes
-    gives; a chapter whose later cells grow faster is underestimated). None when the committed
-    notebook has no timings or the run completed less than :data:`MIN_FRACTION`.
+    paired by position, papermill's injected parameters cell left out); the estimate is the
+    completed cells' time in the stopped run divided by that share. This assumes every cell
+    costs the same multiple of its book-scale time (what a uniform change of sizes gives; a
+    chapter whose later cells grow faster is underestimated). None when the committed notebook
+    has no timings, the two notebooks' code cells do not pair up, or the run completed less
+    than :data:`MIN_FRACTION`.
 
     Returns:
         ``{"fraction", "done_s", "estimate_s", "cells_done", "cells"}``.
@@ -137,21 +138,21 @@ def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
     if not partial_nb.exists() or not book_nb.exists():
         return None
     book = [c for c in json.loads(book_nb.read_text())["cells"] if c["cell_type"] == "code"]
-    part = json.loads(partial_nb.read_text())["cells"]
-    times = {"".join(c["source"]): _cell_seconds(c) for c in book}
-    total = sum(t for t in times.values() if t)
+    part = [c for c in json.loads(partial_nb.read_text())["cells"] if c["cell_type"] == "code"
+            and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    if len(part) != len(book) or any("".join(a["source"]) != "".join(b["source"]) for a, b in zip(part, book)):
+        return None
+    times = [_cell_seconds(c) or 0.0 for c in book]
+    total = sum(times)
     if not total:
         return None
     done_book = done_run = 0.0
     n_done = 0
-    for c in part:
-        src = "".join(c["source"])
-        if c["cell_type"] != "code" or src not in times:  # e.g. papermill's injected parameters
-            continue
+    for c, tb in zip(part, times):
         t = _cell_seconds(c, papermill=True)
         if t is None:
             continue
-        done_book += times[src] or 0.0
+        done_book += tb
         done_run += t
         n_done += 1
     fraction = done_book / total
@@ -185,13 +186,19 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             peak = (rec.get("peak_memory") or {}).get("host_bytes")
             if status != "ok" and rec.get("error"):
                 status = f"{status}: {rec['error'][:200]}"
-        progress = None if status == "ok" else partial_progress(out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb")
+        progress = None  # only a run stopped at its timeout is extrapolated (not one that failed)
+        if status.startswith("timed out"):
+            progress = partial_progress(out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb")
+            if progress is not None:  # the estimate is never below the time already spent
+                progress["estimate_s"] = max(progress["estimate_s"], round(wall, 1))
         if keep is not None and out.exists():
             keep_record(out, keep / f"{cid}-{scale}")
             if status.startswith("timed out"):
                 mark_timed_out(keep / f"{cid}-{scale}" / "run.json", timeout, wall, progress)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if status.startswith("timed out"):  # the killed kernel was never waited for: its CPU time is not counted
+        cpu = float("nan")
     return {"chapter": cid, "scale": scale, "status": status, "wall_s": round(wall, 1),
             "runner_wall_s": runner_wall, "cpu_s": round(cpu, 1),
             "peak_gib": "" if peak is None else round(peak / (1 << 30), 2), "budget_s": BUDGET.get(scale, ""),

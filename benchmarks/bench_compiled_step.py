@@ -1,6 +1,6 @@
 """Would a compiled step close the small-network gap? Eager against ``torch.compile`` on a bare chunk.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_compiled_step.py [--chunk 10] [--cpp-wrapper]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_compiled_step.py [--chunk 10] [--cpp-wrapper] [--record NAME]
 
 One tanh network ``x_{t+1} = J tanh(x_t)``, N = k = 64, g = 2, float64, one thread: a chunk of
 ``--chunk`` steps of the Lyapunov QR loop written with the fewest operations (the tangent
@@ -26,6 +26,7 @@ ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--chunk", type=int, default=10, help="steps per compiled call (unrolled)")
 ap.add_argument("--cpp-wrapper", action="store_true")
 ap.add_argument("--calls", type=int, default=200)
+ap.add_argument("--record", default="", help="also write the output to benchmarks/results/NAME.md")
 args = ap.parse_args()
 _common.pin_threads(1)
 
@@ -64,13 +65,17 @@ def per_step(f) -> float:
     return (time.perf_counter() - t0) / args.calls / args.chunk * 1e6
 
 
-eager = per_step(lambda: chunk(J, h, Q, acc))
-t0 = time.perf_counter()
-compiled = torch.compile(chunk, fullgraph=True, dynamic=False)
-compiled(J, h, Q, acc)
-t_compile = time.perf_counter() - t0
-fast = per_step(lambda: compiled(J, h, Q, acc))
-diff = (chunk(J, h, Q, acc)[2] - compiled(J, h, Q, acc)[2]).abs().max().item()
-print(f"machine: {_common.machine()}; torch {torch.__version__}; chunk {args.chunk}; cpp_wrapper {args.cpp_wrapper}")
-print(f"eager {eager:.1f} us/step; compiled {fast:.1f} us/step (ratio {eager / fast:.2f}); compile {t_compile:.1f} s; "
-      f"largest difference of the accumulated logs {diff:.1e}")
+def main() -> None:
+    eager = per_step(lambda: chunk(J, h, Q, acc))
+    t0 = time.perf_counter()
+    compiled = torch.compile(chunk, fullgraph=True, dynamic=False)
+    compiled(J, h, Q, acc)
+    t_compile = time.perf_counter() - t0
+    fast = per_step(lambda: compiled(J, h, Q, acc))
+    diff = (chunk(J, h, Q, acc)[2] - compiled(J, h, Q, acc)[2]).abs().max().item()
+    print(f"machine: {_common.machine()}; torch {torch.__version__}; chunk {args.chunk}; cpp_wrapper {args.cpp_wrapper}")
+    print(f"eager {eager:.1f} us/step; compiled {fast:.1f} us/step (ratio {eager / fast:.2f}); compile {t_compile:.1f} s; "
+          f"largest difference of the accumulated logs {diff:.1e}")
+
+
+_common.run_or_record(args.record, "bench_compiled_step.py", main)

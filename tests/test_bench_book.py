@@ -77,13 +77,21 @@ def test_partial_progress_by_hand(tmp_path):
     book, part = tmp_path / "book.ipynb", tmp_path / "part.ipynb"
     book.write_text(json.dumps(_nb([_book_cell("a = 1", 1), {"cell_type": "markdown", "source": "x", "metadata": {}},
                                     _book_cell("b = 2", 3), _book_cell("c = 3", 6)])))
-    part.write_text(json.dumps(_nb([_run_cell("# Parameters\nscale = 'paper'", 0.01), _run_cell("a = 1", 2.0),
-                                    _run_cell("b = 2", 9.0), _run_cell("c = 3")])))
+    injected = {"cell_type": "code", "source": "# Parameters\nscale = 'paper'",
+                "metadata": {"tags": ["injected-parameters"], "papermill": {"status": "completed", "duration": 0.01}}}
+    part.write_text(json.dumps(_nb([injected, _run_cell("a = 1", 2.0), _run_cell("b = 2", 9.0), _run_cell("c = 3")])))
     got = bb.partial_progress(part, book)
     assert got == {"fraction": 0.4, "done_s": 11.0, "estimate_s": 27.5, "cells_done": 2, "cells": 3}
     # only the 1-s cell done: 10 % is the least share extrapolated from; with a 0.5-s first cell, nothing
     book.write_text(json.dumps(_nb([_book_cell("a = 1", 0.5), _book_cell("b = 2", 3.5), _book_cell("c = 3", 6)])))
-    part.write_text(json.dumps(_nb([_run_cell("a = 1", 2.0), _run_cell("b = 2")])))
+    part.write_text(json.dumps(_nb([_run_cell("a = 1", 2.0), _run_cell("b = 2"), _run_cell("c = 3")])))
+    assert bb.partial_progress(part, book) is None
+    # two identical cells are paired by position, not merged: the second copy's time is its own
+    book.write_text(json.dumps(_nb([_book_cell("a = 1", 2), _book_cell("a = 1", 8)])))
+    part.write_text(json.dumps(_nb([_run_cell("a = 1", 5.0), _run_cell("a = 1")])))
+    assert bb.partial_progress(part, book)["fraction"] == 0.2
+    # notebooks whose code cells do not pair up (a changed chapter): no estimate
+    part.write_text(json.dumps(_nb([_run_cell("a = 1", 5.0)])))
     assert bb.partial_progress(part, book) is None
     assert bb.partial_progress(tmp_path / "absent.ipynb", book) is None
 

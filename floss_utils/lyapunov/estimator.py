@@ -276,7 +276,9 @@ def lyapunov_spectrum(
         per_step_checks: after a Cholesky breakdown, replay the run with a check (a host sync)
             at every step and redo only the broken steps with Householder QR (default: True on
             CPU, False on accelerators, where the whole run is redone with Householder QR; see
-            the module docstring). The loop itself never synchronizes.
+            the module docstring). The loop itself never synchronizes. A replay reruns the map
+            and the drive, which must therefore be deterministic (a map that draws fresh random
+            matrices from a generator that has moved on would differ on the replay).
 
     Returns:
         A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
@@ -400,9 +402,11 @@ def _run(
                     Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
                     fallback_steps += 1
             else:  # no host synchronization in the loop; decide at the end
-                worst_info = info if worst_info is None else torch.maximum(worst_info, info)
+                # fmax and a boolean OR: a NaN that follows a breakdown must not erase its record
+                failed = info != 0
+                worst_info = failed if worst_info is None else worst_info | failed
                 if margin is not None:
-                    worst_margin = margin if worst_margin is None else torch.maximum(worst_margin, margin)
+                    worst_margin = margin if worst_margin is None else torch.fmax(worst_margin, margin)
         if locate:  # remember the first step where anything went non-finite (no host sync)
             ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
             first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
@@ -420,7 +424,7 @@ def _run(
     assert last_qr == total - 1
 
     if worst_info is not None:
-        broke = (worst_info != 0) if worst_margin is None else _broke_down(worst_margin, worst_info)
+        broke = worst_info if worst_margin is None else _broke_down(worst_margin, worst_info)
         if bool(broke.any()):
             return None  # the caller falls back to Householder QR (which also locates NaN/inf)
     if not locate and not all(bool(torch.isfinite(x).all()) for x in (acc, h_sum, transient_sum)):
