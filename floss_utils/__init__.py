@@ -40,6 +40,7 @@ flossing/           Part III - Gradient flossing (chapters 8-11, 13)
 synthesis/          Part IV - Where the two papers meet (chapter 12)
     curvature           top Hessian eigenvalue by Lanczos, for whole populations
     self_teacher        GF networks as their own teacher: sharpness, Adam's effective learning rates
+    controls            matched-gain, J-only and matched-memory controls, paired by seed
     diagonal            complex diagonal recurrences flossed, self-teacher losses per parametrization
 
 book/               The book's machinery

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -21,7 +23,8 @@ from floss_utils.synthesis.diagonal import (DiagonalPopulation, diagonal_block_m
                                             diagonal_exponents, diagonal_self_teacher_loss,
                                             floss_diagonal, init_diagonal_population,
                                             white_noise_hessian_1d)
-from floss_utils.synthesis.self_teacher import adam_self_teacher_run, gain, gf_self_teacher_loss, task_bits, with_gain
+from floss_utils.synthesis.self_teacher import (SHARP_BITS, adam_self_teacher_run, gain, gf_self_teacher_loss, task_bits,
+                                                with_gain)
 from floss_utils.synthesis.curvature import lanczos_top_eigenvalue, sharpness
 
 from conftest import F64
@@ -159,6 +162,30 @@ def test_adam_self_teacher_run_members_independent_and_learning():
     assert eta.max() < 1.001 * 3e-3
 
 
+def test_adam_self_teacher_run_at_the_teacher_reads_only_the_label_noise():
+    # closed forms at the teacher (perturbation 0): without label noise the loss, gradient and
+    # drift are exactly 0 and every effective learning rate is Adam's ceiling; with noise sigma
+    # the first gradient is linear in sigma (the residual is pure noise), so Adam's first second
+    # moment (1 - b2) g^2 scales as sigma^2
+    from floss_utils.curse_of_memory.landscape import adam_ceiling
+
+    net = init_gf_networks([0, 1], 6, 2, dtype=F64)
+    quiet = adam_self_teacher_run(net, [0, 1], steps=5, lr=1e-3, seq_len=20, burn_in=5)
+    assert torch.equal(quiet.v, torch.zeros_like(quiet.v)) and torch.equal(quiet.drift, torch.zeros(2, dtype=F64))
+    eta = effective_learning_rates(quiet.m, quiet.v, quiet.steps, quiet.lr)
+    assert torch.allclose(eta, torch.full_like(eta, adam_ceiling(1e-3, 5)), rtol=1e-12)
+    one = adam_self_teacher_run(net, [0, 1], steps=1, lr=1e-3, label_noise=1.0, seq_len=20, burn_in=5)
+    two = adam_self_teacher_run(net, [0, 1], steps=1, lr=1e-3, label_noise=2.0, seq_len=20, burn_in=5)
+    assert bool((one.v > 0).any())
+    assert torch.allclose(two.v, 4 * one.v, rtol=1e-10, atol=1e-300)
+    noisy = adam_self_teacher_run(net, [0, 1], steps=5, lr=1e-3, label_noise=1.0, seq_len=20, burn_in=5)
+    assert bool((noisy.drift > 0).all())
+    with pytest.raises(ValueError, match="label_noise"):
+        adam_self_teacher_run(net, [0, 1], steps=5, lr=1e-3, label_noise=-1.0, seq_len=20)
+    with pytest.raises(ValueError, match="burn_in"):
+        adam_self_teacher_run(net, [0, 1], steps=5, lr=1e-3, seq_len=20, burn_in=20)
+
+
 def test_bad_inputs_are_refused():
     net = init_gf_networks([0], 4, 2)
     with pytest.raises(ValueError, match="bits"):
@@ -215,3 +242,91 @@ def test_with_memory_recovers_a_known_scale():
     assert torch.equal(out.J[0], net.J[0]) and torch.equal(out.J[2], net.J[2])
     with pytest.raises(ValueError, match="finite target"):
         with_memory(net, [0.0, float("nan"), 0.0], seeds, steps=200)
+
+
+def test_with_memory_refuses_bad_brackets():
+    from floss_utils.synthesis import with_memory
+
+    net = init_gf_networks([0], 6, 2, dtype=F64)
+    with pytest.raises(ValueError, match="rounds"):
+        with_memory(net, [0.0], [0], steps=50, rounds=-1)
+    with pytest.raises(ValueError, match="lo < hi"):
+        with_memory(net, [0.0], [0], steps=50, lo=2.0, hi=1.0)
+
+
+def _flossed_pair(seeds, N=8, k=4):
+    from floss_utils.flossing import Flosser, FlossingConfig, evaluate_exponents
+
+    unflossed = init_gf_networks(seeds, N, 2, dtype=F64)
+    flossed = unflossed.clone()
+    fc = FlossingConfig(k=k, steps=30, lr=0.02, ons=3)
+    Flosser(flossed, fc, seeds, targets=[0.0] * len(seeds)).run(25)
+    flossed = flossed.clone()
+    lam1 = evaluate_exponents(flossed, seeds, steps=150, k=k, key=1)[:, 0]
+    return unflossed, flossed, lam1, fc
+
+
+def test_self_teacher_controls_match_gain_and_memory_and_freeze_the_rest():
+    # ground truths: each matched-gain network has the flossed network's gain (closed form), each
+    # matched-memory network the flossed lambda_1 on the evaluation bits, the J-only networks their
+    # W_s, b and readout bit for bit; and every measurement equals the same network measured alone
+    from floss_utils.flossing import evaluate_exponents
+    from floss_utils.synthesis import CONTROLS, self_teacher_controls
+
+    seeds = [3, 4, 5]
+    unflossed, flossed, lam1, fc = _flossed_pair(seeds)
+    c = self_teacher_controls(unflossed, flossed, seeds, lam1, flossing=fc, floss_steps=25, eval_steps=150, k=4,
+                              seq_len=20, burn_in=5, lanczos_iters=64)
+    assert c.untouched
+    assert torch.allclose(gain(c.networks.select(c.rows(CONTROLS[0]).tolist())), gain(flossed), rtol=1e-12)
+    j_only = c.networks.select(c.rows(CONTROLS[1]).tolist())
+    assert torch.allclose(gain(c.networks.select(c.rows(CONTROLS[2]).tolist())), gain(j_only), rtol=1e-12)
+    for name in ("W_s", "b", "w_r", "c"):
+        assert torch.equal(getattr(j_only, name), getattr(unflossed, name))
+    assert not torch.equal(j_only.J, unflossed.J)
+    mem = c.rows(CONTROLS[3])
+    assert len(mem) == int(c.reached.sum()) >= 1
+    assert torch.allclose(c.exponents[mem, 0], lam1[torch.from_numpy(c.reached)], atol=1e-6)
+    assert c.fresh_lambda1.shape == (len(mem), 2)
+    for r in (0, 4, int(mem[0])):  # a member alone: the same exponents; the top eigenvalue of its dense Hessian
+        one = c.networks.select([r])
+        s = c.row_seeds[r]
+        assert torch.allclose(evaluate_exponents(one, [s], steps=150, k=4, key=1), c.exponents[r:r + 1], atol=1e-10)
+        bits = task_bits([s], SHARP_BITS, 0, 20, 2)
+        f, J0 = gf_self_teacher_loss(one, ("J",), bits, 5)
+        top = torch.linalg.eigvalsh(dense_hessians(f, J0))[:, -1]
+        assert torch.allclose(top, c.sharpness[r:r + 1], rtol=1e-6)
+    assert list(c.table().network) == c.labels
+    with pytest.raises(ValueError, match="unknown control"):
+        c.rows("matched noise")
+    with pytest.raises(ValueError, match="as many flossed networks"):
+        self_teacher_controls(unflossed, flossed.select([0, 1]), seeds, lam1, flossing=fc, floss_steps=1,
+                              eval_steps=10, k=4, seq_len=20, burn_in=5, lanczos_iters=2)
+
+
+def test_control_comparisons_are_the_paired_log_differences():
+    # hand-made controls: the mean paired log difference is known in closed form
+    from floss_utils.synthesis import CONTROLS, SelfTeacherControls, control_comparisons
+
+    n = 4
+    sharp = torch.tensor([2.0] * n + [3.0] * n + [1.5] * n + [4.0, 4.0], dtype=F64)
+    var = torch.ones(3 * n + 2, dtype=F64)
+    var[-2:] = 2.0
+    c = SelfTeacherControls(seeds=list(range(n)), networks=init_gf_networks(list(range(3 * n + 2)), 3, 1),
+                            labels=[CONTROLS[0]] * n + [CONTROLS[1]] * n + [CONTROLS[2]] * n + [CONTROLS[3]] * 2,
+                            row_seeds=list(range(n)) * 3 + [1, 3], exponents=torch.zeros(3 * n + 2, 1), sharpness=sharp,
+                            readout_variance=var, memory_scale=torch.tensor([float("nan"), 1.5, float("nan"), 0.9]),
+                            untouched=True, fresh_lambda1=torch.zeros(2, 2))
+    S0, Su = np.full(n, 8.0), np.full(n, 1.0)
+    out = control_comparisons(c, S0, Su, S0 / 4, level=0.9)
+    assert out["flossed vs matched gain"].mean == pytest.approx(np.log(8 / 2))
+    assert out["J only vs its matched gain"].mean == pytest.approx(np.log(3 / 1.5))
+    assert out["matched gain vs unflossed"].mean == pytest.approx(np.log(2))
+    assert out["flossed vs matched memory"].n == 2 and out["flossed vs matched memory"].mean == pytest.approx(np.log(8 / 4))
+    assert out["flossed vs matched memory, relative"].mean == pytest.approx(np.log((8 / 4) / (4 / 2)))
+    c.memory_scale = torch.tensor([float("nan"), 1.5, float("nan"), float("nan")])
+    c.labels, c.row_seeds = c.labels[:-1], c.row_seeds[:-1]
+    c.sharpness, c.readout_variance = sharp[:-1], var[:-1]
+    assert "flossed vs matched memory" not in control_comparisons(c, S0, Su, S0, level=0.9)  # one seed: no test
+    with pytest.raises(ValueError, match="values per condition"):
+        control_comparisons(c, S0[:2], Su, S0)

@@ -4,6 +4,7 @@ Modules (each public name is also importable from this package)::
 
     curvature     the top Hessian eigenvalue of per-member losses by Lanczos
     self_teacher  GF networks as their own teacher: sharpness and Adam's effective learning rates
+    controls      matched-gain, J-only and matched-memory controls of flossed networks, paired by seed
     diagonal      complex diagonal recurrences flossed, in each parametrization and normalization
 """
 
@@ -12,7 +13,10 @@ from .curvature import (
 )
 from .self_teacher import (
     gf_self_teacher_loss, gf_readout_variance, gain, with_gain, with_memory, adam_self_teacher_run, AdamSelfTeacherRun,
-    task_bits, SHARP_BITS, ADAM_BITS, ADAM_PERTURB,
+    task_bits, SHARP_BITS, ADAM_BITS, ADAM_PERTURB, ADAM_NOISE,
+)
+from .controls import (
+    SelfTeacherControls, self_teacher_controls, control_comparisons, CONTROLS, FRESH_KEY,
 )
 from .diagonal import (
     DiagonalPopulation, init_diagonal_population, diagonal_block_matrix, diagonal_exponents,
@@ -23,7 +27,8 @@ from .diagonal import (
 __all__ = [
     "lanczos_top_eigenvalue", "hvp_operator", "sharpness", "flatten", "unflatten", "LANCZOS",
     "gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run",
-    "AdamSelfTeacherRun", "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB",
+    "AdamSelfTeacherRun", "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE",
+    "SelfTeacherControls", "self_teacher_controls", "control_comparisons", "CONTROLS", "FRESH_KEY",
     "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",
     "diagonal_exponents", "floss_diagonal", "diagonal_self_teacher_loss",
     "white_noise_hessian_1d", "white_noise", "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT",

@@ -6,8 +6,9 @@ flossed network (Part IV, *ours*).
   ``theta0`` the loss and its gradient vanish and the Hessian is the Gauss-Newton matrix
   ``E[dr dr^T]``: ZO's teacher-student optimum, with the flossed network as the teacher.
 * :func:`gf_readout_variance` - the output scale against which a sharpness can be normalized.
-* :func:`adam_self_teacher_run` - Adam on ``J`` from a perturbed copy of each network back to
-  the network; returns Adam's moments, for
+* :func:`adam_self_teacher_run` - Adam on ``J`` of a copy of each network trained on the network's
+  readout (from the network itself with noisy targets, or from a perturbed copy); returns Adam's
+  moments, for
   :func:`floss_utils.curse_of_memory.landscape.effective_learning_rates`.
 * :func:`task_bits` - the random input bits of these losses, one stream per member.
 """
@@ -27,10 +28,10 @@ from ..optim import BatchedAdam
 from .curvature import flatten, unflatten
 
 __all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run", "AdamSelfTeacherRun",
-           "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB"]
+           "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
-SHARP_BITS, ADAM_BITS, ADAM_PERTURB = 20, 21, 22
+SHARP_BITS, ADAM_BITS, ADAM_PERTURB, ADAM_NOISE = 20, 21, 22, 23
 
 
 def _with(net: GFNetwork, names: Sequence[str], values: Sequence[Tensor]) -> GFNetwork:
@@ -61,7 +62,7 @@ def with_gain(net: GFNetwork, target: Tensor | Sequence[float]) -> GFNetwork:
 
 
 def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequence[int], *, steps: int, key: int = 1,
-                k: int = 1, lo: float = 0.25, hi: float = 4.0, grid: int = 25, iters: int = 30) -> tuple[GFNetwork, Tensor]:
+                k: int = 1, lo: float = 0.25, hi: float = 4.0, grid: int = 25, rounds: int = 7) -> tuple[GFNetwork, Tensor]:
     """A detached copy of ``net`` whose recurrent matrix of member ``m`` is rescaled, ``J -> s_m J``,
     until its largest exponent equals ``target_m``: the matched-memory control of chapter 12 (the
     unflossed network at the flossed network's memory ``1/|lambda_1|``, without its flossing).
@@ -72,9 +73,15 @@ def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequenc
     deterministic function of ``s``. It need not be monotone in ``s`` (a strongly driven network
     saturates as ``s`` grows, and its ``lambda_1`` falls again), so ``s`` is first scanned on
     ``grid`` log-spaced points of ``[lo, hi]`` for the smallest interval where ``lambda_1 - target``
-    turns from negative to non-negative, then refined there by bisection in ``log s`` (``iters``
-    halvings, every member at once). A member whose ``lambda_1`` never reaches the target on the
-    scan has no matched-memory counterpart: its scale is NaN and its ``J`` is left unscaled.
+    turns from negative to non-negative; that interval is then refined ``rounds`` times by the same
+    scan on ``grid`` points inside it (every member and every point of a round in one batched
+    evaluation; the interval's endpoints keep their earlier values). The scale is located to a
+    factor ``(hi/lo)^((grid - 1)^-(rounds + 1))`` (defaults: below ``1 + 1e-10``).
+
+    Missed by construction: a target already met at ``s = lo`` with no later upward crossing, and
+    a crossing that goes up and back down between two points of the first scan. A member whose
+    ``lambda_1`` never crosses the target upward on the scan has no matched-memory counterpart:
+    its scale is NaN and its ``J`` is left unscaled.
 
     Returns:
         The rescaled copy and the scales ``s`` (M,), NaN where the target is not reached.
@@ -85,25 +92,33 @@ def with_memory(net: GFNetwork, target: Tensor | Sequence[float], seeds: Sequenc
     M = net.n_members
     if t.shape != (M,) or not bool(torch.isfinite(t).all()):
         raise ValueError(f"need one finite target exponent per member ({M}), got {t.tolist()}")
-    if not 0 < lo < hi or grid < 2:
-        raise ValueError(f"need 0 < lo < hi and grid >= 2, got lo = {lo}, hi = {hi}, grid = {grid}")
+    if not 0 < lo < hi or grid < 2 or rounds < 0:
+        raise ValueError(f"need 0 < lo < hi, grid >= 2 and rounds >= 0, got lo = {lo}, hi = {hi}, grid = {grid}, "
+                         f"rounds = {rounds}")
 
-    def gap(log_scale: Tensor) -> Tensor:  # lambda_1 - target at scales e^log_scale, (M,)
-        out = net.clone()
-        out.J.mul_(log_scale.exp().to(out.J)[:, None, None])
-        return evaluate_exponents(out, seeds, steps=steps, k=k, key=key)[:, 0].cpu().to(torch.float64) - t
+    def gaps(log_scale: Tensor) -> Tensor:  # lambda_1 - target at scales e^log_scale (M, P): one batched evaluation
+        P = log_scale.shape[1]
+        copies = GFNetwork.cat([net.clone() for _ in range(P)])  # point-major: member m of point p at p * M + m
+        copies.J.mul_(log_scale.T.reshape(-1).exp().to(copies.J)[:, None, None])
+        lam1 = evaluate_exponents(copies, list(seeds) * P, steps=steps, k=k, key=key)[:, 0]
+        return lam1.cpu().to(torch.float64).reshape(P, M).T - t[:, None]
 
-    pts = torch.linspace(math.log(lo), math.log(hi), grid, dtype=torch.float64)
-    scan = torch.stack([gap(torch.full((M,), float(x), dtype=torch.float64)) for x in pts], 1)  # (M, grid)
+    rows = torch.arange(M)
+    pts = torch.linspace(math.log(lo), math.log(hi), grid, dtype=torch.float64).expand(M, grid)
+    scan = gaps(pts)  # (M, grid)
     crossing = (scan[:, :-1] < 0) & (scan[:, 1:] >= 0)
     reached = crossing.any(1)
     first = crossing.to(torch.int64).argmax(1)  # the first crossing (0 where none)
-    a, b = pts[first], pts[first + 1]
-    for _ in range(iters):
-        mid = (a + b) / 2
-        up = gap(mid) >= 0
-        b = torch.where(up, mid, b)
-        a = torch.where(up, a, mid)
+    a, b = pts[rows, first], pts[rows, first + 1]
+    ga, gb = scan[rows, first], scan[rows, first + 1]
+    frac = torch.linspace(0, 1, grid, dtype=torch.float64)[1:-1]
+    for _ in range(rounds):
+        inner = a[:, None] + (b - a)[:, None] * frac  # (M, grid - 2)
+        g = torch.cat([ga[:, None], gaps(inner), gb[:, None]], 1)
+        x = torch.cat([a[:, None], inner, b[:, None]], 1)
+        crossing = (g[:, :-1] < 0) & (g[:, 1:] >= 0)  # the endpoints straddle: there is one in every reached row
+        first = crossing.to(torch.int64).argmax(1)
+        a, b, ga, gb = x[rows, first], x[rows, first + 1], g[rows, first], g[rows, first + 1]
     scale = torch.where(reached, ((a + b) / 2).exp(), torch.full_like(a, float("nan")))
     out = net.clone()
     out.J.mul_(torch.where(reached, scale, torch.ones_like(scale)).to(out.J)[:, None, None])
@@ -161,7 +176,9 @@ def task_bits(seeds: Sequence[int], purpose: int, key: int, steps: int, batch: i
 @dataclass
 class AdamSelfTeacherRun:
     """Outcome of :func:`adam_self_teacher_run`: Adam's moments of ``J`` ``(M, N, N)`` after
-    ``steps`` updates, the batch losses ``(steps, M)`` and the gradient norms ``(steps, M)``."""
+    ``steps`` updates, the batch losses ``(steps, M)`` (against the noisy targets), the gradient
+    norms ``(steps, M)`` and the distance ``||J - J0||_F / sqrt(N)`` of the last iterate from the
+    teacher ``(M,)``."""
 
     m: Tensor
     v: Tensor
@@ -169,19 +186,29 @@ class AdamSelfTeacherRun:
     lr: float
     losses: Tensor
     grad_norms: Tensor
+    drift: Tensor
 
 
-def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, lr: float, perturbation: float,
-                          seq_len: int, burn_in: int = 0) -> AdamSelfTeacherRun:
-    """Train ``J`` of a perturbed copy of every network back to the network with Adam.
+def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, lr: float, perturbation: float = 0.0,
+                          label_noise: float = 0.0, seq_len: int, burn_in: int = 0) -> AdamSelfTeacherRun:
+    """Train ``J`` of a copy of every network on the network's own readout with Adam.
 
     The student starts at ``J + perturbation * Z / sqrt(N)`` (Z standard normal from
-    ``(seeds[m], ADAM_PERTURB)``), every step sees fresh bits ``(seq_len, M, B)`` from
-    ``(seeds[m], ADAM_BITS, step)`` and minimizes the self-teacher loss of
-    :func:`gf_self_teacher_loss`; members are independent (one tensor program).
+    ``(seeds[m], ADAM_PERTURB)``; ``perturbation = 0``: at the teacher, the trained state); every
+    step sees fresh bits ``(seq_len, M, B)`` from ``(seeds[m], ADAM_BITS, step)`` and minimizes
+    ``1/2 mean_{t > burn_in, b} (r_t(J) - r_t(J0) - label_noise xi_tb)^2`` with ``xi`` standard
+    normal from ``(seeds[m], ADAM_NOISE, step)`` (``label_noise`` in units of the readout). At the
+    teacher the expected gradient vanishes and each batch's gradient is the noise projected on
+    ``dr/dJ``, so Adam's second moment of an entry settles at ``label_noise^2`` times a diagonal
+    entry of the Gauss-Newton matrix over the batch size: its effective learning rates read the
+    curvature the way they do near any optimum reached with noisy data. Members are independent
+    (one tensor program).
     """
-    if steps < 1 or not lr > 0 or perturbation < 0:
-        raise ValueError(f"need steps >= 1, lr > 0, perturbation >= 0; got {steps}, {lr}, {perturbation}")
+    if steps < 1 or not lr > 0 or perturbation < 0 or label_noise < 0:
+        raise ValueError(f"need steps >= 1, lr > 0, perturbation >= 0, label_noise >= 0; got {steps}, {lr}, "
+                         f"{perturbation}, {label_noise}")
+    if not 0 <= burn_in < seq_len:
+        raise ValueError(f"burn_in must lie in [0, seq_len = {seq_len}), got {burn_in}")
     teacher = net.clone()
     M, N, B = net.n_members, net.n_units, net.batch_size
     Z = torch.stack([torch.randn(N, N, generator=seeded_generator(int(s), ADAM_PERTURB), dtype=torch.float64)
@@ -193,11 +220,16 @@ def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, l
         bits = task_bits(seeds, ADAM_BITS, step, seq_len, B).to(teacher.J)
         with torch.no_grad():
             target = _readout(teacher, bits, burn_in)
+        if label_noise > 0:
+            xi = torch.stack([torch.randn(seq_len - burn_in, B, generator=seeded_generator(int(s), ADAM_NOISE, step),
+                                          dtype=torch.float64) for s in seeds], dim=1)
+            target = target + label_noise * xi.to(target)
         r = _readout(_with(teacher, ("J",), (J,)), bits, burn_in)
         loss = 0.5 * ((r - target) ** 2).mean(dim=(0, 2))
         (g,) = torch.autograd.grad(loss.sum(), J)
         opt.step([g])
         losses.append(loss.detach())
         norms.append(g.reshape(M, -1).norm(dim=-1))
+    drift = (J.detach() - teacher.J).reshape(M, -1).norm(dim=1) / math.sqrt(N)
     return AdamSelfTeacherRun(m=opt.m[0].detach(), v=opt.v[0].detach(), steps=steps, lr=lr,
-                              losses=torch.stack(losses), grad_norms=torch.stack(norms))
+                              losses=torch.stack(losses), grad_norms=torch.stack(norms), drift=drift)

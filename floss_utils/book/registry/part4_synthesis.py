@@ -40,11 +40,18 @@ CHAPTERS: list[Chapter] = [
                     {"smoke": 2, "book": 4, "paper": 16}, bounds="[1, inf)"),
         lanczos_iters=Param("int", "Lanczos iterations (Hessian-vector products) per sharpness",
                             {"smoke": 6, "book": 20, "paper": 40}, bounds="[1, inf)"),
-        adam_steps=Param("int", "Adam steps from the perturbed copy back to each network",
-                         {"smoke": 20, "book": 100, "paper": 1000}, bounds="[1, inf)"),
+        adam_steps=Param("int", "Adam steps of the effective-learning-rate run (from each network itself, noisy targets)",
+                         {"smoke": 20, "book": 1000, "paper": 1000}, bounds="[1, inf)"),
         adam_lr=Param("float", "learning rate of that Adam run", {"smoke": 0.001, "book": 0.001, "paper": 0.001}, bounds="(0, inf)"),
-        perturbation=Param("float", "std of the perturbation of J (in units of 1/sqrt(N)) where Adam starts",
-                           {"smoke": 0.2, "book": 0.2, "paper": 0.2}, bounds="[0, inf)"),
+        # label noise: the gradient of an entry of J at the teacher is the noise projected on dr/dJ, of size
+        # ~ label_noise sqrt(GN_ii / (T B)); it must lift Adam's second moment clear of the unit-gradient probe of the
+        # effective learning rate (checked in the chapter). book 3.0: the first value tried after 1.0, which left some
+        # networks at 0.8 of Adam's ceiling; smoke 10.0: at 3.0 the smoke networks (N = 10) sat at 0.75 of it;
+        # paper 10.0: 3.0 scaled by sqrt(T B) of paper over book (not yet run)
+        label_noise=Param("float", "std of the noise added to the teacher's readout in that run (readout units)",
+                          {"smoke": 10.0, "book": 3.0, "paper": 10.0}, bounds="[0, inf)"),
+        perturbation=Param("float", "std of the perturbation of J (in units of 1/sqrt(N)) where that run starts (0: at the network)",
+                           {"smoke": 0.0, "book": 0.0, "paper": 0.0}, bounds="[0, inf)"),
         diag_units=Param("int", "complex units n of the diagonal recurrences",
                          {"smoke": 3, "book": 8, "paper": 64}, bounds="[1, inf)"),
         diag_targets=Param("list[float]", "flossing targets of the diagonal recurrences (per step, < 0)",
