@@ -41,6 +41,7 @@ synthesis/          Part IV - Where the two papers meet (chapter 12)
     curvature           top Hessian eigenvalue by Lanczos, for whole populations
     self_teacher        GF networks as their own teacher: sharpness, Adam's effective learning rates
     controls            matched-gain, J-only and matched-memory controls, paired by seed
+    trade_off           flossed to several targets, then trained on a memory task: success and sharpness
     diagonal            complex diagonal recurrences flossed, self-teacher losses per parametrization
 
 book/               The book's machinery

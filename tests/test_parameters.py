@@ -145,3 +145,10 @@ def test_floss_run_refuses_bad_values_before_any_kernel_starts(tmp_path, args, m
     assert "Traceback" not in proc.stderr and "Kernel" not in proc.stderr
     assert not out.exists(), "a refused run must leave nothing behind"
     assert wall < 5.0, f"refusal took {wall:.1f} s"
+
+
+def test_chapter_12_refuses_trade_off_targets_without_zero():
+    # section 12.6 compares every target with 0: a list without it is refused up front, by name
+    with pytest.raises(ParameterError, match="task_targets contains 0.0"):
+        configure("12_flossing_meets_curse_of_memory", {"scale": "smoke", "task_targets": [-0.1]})
+

@@ -330,3 +330,42 @@ def test_control_comparisons_are_the_paired_log_differences():
     assert "flossed vs matched memory" not in control_comparisons(c, S0, Su, S0, level=0.9)  # one seed: no test
     with pytest.raises(ValueError, match="values per condition"):
         control_comparisons(c, S0[:2], Su, S0)
+
+
+def test_memory_trade_off_is_the_pre_schedule_of_the_trainer_with_the_start_measured():
+    # ground truths: the trained networks equal, bit for bit, the trainer's own "pre" schedule run on
+    # the same members (flossing outside train() and then training unflossed is the same program);
+    # the unflossed condition's exponents are those of the untouched initial networks; the table's
+    # intervals are Wilson's
+    from floss_utils.common import wilson_interval
+    from floss_utils.flossing import FlossingConfig, evaluate_exponents
+    from floss_utils.flossing.tasks import copy_task
+    from floss_utils.flossing.trainer import Member, TrainConfig, schedule, train
+    from floss_utils.synthesis import memory_trade_off
+
+    fc = FlossingConfig(k=6, steps=20, lr=0.01, ons=3)
+    cfg = TrainConfig(epochs=40, batch_size=4, seq_len=20, n_units=8, flossing=fc, eval_every=5)
+    to = memory_trade_off([0, 1], [0.0, -0.2], copy_task(2), config=cfg, pre_steps=15, eval_steps=60,
+                          sharp_seq_len=20, burn_in=5, lanczos_iters=5)
+    members = [Member(s, s, copy_task(2), schedule("pre", pre_steps=15) if t is not None else schedule("none"), target=t)
+               for t in (None, 0.0, -0.2) for s in (0, 1)]
+    ref = train(members, cfg)
+    for name in ("J", "W_s", "b", "w_r", "c", "x0"):
+        assert torch.equal(getattr(to.training.network, name), getattr(ref.network, name))
+    assert torch.equal(to.success_epoch.reshape(-1), ref.success_epoch)
+    init = init_gf_networks([0, 1], 8, 4, dtype=F64)
+    lam0 = evaluate_exponents(init, [0, 1], steps=60, k=6, key=1)
+    assert torch.allclose(to.lambda1[0], lam0[:, 0], atol=1e-12)
+    assert torch.allclose(to.mean_flossed[0], lam0.mean(1), atol=1e-12)
+    assert bool((to.mean_flossed[1] > to.mean_flossed[0]).all())  # flossed toward 0 from below
+    assert bool(torch.isfinite(to.sharpness).all()) and bool((to.sharpness > 0).all())
+    tab = to.table()
+    lo, hi = wilson_interval(to.success.sum(1).numpy(), 2)
+    assert np.allclose(tab["rate lo"], lo) and np.allclose(tab["rate hi"], hi)
+    assert list(tab.target) == ["unflossed", "0", "-0.2"]
+    with pytest.raises(ValueError, match="pre_steps"):
+        memory_trade_off([0], [0.0], copy_task(2), config=cfg, pre_steps=0, eval_steps=10, sharp_seq_len=20,
+                         burn_in=5, lanczos_iters=2)
+    with pytest.raises(ValueError, match="one target"):
+        memory_trade_off([0], [], copy_task(2), config=cfg, pre_steps=1, eval_steps=10, sharp_seq_len=20,
+                         burn_in=5, lanczos_iters=2)

@@ -5,6 +5,7 @@ Modules (each public name is also importable from this package)::
     curvature     the top Hessian eigenvalue of per-member losses by Lanczos
     self_teacher  GF networks as their own teacher: sharpness and Adam's effective learning rates
     controls      matched-gain, J-only and matched-memory controls of flossed networks, paired by seed
+    trade_off     networks flossed to several targets, then trained on a memory task: success and sharpness
     diagonal      complex diagonal recurrences flossed, in each parametrization and normalization
 """
 
@@ -18,6 +19,7 @@ from .self_teacher import (
 from .controls import (
     SelfTeacherControls, self_teacher_controls, control_comparisons, CONTROLS, FRESH_KEY,
 )
+from .trade_off import TradeOff, memory_trade_off
 from .diagonal import (
     DiagonalPopulation, init_diagonal_population, diagonal_block_matrix, diagonal_exponents,
     floss_diagonal, diagonal_self_teacher_loss, white_noise_hessian_1d, white_noise, DIAG_INIT,
@@ -29,6 +31,7 @@ __all__ = [
     "gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run",
     "AdamSelfTeacherRun", "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE",
     "SelfTeacherControls", "self_teacher_controls", "control_comparisons", "CONTROLS", "FRESH_KEY",
+    "TradeOff", "memory_trade_off",
     "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",
     "diagonal_exponents", "floss_diagonal", "diagonal_self_teacher_loss",
     "white_noise_hessian_1d", "white_noise", "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT",

@@ -7,7 +7,7 @@ more seeds (not yet run: it needs a GPU); ``book`` shrinks the networks (N = 20,
 CPU cores in under two minutes.
 """
 
-from .base import Chapter, Param, at_most, chapter, less_than
+from .base import Chapter, Constraint, Param, at_most, chapter, less_than
 
 CHAPTERS: list[Chapter] = [
     chapter(
@@ -18,7 +18,10 @@ CHAPTERS: list[Chapter] = [
         "0 ... -1, and of complex diagonal / LRU recurrences flossed to the same exponents with "
         "and without ZO's normalization and reparametrization",
         {"smoke": 0.3, "book": 1.5, "paper": 20.0},
-        constraints=[at_most("k_floss", "n_units"), less_than("burn_in", "seq_len")],
+        constraints=[at_most("k_floss", "n_units"), less_than("burn_in", "seq_len"), at_most("task_k", "task_units"),
+                     less_than("task_delay", "task_seq_len"),
+                     Constraint("task_targets contains 0.0 (the reference of section 12.6's comparisons)", ("task_targets",),
+                                lambda v: 0.0 in v["task_targets"])],
         n_units=Param("int", "GF network size N", {"smoke": 10, "book": 20, "paper": 80}, bounds="[2, inf)"),
         k_floss=Param("int", "number of exponents flossed (and evaluated)", {"smoke": 6, "book": 16, "paper": 75}, bounds="[1, inf)"),
         targets=Param("list[float]", "flossing targets lambda* of the GF networks (per step)",
@@ -52,6 +55,26 @@ CHAPTERS: list[Chapter] = [
                           {"smoke": 10.0, "book": 3.0, "paper": 10.0}, bounds="[0, inf)"),
         perturbation=Param("float", "std of the perturbation of J (in units of 1/sqrt(N)) where that run starts (0: at the network)",
                            {"smoke": 0.0, "book": 0.0, "paper": 0.0}, bounds="[0, inf)"),
+        # section 12.6: chapter 10's protocol at this scale (network size, sequence length, epochs, flossing before
+        # training), on the delayed copy at a delay where chapter 10's unflossed networks fail (book: copy 20, 0 of 10)
+        task_units=Param("int", "network size N of the trained networks (chapter 10's)", {"smoke": 12, "book": 32, "paper": 80},
+                         bounds="[2, inf)"),
+        task_k=Param("int", "exponents flossed before training (chapter 10's k)", {"smoke": 10, "book": 30, "paper": 75},
+                     bounds="[1, inf)"),
+        task_seq_len=Param("int", "steps per training sequence (chapter 10's T)", {"smoke": 40, "book": 64, "paper": 300},
+                           bounds="[2, inf)"),
+        task_epochs=Param("int", "training epochs (chapter 10's)", {"smoke": 40, "book": 400, "paper": 3001}, bounds="[1, inf)"),
+        task_pre_steps=Param("int", "flossing steps before training (chapter 10's E_p)", {"smoke": 20, "book": 200, "paper": 500},
+                             bounds="[1, inf)"),
+        task_floss_lr=Param("float", "learning rate of that flossing (chapter 10's)", {"smoke": 0.003, "book": 0.003, "paper": 0.001},
+                            bounds="(0, inf)"),
+        task_delay=Param("int", "delay d of the delayed-copy task the networks are trained on", {"smoke": 6, "book": 20, "paper": 40},
+                         bounds="[1, inf)"),
+        task_targets=Param("list[float]", "flossing targets before training (per step; the unflossed control is added)",
+                           {"smoke": [0.0, -0.2], "book": [0.0, -0.05, -0.1, -0.3], "paper": [0.0, -0.025, -0.05, -0.1, -0.3]},
+                           bounds="(-inf, 0]"),
+        task_seeds=Param("int", "networks (seeds) per target in the training runs", {"smoke": 2, "book": 10, "paper": 10},
+                         bounds="[1, inf)"),
         diag_units=Param("int", "complex units n of the diagonal recurrences",
                          {"smoke": 3, "book": 8, "paper": 64}, bounds="[1, inf)"),
         diag_targets=Param("list[float]", "flossing targets of the diagonal recurrences (per step, < 0)",
