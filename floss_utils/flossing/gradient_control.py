@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..common import sign_test_greater
+
 __all__ = ["seed_interval", "sign_test", "sign_test_decidable"]
 
 
@@ -40,7 +42,10 @@ def seed_interval(values: Tensor, dim: int = -1, *, n_tests: int = 1, alpha: flo
 
 
 def sign_test(differences: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
-    """Exact one-sided sign test that paired ``differences`` are positive.
+    """Exact one-sided sign test that paired ``differences`` are positive, over all ``n`` pairs
+    along ``dim``: :func:`floss_utils.common.sign_test_greater` with every pair that is not strictly
+    positive (ties included) counted against - the conservative reading for claims of a strict
+    increase (``sign_test_greater`` itself leaves ties out; pass it the counts to do so).
 
     Returns:
         (n_positive, p): the number of strictly positive differences along ``dim`` and
@@ -49,9 +54,9 @@ def sign_test(differences: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
     """
     n = differences.shape[dim]
     k = (differences > 0).sum(dim)
-    tail = torch.tensor([sum(math.comb(n, j) for j in range(i, n + 1)) / 2 ** n for i in range(n + 1)],
-                        dtype=torch.float64)
-    return k, tail[k]
+    p = torch.tensor([sign_test_greater(int(j), n - int(j)) for j in k.reshape(-1).tolist()],
+                     dtype=torch.float64).reshape(k.shape)
+    return k, p
 
 
 def sign_test_decidable(n: int, alpha: float = 0.05) -> bool:
