@@ -309,6 +309,41 @@ def test_cholesky_breakdown_without_per_step_checks_recomputes_or_refuses():
                           per_step_checks=False)
 
 
+def test_running_breakdown_record_survives_a_later_nan():
+    # a breakdown (positive margin) then a NaN margin and a clean step: the record still says
+    # "broke down" (torch.maximum would have turned it into NaN, which reads as no breakdown)
+    from floss_utils.lyapunov.estimator import _broke_down, _record_breakdown
+
+    ok = torch.zeros(1, dtype=torch.int32)
+    wm, wi = _record_breakdown(None, None, torch.tensor([[1.0, -1.0]], dtype=F64), ok)
+    for m in (torch.tensor([[float("nan"), float("nan")]], dtype=F64), torch.tensor([[-1.0, -1.0]], dtype=F64)):
+        wm, wi = _record_breakdown(wm, wi, m, ok)
+    assert bool(_broke_down(wm, wi).all())
+    _, wi = _record_breakdown(None, None, None, torch.tensor([2], dtype=torch.int32))
+    _, wi = _record_breakdown(None, wi, None, ok)
+    assert bool(wi.all())  # a failed factorization (info != 0) is remembered too
+
+
+def test_breakdown_then_nan_is_reported_at_the_nan_step():
+    # Cholesky breaks down at every step (the squashing map), then the drive poisons the state at
+    # t = 30 and the tangent with it. On either path (CPU replay with per-step checks, or the
+    # accelerator path that recomputes with Householder QR), the run must end in NonFiniteError
+    # naming step 30, not in a result or a message about the breakdown.
+    W, _ = _squashing_map()
+
+    class Poisoned(LinearMap):
+        def tangent(self, h, u, h_next, Q):  # the tangent sees the state: NaN there makes it NaN too
+            return torch.matmul(self.W, Q) + 0 * h_next.sum(-1)[..., None, None]
+
+    drive = torch.zeros(40, 1, 4, dtype=F64)
+    drive[30] = float("nan")
+    h0 = torch.zeros(1, 4, dtype=F64)
+    with pytest.raises(NonFiniteError, match="t=30"):
+        lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="cholqr", generator=gen(40))
+    with pytest.warns(RuntimeWarning, match="Householder"), pytest.raises(NonFiniteError, match="t=30"):
+        lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="auto", generator=gen(40), per_step_checks=False)
+
+
 # ---------------------------------------------------------------- equivalences
 
 

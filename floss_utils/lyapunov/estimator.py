@@ -157,6 +157,18 @@ def _cholesky_qr_step(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor
     return Q, torch.log(diag), margin, info, L
 
 
+def _record_breakdown(worst_margin: Optional[Tensor], worst_info: Optional[Tensor], margin: Optional[Tensor],
+                      info: Tensor) -> tuple[Optional[Tensor], Tensor]:
+    """The running breakdown record of the loop (no host sync): the maximum of the cancellation
+    margin by ``torch.fmax`` and the OR of ``info != 0``, so that a NaN after a breakdown cannot
+    erase it (``torch.maximum`` would propagate the NaN, and a NaN margin reads as no breakdown)."""
+    failed = info != 0
+    worst_info = failed if worst_info is None else worst_info | failed
+    if margin is not None:
+        worst_margin = margin if worst_margin is None else torch.fmax(worst_margin, margin)
+    return worst_margin, worst_info
+
+
 def _broke_down(margin: Tensor, info: Tensor) -> Tensor:
     """(...,) bool: a Cholesky QR broke down (from :func:`_cholesky_qr_step`'s margin and info)."""
     return (margin > 0).any(dim=-1) | (info != 0)
@@ -402,11 +414,7 @@ def _run(
                     Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
                     fallback_steps += 1
             else:  # no host synchronization in the loop; decide at the end
-                # fmax and a boolean OR: a NaN that follows a breakdown must not erase its record
-                failed = info != 0
-                worst_info = failed if worst_info is None else worst_info | failed
-                if margin is not None:
-                    worst_margin = margin if worst_margin is None else torch.fmax(worst_margin, margin)
+                worst_margin, worst_info = _record_breakdown(worst_margin, worst_info, margin, info)
         if locate:  # remember the first step where anything went non-finite (no host sync)
             ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
             first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
