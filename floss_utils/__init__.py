@@ -43,6 +43,7 @@ synthesis/          Part IV - Where the two papers meet (chapter 12)
     controls            matched-gain, J-only and matched-memory controls, paired by seed
     trade_off           flossed to several targets, then trained on a memory task: success and sharpness
     diagonal            complex diagonal recurrences flossed, self-teacher losses per parametrization
+    diagonal_task       diagonal recurrences trained on a memory task in each version: accuracy, sharpness
 
 book/               The book's machinery
     registry            the chapters and their parameters (types, bounds, presets, constraints)

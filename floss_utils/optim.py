@@ -78,7 +78,8 @@ class BatchedAdam:
 
     Args:
         params: leaf tensors, each of shape (M, ...), same M.
-        lr: learning rate.
+        lr: learning rate: one number, or one per member ``(M,)`` (a learning-rate grid run as one
+            ensemble).
         betas, eps: Adam's constants.
         clip: if given, per-member per-tensor gradient-norm bound applied before the update.
 
@@ -89,7 +90,7 @@ class BatchedAdam:
     def __init__(
         self,
         params: Sequence[Tensor],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         clip: Optional[float] = None,
@@ -102,12 +103,18 @@ class BatchedAdam:
             if p.ndim < 1 or p.shape[0] != M:
                 raise ValueError(f"every parameter must have the ensemble size M = {M} as its first "
                                  f"dimension; got shape {tuple(p.shape)}")
-        if not lr > 0:
+        if isinstance(lr, Tensor):
+            if lr.shape != (M,) or not bool((lr > 0).all()):
+                raise ValueError(f"a per-member lr must have shape ({M},) and be > 0, got shape {tuple(lr.shape)}")
+            lr = lr.to(params[0].device)
+        elif not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
+        else:
+            lr = float(lr)
         if clip is not None and not clip > 0:
             raise ValueError(f"clip must be > 0 or None, got {clip}")
         self.params = params
-        self.lr, self.betas, self.eps, self.clip = float(lr), betas, float(eps), clip
+        self.lr, self.betas, self.eps, self.clip = lr, betas, float(eps), clip
         self.n_members = M
         dev = params[0].device
         self.steps = torch.zeros(M, dtype=torch.long, device=dev)

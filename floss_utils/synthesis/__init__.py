@@ -6,6 +6,7 @@ Modules (each public name is also importable from this package)::
     self_teacher  GF networks as their own teacher: sharpness and Adam's effective learning rates
     controls      matched-gain, J-only and matched-memory controls of flossed networks, paired by seed
     trade_off     networks flossed to several targets, then trained on a memory task: success and sharpness
+    diagonal_task diagonal recurrences trained on a memory task in each version: accuracy and sharpness
     diagonal      complex diagonal recurrences flossed, in each parametrization and normalization
 """
 
@@ -23,8 +24,9 @@ from .trade_off import TradeOff, memory_trade_off
 from .diagonal import (
     DiagonalPopulation, init_diagonal_population, diagonal_block_matrix, diagonal_exponents,
     floss_diagonal, diagonal_self_teacher_loss, white_noise_hessian_1d, white_noise, DIAG_INIT,
-    DIAG_FLOSS, DIAG_INPUT,
+    DIAG_FLOSS, DIAG_INPUT, PARAMETRIZATIONS,
 )
+from .diagonal_task import DiagonalTaskRun, train_diagonal_on_task, diagonal_task_loss
 
 __all__ = [
     "lanczos_top_eigenvalue", "hvp_operator", "sharpness", "flatten", "unflatten", "LANCZOS",
@@ -34,5 +36,6 @@ __all__ = [
     "TradeOff", "memory_trade_off",
     "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",
     "diagonal_exponents", "floss_diagonal", "diagonal_self_teacher_loss",
-    "white_noise_hessian_1d", "white_noise", "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT",
+    "white_noise_hessian_1d", "white_noise", "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT", "PARAMETRIZATIONS",
+    "DiagonalTaskRun", "train_diagonal_on_task", "diagonal_task_loss",
 ]

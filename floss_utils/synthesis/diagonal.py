@@ -26,7 +26,7 @@ from ..optim import BatchedAdam
 
 __all__ = ["DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix", "diagonal_exponents",
            "floss_diagonal", "diagonal_self_teacher_loss", "white_noise_hessian_1d", "white_noise",
-           "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT"]
+           "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT", "PARAMETRIZATIONS"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...))
 DIAG_INIT, DIAG_FLOSS, DIAG_INPUT = 24, 25, 26

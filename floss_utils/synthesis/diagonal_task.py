@@ -1,0 +1,166 @@
+"""Diagonal recurrences trained on a memory task, in each parametrization and normalization
+(chapter 12, §12.8; *ours*).
+
+The closed forms of §12.7 say how the sharpness of a diagonal recurrence grows as ``|lambda| -> 1``
+for one unit and white noise at the optimum of a self-teacher loss. This module asks the same of
+recurrences that *learn* a memory task (GF's delayed copy): the memory they need is set by the
+task, not by a flossing target, and what they reach is measured, not assumed::
+
+    h_t = lambda * h_{t-1} + gamma * B s_t,   logit_t = Re(sum_i C_i h_{t,i}) + c,   s_t = 2 x_t - 1
+
+with ``lambda`` in one of the parametrizations of
+:func:`floss_utils.curse_of_memory.students.lambda_from_params` (``"polar"``, ``"exp"``,
+``"exp_opt"``, as in :func:`~floss_utils.synthesis.diagonal.diagonal_self_teacher_loss`) and
+``gamma = sqrt(1 - nu^2)`` (recomputed from ``nu`` at every step and held constant when
+differentiating, as in ZO) or 1. :func:`train_diagonal_on_task` trains the recurrence parameters,
+``B``, ``C`` and ``c`` with Adam on the binary cross-entropy of the scored steps, from one
+initialization shared by every version, and returns the trained state and the sharpness of the task
+loss with respect to the magnitude and the angle parameters there (Lanczos on the full Hessian of
+a held-out batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..curse_of_memory.scans import diagonal_scan
+from ..curse_of_memory.students import lambda_from_params, params_from_lambda
+from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, sample_batch
+from ..optim import BatchedAdam
+from .curvature import sharpness
+from .diagonal import PARAMETRIZATIONS, DiagonalPopulation
+
+__all__ = ["DiagonalTaskRun", "train_diagonal_on_task", "diagonal_task_loss"]
+
+
+def _logits(mag: Tensor, ang: Tensor, B: Tensor, C: Tensor, c: Tensor, bits: Tensor, magnitude: str, angle: str,
+            normalized: bool) -> Tensor:
+    """Logits ``(T, M, batch)`` for input bits ``(T, M, batch)``."""
+    lam = lambda_from_params(mag, ang, magnitude, angle)  # (M, n)
+    nu = lam.abs()
+    gamma = torch.sqrt(1 - nu.detach() ** 2) if normalized else torch.ones_like(nu)
+    s = (2 * bits - 1).permute(1, 2, 0)  # (M, batch, T)
+    drive = (gamma * B).unsqueeze(1).unsqueeze(1) * s.unsqueeze(-1).to(B.dtype)  # (M, batch, T, n)
+    h = diagonal_scan(lam.unsqueeze(1), drive)
+    y = (h * C.unsqueeze(1).unsqueeze(1)).sum(-1).real + c[:, None, None]  # (M, batch, T)
+    return y.permute(2, 0, 1)
+
+
+def _bce(logits: Tensor, batch: TaskBatch) -> Tensor:
+    """Binary cross-entropy of the scored steps, per member ``(M,)``."""
+    bce = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none")
+    mask = batch.mask.unsqueeze(-1).to(bce.dtype)
+    return (bce * mask).sum(dim=(0, 2)) / (mask.sum(dim=(0, 2)) * bce.shape[-1])
+
+
+def diagonal_task_loss(params: dict[str, Tensor], batch: TaskBatch, *, parametrization: str, normalized: bool
+                       ) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    """The task loss as a function of the recurrence parameters ``theta = (mag, ang)`` ``(M, 2n)``
+    (``B``, ``C``, ``c`` fixed at ``params``) and the point ``theta0`` of ``params``: for
+    :func:`~floss_utils.synthesis.curvature.sharpness`."""
+    magnitude, angle = PARAMETRIZATIONS[parametrization]
+    n = params["mag"].shape[-1]
+    theta0 = torch.cat([params["mag"], params["ang"]], -1).detach()
+
+    def loss_fn(theta: Tensor) -> Tensor:
+        return _bce(_logits(theta[:, :n], theta[:, n:], params["B"], params["C"], params["c"], batch.inputs,
+                            magnitude, angle, normalized), batch)
+
+    return loss_fn, theta0
+
+
+@dataclass
+class DiagonalTaskRun:
+    """Outcome of :func:`train_diagonal_on_task` for ``M`` members of ``n`` complex units.
+
+    Attributes:
+        params: the trained ``mag``, ``ang`` ``(M, n)``, ``B``, ``C`` ``(M, n)`` complex, ``c`` ``(M,)``.
+        nu: ``(M, n)`` the trained ``|lambda|``.
+        losses: ``(steps, M)`` training losses.
+        accuracy: ``(M,)`` held-out accuracy at the end (NaN for an unstable member: ``|lambda| >= 1``
+            or a non-finite loss at the end).
+        sharpness_magnitude, sharpness_angle: ``(M,)`` top Hessian eigenvalue of the held-out task
+            loss w.r.t. the magnitude and the angle parameters at the trained state (NaN where unstable).
+    """
+
+    params: dict[str, Tensor]
+    nu: Tensor
+    losses: Tensor
+    accuracy: Tensor
+    sharpness_magnitude: Tensor
+    sharpness_angle: Tensor
+
+
+def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: Task, *, parametrization: str,
+                           normalized: bool, steps: int, lr: float | Sequence[float], seq_len: int, batch: int,
+                           lanczos_iters: int = 20) -> DiagonalTaskRun:
+    """Train ``pop`` (its ``lambda``, ``B``, ``C`` as initialization) on ``task`` in one version.
+
+    Args:
+        pop: the initialization (the same for every version that is compared).
+        seeds: ``M`` data seeds (the task batches: every version sees the same ones).
+        task: e.g. :func:`~floss_utils.flossing.tasks.copy_task`.
+        parametrization: ``"polar"``, ``"exp"`` or ``"exp_opt"``; normalized: ``gamma`` or 1.
+        steps, lr: Adam steps (one fresh batch each) and learning rate, one or one per member (a
+            learning-rate grid as one ensemble: repeat the population and the seeds).
+        seq_len, batch: sequence length and sequences per batch.
+        lanczos_iters: of each sharpness (at most ``n``).
+    """
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {list(PARAMETRIZATIONS)}, got {parametrization!r}")
+    M, n = pop.nu.shape
+    lrs = torch.as_tensor(lr, dtype=torch.float64).reshape(-1).expand(M) if torch.as_tensor(lr).numel() == 1 \
+        else torch.as_tensor(lr, dtype=torch.float64)
+    if steps < 1 or lrs.shape != (M,) or not bool((lrs > 0).all()):
+        raise ValueError(f"need steps >= 1 and lr > 0 (one, or one per member: {M}), got {steps}, {lr}")
+    if len(seeds) != M:
+        raise ValueError(f"need one data seed per member ({M}), got {len(seeds)}")
+    magnitude, angle = PARAMETRIZATIONS[parametrization]
+    mag0, ang0 = params_from_lambda(pop.nu, pop.theta, magnitude, angle)
+    # B and C as real (M, n, 2) tensors (Adam's moments are real: g * g of a complex gradient is not |g|^2)
+    p = {"mag": mag0.clone(), "ang": ang0.clone(), "B": torch.view_as_real(pop.B).clone(),
+         "C": torch.view_as_real(pop.C).clone(), "c": torch.zeros(M, dtype=pop.nu.dtype, device=pop.nu.device)}
+    for t in p.values():
+        t.requires_grad_(True)
+    names = list(p)
+    opt = BatchedAdam([p[k] for k in names], lr=lrs.to(pop.nu).contiguous())
+    tasks, data = [task] * M, [int(s) for s in seeds]
+    losses = []
+    for step in range(steps):
+        b = sample_batch(tasks, data, TRAIN, step, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
+        logits = _logits(p["mag"], p["ang"], torch.view_as_complex(p["B"]), torch.view_as_complex(p["C"]), p["c"],
+                         b.inputs, magnitude, angle, normalized)
+        loss = _bce(logits, b)
+        grads = torch.autograd.grad(loss.sum(), [p[k] for k in names])
+        opt.step(list(grads))
+        losses.append(loss.detach())
+    losses = torch.stack(losses)
+    trained = {k: v.detach() for k, v in p.items()}
+    trained["B"], trained["C"] = torch.view_as_complex(trained["B"]), torch.view_as_complex(trained["C"])
+    held = sample_batch(tasks, data, HELD_OUT, steps, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
+    with torch.no_grad():
+        acc = accuracy(_logits(trained["mag"], trained["ang"], trained["B"], trained["C"], trained["c"], held.inputs,
+                               magnitude, angle, normalized), held)
+    nu = lambda_from_params(trained["mag"], trained["ang"], magnitude, angle).abs()
+    # a member whose |lambda| left the unit disc (possible in the polar parametrization) or whose loss went
+    # non-finite has no meaningful curvature: NaN, and left out of the batched Lanczos
+    stable = (nu < 1).all(-1) & torch.isfinite(losses[-1]) & torch.isfinite(acc)
+    s_mag = torch.full((M,), float("nan"), dtype=torch.float64)
+    s_ang = s_mag.clone()
+    idx = torch.nonzero(stable).reshape(-1)
+    if len(idx):
+        sub = {k: v[idx] for k, v in trained.items()}
+        held_sub = TaskBatch(held.inputs[:, idx], held.targets[:, idx], held.mask[:, idx])
+        f, th = diagonal_task_loss(sub, held_sub, parametrization=parametrization, normalized=normalized)
+        is_mag = torch.arange(2 * n, device=th.device) < n
+        iters = min(lanczos_iters, n)
+        s_mag[idx.cpu()] = sharpness(f, th, iters=iters, mask=is_mag).cpu().double()
+        s_ang[idx.cpu()] = sharpness(f, th, iters=iters, mask=~is_mag).cpu().double()
+    acc = torch.where(stable, acc, torch.full_like(acc, float("nan")))
+    return DiagonalTaskRun(params=trained, nu=nu.cpu(), losses=losses.cpu(), accuracy=acc.cpu(),
+                           sharpness_magnitude=s_mag, sharpness_angle=s_ang)
