@@ -288,6 +288,10 @@ def test_self_teacher_controls_match_gain_and_memory_and_freeze_the_rest():
     assert len(mem) == int(c.reached.sum()) >= 1
     assert torch.allclose(c.exponents[mem, 0], lam1[torch.from_numpy(c.reached)], atol=1e-6)
     assert c.fresh_lambda1.shape == (len(mem), 2)
+    idx = np.flatnonzero(c.reached).tolist()  # the independent evaluation is evaluate_exponents on key FRESH_KEY
+    ref = evaluate_exponents(flossed.select(idx), [seeds[i] for i in idx], steps=150, k=4, key=2)[:, 0]
+    assert torch.allclose(c.fresh_lambda1[:, 0], ref, atol=1e-10)
+    assert not torch.allclose(c.fresh_lambda1[:, 0], lam1[torch.from_numpy(c.reached)], atol=1e-6)  # other bits
     for r in (0, 4, int(mem[0])):  # a member alone: the same exponents; the top eigenvalue of its dense Hessian
         one = c.networks.select([r])
         s = c.row_seeds[r]
@@ -412,11 +416,19 @@ def test_train_diagonal_on_task_members_independent_and_curvature_checked():
     f, th = diagonal_task_loss({k: v[1:] for k, v in both.params.items()}, held, parametrization="exp", normalized=True)
     H = dense_hessians(f, th)[0]
     assert abs(torch.linalg.eigvalsh(H[:3, :3])[-1].item() / both.sharpness_magnitude[1].item() - 1) < 1e-6
+    for param in ("exp", "exp_opt"):  # the angle block too, in both angle parametrizations
+        run = both if param == "exp" else train_diagonal_on_task(pop, [0, 1], copy_task(3), lr=[1e-2, 3e-2],
+                                                                 **{**kw, "parametrization": "exp_opt"})
+        f, th = diagonal_task_loss({k: v[1:] for k, v in run.params.items()}, held, parametrization=param,
+                                   normalized=True)
+        H = dense_hessians(f, th)[0]
+        assert abs(torch.linalg.eigvalsh(H[3:, 3:])[-1].item() / run.sharpness_angle[1].item() - 1) < 1e-6
+    # a polar recurrence thrown out of the disc (lr 0.5 from |lambda| = 0.999) is projected back, counted
     big = DiagonalPopulation(torch.full((1, 2), 0.999, dtype=F64), torch.zeros(1, 2, dtype=F64),
                              torch.ones(1, 2, dtype=torch.complex128), torch.ones(1, 2, dtype=torch.complex128))
     out = train_diagonal_on_task(big, [0], copy_task(3), parametrization="polar", normalized=True, steps=20, lr=0.5,
-                                 seq_len=12, batch=4, lanczos_iters=2)
-    assert bool((out.nu >= 1).any())  # the first steps (lr 0.5) throw |lambda| = 0.999 out of the disc
-    assert torch.isnan(out.sharpness_magnitude).all() and torch.isnan(out.accuracy).all()
+                                 seq_len=12, batch=4, lanczos_iters=2, nu_max=0.99)
+    assert bool((out.nu <= 0.99 + 1e-12).all()) and int(out.projected_steps[0]) > 0
+    assert torch.isfinite(out.accuracy).all() and torch.isfinite(out.validation_accuracy).all()
     with pytest.raises(ValueError, match="lr > 0"):
         train_diagonal_on_task(pop, [0, 1], copy_task(3), lr=[1e-2, 1e-2, 1e-2], **kw)

@@ -82,8 +82,13 @@ class DiagonalTaskRun:
         params: the trained ``mag``, ``ang`` ``(M, n)``, ``B``, ``C`` ``(M, n)`` complex, ``c`` ``(M,)``.
         nu: ``(M, n)`` the trained ``|lambda|``.
         losses: ``(steps, M)`` training losses.
-        accuracy: ``(M,)`` held-out accuracy at the end (NaN for an unstable member: ``|lambda| >= 1``
-            or a non-finite loss at the end).
+        accuracy: ``(M,)`` held-out accuracy at the end (NaN for an unstable member: ``|lambda| >= 1``,
+            a non-finite loss at the end, or a step whose gradient was not finite).
+        validation_accuracy: ``(M,)`` the same on a second held-out batch: for choosing among runs
+            (e.g. a learning rate) without reusing the batch that reports ``accuracy`` and the
+            sharpness.
+        projected_steps: ``(M,)`` steps after which the polar magnitudes were projected back into
+            ``[0, nu_max]`` (0 for the exp parametrizations).
         sharpness_magnitude, sharpness_angle: ``(M,)`` top Hessian eigenvalue of the held-out task
             loss w.r.t. the magnitude and the angle parameters at the trained state (NaN where unstable).
     """
@@ -92,13 +97,15 @@ class DiagonalTaskRun:
     nu: Tensor
     losses: Tensor
     accuracy: Tensor
+    validation_accuracy: Tensor
+    projected_steps: Tensor
     sharpness_magnitude: Tensor
     sharpness_angle: Tensor
 
 
 def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: Task, *, parametrization: str,
                            normalized: bool, steps: int, lr: float | Sequence[float], seq_len: int, batch: int,
-                           lanczos_iters: int = 20) -> DiagonalTaskRun:
+                           lanczos_iters: int = 20, nu_max: float = 0.9999) -> DiagonalTaskRun:
     """Train ``pop`` (its ``lambda``, ``B``, ``C`` as initialization) on ``task`` in one version.
 
     Args:
@@ -110,6 +117,9 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
             learning-rate grid as one ensemble: repeat the population and the seeds).
         seq_len, batch: sequence length and sequences per batch.
         lanczos_iters: of each sharpness (at most ``n``).
+        nu_max: in the polar parametrization, ``nu`` is projected back into ``[0, nu_max]`` after
+            every Adam step (nothing else keeps a raw modulus inside the unit disc, and
+            ``gamma = sqrt(1 - nu^2)`` is undefined beyond it); the exp parametrizations need none.
     """
     if parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"parametrization must be one of {list(PARAMETRIZATIONS)}, got {parametrization!r}")
@@ -131,25 +141,34 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
     opt = BatchedAdam([p[k] for k in names], lr=lrs.to(pop.nu).contiguous())
     tasks, data = [task] * M, [int(s) for s in seeds]
     losses = []
+    never_frozen = torch.ones(M, dtype=torch.bool, device=pop.nu.device)
+    projected = torch.zeros(M, dtype=torch.long, device=pop.nu.device)
     for step in range(steps):
         b = sample_batch(tasks, data, TRAIN, step, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
         logits = _logits(p["mag"], p["ang"], torch.view_as_complex(p["B"]), torch.view_as_complex(p["C"]), p["c"],
                          b.inputs, magnitude, angle, normalized)
         loss = _bce(logits, b)
         grads = torch.autograd.grad(loss.sum(), [p[k] for k in names])
-        opt.step(list(grads))
+        updated = opt.step(list(grads))
+        never_frozen &= updated  # a member with a non-finite gradient is not updated (and would stay so)
+        if magnitude == "polar":  # project nu = mag back into [0, nu_max]: nothing else keeps it in the disc
+            with torch.no_grad():
+                outside = (p["mag"] > nu_max) | (p["mag"] < 0)
+                projected += outside.any(-1)
+                p["mag"].clamp_(0.0, nu_max)
         losses.append(loss.detach())
     losses = torch.stack(losses)
     trained = {k: v.detach() for k, v in p.items()}
     trained["B"], trained["C"] = torch.view_as_complex(trained["B"]), torch.view_as_complex(trained["C"])
     held = sample_batch(tasks, data, HELD_OUT, steps, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
+    val = sample_batch(tasks, data, HELD_OUT, steps + 1, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
     with torch.no_grad():
-        acc = accuracy(_logits(trained["mag"], trained["ang"], trained["B"], trained["C"], trained["c"], held.inputs,
-                               magnitude, angle, normalized), held)
+        acc, val_acc = (accuracy(_logits(trained["mag"], trained["ang"], trained["B"], trained["C"], trained["c"],
+                                         hb.inputs, magnitude, angle, normalized), hb) for hb in (held, val))
     nu = lambda_from_params(trained["mag"], trained["ang"], magnitude, angle).abs()
     # a member whose |lambda| left the unit disc (possible in the polar parametrization) or whose loss went
     # non-finite has no meaningful curvature: NaN, and left out of the batched Lanczos
-    stable = (nu < 1).all(-1) & torch.isfinite(losses[-1]) & torch.isfinite(acc)
+    stable = (nu < 1).all(-1) & torch.isfinite(losses[-1]) & torch.isfinite(acc) & never_frozen
     s_mag = torch.full((M,), float("nan"), dtype=torch.float64)
     s_ang = s_mag.clone()
     idx = torch.nonzero(stable).reshape(-1)
@@ -162,5 +181,7 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
         s_mag[idx.cpu()] = sharpness(f, th, iters=iters, mask=is_mag).cpu().double()
         s_ang[idx.cpu()] = sharpness(f, th, iters=iters, mask=~is_mag).cpu().double()
     acc = torch.where(stable, acc, torch.full_like(acc, float("nan")))
+    val_acc = torch.where(stable, val_acc, torch.full_like(val_acc, float("nan")))
     return DiagonalTaskRun(params=trained, nu=nu.cpu(), losses=losses.cpu(), accuracy=acc.cpu(),
+                           validation_accuracy=val_acc.cpu(), projected_steps=projected.cpu(),
                            sharpness_magnitude=s_mag, sharpness_angle=s_ang)

@@ -69,7 +69,8 @@ class TradeOff:
     def table(self, level: float = 0.95) -> pd.DataFrame:
         """One row per condition: successes of ``S``, the rate's Wilson interval at ``level``, the
         median epochs to success (of those that succeed), the medians of ``lambda_1`` and of the
-        sharpness as training starts, and the memory time ``1/|lambda*|``."""
+        sharpness as training starts (over the members that did not diverge while flossing), and
+        the memory time ``1/|lambda*|``."""
         k = self.success.sum(1).numpy()
         n = len(self.seeds)
         lo, hi = wilson_interval(k, n, level)
@@ -79,9 +80,9 @@ class TradeOff:
                                                    for c in self.conditions],
                              "successes": [f"{int(x)}/{n}" for x in k], "rate": k / n, "rate lo": lo, "rate hi": hi,
                              "median epochs to success": ep,
-                             "median lambda_1": self.lambda1.median(1).values.numpy(),
-                             "median mean flossed exponent": self.mean_flossed.median(1).values.numpy(),
-                             "median sharpness": self.sharpness.median(1).values.numpy()})
+                             "median lambda_1": self.lambda1.nanmedian(1).values.numpy(),
+                             "median mean flossed exponent": self.mean_flossed.nanmedian(1).values.numpy(),
+                             "median sharpness": self.sharpness.nanmedian(1).values.numpy()})
 
 
 def memory_trade_off(seeds: Sequence[int], targets: Sequence[float], task: Task, *, config, pre_steps: int,
