@@ -96,8 +96,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=0.7, peak_gib=0.43, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=6.37, peak_gib=0.63, status='ok',
-                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+        'paper': Cost(minutes=2.99, peak_gib=0.66, status='ok',
+                    basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '09_flossing_controls_gradients': {
         'smoke': Cost(minutes=0.23, peak_gib=0.43, status='ok',
