@@ -29,7 +29,7 @@ from .flosser import (
 )
 from .tasks import (
     Task, copy_task, xor_task, tasks_with_lag, targets, score_mask, sample_bits, TaskBatch,
-    sample_batch, accuracy, TRAIN, HELD_OUT, FLOSS,
+    sample_batch, accuracy, bce_loss, TRAIN, HELD_OUT, FLOSS,
 )
 from .trainer import (
     Schedule, SCHEDULES, schedule, Member, grid, TrainConfig, TrainResult, train, task_loss,
@@ -50,7 +50,7 @@ __all__ = [
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",
     "Flosser", "FLOSS_BITS", "FLOSS_BASIS", "evaluate_exponents", "FlossingComparison",
     "compare_before_after_flossing", "Task", "copy_task", "xor_task", "tasks_with_lag",
-    "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "TRAIN",
+    "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "bce_loss", "TRAIN",
     "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
     "TrainResult", "train", "task_loss", "member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast",
     "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "SUPPORTED_MODULES", "state_size", "pack_state",

@@ -31,7 +31,7 @@ from torch import Tensor
 from ..common import seeded_generator
 
 __all__ = ["Task", "copy_task", "xor_task", "tasks_with_lag", "targets", "score_mask", "sample_bits", "TaskBatch",
-           "sample_batch", "accuracy", "TRAIN", "HELD_OUT", "FLOSS"]
+           "sample_batch", "accuracy", "bce_loss", "TRAIN", "HELD_OUT", "FLOSS"]
 
 #: generator purposes (second key of seeded_generator; purpose 0 is network initialization)
 TRAIN, HELD_OUT, FLOSS = 1, 2, 3
@@ -181,3 +181,14 @@ def accuracy(logits: Tensor, batch: TaskBatch) -> Tensor:
     correct = ((logits >= 0).to(batch.targets.dtype) == batch.targets) & batch.mask.unsqueeze(-1)
     n = batch.mask.sum(0) * logits.shape[-1]
     return correct.sum(dim=(0, 2)).to(logits.dtype) / n.to(logits.dtype)
+
+
+def bce_loss(logits: Tensor, batch: TaskBatch) -> Tensor:
+    """Binary cross-entropy with logits ``(T, M, B)``, averaged over each member's scored steps and
+    batch: ``(M,)`` (the task loss of every model trained on these tasks)."""
+    import torch.nn.functional as F
+
+    bce = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none")
+    mask = batch.mask.unsqueeze(-1).to(bce.dtype)
+    return (bce * mask).sum(dim=(0, 2)) / (mask.sum(dim=(0, 2)) * bce.shape[-1])
+

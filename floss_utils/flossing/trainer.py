@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..common import PARAM_NAMES, resolve_device, resolve_dtype
@@ -45,7 +44,7 @@ from ..lyapunov.estimator import NonFiniteError
 from ..optim import BatchedAdam, member_norms
 from .flosser import FlossingConfig, Flosser, evaluate_exponents
 from .tanh_network import GFNetwork, init_gf_networks
-from .tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, sample_batch
+from .tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
 
 __all__ = ["Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig", "TrainResult",
            "train", "task_loss"]
@@ -217,10 +216,7 @@ class TrainResult:
 
 def task_loss(net: GFNetwork, batch: TaskBatch) -> Tensor:
     """Binary cross-entropy with logits, averaged over each member's scored steps and batch: (M,)."""
-    logits = net.logits(batch.inputs)
-    bce = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none")
-    mask = batch.mask.unsqueeze(-1).to(bce.dtype)
-    return (bce * mask).sum(dim=(0, 2)) / (mask.sum(dim=(0, 2)) * bce.shape[-1])
+    return bce_loss(net.logits(batch.inputs), batch)
 
 
 def _safe_exponents(net: GFNetwork, seeds: list[int], alive: Tensor, fc: FlossingConfig, key: int) -> Tensor:

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..curse_of_memory.scans import diagonal_scan
 from ..curse_of_memory.students import lambda_from_params, params_from_lambda
-from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, sample_batch
+from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
 from ..optim import BatchedAdam
 from .curvature import sharpness
 from .diagonal import PARAMETRIZATIONS, DiagonalPopulation
@@ -51,13 +50,6 @@ def _logits(mag: Tensor, ang: Tensor, B: Tensor, C: Tensor, c: Tensor, bits: Ten
     return y.permute(2, 0, 1)
 
 
-def _bce(logits: Tensor, batch: TaskBatch) -> Tensor:
-    """Binary cross-entropy of the scored steps, per member ``(M,)``."""
-    bce = F.binary_cross_entropy_with_logits(logits, batch.targets, reduction="none")
-    mask = batch.mask.unsqueeze(-1).to(bce.dtype)
-    return (bce * mask).sum(dim=(0, 2)) / (mask.sum(dim=(0, 2)) * bce.shape[-1])
-
-
 def diagonal_task_loss(params: dict[str, Tensor], batch: TaskBatch, *, parametrization: str, normalized: bool
                        ) -> tuple[Callable[[Tensor], Tensor], Tensor]:
     """The task loss as a function of the recurrence parameters ``theta = (mag, ang)`` ``(M, 2n)``
@@ -68,7 +60,7 @@ def diagonal_task_loss(params: dict[str, Tensor], batch: TaskBatch, *, parametri
     theta0 = torch.cat([params["mag"], params["ang"]], -1).detach()
 
     def loss_fn(theta: Tensor) -> Tensor:
-        return _bce(_logits(theta[:, :n], theta[:, n:], params["B"], params["C"], params["c"], batch.inputs,
+        return bce_loss(_logits(theta[:, :n], theta[:, n:], params["B"], params["C"], params["c"], batch.inputs,
                             magnitude, angle, normalized), batch)
 
     return loss_fn, theta0
@@ -147,7 +139,7 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
         b = sample_batch(tasks, data, TRAIN, step, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
         logits = _logits(p["mag"], p["ang"], torch.view_as_complex(p["B"]), torch.view_as_complex(p["C"]), p["c"],
                          b.inputs, magnitude, angle, normalized)
-        loss = _bce(logits, b)
+        loss = bce_loss(logits, b)
         grads = torch.autograd.grad(loss.sum(), [p[k] for k in names])
         updated = opt.step(list(grads))
         never_frozen &= updated  # a member with a non-finite gradient is not updated (and would stay so)

@@ -9,7 +9,25 @@ after an hour before sections 12.6 and 12.8 were added; the 240-minute estimate 
 for the training runs) to fit two CPU cores in about three minutes.
 """
 
+from dataclasses import replace
+
 from .base import Chapter, Constraint, Param, at_most, chapter, less_than
+from .part3_flossing import _schedule_params
+
+
+def _chapter10_protocol() -> dict[str, Param]:
+    """Section 12.6's training protocol: chapter 10's shared parameters at each scale (one source of
+    their presets), renamed ``task_*`` so that they do not collide with this chapter's own."""
+    shared = _schedule_params()
+    names = {"n_units": ("task_units", "network size N of the trained networks (chapter 10's)"),
+             "n_floss": ("task_k", "exponents flossed before training (chapter 10's k)"),
+             "seq_len": ("task_seq_len", "steps per training sequence (chapter 10's T)"),
+             "epochs": ("task_epochs", "training epochs (chapter 10's)"),
+             "pre_steps": ("task_pre_steps", "flossing steps before training (chapter 10's E_p)"),
+             "floss_lr": ("task_floss_lr", "learning rate of that flossing (chapter 10's)")}
+    out = {new: replace(shared[old], doc=doc) for old, (new, doc) in names.items()}
+    out["task_pre_steps"] = replace(out["task_pre_steps"], bounds="[1, inf)")  # the trade-off needs flossing: >= 1 step
+    return out
 
 CHAPTERS: list[Chapter] = [
     chapter(
@@ -59,17 +77,7 @@ CHAPTERS: list[Chapter] = [
                            {"smoke": 0.0, "book": 0.0, "paper": 0.0}, bounds="[0, inf)"),
         # section 12.6: chapter 10's protocol at this scale (network size, sequence length, epochs, flossing before
         # training), on the delayed copy at a delay where chapter 10's unflossed networks fail (book: copy 20, 0 of 10)
-        task_units=Param("int", "network size N of the trained networks (chapter 10's)", {"smoke": 12, "book": 32, "paper": 80},
-                         bounds="[2, inf)"),
-        task_k=Param("int", "exponents flossed before training (chapter 10's k)", {"smoke": 10, "book": 30, "paper": 75},
-                     bounds="[1, inf)"),
-        task_seq_len=Param("int", "steps per training sequence (chapter 10's T)", {"smoke": 40, "book": 64, "paper": 300},
-                           bounds="[2, inf)"),
-        task_epochs=Param("int", "training epochs (chapter 10's)", {"smoke": 40, "book": 400, "paper": 3001}, bounds="[1, inf)"),
-        task_pre_steps=Param("int", "flossing steps before training (chapter 10's E_p)", {"smoke": 20, "book": 200, "paper": 500},
-                             bounds="[1, inf)"),
-        task_floss_lr=Param("float", "learning rate of that flossing (chapter 10's)", {"smoke": 0.003, "book": 0.003, "paper": 0.001},
-                            bounds="(0, inf)"),
+        **_chapter10_protocol(),
         task_delay=Param("int", "delay d of the delayed-copy task the networks are trained on", {"smoke": 6, "book": 20, "paper": 40},
                          bounds="[1, inf)"),
         task_targets=Param("list[float]", "flossing targets before training (per step; the unflossed control is added)",
