@@ -425,3 +425,45 @@ def test_longest_resolved_rates_stop_where_float64_loses_the_singular_value():
     log_sv2[:, 0, 1, 1] = float("nan")
     rates2, t2 = longest_resolved_rates(log_sv2)
     assert t2[0, 1] == 0 and torch.isnan(rates2[0, :, 1]).all()
+
+
+def test_fitted_rate_agreement_has_its_level_on_ginibre_products_and_detects_a_bias():
+    # ground truth: for products of Gaussian matrices (entries N(0, 1/N)) the log-norm of a vector
+    # grows by i.i.d. increments (rotation invariance) of mean lambda_1 = (ln(2/N) + psi(N/2)) / 2
+    # exactly (Newman 1986), so a slope fitted to it is unbiased: over R independent experiments the
+    # test rejects at most at its level alpha (up to the Monte Carlo error), the one-network band
+    # holds for every network with probability >= 1 - alpha, and a bias of a few standard errors
+    # is detected
+    from floss_utils.lyapunov.jacobians import fitted_rate_agreement, growth_rate
+
+    N, t, C, n, R, alpha = 12, 30, 3, 8, 300, 0.05
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(R * C * n, N, generator=g, dtype=F64)
+    logs = []
+    for _ in range(t):
+        x = torch.einsum("mij,mj->mi", torch.randn(R * C * n, N, N, generator=g, dtype=F64) / math.sqrt(N), x)
+        logs.append(x.norm(dim=-1).log())
+    steps = torch.arange(1, t + 1, dtype=F64)
+    rates = growth_rate(steps, torch.stack(logs)).reshape(R, C, n)
+    lam1 = float(_ginibre_exponents(N, 1)[0])
+    lam = torch.full((C, n), lam1, dtype=F64)
+    results = [fitted_rate_agreement(rates[r], lam, alpha=alpha) for r in range(R)]
+    rejected = sum(not a.ok for a in results)
+    outside = sum(bool(((rates[r] - lam).abs() > a.band[:, None]).any()) for r, a in enumerate(results))
+    slack = 3 * math.sqrt(alpha * (1 - alpha) / R)
+    assert rejected / R < alpha + slack and outside / R < alpha + slack, (rejected, outside)
+    assert rejected > 0  # the test is not vacuous: at level 0.05 some of 300 exact experiments reject
+    # a bias of 4 standard errors of the seed mean is found in most experiments
+    se = float(torch.stack([a.spread for a in results]).median()) / math.sqrt(n)
+    power = sum(not fitted_rate_agreement(rates[r], lam + 4 * se, alpha=alpha).ok for r in range(R)) / R
+    assert power > 0.5
+    a = results[0]
+    from scipy import stats
+    assert a.quantile == pytest.approx(stats.t.ppf(1 - alpha / (2 * C), n - 1))
+    assert a.band_quantile == pytest.approx(stats.t.ppf(1 - alpha / (2 * C * n), n - 1))
+    with pytest.raises(ValueError, match="2 seeds"):
+        fitted_rate_agreement(rates[0][:, :1], lam[:, :1])
+    with pytest.raises(ValueError, match="finite"):
+        fitted_rate_agreement(rates[0] * float("nan"), lam)
+    with pytest.raises(ValueError, match=r"\(C, n\)"):
+        fitted_rate_agreement(rates[0][None], lam[None])

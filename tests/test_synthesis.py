@@ -432,3 +432,86 @@ def test_train_diagonal_on_task_members_independent_and_curvature_checked():
     assert torch.isfinite(out.accuracy).all() and torch.isfinite(out.validation_accuracy).all()
     with pytest.raises(ValueError, match="lr > 0"):
         train_diagonal_on_task(pop, [0, 1], copy_task(3), lr=[1e-2, 1e-2, 1e-2], **kw)
+
+
+def _trade_off_by_hand(success, sharp, conditions):
+    from floss_utils.synthesis import TradeOff
+
+    success = torch.tensor(success, dtype=torch.bool)
+    C, S = success.shape
+    nan = torch.full((C, S), float("nan"), dtype=F64)
+    return TradeOff(conditions=conditions, seeds=list(range(S)), lambda1=nan, mean_flossed=nan,
+                    sharpness=torch.tensor(sharp, dtype=F64),
+                    success_epoch=torch.where(success, torch.full((C, S), 7), torch.full((C, S), -1)),
+                    final_accuracy=nan, diverged=torch.zeros(C, S, dtype=torch.bool), epochs=10)
+
+
+def test_trade_off_paired_success_test_and_recipe_rule_on_hand_made_outcomes():
+    # ground truths: the discordant-seed counts read off by hand; the one-sided sign test is the
+    # binomial tail sum_{i >= n_for} C(n, i) / 2^n (written out with math.comb); the recipe is the
+    # rule applied by hand
+    from math import comb
+
+    conds = [None, 0.0, -0.1, -0.3]
+    success = [[0, 0, 1, 0, 0, 0],   # unflossed
+               [1, 1, 1, 1, 1, 0],   # target 0: 5
+               [1, 1, 0, 1, 1, 1],   # -0.1: 5 (as often as 0)
+               [1, 0, 0, 1, 1, 1]]   # -0.3: 4
+    sharp = [[1.0] * 6, [8.0] * 6, [3.0, 3, 3, 3, 3, float("nan")], [2.0] * 6]
+    to = _trade_off_by_hand(success, sharp, conds)
+    assert to.successes() == {None: 1, 0.0: 5, -0.1: 5, -0.3: 4}
+    assert to.median_sharpness()[-0.1] == 3.0  # the NaN member left out
+    rep = to.fewer_successes(None, 0.0)
+    assert (rep.n_for, rep.n_against) == (4, 0)  # seeds 0, 1, 3, 4 only flossed; none only unflossed
+    assert rep.p == pytest.approx(sum(comb(4, i) for i in range(4, 5)) / 2**4)
+    r = to.fewer_successes(-0.3, 0.0)
+    assert (r.n_for, r.n_against) == (2, 1)  # seeds 1, 2 against seed 5
+    assert r.p == pytest.approx(sum(comb(3, i) for i in range(2, 4)) / 2**3)
+    assert to.fewer_successes(0.0, 0.0).p == 1.0  # no discordant seed: no evidence
+    assert to.recipe() == -0.1  # -0.3 has fewer successes than 0; -0.1 as many
+    # every negative target flatter but none as successful as 0: no recipe
+    assert _trade_off_by_hand([success[0], success[1], success[3], success[3]], sharp, conds).recipe() is None
+    # two kept targets: the flatter one
+    assert _trade_off_by_hand([success[0], success[1], success[2], success[1]], sharp, conds).recipe() == -0.3
+    with pytest.raises(ValueError, match="no condition"):
+        to.fewer_successes(-0.5, 0.0)
+    with pytest.raises(ValueError, match="no condition 0.0"):
+        _trade_off_by_hand(success[:1] + success[2:], sharp[:1] + sharp[2:], [None, -0.1, -0.3]).recipe()
+
+
+def test_learning_rate_grid_and_choice_on_the_validation_batch():
+    # ground truths: the grid's layout (rate-major copies of the population); the choice read off
+    # hand-made validation accuracies (unstable seeds count as the worst, ties go to the first rate,
+    # no rate when every median seed is unstable); the reported values are those of the chosen rate
+    from floss_utils.synthesis import DiagonalTaskRun, choose_learning_rate, learning_rate_grid, paired_sharpness
+
+    pop = init_diagonal_population([0, 1], 3, r_min=0.5, r_max=0.9)
+    grid, seeds, lrs = learning_rate_grid(pop, [10, 11], [1e-3, 1e-2, 3e-2])
+    assert seeds == [10, 11] * 3 and lrs == [1e-3, 1e-3, 1e-2, 1e-2, 3e-2, 3e-2]
+    assert torch.equal(grid.nu[4:], pop.nu) and torch.equal(grid.B[2:4], pop.B)
+    with pytest.raises(ValueError, match="one seed per member"):
+        learning_rate_grid(pop, [10], [1e-3])
+
+    nan = float("nan")
+    val = torch.tensor([0.6, 0.7, 0.9, nan, 0.8, 0.85, nan, nan], dtype=F64)  # 4 rates x 2 seeds
+    acc = val + 0.01
+    run = DiagonalTaskRun(params={}, nu=torch.arange(16, dtype=F64).reshape(8, 2) / 20, losses=torch.zeros(1, 8),
+                          accuracy=acc, validation_accuracy=val, projected_steps=torch.arange(8),
+                          sharpness_magnitude=torch.arange(8, dtype=F64), sharpness_angle=-torch.arange(8, dtype=F64))
+    # medians (lower middle, unstable = -1): 0.6, -1, 0.8, -1 -> the third rate
+    ch = choose_learning_rate(run, [1, 2, 3, 4])
+    assert ch.lr == 3 and torch.equal(ch.accuracy, acc[4:6]) and torch.equal(ch.magnitude, torch.tensor([4.0, 5.0], dtype=F64))
+    assert torch.equal(ch.nu_max, torch.tensor([9 / 20, 11 / 20], dtype=F64)) and ch.projected == 4.0
+    assert ch.unstable == 0 and ch.unstable_grid == 3
+    assert np.allclose(ch.accuracy_by_rate[[0, 2]], [0.61, 0.81]) and ch.accuracy_by_rate[1] == pytest.approx(0.91)
+    tie = DiagonalTaskRun(**{**vars(run), "validation_accuracy": torch.tensor([0.8, 0.9, 0.8, 0.9, 0, 0, 0, 0], dtype=F64)})
+    assert choose_learning_rate(tie, [1, 2, 3, 4]).lr == 1
+    dead = DiagonalTaskRun(**{**vars(run), "validation_accuracy": torch.tensor([nan, 0.9] * 4, dtype=F64)})
+    none = choose_learning_rate(dead, [1, 2, 3, 4])
+    assert np.isnan(none.lr) and none.unstable == 2 and bool(torch.isnan(none.accuracy).all())
+    with pytest.raises(ValueError, match="grid of 3"):
+        choose_learning_rate(run, [1, 2, 3])
+    # the paired log-sharpness comparison keeps only seeds where both are finite and positive
+    pc = paired_sharpness(torch.tensor([4.0, 9.0, nan, -1.0]), torch.tensor([2.0, 3.0, 1.0, 1.0]), level=0.9)
+    assert pc.n == 2 and pc.mean == pytest.approx((np.log(2) + np.log(3)) / 2)
+    assert paired_sharpness(torch.tensor([-1.0]), torch.tensor([1.0]), level=0.9) is None

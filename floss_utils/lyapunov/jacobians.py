@@ -20,6 +20,7 @@ from .maps import RecurrentMap, random_orthonormal
 
 __all__ = ["long_term_jacobian", "log_singular_values", "log_extreme_singular_values", "gradient_norms",
            "growth_rate", "resolvable_growth_rate", "RateComparison", "finite_time_rate_tolerance",
+           "FittedRateAgreement", "fitted_rate_agreement",
            "longest_resolved_rates"]
 
 DriveFn = Optional[Callable[[int], Optional[Tensor]]]
@@ -306,6 +307,73 @@ def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int | 
     sampling = q * spread / math.sqrt(n)
     return RateComparison(error=error, tolerance=orientation + ordering + sampling, orientation=orientation,
                           ordering=ordering, sampling=sampling, spread=spread, n_seeds=n, quantile=q)
+
+
+@dataclass(frozen=True)
+class FittedRateAgreement:
+    """Fitted growth rates (one per network) against the exponents of the same networks.
+
+    Attributes:
+        error: (C,) seed mean of ``rate - exponent``.
+        spread: (C,) standard deviation over seeds of ``rate - exponent``: one network's
+            finite-time fluctuation at this horizon.
+        tolerance: (C,) the seed mean's bound, ``q * spread / sqrt(n)``.
+        band: (C,) one network's bound, ``q_1 * spread * sqrt(1 + 1/n)`` (a prediction interval):
+            a network whose ``|exponent|`` is inside it cannot be told from ``exponent = 0`` by its
+            own fitted rate at this horizon.
+        quantile, band_quantile: ``q`` (two-sided Student-t at ``alpha``, Bonferroni over the ``C``
+            conditions) and ``q_1`` (the same over all ``C n`` networks), ``n - 1`` degrees of freedom.
+        n_seeds: ``n``.
+    """
+
+    error: Tensor
+    spread: Tensor
+    tolerance: Tensor
+    band: Tensor
+    quantile: float
+    band_quantile: float
+    n_seeds: int
+
+    @property
+    def ok(self) -> bool:
+        """Every condition's seed-mean error inside its tolerance (no detectable bias)."""
+        return bool((self.error.abs() < self.tolerance).all())
+
+
+def fitted_rate_agreement(rates: Tensor, exponents: Tensor, *, alpha: float = 0.05) -> FittedRateAgreement:
+    """Do least-squares growth rates (:func:`growth_rate`) agree with the exponents on average?
+
+    By Oseledets' theorem ``ln ||T_t^T w|| = lambda_1 t + c_t + o(t)``, where ``c_t`` (the log of
+    ``w``'s overlap with the leading direction, and the finite-time fluctuations) has a
+    distribution that does not drift with ``t`` once the orientation transient is skipped; a slope
+    fitted over ``t_min <= t <= T`` is then an unbiased estimate of ``lambda_1`` whose finite-time
+    scatter is what the seeds measure. The check is a two-sided one-sample t-test per condition
+    (``H0``: the mean of ``rate - exponent`` is 0), Bonferroni-corrected over the conditions; it
+    fails when the rates carry a bias larger than the seeds can hide. The same applies to any rate
+    whose limit is a combination of exponents (e.g. the condition number's ``lambda_1 - lambda_k``).
+
+    Args:
+        rates, exponents: (C, n) the fitted rates and the exponents (or their combination) of the
+            same ``n`` networks in each of ``C`` conditions.
+        alpha: family-wise level.
+    """
+    from scipy import stats
+
+    if rates.shape != exponents.shape or rates.ndim != 2:
+        raise ValueError(f"rates and exponents must both be (C, n), got {tuple(rates.shape)}, {tuple(exponents.shape)}")
+    C, n = rates.shape
+    if n < 2:
+        raise ValueError("the seed spread needs at least 2 seeds per condition")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    dev = (rates - exponents).to(torch.float64)
+    if not bool(torch.isfinite(dev).all()):
+        raise ValueError("rates and exponents must be finite")
+    spread = dev.std(1, unbiased=True)
+    q = float(stats.t.ppf(1 - alpha / (2 * C), n - 1))
+    q1 = float(stats.t.ppf(1 - alpha / (2 * C * n), n - 1))
+    return FittedRateAgreement(error=dev.mean(1), spread=spread, tolerance=q * spread / math.sqrt(n),
+                               band=q1 * spread * math.sqrt(1 + 1 / n), quantile=q, band_quantile=q1, n_seeds=n)
 
 
 def longest_resolved_rates(log_sv: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,22 +20,26 @@ from .self_teacher import (
 from .controls import (
     SelfTeacherControls, self_teacher_controls, control_comparisons, CONTROLS, FRESH_KEY,
 )
-from .trade_off import TradeOff, memory_trade_off
+from .trade_off import TradeOff, PairedSuccess, memory_trade_off
 from .diagonal import (
     DiagonalPopulation, init_diagonal_population, diagonal_block_matrix, diagonal_exponents,
     floss_diagonal, diagonal_self_teacher_loss, white_noise_hessian_1d, white_noise, DIAG_INIT,
     DIAG_FLOSS, DIAG_INPUT, PARAMETRIZATIONS,
 )
-from .diagonal_task import DiagonalTaskRun, train_diagonal_on_task, diagonal_task_loss
+from .diagonal_task import (
+    DiagonalTaskRun, ChosenRate, train_diagonal_on_task, diagonal_task_loss, learning_rate_grid, choose_learning_rate,
+    paired_sharpness,
+)
 
 __all__ = [
     "lanczos_top_eigenvalue", "hvp_operator", "sharpness", "flatten", "unflatten", "LANCZOS",
     "gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run",
     "AdamSelfTeacherRun", "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE",
     "SelfTeacherControls", "self_teacher_controls", "control_comparisons", "CONTROLS", "FRESH_KEY",
-    "TradeOff", "memory_trade_off",
+    "TradeOff", "PairedSuccess", "memory_trade_off",
     "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",
     "diagonal_exponents", "floss_diagonal", "diagonal_self_teacher_loss",
     "white_noise_hessian_1d", "white_noise", "DIAG_INIT", "DIAG_FLOSS", "DIAG_INPUT", "PARAMETRIZATIONS",
-    "DiagonalTaskRun", "train_diagonal_on_task", "diagonal_task_loss",
+    "DiagonalTaskRun", "ChosenRate", "train_diagonal_on_task", "diagonal_task_loss", "learning_rate_grid",
+    "choose_learning_rate", "paired_sharpness",
 ]

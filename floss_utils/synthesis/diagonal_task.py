@@ -22,11 +22,13 @@ a held-out batch).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..common import PairedComparison, paired_comparison
 from ..curse_of_memory.scans import diagonal_scan
 from ..curse_of_memory.students import lambda_from_params, params_from_lambda
 from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
@@ -34,7 +36,8 @@ from ..optim import BatchedAdam
 from .curvature import sharpness
 from .diagonal import PARAMETRIZATIONS, DiagonalPopulation
 
-__all__ = ["DiagonalTaskRun", "train_diagonal_on_task", "diagonal_task_loss"]
+__all__ = ["DiagonalTaskRun", "ChosenRate", "train_diagonal_on_task", "diagonal_task_loss", "learning_rate_grid",
+           "choose_learning_rate", "paired_sharpness"]
 
 
 def _logits(mag: Tensor, ang: Tensor, B: Tensor, C: Tensor, c: Tensor, bits: Tensor, magnitude: str, angle: str,
@@ -177,3 +180,77 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
     return DiagonalTaskRun(params=trained, nu=nu.cpu(), losses=losses.cpu(), accuracy=acc.cpu(),
                            validation_accuracy=val_acc.cpu(), projected_steps=projected.cpu(),
                            sharpness_magnitude=s_mag, sharpness_angle=s_ang)
+
+
+def learning_rate_grid(pop: DiagonalPopulation, seeds: Sequence[int], lrs: Sequence[float]
+                       ) -> tuple[DiagonalPopulation, list[int], list[float]]:
+    """A learning-rate grid as one ensemble for :func:`train_diagonal_on_task`: the population and
+    the data seeds repeated once per rate, rate-major (member ``r * S + s`` is seed ``s`` at rate
+    ``lrs[r]``), and the per-member learning rates."""
+    L, seeds = len(lrs), [int(s) for s in seeds]
+    if L < 1 or len(seeds) != pop.nu.shape[0]:
+        raise ValueError(f"need at least one learning rate and one seed per member ({pop.nu.shape[0]}), "
+                         f"got {L} rates and {len(seeds)} seeds")
+    grid = DiagonalPopulation(*(x.repeat(L, 1) for x in (pop.nu, pop.theta, pop.B, pop.C)))
+    return grid, seeds * L, [float(lr) for lr in lrs for _ in seeds]
+
+
+@dataclass
+class ChosenRate:
+    """One version's runs at the learning rate :func:`choose_learning_rate` chose (``S`` seeds).
+
+    Attributes:
+        lr: the chosen rate (NaN: none had a stable median member).
+        accuracy, magnitude, angle, nu_max: ``(S,)`` held-out accuracy, the magnitude and angle
+            sharpness and the largest ``|lambda|`` at that rate (all NaN when none was chosen).
+        projected: median number of steps whose polar magnitudes were projected back (NaN: none chosen).
+        unstable: unstable seeds at that rate (``S`` when none was chosen).
+        unstable_grid: unstable members over the whole grid.
+        accuracy_by_rate: ``(L,)`` median held-out accuracy at each rate (over the stable seeds).
+    """
+
+    lr: float
+    accuracy: Tensor
+    magnitude: Tensor
+    angle: Tensor
+    nu_max: Tensor
+    projected: float
+    unstable: int
+    unstable_grid: int
+    accuracy_by_rate: np.ndarray
+
+
+def choose_learning_rate(run: DiagonalTaskRun, lrs: Sequence[float]) -> ChosenRate:
+    """Choose the learning rate of a grid run (members laid out by :func:`learning_rate_grid`) on
+    the validation batch, which reports nothing else: the rate whose median validation accuracy
+    over the seeds is highest, an unstable seed counting as the worst (accuracy -1); no rate when
+    every rate's median seed is unstable. Ties: the first rate in ``lrs``. The median of an even
+    number of seeds is the lower of the two middle ones (``torch.median``)."""
+    L = len(lrs)
+    if L < 1 or run.accuracy.numel() % L:
+        raise ValueError(f"{run.accuracy.numel()} members do not form a grid of {L} learning rates")
+    S = run.accuracy.numel() // L
+    val = torch.nan_to_num(run.validation_accuracy.reshape(L, S), nan=-1.0).median(1).values
+    by_rate = run.accuracy.reshape(L, S).nanmedian(1).values.numpy()
+    unstable_grid = int(torch.isnan(run.accuracy).sum())
+    if not bool((val >= 0).any()):
+        nan_s = torch.full((S,), float("nan"), dtype=torch.float64)
+        return ChosenRate(float("nan"), nan_s, nan_s, nan_s, nan_s, float("nan"), S, unstable_grid, by_rate)
+    best = int(val.argmax())
+    sl = slice(best * S, (best + 1) * S)
+    return ChosenRate(lr=float(lrs[best]), accuracy=run.accuracy[sl], magnitude=run.sharpness_magnitude[sl],
+                      angle=run.sharpness_angle[sl], nu_max=run.nu[sl].max(1).values,
+                      projected=float(run.projected_steps[sl].double().median()),
+                      unstable=int(torch.isnan(run.accuracy[sl]).sum()), unstable_grid=unstable_grid,
+                      accuracy_by_rate=by_rate)
+
+
+def paired_sharpness(a: Tensor, b: Tensor, *, level: float, seed: int = 0) -> Optional[PairedComparison]:
+    """``log a - log b`` paired by seed (:func:`~floss_utils.common.paired_comparison`) over the
+    seeds where both are finite and positive (the top eigenvalue of a full Hessian away from an
+    optimum can be negative, and a log ratio needs both positive); ``None`` when no seed is left."""
+    x, y = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"need values for the same seeds, got {x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    return paired_comparison(np.log(x[ok]), np.log(y[ok]), level=level, seed=seed) if ok.any() else None

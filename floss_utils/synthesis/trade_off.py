@@ -20,13 +20,29 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..common import wilson_interval
+from ..common import sign_test_greater, wilson_interval
 from ..flossing.tanh_network import GFNetwork, init_gf_networks
 from ..flossing.tasks import Task
 from .curvature import sharpness
 from .self_teacher import SHARP_BITS, gf_self_teacher_loss, task_bits
 
-__all__ = ["TradeOff", "memory_trade_off"]
+__all__ = ["TradeOff", "PairedSuccess", "memory_trade_off"]
+
+
+@dataclass(frozen=True)
+class PairedSuccess:
+    """Condition ``a`` against ``b`` on the same seeds (see :meth:`TradeOff.fewer_successes`).
+
+    Attributes:
+        n_for: seeds where ``a`` fails and ``b`` succeeds.
+        n_against: seeds where ``a`` succeeds and ``b`` fails.
+        p: exact one-sided sign-test p-value for "``a`` succeeds less often than ``b``" over the
+            seeds where they differ (:func:`~floss_utils.common.sign_test_greater`; 1 when none do).
+    """
+
+    n_for: int
+    n_against: int
+    p: float
 
 
 @dataclass
@@ -65,6 +81,38 @@ class TradeOff:
 
     def label(self, c: Optional[float]) -> str:
         return "unflossed" if c is None else f"{c:g}"
+
+    def _row(self, c: Optional[float]) -> int:
+        if c not in self.conditions:
+            raise ValueError(f"no condition {c!r}; the conditions are {self.conditions}")
+        return self.conditions.index(c)
+
+    def successes(self) -> dict[Optional[float], int]:
+        """Seeds that learn the task, per condition."""
+        return {c: int(self.success[i].sum()) for i, c in enumerate(self.conditions)}
+
+    def median_sharpness(self) -> dict[Optional[float], float]:
+        """Median sharpness as training starts, per condition (over the members that did not diverge)."""
+        return {c: float(self.sharpness[i].nanmedian()) for i, c in enumerate(self.conditions)}
+
+    def fewer_successes(self, a: Optional[float], b: Optional[float]) -> PairedSuccess:
+        """Does condition ``a`` succeed less often than ``b``? Paired by seed: the seeds where only
+        ``b`` succeeds against those where only ``a`` does, and the one-sided exact sign test
+        (seeds where both or neither succeed carry no information on the difference)."""
+        sa, sb = self.success[self._row(a)], self.success[self._row(b)]
+        n_for, n_against = int((~sa & sb).sum()), int((sa & ~sb).sum())
+        return PairedSuccess(n_for, n_against, sign_test_greater(n_for, n_against))
+
+    def recipe(self) -> Optional[float]:
+        """The target these runs recommend, by a rule fixed before they were run: among the
+        negative targets that learned the task at least as often as target 0, the one with the
+        smallest median sharpness as training starts; ``None`` when no negative target did (then
+        the runs support flossing to 0 where the task needs the memory). Ties in sharpness: the
+        first in ``conditions``. Needs target 0 among the conditions."""
+        self._row(0.0)
+        k, sharp = self.successes(), self.median_sharpness()
+        kept = [c for c in self.conditions if c is not None and c < 0 and k[c] >= k[0.0]]
+        return min(kept, key=lambda c: sharp[c]) if kept else None
 
     def table(self, level: float = 0.95) -> pd.DataFrame:
         """One row per condition: successes of ``S``, the rate's Wilson interval at ``level``, the
