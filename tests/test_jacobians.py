@@ -447,7 +447,7 @@ def test_fitted_rate_agreement_has_its_level_on_ginibre_products_and_detects_a_b
     rates = growth_rate(steps, torch.stack(logs)).reshape(R, C, n)
     lam1 = float(_ginibre_exponents(N, 1)[0])
     lam = torch.full((C, n), lam1, dtype=F64)
-    results = [fitted_rate_agreement(rates[r], lam, alpha=alpha) for r in range(R)]
+    results = [fitted_rate_agreement(rates[r], lam, window=t - 1, offset_range=0.0, alpha=alpha) for r in range(R)]
     rejected = sum(not a.ok for a in results)
     outside = sum(bool(((rates[r] - lam).abs() > a.band[:, None]).any()) for r, a in enumerate(results))
     slack = 3 * math.sqrt(alpha * (1 - alpha) / R)
@@ -455,15 +455,39 @@ def test_fitted_rate_agreement_has_its_level_on_ginibre_products_and_detects_a_b
     assert rejected > 0  # the test is not vacuous: at level 0.05 some of 300 exact experiments reject
     # a bias of 4 standard errors of the seed mean is found in most experiments
     se = float(torch.stack([a.spread for a in results]).median()) / math.sqrt(n)
-    power = sum(not fitted_rate_agreement(rates[r], lam + 4 * se, alpha=alpha).ok for r in range(R)) / R
+    power = sum(not fitted_rate_agreement(rates[r], lam + 4 * se, window=t - 1, offset_range=0.0, alpha=alpha).ok
+                for r in range(R)) / R
     assert power > 0.5
     a = results[0]
     from scipy import stats
     assert a.quantile == pytest.approx(stats.t.ppf(1 - alpha / (2 * C), n - 1))
     assert a.band_quantile == pytest.approx(stats.t.ppf(1 - alpha / (2 * C * n), n - 1))
+    kw = dict(window=t - 1, offset_range=0.0)
     with pytest.raises(ValueError, match="2 seeds"):
-        fitted_rate_agreement(rates[0][:, :1], lam[:, :1])
+        fitted_rate_agreement(rates[0][:, :1], lam[:, :1], **kw)
     with pytest.raises(ValueError, match="finite"):
-        fitted_rate_agreement(rates[0] * float("nan"), lam)
+        fitted_rate_agreement(rates[0] * float("nan"), lam, **kw)
     with pytest.raises(ValueError, match=r"\(C, n\)"):
-        fitted_rate_agreement(rates[0][None], lam[None])
+        fitted_rate_agreement(rates[0][None], lam[None], **kw)
+    # the bias bound adds to both bounds
+    b = fitted_rate_agreement(rates[0], lam, window=10.0, offset_range=2.0)
+    assert b.bias == pytest.approx(0.3)
+    assert torch.allclose(b.tolerance, a.tolerance + 0.3) and torch.allclose(b.band, a.band + 0.3)
+
+
+def test_slope_bias_bound_is_the_largest_slope_of_a_bounded_offset():
+    # ground truth: the least-squares slope of any f with values in [0, B] on an even grid of span W is at
+    # most 1.5 B / W, reached (up to the grid) by a step at the middle; random and decaying offsets stay below
+    from floss_utils.lyapunov.jacobians import growth_rate, slope_bias_bound
+
+    t = torch.linspace(0.0, 100.0, 2001, dtype=F64)
+    B, W = 2.0, 100.0
+    step = torch.where(t > 50.0, B, 0.0)[:, None]
+    assert growth_rate(t, step).item() == pytest.approx(slope_bias_bound(B, W), rel=1e-2)
+    g = torch.Generator().manual_seed(0)
+    rand = B * torch.rand(2001, 500, generator=g, dtype=F64)
+    decay = B * torch.exp(-t[:, None] / torch.tensor([1.0, 10.0, 30.0, 100.0], dtype=F64))
+    for f in (rand, decay, -decay):
+        assert bool((growth_rate(t, f).abs() <= slope_bias_bound(B, W) * (1 + 1e-12)).all())
+    with pytest.raises(ValueError):
+        slope_bias_bound(1.0, 0.0)

@@ -33,7 +33,7 @@ from .random_networks import (
 from .jacobians import (
     long_term_jacobian, log_singular_values, log_extreme_singular_values, gradient_norms, growth_rate,
     resolvable_growth_rate, RateComparison, finite_time_rate_tolerance, longest_resolved_rates,
-    FittedRateAgreement, fitted_rate_agreement,
+    FittedRateAgreement, fitted_rate_agreement, slope_bias_bound, orientation_scale,
 )
 
 __all__ = [
@@ -45,6 +45,6 @@ __all__ = [
     "white_noise_drive", "random_tanh_networks", "tanh_spectra", "TanhSpectra",
     "gaussian_product_spectra", "sum_rule_terms", "long_term_jacobian", "log_singular_values", "log_extreme_singular_values",
     "gradient_norms", "growth_rate", "resolvable_growth_rate", "RateComparison", "finite_time_rate_tolerance",
-    "FittedRateAgreement", "fitted_rate_agreement",
+    "FittedRateAgreement", "fitted_rate_agreement", "slope_bias_bound", "orientation_scale",
     "longest_resolved_rates",
 ]

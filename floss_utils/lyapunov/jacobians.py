@@ -20,7 +20,7 @@ from .maps import RecurrentMap, random_orthonormal
 
 __all__ = ["long_term_jacobian", "log_singular_values", "log_extreme_singular_values", "gradient_norms",
            "growth_rate", "resolvable_growth_rate", "RateComparison", "finite_time_rate_tolerance",
-           "FittedRateAgreement", "fitted_rate_agreement",
+           "FittedRateAgreement", "fitted_rate_agreement", "slope_bias_bound", "orientation_scale",
            "longest_resolved_rates"]
 
 DriveFn = Optional[Callable[[int], Optional[Tensor]]]
@@ -301,7 +301,7 @@ def finite_time_rate_tolerance(rates: Tensor, exponents: Tensor, horizon: int | 
     error = dev.mean(1)
     spread = dev.std(1, unbiased=True)
     t = torch.as_tensor(horizon, dtype=error.dtype, device=error.device)
-    orientation = ((0.5 * math.log(n_units) + 0.64) / t).expand_as(error).clone()
+    orientation = (orientation_scale(n_units) / t).expand_as(error).clone()
     ordering = math.sqrt(2 * math.log(2 * k)) * spread.amax(1, keepdim=True).expand_as(error)
     q = float(stats.t.ppf(1 - alpha / (2 * C * k), n - 1))
     sampling = q * spread / math.sqrt(n)
@@ -317,10 +317,11 @@ class FittedRateAgreement:
         error: (C,) seed mean of ``rate - exponent``.
         spread: (C,) standard deviation over seeds of ``rate - exponent``: one network's
             finite-time fluctuation at this horizon.
-        tolerance: (C,) the seed mean's bound, ``q * spread / sqrt(n)``.
-        band: (C,) one network's bound, ``q_1 * spread * sqrt(1 + 1/n)`` (a prediction interval):
-            a network whose ``|exponent|`` is inside it cannot be told from ``exponent = 0`` by its
-            own fitted rate at this horizon.
+        bias: the bound on the slope's bias from the offset's transient, ``1.5 offset_range / window``.
+        tolerance: (C,) the seed mean's bound, ``bias + q * spread / sqrt(n)``.
+        band: (C,) one network's bound, ``bias + q_1 * spread * sqrt(1 + 1/n)`` (a prediction
+            interval): a network whose ``|exponent|`` is inside it cannot be told from
+            ``exponent = 0`` by its own fitted rate at this horizon.
         quantile, band_quantile: ``q`` (two-sided Student-t at ``alpha``, Bonferroni over the ``C``
             conditions) and ``q_1`` (the same over all ``C n`` networks), ``n - 1`` degrees of freedom.
         n_seeds: ``n``.
@@ -328,6 +329,7 @@ class FittedRateAgreement:
 
     error: Tensor
     spread: Tensor
+    bias: float
     tolerance: Tensor
     band: Tensor
     quantile: float
@@ -336,25 +338,40 @@ class FittedRateAgreement:
 
     @property
     def ok(self) -> bool:
-        """Every condition's seed-mean error inside its tolerance (no detectable bias)."""
+        """Every condition's seed-mean error inside its tolerance."""
         return bool((self.error.abs() < self.tolerance).all())
 
 
-def fitted_rate_agreement(rates: Tensor, exponents: Tensor, *, alpha: float = 0.05) -> FittedRateAgreement:
-    """Do least-squares growth rates (:func:`growth_rate`) agree with the exponents on average?
+def slope_bias_bound(offset_range: float, window: float) -> float:
+    """The largest least-squares slope of a function whose values span at most ``offset_range``
+    over an evenly sampled window of length ``window``: ``1.5 offset_range / window`` (the
+    extreme is a step at the window's middle: ``B (W/2)^2 / 2`` over ``W^3 / 12``)."""
+    if offset_range < 0 or window <= 0:
+        raise ValueError(f"need offset_range >= 0 and window > 0, got {offset_range}, {window}")
+    return 1.5 * offset_range / window
 
-    By Oseledets' theorem ``ln ||T_t^T w|| = lambda_1 t + c_t + o(t)``, where ``c_t`` (the log of
-    ``w``'s overlap with the leading direction, and the finite-time fluctuations) has a
-    distribution that does not drift with ``t`` once the orientation transient is skipped; a slope
-    fitted over ``t_min <= t <= T`` is then an unbiased estimate of ``lambda_1`` whose finite-time
-    scatter is what the seeds measure. The check is a two-sided one-sample t-test per condition
-    (``H0``: the mean of ``rate - exponent`` is 0), Bonferroni-corrected over the conditions; it
-    fails when the rates carry a bias larger than the seeds can hide. The same applies to any rate
-    whose limit is a combination of exponents (e.g. the condition number's ``lambda_1 - lambda_k``).
+
+def fitted_rate_agreement(rates: Tensor, exponents: Tensor, *, window: float, offset_range: float,
+                          alpha: float = 0.05) -> FittedRateAgreement:
+    """Do least-squares growth rates (:func:`growth_rate`) agree with the exponents?
+
+    By Oseledets' theorem ``ln ||T_t^T w|| = lambda_1 t + c_t + o(t)``, where the offset ``c_t``
+    (the log of ``w``'s overlap with the leading direction) settles to a distribution that does not
+    drift with ``t``. A slope fitted over a window of length ``W`` then differs from
+    ``lambda_1`` by (i) each network's finite-time scatter, which the seeds measure, and (ii) a
+    bias from what is left of the offset's transient in the window, at most
+    :func:`slope_bias_bound` ``(B, W)`` for an offset spanning at most ``B``. For a random
+    orientation ``B`` is the orientation scale of :func:`finite_time_rate_tolerance`,
+    ``ln(N)/2 + 0.64`` (one overlap; twice that for a ratio of two singular values such as the
+    condition number, whose limit is ``lambda_1 - lambda_k``). The check is a two-sided
+    one-sample t-test per condition on ``rate - exponent`` (Bonferroni over the conditions) with
+    the bias bound added to its tolerance.
 
     Args:
         rates, exponents: (C, n) the fitted rates and the exponents (or their combination) of the
             same ``n`` networks in each of ``C`` conditions.
+        window: length of the fitted window (in the rates' time unit).
+        offset_range: ``B``, the largest span of the offset over the window.
         alpha: family-wise level.
     """
     from scipy import stats
@@ -369,11 +386,18 @@ def fitted_rate_agreement(rates: Tensor, exponents: Tensor, *, alpha: float = 0.
     dev = (rates - exponents).to(torch.float64)
     if not bool(torch.isfinite(dev).all()):
         raise ValueError("rates and exponents must be finite")
+    bias = slope_bias_bound(offset_range, window)
     spread = dev.std(1, unbiased=True)
     q = float(stats.t.ppf(1 - alpha / (2 * C), n - 1))
     q1 = float(stats.t.ppf(1 - alpha / (2 * C * n), n - 1))
-    return FittedRateAgreement(error=dev.mean(1), spread=spread, tolerance=q * spread / math.sqrt(n),
-                               band=q1 * spread * math.sqrt(1 + 1 / n), quantile=q, band_quantile=q1, n_seeds=n)
+    return FittedRateAgreement(error=dev.mean(1), spread=spread, bias=bias, tolerance=bias + q * spread / math.sqrt(n),
+                               band=bias + q1 * spread * math.sqrt(1 + 1 / n), quantile=q, band_quantile=q1, n_seeds=n)
+
+
+def orientation_scale(n_units: int) -> float:
+    """``ln(N)/2 + 0.64``: the largest expected size of the log-overlap of a random direction with
+    a fixed one in ``N`` dimensions (see :func:`finite_time_rate_tolerance`)."""
+    return 0.5 * math.log(n_units) + 0.64
 
 
 def longest_resolved_rates(log_sv: Tensor) -> tuple[Tensor, Tensor]:
