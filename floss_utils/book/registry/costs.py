@@ -50,8 +50,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=0.29, peak_gib=0.42, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=7.21, peak_gib=2.2, status='ok',
-                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+        'paper': Cost(minutes=5.36, peak_gib=3.02, status='ok',
+                    basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '03_signal_propagation': {
         'smoke': Cost(minutes=0.53, peak_gib=0.65, status='ok',
