@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from floss_utils.flossing.summaries import horizon_contrast, paired_speedup, schedule_contrasts
 
@@ -256,3 +258,46 @@ def test_complexity_claims_by_hand():
     assert c.supported_final["order_1_0"] and c.supported_final["lag_24_16"]
     with pytest.raises(ValueError, match="lacks columns"):
         complexity_claims(t.drop(columns="final_accuracy"), [0, 1], 16, [8, 16, 24], 0.95)
+
+
+def test_exponent_contrast_by_hand():
+    # ground truth: the per-seed log mean squares and their paired differences worked out by hand
+    from floss_utils.common import paired_comparison
+    from floss_utils.flossing import exponent_contrast
+
+    # 2 records, members: seed 0 none x2 tasks, seed 0 pre x2, seed 1 none x2, seed 1 pre x2; k = 2
+    sched = ["none", "none", "pre", "pre"] * 2
+    seed = [0, 0, 0, 0, 1, 1, 1, 1]
+    lam = torch.zeros(2, 8, 2, dtype=torch.float64)
+    lam[1] = torch.tensor([[1.0, 1.0], [2.0, 0.0], [0.1, 0.1], [0.2, 0.0],
+                           [3.0, 1.0], [1.0, 1.0], [0.5, 0.5], [0.1, 0.1]])
+    pc = exponent_contrast(lam, sched, seed, "none", "pre", 1)
+    # mean squares: seed 0 none 1, 2 -> mean log (0 + ln 2)/2; pre 0.01, 0.02 -> (ln .01 + ln .02)/2
+    none = np.array([(0 + np.log(2)) / 2, (np.log(5) + 0) / 2])
+    pre = np.array([(np.log(0.01) + np.log(0.02)) / 2, (np.log(0.25) + np.log(0.01)) / 2])
+    ref = paired_comparison(none, pre)
+    assert pc.n == 2 and pc.mean == pytest.approx(ref.mean) and pc.p_greater == ref.p_greater and pc.n_greater == 2
+    assert exponent_contrast(lam, sched, seed, "none", "pre", -1).mean == pytest.approx(ref.mean)  # record -1 is 1
+    with pytest.raises(ValueError, match="no seed"):
+        exponent_contrast(lam, sched, seed, "none", "both", 1)
+    with pytest.raises(ValueError, match="one schedule and seed per member"):
+        exponent_contrast(lam, sched[:-1], seed, "none", "pre", 1)
+
+
+def test_arrival_by_hand():
+    # ground truth: distances and the far/arrived sets read off by hand
+    from floss_utils.flossing import arrival
+
+    before = torch.tensor([0.05, 0.05, 0.05, -0.2])
+    after = torch.tensor([-0.45, -0.2, 0.0, -0.95])
+    target = torch.tensor([-0.5, -0.5, 0.0, -1.0])
+    a = arrival(before, after, target, 0.1)
+    assert a.far_start.tolist() == [True, True, False, True]  # 0.55, 0.55, 0.05, 0.8
+    assert a.arrived.tolist() == [True, False, False, True]  # ends 0.05, 0.3, (began near), 0.05
+    tab = a.by_target(target)
+    assert tab.to_dict("list") == {"target": [-1.0, -0.5, 0.0], "members": [1, 2, 1], "started far": [1, 2, 0],
+                                   "arrived": [1, 1, 0]}
+    with pytest.raises(ValueError, match="tol"):
+        arrival(before, after, target, 0.0)
+    with pytest.raises(ValueError, match="one value per member"):
+        arrival(before[:2], after, target, 0.1)

@@ -17,7 +17,11 @@ schedules x tasks):
 * :func:`horizon_contrast`: whether one schedule bridges longer delays than another, seed by seed;
 * :func:`schedule_claims`: GF's three schedule claims, each decided once (chapter 10, records);
 * :func:`exponents_needed` and :func:`needed_contrast`: per seed, the fewest flossed exponents
-  with which a task is learned, and whether one task needs more than another (chapter 11).
+  with which a task is learned, and whether one task needs more than another (chapter 11);
+* :func:`exponent_contrast`: whether one schedule's exponents are closer to 0 than another's at a
+  record of training, paired by seed (chapter 10);
+* :func:`arrival`: which flossed networks started far from their target exponent and arrived
+  near it (chapter 8).
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..common import cluster_signs, sign_test_greater
+from ..common import PairedComparison, cluster_signs, paired_comparison, sign_test_greater
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -452,3 +456,77 @@ def accuracy_curves(result: TrainResult) -> tuple[np.ndarray, np.ndarray]:
     acc = result.accuracy
     keep = torch.isfinite(acc).any(1)
     return result.epochs[keep].numpy(), acc[keep].numpy()
+
+
+def exponent_contrast(exponents: torch.Tensor, schedule_of: Sequence[str], seed_of: Sequence[int], a: str, b: str,
+                      record: int) -> PairedComparison:
+    """Are schedule ``b``'s exponents closer to 0 than schedule ``a``'s at one record of training?
+
+    Per seed, the log of each member's mean squared exponent ``mean_i lambda_i^2`` at ``record``,
+    averaged over the seed's members of the schedule (its tasks: they share the seed's network and
+    input bits, so the seed is the independent unit); then ``a`` minus ``b`` paired by seed
+    (:func:`~floss_utils.common.paired_comparison`: ``mean > 0`` means ``b``'s are the smaller,
+    geometric mean over seeds; exact one-sided sign-flip test).
+
+    Args:
+        exponents: ``(records, M, k)`` the exponents recorded during training (``TrainResult.exponents``).
+        schedule_of, seed_of: ``(M,)`` each member's schedule name and network seed.
+        a, b: the schedules compared; record: the record's index (negative counts from the end).
+    """
+    sched, seed = np.asarray(schedule_of), np.asarray(seed_of)
+    if exponents.ndim != 3 or sched.shape != (exponents.shape[1],) or seed.shape != sched.shape:
+        raise ValueError(f"need exponents (records, M, k) and one schedule and seed per member, got "
+                         f"{tuple(exponents.shape)}, {sched.shape}, {seed.shape}")
+    msq = (exponents[record] ** 2).mean(-1).double().cpu().numpy()  # (M,)
+    seeds = [s for s in dict.fromkeys(seed.tolist()) if ((sched == a) & (seed == s)).any() and ((sched == b) & (seed == s)).any()]
+    if not seeds:
+        raise ValueError(f"no seed has members of both schedules {a!r} and {b!r}")
+
+    def per_seed(name: str) -> np.ndarray:
+        return np.array([np.log(msq[(sched == name) & (seed == s)]).mean() for s in seeds])
+
+    return paired_comparison(per_seed(a), per_seed(b))
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Of networks flossed toward targets, which started far and which arrived (see :func:`arrival`).
+
+    Attributes:
+        before, after: ``(M,)`` distance ``|lambda - target|`` before and after flossing.
+        far_start: ``(M,)`` started at least ``tol`` from the target.
+        arrived: ``(M,)`` started far and ended within ``tol`` (one that began within ``tol`` does
+            not count as arriving).
+        tol: the arrival tolerance.
+    """
+
+    before: torch.Tensor
+    after: torch.Tensor
+    far_start: torch.Tensor
+    arrived: torch.Tensor
+    tol: float
+
+    def by_target(self, targets: torch.Tensor) -> pd.DataFrame:
+        """Per target: members, how many started far, how many of those arrived."""
+        t = torch.as_tensor(targets).reshape(-1)
+        rows = [{"target": float(v), "members": int((t == v).sum()), "started far": int(self.far_start[t == v].sum()),
+                 "arrived": int(self.arrived[t == v].sum())} for v in torch.unique(t).tolist()]
+        return pd.DataFrame(rows)
+
+
+def arrival(lambda_before: torch.Tensor, lambda_after: torch.Tensor, targets: torch.Tensor, tol: float) -> Arrival:
+    """Which networks flossed toward ``targets`` started at least ``tol`` away and ended within it.
+
+    Args:
+        lambda_before, lambda_after, targets: ``(M,)`` the exponent (e.g. ``lambda_1``) before and
+            after flossing and each member's target.
+        tol: > 0, the arrival tolerance.
+    """
+    b, a, t = (torch.as_tensor(x).reshape(-1).double().cpu() for x in (lambda_before, lambda_after, targets))
+    if not (b.shape == a.shape == t.shape):
+        raise ValueError(f"need one value per member in each, got {tuple(b.shape)}, {tuple(a.shape)}, {tuple(t.shape)}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    before, after = (b - t).abs(), (a - t).abs()
+    far = before >= tol
+    return Arrival(before=before, after=after, far_start=far, arrived=far & (after < tol), tol=float(tol))
