@@ -449,10 +449,12 @@ def test_fitted_rate_agreement_has_its_level_on_ginibre_products_and_detects_a_b
     lam = torch.full((C, n), lam1, dtype=F64)
     results = [fitted_rate_agreement(rates[r], lam, window=t - 1, offset_range=0.0, alpha=alpha) for r in range(R)]
     rejected = sum(not a.ok for a in results)
-    outside = sum(bool(((rates[r] - lam).abs() > a.band[:, None]).any()) for r, a in enumerate(results))
+    # the band is a prediction bound: it is checked on the networks of the next, independent experiment
+    outside = sum(bool(((rates[(r + 1) % R] - lam).abs() > a.band[:, None]).any()) for r, a in enumerate(results))
     slack = 3 * math.sqrt(alpha * (1 - alpha) / R)
     assert rejected / R < alpha + slack and outside / R < alpha + slack, (rejected, outside)
     assert rejected > 0  # the test is not vacuous: at level 0.05 some of 300 exact experiments reject
+    assert outside > 0  # nor the band: a band several times too wide would hold for every network of 300 experiments
     # a bias of 4 standard errors of the seed mean is found in most experiments
     se = float(torch.stack([a.spread for a in results]).median()) / math.sqrt(n)
     power = sum(not fitted_rate_agreement(rates[r], lam + 4 * se, window=t - 1, offset_range=0.0, alpha=alpha).ok
@@ -473,6 +475,7 @@ def test_fitted_rate_agreement_has_its_level_on_ginibre_products_and_detects_a_b
     b = fitted_rate_agreement(rates[0], lam, window=10.0, offset_range=2.0)
     assert b.bias == pytest.approx(0.3)
     assert torch.allclose(b.tolerance, a.tolerance + 0.3) and torch.allclose(b.band, a.band + 0.3)
+    assert torch.allclose(a.band, a.band_quantile * a.spread * math.sqrt(1 + 1 / n))
 
 
 def test_slope_bias_bound_is_the_largest_slope_of_a_bounded_offset():

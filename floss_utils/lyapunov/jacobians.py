@@ -317,11 +317,15 @@ class FittedRateAgreement:
         error: (C,) seed mean of ``rate - exponent``.
         spread: (C,) standard deviation over seeds of ``rate - exponent``: one network's
             finite-time fluctuation at this horizon.
-        bias: the bound on the slope's bias from the offset's transient, ``1.5 offset_range / window``.
+        bias: the allowance for the slope's bias from the offset's transient,
+            ``1.5 offset_range / window`` (a conservative scale, not a theorem: see
+            :func:`fitted_rate_agreement`).
         tolerance: (C,) the seed mean's bound, ``bias + q * spread / sqrt(n)``.
-        band: (C,) one network's bound, ``bias + q_1 * spread * sqrt(1 + 1/n)`` (a prediction
-            interval): a network whose ``|exponent|`` is inside it cannot be told from
-            ``exponent = 0`` by its own fitted rate at this horizon.
+        band: (C,) one network's bound, ``bias + q_1 * spread * sqrt(1 + 1/n)``: the prediction
+            bound for the deviation of one further network of the same condition (family-wise over
+            ``C n`` networks); a network whose ``|exponent|`` is inside it cannot be told from
+            ``exponent = 0`` by a fitted rate at this horizon. (It is not a test of the networks the
+            spread was measured on: within a sample no deviation can exceed ``spread (n-1)/sqrt(n)``.)
         quantile, band_quantile: ``q`` (two-sided Student-t at ``alpha``, Bonferroni over the ``C``
             conditions) and ``q_1`` (the same over all ``C n`` networks), ``n - 1`` degrees of freedom.
         n_seeds: ``n``.
@@ -356,16 +360,20 @@ def fitted_rate_agreement(rates: Tensor, exponents: Tensor, *, window: float, of
     """Do least-squares growth rates (:func:`growth_rate`) agree with the exponents?
 
     By Oseledets' theorem ``ln ||T_t^T w|| = lambda_1 t + c_t + o(t)``, where the offset ``c_t``
-    (the log of ``w``'s overlap with the leading direction) settles to a distribution that does not
-    drift with ``t``. A slope fitted over a window of length ``W`` then differs from
-    ``lambda_1`` by (i) each network's finite-time scatter, which the seeds measure, and (ii) a
-    bias from what is left of the offset's transient in the window, at most
-    :func:`slope_bias_bound` ``(B, W)`` for an offset spanning at most ``B``. For a random
-    orientation ``B`` is the orientation scale of :func:`finite_time_rate_tolerance`,
-    ``ln(N)/2 + 0.64`` (one overlap; twice that for a ratio of two singular values such as the
-    condition number, whose limit is ``lambda_1 - lambda_k``). The check is a two-sided
-    one-sample t-test per condition on ``rate - exponent`` (Bonferroni over the conditions) with
-    the bias bound added to its tolerance.
+    (the log of ``w``'s overlap with the leading direction, and the finite-time correction of
+    ``ln sigma_1``) settles to a distribution that does not drift with ``t``. A slope fitted over
+    a window of length ``W`` then differs from ``lambda_1`` by (i) each network's finite-time
+    scatter, which the seeds measure, and (ii) a bias from what is left of the offset's
+    transient in the window: :func:`slope_bias_bound` ``(B, W)`` if the offset's mean moves by at
+    most ``B`` inside the window. Here ``B`` is taken as the size of the offset itself, the
+    orientation scale of :func:`finite_time_rate_tolerance`, ``ln(N)/2 + 0.64`` per log-overlap
+    (twice that for a ratio of two singular values, e.g. the condition number, whose limit is
+    ``lambda_1 - lambda_k``): a conservative allowance (the transient cannot move the mean by more
+    than its whole size, most of it is over before the window starts), not a theorem about the
+    transient. With it the check detects a bias of the order of ``bias`` and more, not a finer
+    one; ``bias`` is reported so the reader sees what the tolerance is made of. The check is a
+    two-sided one-sample t-test per condition on ``rate - exponent`` (Bonferroni over the
+    conditions) with ``bias`` added to its tolerance.
 
     Args:
         rates, exponents: (C, n) the fitted rates and the exponents (or their combination) of the
