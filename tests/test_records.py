@@ -116,3 +116,19 @@ def test_extending_a_committed_record_does_not_mark_the_checkout_dirty(tmp_path)
     write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
                  results={}, root=tmp_path)
     assert read_record("demo_run", root=tmp_path).provenance["git"]["dirty"] is True
+
+
+def test_parameters_differ_names_what_is_not_the_preset(tmp_path):
+    # ground truth: chapter 10's paper presets read off the registry by hand (N 80, T 300, 3001 epochs)
+    from floss_utils.book.records import parameters_differ
+
+    write_record("preset_check", description="test", command="none", results={},
+                 parameters={"n_units": 80, "seq_len": 300, "epochs": 3000}, root=tmp_path)
+    rec = read_record("preset_check", root=tmp_path)
+    assert parameters_differ(rec, "10_flossing_schedules", "paper", ["n_units", "seq_len"]) == {}
+    assert parameters_differ(rec, "10_flossing_schedules", "paper", ["n_units", "epochs"]) == {"epochs": (3000, 3001)}
+    assert parameters_differ(rec, "10_flossing_schedules", "paper", ["batch_size"]) == {"batch_size": (None, 16)}
+    with pytest.raises(ValueError, match="no paper preset"):
+        parameters_differ(rec, "10_flossing_schedules", "paper", ["success_threshold"])
+    with pytest.raises(ValueError, match="no chapter"):
+        parameters_differ(rec, "99_nothing", "paper", ["n_units"])

@@ -282,6 +282,8 @@ def test_exponent_contrast_by_hand():
         exponent_contrast(lam, sched, seed, "none", "both", 1)
     with pytest.raises(ValueError, match="one schedule and seed per member"):
         exponent_contrast(lam, sched[:-1], seed, "none", "pre", 1)
+    with pytest.raises(ValueError, match=r"members \[0, 1, 2, 3, 4, 5, 6, 7\] are not"):
+        exponent_contrast(lam, sched, seed, "none", "pre", 0)  # record 0 is all zeros: no log
 
 
 def test_arrival_by_hand():
@@ -294,10 +296,56 @@ def test_arrival_by_hand():
     a = arrival(before, after, target, 0.1)
     assert a.far_start.tolist() == [True, True, False, True]  # 0.55, 0.55, 0.05, 0.8
     assert a.arrived.tolist() == [True, False, False, True]  # ends 0.05, 0.3, (began near), 0.05
-    tab = a.by_target(target)
+    tab = a.by_target()
     assert tab.to_dict("list") == {"target": [-1.0, -0.5, 0.0], "members": [1, 2, 1], "started far": [1, 2, 0],
                                    "arrived": [1, 1, 0]}
     with pytest.raises(ValueError, match="tol"):
         arrival(before, after, target, 0.0)
     with pytest.raises(ValueError, match="one value per member"):
         arrival(before[:2], after, target, 0.1)
+    with pytest.raises(ValueError, match="finite"):
+        arrival(before, after * float("nan"), target, 0.1)
+
+
+def test_claims_table_from_schedule_claims_and_from_a_record(tmp_path):
+    # ground truth: the rows read off schedule_claims' own fields by hand, in the fixed order; a record's JSON
+    # round trip (contrasts as a table, the rest as dicts) gives the same table
+    import json
+
+    from floss_utils.flossing import claims_table, schedule_claims
+
+    rows = []
+    for s in range(8):
+        for sch in ("none", "pre", "inter", "both"):
+            for d in (5, 10):
+                ok = sch != "none" and not (sch == "pre" and d == 10)
+                rows.append({"seed": s, "family": "xor", "delay": d, "schedule": sch, "success": ok,
+                             "success_epoch": (20 if sch == "pre" else 30) if ok else -1})
+    gf = schedule_claims(pd.DataFrame(rows), alpha=0.05)
+    tab = claims_table(gf.contrasts, gf.further, gf.speed, gf.supported)
+    assert list(tab.test) == ["pre_none", "inter_none", "both_none", "further", "speed"]
+    pre = tab.set_index("test").loc["pre_none"]
+    assert (pre.rate_a, pre.rate_b, pre.seeds_for, pre.seeds_against) == (0.5, 0.0, 8, 0)
+    assert pre.p == pytest.approx(2.0 ** -8) and bool(pre.supported)
+    far = tab.set_index("test").loc["further"]
+    assert (far.seeds_for, far.seeds_against) == (8, 0)  # both bridges delay 10, pre only 5
+    sp = tab.set_index("test").loc["speed"]
+    assert (sp.seeds_for, sp.seeds_against, sp.p) == (0, 0, 1.0) and not sp.supported  # none never succeeds
+    assert not sp.decidable and sp.verdict == "not tested (no untied seed)" and pre.verdict == "supported"
+    assert bool(pre.decidable)  # 2^-8 <= 0.05 / 5
+    few = claims_table(gf.contrasts.assign(seeds_for=3), gf.further, gf.speed, gf.supported | {"pre_none": False})
+    assert few.verdict[0] == "not decidable (3 untied seeds: p cannot go below 0.12)"
+    back = json.loads(json.dumps({"c": gf.contrasts.to_dict("list"), "f": gf.further, "s": gf.speed, "h": gf.supported}))
+    again = claims_table(pd.DataFrame(back["c"]), back["f"], back["s"], back["h"])
+    pd.testing.assert_frame_equal(tab, again)
+    # and through a record's CSV (what chapter 10 reads back)
+    from floss_utils.book.records import read_record, write_record
+
+    write_record("claims_roundtrip", description="test", command="none", parameters={}, stopwatch=None,
+                 results={"f": gf.further, "s": gf.speed, "h": gf.supported}, tables={"contrasts": gf.contrasts},
+                 root=tmp_path)
+    rec = read_record("claims_roundtrip", root=tmp_path)
+    pd.testing.assert_frame_equal(tab, claims_table(rec.table("contrasts"), rec.results["f"], rec.results["s"],
+                                                    rec.results["h"]))
+    with pytest.raises(ValueError, match="missing"):
+        claims_table(gf.contrasts, gf.further, gf.speed, {k: v for k, v in gf.supported.items() if k != "speed"})

@@ -473,6 +473,12 @@ def test_trade_off_paired_success_test_and_recipe_rule_on_hand_made_outcomes():
     assert _trade_off_by_hand([success[0], success[1], success[3], success[3]], sharp, conds).recipe() is None
     # two kept targets: the flatter one
     assert _trade_off_by_hand([success[0], success[1], success[2], success[1]], sharp, conds).recipe() == -0.3
+    # target 0 never succeeds: a negative target that never succeeds either is no recipe
+    never = [[0] * 6] * 4
+    assert _trade_off_by_hand(never, sharp, conds).recipe() is None
+    # a kept target whose sharpness is NaN for every member is left out, not compared
+    nan_sharp = [sharp[0], sharp[1], [float("nan")] * 6, sharp[3]]
+    assert _trade_off_by_hand([success[0], success[1], success[1], success[1]], nan_sharp, conds).recipe() == -0.3
     with pytest.raises(ValueError, match="no condition"):
         to.fewer_successes(-0.5, 0.0)
     with pytest.raises(ValueError, match="no condition 0.0"):
@@ -504,6 +510,8 @@ def test_learning_rate_grid_and_choice_on_the_validation_batch():
     assert torch.equal(ch.nu_max, torch.tensor([9 / 20, 11 / 20], dtype=F64)) and ch.projected == 4.0
     assert ch.unstable == 0 and ch.unstable_grid == 3
     assert np.allclose(ch.accuracy_by_rate[[0, 2]], [0.61, 0.81]) and ch.accuracy_by_rate[1] == pytest.approx(0.91)
+    # per-rate medians of the sharpness (lower middle of 2): 0, 2, 4, 6; angle the negatives
+    assert np.allclose(ch.magnitude_by_rate, [0.0, 2.0, 4.0, 6.0]) and np.allclose(ch.angle_by_rate, [-1.0, -3.0, -5.0, -7.0])
     tie = DiagonalTaskRun(**{**vars(run), "validation_accuracy": torch.tensor([0.8, 0.9, 0.8, 0.9, 0, 0, 0, 0], dtype=F64)})
     assert choose_learning_rate(tie, [1, 2, 3, 4]).lr == 1
     dead = DiagonalTaskRun(**{**vars(run), "validation_accuracy": torch.tensor([nan, 0.9] * 4, dtype=F64)})

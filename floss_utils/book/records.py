@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records",
-           "published_comparison"]
+           "published_comparison", "parameters_differ"]
 
 #: the folder of the records, relative to the book's checkout
 RECORDS_DIR = "records"
@@ -169,6 +169,22 @@ def list_records(root: str | Path | None = None) -> list[str]:
     """The names of the committed records (folders of ``records/`` holding a ``record.json``)."""
     base = records_root(root)
     return sorted(p.parent.name for p in base.glob("*/record.json"))
+
+
+def parameters_differ(record: Record, chapter: str, scale: str, keys: list[str]) -> dict[str, tuple[Any, Any]]:
+    """Where ``record`` was not run at a chapter's preset: ``{key: (record's value, preset)}`` for
+    each of ``keys`` whose value in ``record.parameters`` differs from the preset of ``chapter``
+    (a registry id) at ``scale`` (empty: the record runs that configuration)."""
+    from .registry import CHAPTERS
+
+    if chapter not in CHAPTERS:
+        raise ValueError(f"no chapter {chapter!r}")
+    params = CHAPTERS[chapter].params
+    unknown = [k for k in keys if k not in params or scale not in params[k].presets]
+    if unknown:
+        raise ValueError(f"{chapter} has no {scale} preset for {unknown}")
+    return {k: (record.parameters.get(k), params[k].presets[scale]) for k in keys
+            if record.parameters.get(k) != params[k].presets[scale]}
 
 
 def published_comparison(published: Mapping[str, float], paper: Mapping[str, float],

@@ -21,7 +21,8 @@ schedules x tasks):
 * :func:`exponent_contrast`: whether one schedule's exponents are closer to 0 than another's at a
   record of training, paired by seed (chapter 10);
 * :func:`arrival`: which flossed networks started far from their target exponent and arrived
-  near it (chapter 8).
+  near it (chapter 8);
+* :func:`claims_table`: GF's five schedule tests in one row each (to set a run beside a record).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 from ..common import PairedComparison, cluster_signs, paired_comparison, sign_test_greater
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -466,7 +467,7 @@ def exponent_contrast(exponents: torch.Tensor, schedule_of: Sequence[str], seed_
     averaged over the seed's members of the schedule (its tasks: they share the seed's network and
     input bits, so the seed is the independent unit); then ``a`` minus ``b`` paired by seed
     (:func:`~floss_utils.common.paired_comparison`: ``mean > 0`` means ``b``'s are the smaller,
-    geometric mean over seeds; exact one-sided sign-flip test).
+    geometric mean over seeds; one-sided sign-flip test, exact up to 20 seeds, Monte Carlo beyond).
 
     Args:
         exponents: ``(records, M, k)`` the exponents recorded during training (``TrainResult.exponents``).
@@ -478,6 +479,9 @@ def exponent_contrast(exponents: torch.Tensor, schedule_of: Sequence[str], seed_
         raise ValueError(f"need exponents (records, M, k) and one schedule and seed per member, got "
                          f"{tuple(exponents.shape)}, {sched.shape}, {seed.shape}")
     msq = (exponents[record] ** 2).mean(-1).double().cpu().numpy()  # (M,)
+    if not (np.isfinite(msq).all() and (msq > 0).all()):
+        raise ValueError(f"record {record}: every member's mean squared exponent must be finite and > 0 (its log is "
+                         f"compared); members {np.flatnonzero(~(np.isfinite(msq) & (msq > 0))).tolist()} are not")
     seeds = [s for s in dict.fromkeys(seed.tolist()) if ((sched == a) & (seed == s)).any() and ((sched == b) & (seed == s)).any()]
     if not seeds:
         raise ValueError(f"no seed has members of both schedules {a!r} and {b!r}")
@@ -498,6 +502,7 @@ class Arrival:
         arrived: ``(M,)`` started far and ended within ``tol`` (one that began within ``tol`` does
             not count as arriving).
         tol: the arrival tolerance.
+        targets: ``(M,)`` each member's target.
     """
 
     before: torch.Tensor
@@ -505,10 +510,11 @@ class Arrival:
     far_start: torch.Tensor
     arrived: torch.Tensor
     tol: float
+    targets: torch.Tensor
 
-    def by_target(self, targets: torch.Tensor) -> pd.DataFrame:
+    def by_target(self) -> pd.DataFrame:
         """Per target: members, how many started far, how many of those arrived."""
-        t = torch.as_tensor(targets).reshape(-1)
+        t = self.targets
         rows = [{"target": float(v), "members": int((t == v).sum()), "started far": int(self.far_start[t == v].sum()),
                  "arrived": int(self.arrived[t == v].sum())} for v in torch.unique(t).tolist()]
         return pd.DataFrame(rows)
@@ -527,6 +533,45 @@ def arrival(lambda_before: torch.Tensor, lambda_after: torch.Tensor, targets: to
         raise ValueError(f"need one value per member in each, got {tuple(b.shape)}, {tuple(a.shape)}, {tuple(t.shape)}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
+    if not bool(torch.isfinite(torch.stack([b, a, t])).all()):
+        raise ValueError("lambda_before, lambda_after and targets must be finite (a diverged member has no distance)")
     before, after = (b - t).abs(), (a - t).abs()
     far = before >= tol
-    return Arrival(before=before, after=after, far_start=far, arrived=far & (after < tol), tol=float(tol))
+    return Arrival(before=before, after=after, far_start=far, arrived=far & (after < tol), tol=float(tol), targets=t)
+
+
+CLAIM_TESTS = ("pre_none", "inter_none", "both_none", "further", "speed")
+
+
+def claims_table(contrasts: pd.DataFrame, further: dict, speed: dict, supported: dict,
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """GF's five schedule tests (:func:`schedule_claims`) one row each: ``test``, the success rates
+    of the two schedules (contrasts only), the seeds for and against (the sign test's counts:
+    more successes, a longer horizon, sooner; ties left out), its one-sided ``p``, Holm's
+    decision ``supported``, ``decidable`` (the untied seeds can reach Holm's first threshold
+    ``alpha / 5``) and a ``verdict`` that tells "not supported" from "not decidable" (with the
+    smallest p the untied seeds allow) and "not tested" (no untied seed).
+
+    The inputs are a :class:`ScheduleClaims`'s fields, or the same read back from a record
+    (``contrasts`` as a table, the others as dicts)."""
+    rows = []
+    for r in contrasts.itertuples():
+        rows.append({"test": f"{r.a}_{r.b}", "rate_a": float(r.rate_a), "rate_b": float(r.rate_b),
+                     "seeds_for": int(r.seeds_for), "seeds_against": int(r.seeds_against), "p": float(r.p)})
+    rows.append({"test": "further", "rate_a": float("nan"), "rate_b": float("nan"), "seeds_for": int(further["seeds_longer"]),
+                 "seeds_against": int(further["seeds_shorter"]), "p": float(further["p"])})
+    rows.append({"test": "speed", "rate_a": float("nan"), "rate_b": float("nan"), "seeds_for": int(speed["seeds_sooner"]),
+                 "seeds_against": int(speed["seeds_later"]), "p": float(speed["p"])})
+    out = pd.DataFrame(rows)
+    missing = set(CLAIM_TESTS) - set(out.test) | set(CLAIM_TESTS) - set(supported)
+    if missing:
+        raise ValueError(f"tests missing: {sorted(missing)}")
+    out = out.set_index("test").loc[list(CLAIM_TESTS)].reset_index()
+    out["supported"] = [bool(supported[t]) for t in out.test]
+    # Holm rejects nothing unless some p <= alpha / 5; a sign test over m untied seeds cannot go below 2^-m
+    m = out.seeds_for + out.seeds_against
+    out["decidable"] = 2.0 ** -m <= alpha / len(CLAIM_TESTS)
+    out["verdict"] = ["supported" if ok else "not tested (no untied seed)" if mm == 0 else
+                      "not supported" if dec else f"not decidable ({mm} untied seeds: p cannot go below {2.0 ** -mm:.2g})"
+                      for ok, mm, dec in zip(out.supported, m, out.decidable)]
+    return out

@@ -207,6 +207,8 @@ class ChosenRate:
         unstable: unstable seeds at that rate (``S`` when none was chosen).
         unstable_grid: unstable members over the whole grid.
         accuracy_by_rate: ``(L,)`` median held-out accuracy at each rate (over the stable seeds).
+        magnitude_by_rate, angle_by_rate: ``(L,)`` median magnitude and angle sharpness at each rate
+            (over the stable seeds; NaN where none is stable): to compare versions at one rate.
     """
 
     lr: float
@@ -218,6 +220,8 @@ class ChosenRate:
     unstable: int
     unstable_grid: int
     accuracy_by_rate: np.ndarray
+    magnitude_by_rate: np.ndarray
+    angle_by_rate: np.ndarray
 
 
 def choose_learning_rate(run: DiagonalTaskRun, lrs: Sequence[float]) -> ChosenRate:
@@ -232,17 +236,20 @@ def choose_learning_rate(run: DiagonalTaskRun, lrs: Sequence[float]) -> ChosenRa
     S = run.accuracy.numel() // L
     val = torch.nan_to_num(run.validation_accuracy.reshape(L, S), nan=-1.0).median(1).values
     by_rate = run.accuracy.reshape(L, S).nanmedian(1).values.numpy()
+    mag_by_rate = run.sharpness_magnitude.reshape(L, S).nanmedian(1).values.numpy()
+    ang_by_rate = run.sharpness_angle.reshape(L, S).nanmedian(1).values.numpy()
     unstable_grid = int(torch.isnan(run.accuracy).sum())
     if not bool((val >= 0).any()):
         nan_s = torch.full((S,), float("nan"), dtype=torch.float64)
-        return ChosenRate(float("nan"), nan_s, nan_s, nan_s, nan_s, float("nan"), S, unstable_grid, by_rate)
+        return ChosenRate(float("nan"), nan_s, nan_s, nan_s, nan_s, float("nan"), S, unstable_grid, by_rate,
+                          mag_by_rate, ang_by_rate)
     best = int(val.argmax())
     sl = slice(best * S, (best + 1) * S)
     return ChosenRate(lr=float(lrs[best]), accuracy=run.accuracy[sl], magnitude=run.sharpness_magnitude[sl],
                       angle=run.sharpness_angle[sl], nu_max=run.nu[sl].max(1).values,
                       projected=float(run.projected_steps[sl].double().median()),
                       unstable=int(torch.isnan(run.accuracy[sl]).sum()), unstable_grid=unstable_grid,
-                      accuracy_by_rate=by_rate)
+                      accuracy_by_rate=by_rate, magnitude_by_rate=mag_by_rate, angle_by_rate=ang_by_rate)
 
 
 def paired_sharpness(a: Tensor, b: Tensor, *, level: float, seed: int = 0) -> Optional[PairedComparison]:

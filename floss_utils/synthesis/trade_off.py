@@ -92,7 +92,8 @@ class TradeOff:
         return {c: int(self.success[i].sum()) for i, c in enumerate(self.conditions)}
 
     def median_sharpness(self) -> dict[Optional[float], float]:
-        """Median sharpness as training starts, per condition (over the members that did not diverge)."""
+        """Median sharpness as training starts, per condition (over the members whose flossing did
+        not go non-finite: theirs is NaN)."""
         return {c: float(self.sharpness[i].nanmedian()) for i, c in enumerate(self.conditions)}
 
     def fewer_successes(self, a: Optional[float], b: Optional[float]) -> PairedSuccess:
@@ -104,14 +105,16 @@ class TradeOff:
         return PairedSuccess(n_for, n_against, sign_test_greater(n_for, n_against))
 
     def recipe(self) -> Optional[float]:
-        """The target these runs recommend, by a rule fixed before they were run: among the
-        negative targets that learned the task at least as often as target 0, the one with the
-        smallest median sharpness as training starts; ``None`` when no negative target did (then
-        the runs support flossing to 0 where the task needs the memory). Ties in sharpness: the
-        first in ``conditions``. Needs target 0 among the conditions."""
+        """The target these runs recommend, by the rule chapter 12 states before its runs: among
+        the negative targets that learned the task at least once and at least as often as target
+        0, the one with the smallest (finite) median sharpness as training starts; ``None`` when
+        no negative target did (then the runs support flossing to 0 where the task needs the
+        memory). Ties in sharpness: the first in ``conditions``. Needs target 0 among the
+        conditions."""
         self._row(0.0)
         k, sharp = self.successes(), self.median_sharpness()
-        kept = [c for c in self.conditions if c is not None and c < 0 and k[c] >= k[0.0]]
+        kept = [c for c in self.conditions
+                if c is not None and c < 0 and k[c] > 0 and k[c] >= k[0.0] and np.isfinite(sharp[c])]
         return min(kept, key=lambda c: sharp[c]) if kept else None
 
     def table(self, level: float = 0.95) -> pd.DataFrame:
