@@ -428,3 +428,28 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
     assert rc == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()  # nothing was written
+
+
+def test_local_sweep_staggers_the_first_wave_of_points(monkeypatch):
+    # two kernels started at once can race for one TCP port: the first `workers` points start KERNEL_STAGGER_S
+    # apart (measured here with a stand-in runner that records when each point starts)
+    import threading
+
+    from floss_utils.book import sweeps
+
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def fake_run_point(task, cancel=None):
+        with lock:
+            starts.append(time.monotonic())
+        time.sleep(0.5)
+        return {"point": task["point"], "status": "ok", "skipped": False}
+
+    monkeypatch.setattr(sweeps, "run_point", fake_run_point)
+    monkeypatch.setattr(sweeps, "KERNEL_STAGGER_S", 0.2)
+    got = []
+    assert sweeps._sweep_local([{"point": f"p{i}"} for i in range(3)], 2, got.append) is None
+    assert sorted(r["point"] for r in got) == ["p0", "p1", "p2"]
+    starts.sort()
+    assert starts[1] - starts[0] >= 0.2  # the second of the first wave waited

@@ -501,9 +501,17 @@ def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, 
     return SweepResult(out, records, table, failures, interrupted, stopped_by)
 
 
+#: seconds between the starts of the first ``workers`` points: two Jupyter kernels starting at the same moment can
+#: pick the same free TCP port (jupyter_client frees a port before the kernel binds it), and one of them then dies
+#: with "Address already in use" (seen once in CI, 2026-12-05). Staggering the first wave makes that unlikely; later
+#: points start as earlier ones finish. A mitigation, not a fix (a fix would start kernels over IPC).
+KERNEL_STAGGER_S = 5.0
+
+
 def _sweep_local(tasks: list[dict[str, Any]], workers: int, done: Callable[[dict[str, Any]], None]) -> int | None:
     """Run the tasks on ``workers`` threads, each waiting on a child process; the signal that
-    interrupted it (SIGINT for Ctrl-C), or None."""
+    interrupted it (SIGINT for Ctrl-C), or None. The first ``workers`` points start
+    :data:`KERNEL_STAGGER_S` apart."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     stop_signal: list[int] = []  # set once, by the main thread; read by the point threads
@@ -521,7 +529,9 @@ def _sweep_local(tasks: list[dict[str, Any]], workers: int, done: Callable[[dict
         done(res)
 
     try:
-        for t in tasks:
+        for i, t in enumerate(tasks):
+            if 0 < i < workers:
+                time.sleep(KERNEL_STAGGER_S)
             futures[pool.submit(run_point, t, lambda: stop_signal[0] if stop_signal else 0)] = t
         for fut in as_completed(futures):
             deliver(fut)
