@@ -10,6 +10,8 @@ Modules (each public name is also importable from this package)::
     trainer       task training with flossing schedules, as one ensemble
     summaries     tidy summaries of schedule runs: success rates, epochs to success
     gradient_control  intervals and sign tests across seeds (chapter 9)
+    gated_fair_test   a fair test of flossing on GRU and LSTM cells: design, gradient-flow probes,
+                  paired training at a chosen learning rate (chapter 11)
     torch_modules flossing for anyone's PyTorch model: exponents of torch.nn.RNN/GRU/LSTM (and
                   cells, or any step function) along their own trajectories, ModuleFlosser for
                   an ordinary training loop
@@ -39,6 +41,11 @@ from .summaries import (
     exponent_contrast, Arrival, arrival, claims_table,
 )
 from .gradient_control import seed_interval, sign_test, sign_test_decidable
+from .gated_fair_test import (
+    CARRY_GATE, fair_flossing, freezing_flossing, GatedProbe, delay_gradients, gated_probe, GatedDesign,
+    GatedTestRun, GatedClaims, run_gated_test, architecture_claims, gated_claims_frame,
+    chosen_curves,
+)
 from .torch_modules import (
     SUPPORTED_MODULES, state_size, pack_state, unpack_state, RecurrentModuleMap, module_exponents,
     ModuleFlosser, lstm_gate_means,
@@ -46,6 +53,8 @@ from .torch_modules import (
 
 __all__ = [
     "seed_interval", "sign_test", "sign_test_decidable",
+    "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
+    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "architecture_claims", "gated_claims_frame", "chosen_curves",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
     "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",

@@ -103,7 +103,9 @@ SCHEDULES = {n: schedule(n) for n in ("none", "pre", "inter", "both")}
 class Member:
     """One network of an ensemble: its seed (initialization, flossing draws), its data seed
     (task batches), its task and its flossing schedule; optionally its own flossing target
-    lambda* and number of flossed exponents (default: those of the :class:`~floss_utils.flossing.flosser.FlossingConfig`)."""
+    lambda* and number of flossed exponents (default: those of the :class:`~floss_utils.flossing.flosser.FlossingConfig`),
+    and its own learning rate of the task training (default :attr:`TrainConfig.lr`; a learning-rate grid
+    runs as one ensemble)."""
 
     net_seed: int
     data_seed: int
@@ -111,8 +113,12 @@ class Member:
     schedule: Schedule
     target: Optional[float] = None
     n_floss: Optional[int] = None
+    lr: Optional[float] = None
 
     def __post_init__(self) -> None:
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                    or not (math.isfinite(self.lr) and self.lr > 0)):
+            raise ValueError(f"Member.lr must be a positive finite number or None, got {self.lr!r}")
         if self.n_floss is not None and (isinstance(self.n_floss, bool) or not isinstance(self.n_floss, int)
                                          or self.n_floss < 1):
             raise ValueError(f"Member.n_floss must be a positive int or None, got {self.n_floss!r}")
@@ -269,7 +275,9 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
         raise ValueError(f"network has M = {net.n_members}, B = {net.batch_size}; expected {M}, {cfg.batch_size}")
     net.requires_grad_(True)
     params = net.tensors(PARAM_NAMES)
-    opt = BatchedAdam(params, lr=cfg.lr, clip=cfg.clip)
+    lr = cfg.lr if all(m.lr is None for m in members) else torch.tensor(
+        [cfg.lr if m.lr is None else float(m.lr) for m in members], dtype=torch.float64, device=device)
+    opt = BatchedAdam(params, lr=lr, clip=cfg.clip)
     fc = cfg.flossing
     for m in members:
         if m.n_floss is not None and m.n_floss > fc.k:

@@ -1,0 +1,411 @@
+"""A fair test of flossing on gated cells (chapter 11, section 11.2): does flossing before
+training help a GRU or an LSTM learn GF's delayed copy, against a baseline trained as well as
+it can be?
+
+The conditions of the test (:class:`GatedDesign`):
+
+* **room for the memory**: the cell's hidden size is at least twice the delay (checked), so that
+  a failure cannot come from a state too small to hold the bits in flight;
+* **the usual good initialization** as the baseline: the LSTM's forget-gate bias at +1
+  (Jozefowicz et al. 2015), the GRU as initialized (it has no comparable standard trick);
+* **flossing that can be told from freezing**: the recurrent weights ``J`` only (the input
+  weights and the gate biases stay as initialized), ``k`` about the delay, and a target slightly
+  below zero (:func:`fair_flossing`: ``-1 / (2 d)`` by default, at which a gradient shrinks by
+  ``e^{-1/2}`` over the delay). A cell frozen by its carry gate (GRU update gate ``z -> 1``,
+  LSTM forget gate ``f -> 1``) has every exponent at zero and so does not meet a negative target;
+  whether the flossed cell froze is then **measured** (:func:`gated_probe`), beside a flossing
+  that is known to freeze (:func:`freezing_flossing`: every parameter, every exponent, to zero);
+* **a learning rate per condition**, chosen from a grid on a validation batch that nothing else
+  reads (:meth:`GatedTestRun.chosen_lr`);
+* **pairs**: every seed's network is trained unflossed and flossed, at every rate of the grid,
+  on the same data, as one ensemble (:func:`run_gated_test`).
+
+What :func:`gated_probe` measures along input-driven trajectories, per network (geometric means
+over sequences and start steps ``t``; ``x_t`` the whole state, ``(h, c)`` for the LSTM, ``l_{t+d}``
+the copy task's cross-entropy at step ``t + d``, whose target is the bit ``s_t``):
+
+* ``write = ||dx_t / ds_t||``: how strongly the current bit enters the state;
+* ``reach = ||dl_{t+d} / dx_t||``: how strongly the loss ``d`` steps later reaches back to it;
+* ``signal = |dl_{t+d} / ds_t|``: the whole gradient that teaches the network to store the bit
+  (``dl_{t+d}/dx_t . dx_t/ds_t``);
+* the mean carry gate (GRU ``z``, LSTM ``f``) and the first ``k`` exponents.
+
+Flossing that improves gradient flow raises ``signal``; flossing that freezes the cell raises the
+carry gate and lowers ``write``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..common import PARAM_NAMES, PairedComparison, paired_comparison, sign_test_greater, wilson_interval, holm
+from .flosser import FlossingConfig, Flosser, evaluate_exponents
+from .gated_cells import CellNetwork, gate_values, init_cell_networks
+from .tasks import accuracy, copy_task, sample_batch, sample_bits
+from .trainer import Member, TrainConfig, schedule, train
+
+__all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe",
+           "delay_gradients", "gated_probe", "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test",
+           "architecture_claims", "gated_claims_frame", "chosen_curves"]
+
+#: generator purposes of this module (seeded_generator(seed, purpose, ...); 0-5: the rest of Part III)
+VALIDATION, PROBE_BITS = 6, 7
+#: the gate that carries each cell's state over (-> 1: the cell stops writing or forgetting)
+CARRY_GATE = {"gru": "z", "lstm": "f"}
+#: the two conditions of the test, in ensemble order
+CONDITIONS = ("unflossed", "flossed")
+
+
+def fair_flossing(delay: int, *, lr: float, steps: int = 55, ons: int = 1, target: Optional[float] = None,
+                  k: Optional[int] = None) -> FlossingConfig:
+    """The flossing of the fair test: recurrent weights ``J`` only, ``k = delay`` exponents (default),
+    target ``-1 / (2 delay)`` per step (default; a frozen cell, all exponents 0, misses it)."""
+    if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+        raise ValueError(f"delay must be an int >= 1, got {delay!r}")
+    return FlossingConfig(k=delay if k is None else int(k), steps=steps, lr=lr, ons=ons, params=("J",),
+                          target=-1.0 / (2 * delay) if target is None else float(target))
+
+
+def freezing_flossing(n_state: int, *, lr: float, steps: int = 55, ons: int = 1) -> FlossingConfig:
+    """A flossing known to freeze a gated cell: every parameter (``W_s, J, b``), all ``n_state``
+    exponents, target 0 (the chapter's earlier choice; the reference the fair flossing is set beside)."""
+    return FlossingConfig(k=int(n_state), steps=steps, lr=lr, ons=ons, params=("W_s", "J", "b"), target=0.0)
+
+
+@dataclass
+class GatedProbe:
+    """What :func:`gated_probe` measured, one value per network (``(M,)``; exponents ``(M, k)``)."""
+
+    carry_gate: Tensor
+    write: Tensor
+    reach: Tensor
+    signal: Tensor
+    exponents: Tensor
+
+    def frame(self, seeds: Sequence[int], **labels) -> pd.DataFrame:
+        """One row per network: seed, the four measures, ``lambda_1`` and the mean squared exponent."""
+        e = self.exponents.double()
+        return pd.DataFrame({**{k: [v] * len(seeds) for k, v in labels.items()}, "seed": list(seeds),
+                             "carry_gate": self.carry_gate.tolist(), "write": self.write.tolist(),
+                             "reach": self.reach.tolist(), "signal": self.signal.tolist(),
+                             "lambda_1": e[:, 0].tolist(), "mean_sq_exponent": (e ** 2).mean(1).tolist()})
+
+
+def _geometric_mean(x: Tensor) -> Tensor:
+    """Geometric mean over every axis but the first: (M, ...) -> (M,)."""
+    return torch.exp(torch.log(x.clamp_min(1e-300)).flatten(1).mean(1))
+
+
+def delay_gradients(net: CellNetwork, s: Tensor, delay: int, starts: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """``write``, ``reach`` and ``signal`` (module docstring) of M networks, each ``(M, B, P)``.
+
+    Args:
+        net: M gated networks (their learned initial states start the trajectories).
+        s: input bits (T, M, B).
+        delay: d, the copy task's delay.
+        starts: P steps ``t`` (``1 <= t`` and ``t + d < T``) at which the bit ``s_t`` is followed.
+    Each start is a separate ``d``-step rollout from the trajectory's state before ``t``, so the
+    gradients are those of the single loss term ``l_{t+d}``.
+    """
+    T, M, B = s.shape
+    starts = [int(t) for t in starts]
+    if not starts or min(starts) < 1 or max(starts) + delay >= T:
+        raise ValueError(f"need start steps t with 1 <= t and t + delay < T = {T} (delay {delay}), got {starts}")
+    s = s.to(net.dtype)
+    params = [t.detach() for t in (net.J, net.W_s, net.b, net.w_r, net.c)]
+    quiet = CellNetwork(net.kind, *params, net.x0.detach())
+    with torch.no_grad():
+        states = quiet.run(s)  # states[t] = x after s_t
+    P, S = len(starts), quiet.n_units
+    x_before = torch.stack([states[t - 1] for t in starts], dim=2).reshape(M, B * P, S)
+    bit = torch.stack([s[t] for t in starts], dim=2).reshape(M, B * P)
+    with fwAD.dual_level():  # dx_t/ds_t: one forward-mode pass with tangent 1 on the bit
+        x_dual = quiet.step(x_before, fwAD.make_dual(bit, torch.ones_like(bit)))
+        write = fwAD.unpack_dual(x_dual).tangent.norm(dim=-1)
+    bit_leaf = bit.clone().requires_grad_(True)
+    x_t = quiet.step(x_before, bit_leaf)
+    x = x_t
+    for j in range(1, delay + 1):
+        x = quiet.step(x, torch.stack([s[t + j] for t in starts], dim=2).reshape(M, B * P))
+    loss = F.binary_cross_entropy_with_logits(quiet.readout(x), bit, reduction="sum")
+    g_x, g_s = torch.autograd.grad(loss, [x_t, bit_leaf])
+    shape = (M, B, P)
+    return write.reshape(shape), g_x.norm(dim=-1).reshape(shape), g_s.abs().reshape(shape)
+
+
+def gated_probe(net: CellNetwork, seeds: Sequence[int], delay: int, *, k: int, n_starts: int = 16,
+                key: int = 0, exponent_steps: Optional[int] = None) -> GatedProbe:
+    """Measure M gated networks (module docstring) on input bits from ``(seeds[m], PROBE_BITS, key)``:
+    a trajectory of ``2 d + n_starts + d`` steps from the learned initial states, the bit at each of the
+    ``n_starts`` steps after the first ``2 d`` followed for ``d`` steps; the carry gate averaged over the
+    same steps; the first ``k`` exponents on a trajectory of ``exponent_steps`` (default ``8 d + 55``)."""
+    if len(seeds) != net.n_members:
+        raise ValueError(f"need one seed per network: got {len(seeds)} for M = {net.n_members}")
+    burn = 2 * delay
+    T = burn + n_starts + delay
+    s = sample_bits(seeds, PROBE_BITS, key, 0, T, net.batch_size, dtype=net.dtype, device=net.device)
+    write, reach, signal = delay_gradients(net, s, delay, range(burn, burn + n_starts))
+    gate = gate_values(net, s)[CARRY_GATE[net.kind]][burn:burn + n_starts]  # (P, M, B, N)
+    lam = evaluate_exponents(net, seeds, steps=exponent_steps or 8 * delay + 55, k=k, key=key)
+    return GatedProbe(carry_gate=gate.transpose(0, 1).flatten(1).mean(1).cpu(), write=_geometric_mean(write).cpu(),
+                      reach=_geometric_mean(reach).cpu(), signal=_geometric_mean(signal).cpu(), exponents=lam.cpu())
+
+
+@dataclass(frozen=True)
+class GatedDesign:
+    """One cell's fair test (module docstring). ``flossing`` defaults to :func:`fair_flossing` of the
+    delay at ``floss_lr``; ``lrs`` is the grid the task learning rate is chosen from."""
+
+    kind: str
+    n_hidden: int
+    delay: int
+    seq_len: int
+    epochs: int
+    lrs: tuple[float, ...]
+    pre_steps: int
+    floss_lr: float = 3e-3
+    flossing: Optional[FlossingConfig] = None
+    batch_size: int = 16
+    forget_bias: float = 1.0
+    clip: float = 0.03
+    eval_every: int = 10
+    success_threshold: float = 0.95
+    validation_batches: int = 4
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.kind not in CARRY_GATE:
+            raise ValueError(f"GatedDesign.kind must be one of {list(CARRY_GATE)}, got {self.kind!r}")
+        for name in ("n_hidden", "delay", "seq_len", "epochs", "pre_steps", "batch_size", "eval_every",
+                     "validation_batches"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"GatedDesign.{name} must be an int >= 1, got {v!r}")
+        if self.n_hidden < 2 * self.delay:
+            raise ValueError(f"GatedDesign: n_hidden = {self.n_hidden} is less than twice the delay {self.delay}; "
+                             "a fair test gives the cell room for the bits in flight")
+        if self.seq_len <= self.delay:
+            raise ValueError(f"GatedDesign: seq_len = {self.seq_len} leaves no scored step after the delay {self.delay}")
+        if not self.lrs or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in self.lrs):
+            raise ValueError(f"GatedDesign.lrs must be a non-empty sequence of positive numbers, got {self.lrs!r}")
+        if self.fair.k > self.n_state:
+            raise ValueError(f"GatedDesign: {self.fair.k} flossed exponents exceed the state size {self.n_state}")
+
+    @property
+    def n_state(self) -> int:
+        """The state dimension: N for the GRU, 2N for the LSTM."""
+        return self.n_hidden * (1 if self.kind == "gru" else 2)
+
+    @property
+    def fair(self) -> FlossingConfig:
+        """The flossing of the flossed condition."""
+        return self.flossing or fair_flossing(self.delay, lr=self.floss_lr)
+
+
+def _concat(nets: Sequence[CellNetwork]) -> CellNetwork:
+    return CellNetwork(nets[0].kind, **{n: torch.cat([getattr(x, n).detach() for x in nets]) for n in PARAM_NAMES})
+
+
+def _floss(net: CellNetwork, seeds: Sequence[int], config: FlossingConfig, steps: int) -> tuple[CellNetwork, Tensor]:
+    """A flossed copy of ``net`` and the (M,) mask of members whose flossing went non-finite (left as they were
+    at that step)."""
+    out = net.clone()
+    flosser = Flosser(out, config, seeds, on_nonfinite="mark")
+    for _ in range(steps):
+        flosser.step()
+    return out.clone(), flosser.bad.cpu()
+
+
+@dataclass
+class GatedClaims:
+    """The test's decisions for one cell at the chosen learning rates (:meth:`GatedTestRun.claims`).
+
+    Attributes:
+        accuracy: flossed minus unflossed final held-out accuracy, paired over seeds.
+        success: per condition ``(successes, n, low, high)`` (Wilson interval at ``level``).
+        faster: ``(seeds faster flossed, seeds faster unflossed, one-sided sign-test p)`` on the epochs
+            to success (a seed that never succeeds counts as slowest; seeds where neither succeeds are ties).
+        probe: per measure (``write, reach, signal``) the paired comparison of ``log(flossed / initial)``
+            (> 0: flossing raised it), and ``carry_gate`` of the difference flossed - initial.
+        reference_probe: the same for the freezing flossing (empty without it).
+    """
+
+    accuracy: PairedComparison
+    success: dict[str, tuple[int, int, float, float]]
+    faster: tuple[int, int, float]
+    probe: dict[str, PairedComparison]
+    reference_probe: dict[str, PairedComparison] = field(default_factory=dict)
+
+
+@dataclass
+class GatedTestRun:
+    """Outcome of :func:`run_gated_test` for one cell.
+
+    Attributes:
+        design: the design; seeds: the network seeds.
+        probes: ``{"initial", "flossed", "reference"}`` -> :class:`GatedProbe` (``reference``: the
+            freezing flossing, when run).
+        floss_failed: (S,) bool, seeds whose fair flossing went non-finite.
+        runs: one row per (condition, lr, seed): final and validation accuracy, success epoch (-1: never),
+            diverged epoch (-1: never).
+        curves: held-out accuracy per evaluated epoch, (E, M) in ensemble order (condition, lr, seed), and
+            ``epochs`` (E,).
+    """
+
+    design: GatedDesign
+    seeds: list[int]
+    probes: dict[str, GatedProbe]
+    floss_failed: Tensor
+    runs: pd.DataFrame
+    curves: np.ndarray
+    epochs: np.ndarray
+
+    def chosen_lr(self) -> dict[str, float]:
+        """Per condition, the rate whose median validation accuracy over the seeds is highest (a diverged
+        member counts as accuracy -1; ties: the first rate of the grid)."""
+        out = {}
+        for cond in CONDITIONS:
+            r = self.runs[self.runs.condition == cond]
+            med = [float(np.median(r[r.lr == lr].validation_accuracy.fillna(-1.0))) for lr in self.design.lrs]
+            out[cond] = float(self.design.lrs[int(np.argmax(med))])
+        return out
+
+    def at_chosen(self) -> pd.DataFrame:
+        """The runs at each condition's chosen rate, one row per (condition, seed)."""
+        lr = self.chosen_lr()
+        keep = np.array([row.lr == lr[row.condition] for row in self.runs.itertuples()])
+        return self.runs[keep].reset_index(drop=True)
+
+    def claims(self, level: float = 0.95) -> GatedClaims:
+        """Paired comparisons at the chosen rates (a diverged member's accuracy counts as 0.5, chance)."""
+        t = self.at_chosen()
+        acc = {c: t[t.condition == c].set_index("seed").final_accuracy.fillna(0.5).loc[self.seeds].to_numpy()
+               for c in CONDITIONS}
+        success = {}
+        for c in CONDITIONS:
+            k, n = int((t[t.condition == c].success_epoch >= 0).sum()), len(self.seeds)
+            lo, hi = wilson_interval(k, n, level)
+            success[c] = (k, n, float(lo), float(hi))
+        ep = {c: t[t.condition == c].set_index("seed").success_epoch.loc[self.seeds].to_numpy().astype(float)
+              for c in CONDITIONS}
+        ep = {c: np.where(v < 0, np.inf, v) for c, v in ep.items()}
+        n_for = int((ep["flossed"] < ep["unflossed"]).sum())
+        n_against = int((ep["flossed"] > ep["unflossed"]).sum())
+        return GatedClaims(accuracy=paired_comparison(acc["flossed"], acc["unflossed"], level=level),
+                           success=success, faster=(n_for, n_against, sign_test_greater(n_for, n_against)),
+                           probe=self._probe_change("flossed", level),
+                           reference_probe=self._probe_change("reference", level) if "reference" in self.probes else {})
+
+    def _probe_change(self, which: str, level: float) -> dict[str, PairedComparison]:
+        a, b = self.probes[which], self.probes["initial"]
+        out = {m: paired_comparison(torch.log(getattr(a, m)).numpy(), torch.log(getattr(b, m)).numpy(), level=level)
+               for m in ("write", "reach", "signal")}
+        out["carry_gate"] = paired_comparison(a.carry_gate.numpy(), b.carry_gate.numpy(), level=level)
+        return out
+
+    def probe_table(self) -> pd.DataFrame:
+        """Every probe, one row per (probe, seed)."""
+        return pd.concat([p.frame(self.seeds, cell=self.design.kind, probe=name) for name, p in self.probes.items()],
+                         ignore_index=True)
+
+
+def run_gated_test(design: GatedDesign, seeds: Sequence[int], *, reference: bool = True) -> GatedTestRun:
+    """Run one cell's fair test (module docstring) on networks ``seeds``.
+
+    The flossed networks are flossed once (``design.pre_steps`` steps of :attr:`GatedDesign.fair`) and
+    then trained, with their unflossed twins, at every rate of ``design.lrs`` as one ensemble of
+    ``2 * len(lrs) * len(seeds)`` members (condition-major, then rate, then seed); every member sees its
+    seed's data. With ``reference``, the same networks are also flossed by :func:`freezing_flossing`
+    (probed only, not trained).
+    """
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 1:
+        raise ValueError("seeds must name at least one network")
+    d = design
+    net0 = init_cell_networks(d.kind, seeds, d.n_hidden, d.batch_size, forget_bias=d.forget_bias,
+                              dtype=d.dtype, device=d.device)
+    k = d.fair.k
+    probes = {"initial": gated_probe(net0, seeds, d.delay, k=k)}
+    flossed, failed = _floss(net0, seeds, d.fair, d.pre_steps)
+    probes["flossed"] = gated_probe(flossed, seeds, d.delay, k=k)
+    if reference:
+        frozen, _ = _floss(net0, seeds, freezing_flossing(d.n_state, lr=d.fair.lr, steps=d.fair.steps, ons=d.fair.ons),
+                           d.pre_steps)
+        probes["reference"] = gated_probe(frozen, seeds, d.delay, k=k)
+    task = copy_task(d.delay)
+    layout = [(c, lr, s) for c in CONDITIONS for lr in d.lrs for s in seeds]
+    members = [Member(s, s, task, schedule("none"), lr=float(lr)) for _, lr, s in layout]
+    network = _concat([net0 if c == "unflossed" else flossed for c in CONDITIONS for _ in d.lrs])
+    tc = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, seq_len=d.seq_len, lr=float(d.lrs[0]), clip=d.clip,
+                     n_units=d.n_hidden, flossing=FlossingConfig(k=1), success_threshold=d.success_threshold,
+                     eval_every=d.eval_every, dtype=d.dtype, device=d.device)
+    res = train(members, tc, network=network)
+    with torch.no_grad():  # the validation batches: read by the learning-rate choice only
+        val = []
+        for j in range(d.validation_batches):
+            batch = sample_batch([task] * len(members), [m.data_seed for m in members], VALIDATION, j, d.seq_len,
+                                 d.batch_size, dtype=res.network.dtype, device=res.network.device)
+            val.append(accuracy(res.network.logits(batch.inputs), batch))
+        val_acc = torch.stack(val).mean(0).cpu()
+    alive = res.diverged_epoch < 0
+    final = res.accuracy[-1]
+    runs = pd.DataFrame({"cell": d.kind, "condition": [c for c, _, _ in layout], "lr": [lr for _, lr, _ in layout],
+                         "seed": [s for _, _, s in layout],
+                         "final_accuracy": torch.where(alive, final, torch.nan).tolist(),
+                         "validation_accuracy": torch.where(alive, val_acc.to(final.dtype), torch.nan).tolist(),
+                         "success_epoch": res.success_epoch.tolist(), "diverged_epoch": res.diverged_epoch.tolist()})
+    evaluated = ~torch.isnan(res.accuracy).all(1)
+    return GatedTestRun(design=d, seeds=seeds, probes=probes, floss_failed=failed, runs=runs,
+                        curves=res.accuracy[evaluated].numpy(), epochs=res.epochs[evaluated].numpy())
+
+
+def architecture_claims(claims: dict[str, GatedClaims], alpha: float = 0.05) -> dict[str, bool]:
+    """GF's claim for each cell, "flossing before training raises the final held-out accuracy", decided
+    together at family-wise ``alpha`` over the cells (Holm) from each cell's one-sided sign-flip p-value."""
+    return holm({kind: c.accuracy.p_greater for kind, c in claims.items()}, alpha)
+
+
+def gated_claims_frame(claims: dict[str, GatedClaims]) -> pd.DataFrame:
+    """Every cell's comparisons as one table: one row per (cell, quantity) with the estimate, its interval,
+    the seeds in favour, the number of seeds and the one-sided p-value (flossed above unflossed, or flossing
+    raised the probe's measure). Probe rows are the mean of ``log(after / before)`` (the carry gate: of the
+    difference); ``reference`` rows are the freezing flossing's."""
+    rows = []
+    for kind, c in claims.items():
+        a = c.accuracy
+        rows.append(dict(cell=kind, quantity="final accuracy, flossed - unflossed", estimate=a.mean, lo=a.lo, hi=a.hi,
+                         n_for=a.n_greater, n=a.n, p=a.p_greater))
+        for cond, (k, n, lo, hi) in c.success.items():
+            rows.append(dict(cell=kind, quantity=f"success rate, {cond}", estimate=k / n, lo=lo, hi=hi, n_for=k, n=n,
+                             p=float("nan")))
+        f, ag, p = c.faster
+        rows.append(dict(cell=kind, quantity="reaches success sooner, flossed", estimate=float("nan"), lo=float("nan"),
+                         hi=float("nan"), n_for=f, n=f + ag, p=p))
+        for which, probe in (("fair flossing", c.probe), ("freezing flossing", c.reference_probe)):
+            for m, pc in probe.items():
+                what = "change of the mean carry gate" if m == "carry_gate" else f"log change of {m}"
+                rows.append(dict(cell=kind, quantity=f"{which}: {what}", estimate=pc.mean, lo=pc.lo, hi=pc.hi,
+                                 n_for=pc.n_greater, n=pc.n, p=pc.p_greater))
+    return pd.DataFrame(rows)
+
+
+def chosen_curves(run: GatedTestRun) -> pd.DataFrame:
+    """Held-out accuracy against epoch at each condition's chosen rate: one row per (epoch, condition, seed)."""
+    lr = run.chosen_lr()
+    layout = [(c, r, s) for c in CONDITIONS for r in run.design.lrs for s in run.seeds]
+    rows = []
+    for j, (c, r, s) in enumerate(layout):
+        if r == lr[c]:
+            rows.append(pd.DataFrame({"cell": run.design.kind, "condition": c, "lr": r, "seed": s,
+                                      "epoch": run.epochs, "accuracy": run.curves[:, j]}))
+    return pd.concat(rows, ignore_index=True)
