@@ -24,8 +24,7 @@ import argparse
 import time
 
 from floss_utils.book.records import Stopwatch, write_record
-from floss_utils.flossing import (GatedDesign, architecture_claims, chosen_curves, gated_claims_frame,
-                                  run_gated_test)
+from floss_utils.flossing import GatedDesign, chosen_curves, gated_claims_frame, gated_verdicts, run_gated_test
 
 NAME = "gf_gated_fair"
 PROTOCOL = dict(delay=20, n_hidden=48, seq_len=100, epochs=1500, lrs=[1e-3, 3e-3, 1e-2], pre_steps=300,
@@ -73,11 +72,13 @@ def main() -> None:
         for kind in ("gru", "lstm"):
             runs[kind] = run_gated_test(design(kind), seeds)
             claims[kind] = runs[kind].claims(level=0.95)
-    supported = architecture_claims(claims, alpha=0.05)
+    frame = gated_claims_frame(claims)
+    verdicts = gated_verdicts(frame, alpha=0.05)
     fc = design("gru").fair
     import pandas as pd
 
-    results = {"chosen_lr": {k: r.chosen_lr() for k, r in runs.items()}, "supported_holm": supported,
+    results = {"chosen_lr": {k: r.chosen_lr() for k, r in runs.items()},
+               "verdicts": {f"{r.question}/{r.cell}": r.verdict for r in verdicts.itertuples()},
                "floss_failed": {k: int(r.floss_failed.sum()) for k, r in runs.items()}}
     write_record(NAME, description="A fair test of flossing on gated cells (GRU, LSTM) on GF's delayed copy at "
                  "delay 20: state 3.2x the delay, forget bias +1, recurrent-only flossing of k = d exponents to "
@@ -90,7 +91,7 @@ def main() -> None:
                  tables={"runs": pd.concat([r.runs for r in runs.values()], ignore_index=True),
                          "probes": pd.concat([r.probe_table() for r in runs.values()], ignore_index=True),
                          "curves": pd.concat([chosen_curves(r) for r in runs.values()], ignore_index=True),
-                         "claims": gated_claims_frame(claims)},
+                         "claims": frame, "verdicts": verdicts},
                  stopwatch=sw)
 
 

@@ -43,7 +43,7 @@ from .summaries import (
 from .gradient_control import seed_interval, sign_test, sign_test_decidable
 from .gated_fair_test import (
     CARRY_GATE, fair_flossing, freezing_flossing, GatedProbe, delay_gradients, gated_probe, GatedDesign,
-    GatedTestRun, GatedClaims, run_gated_test, architecture_claims, gated_claims_frame,
+    GatedTestRun, GatedClaims, run_gated_test, gated_claims_frame, QUESTIONS, gated_verdicts,
     chosen_curves,
 )
 from .torch_modules import (
@@ -54,7 +54,7 @@ from .torch_modules import (
 __all__ = [
     "seed_interval", "sign_test", "sign_test_decidable",
     "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
-    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "architecture_claims", "gated_claims_frame", "chosen_curves",
+    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
     "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",

@@ -55,7 +55,7 @@ from .trainer import Member, TrainConfig, schedule, train
 
 __all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe",
            "delay_gradients", "gated_probe", "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test",
-           "architecture_claims", "gated_claims_frame", "chosen_curves"]
+           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...); 0-5: the rest of Part III)
 VALIDATION, PROBE_BITS = 6, 7
@@ -238,13 +238,18 @@ class GatedClaims:
         probe: per measure (``write, reach, signal``) the paired comparison of ``log(flossed / initial)``
             (> 0: flossing raised it), and ``carry_gate`` of the difference flossed - initial.
         reference_probe: the same for the freezing flossing (empty without it).
+        accuracy_lower, probe_lower, reference_lower: the one-sided sign-flip p-values of the opposite
+            direction (flossed below unflossed; flossing lowered the measure).
     """
 
     accuracy: PairedComparison
+    accuracy_lower: float
     success: dict[str, tuple[int, int, float, float]]
     faster: tuple[int, int, float]
     probe: dict[str, PairedComparison]
+    probe_lower: dict[str, float]
     reference_probe: dict[str, PairedComparison] = field(default_factory=dict)
+    reference_lower: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -301,17 +306,28 @@ class GatedTestRun:
         ep = {c: np.where(v < 0, np.inf, v) for c, v in ep.items()}
         n_for = int((ep["flossed"] < ep["unflossed"]).sum())
         n_against = int((ep["flossed"] > ep["unflossed"]).sum())
+        has_ref = "reference" in self.probes
         return GatedClaims(accuracy=paired_comparison(acc["flossed"], acc["unflossed"], level=level),
+                           accuracy_lower=paired_comparison(acc["unflossed"], acc["flossed"], level=level).p_greater,
                            success=success, faster=(n_for, n_against, sign_test_greater(n_for, n_against)),
                            probe=self._probe_change("flossed", level),
-                           reference_probe=self._probe_change("reference", level) if "reference" in self.probes else {})
+                           probe_lower=self._probe_lower("flossed"),
+                           reference_probe=self._probe_change("reference", level) if has_ref else {},
+                           reference_lower=self._probe_lower("reference") if has_ref else {})
+
+    def _measures(self, which: str) -> dict[str, np.ndarray]:
+        p = self.probes[which]
+        out = {m: torch.log(getattr(p, m)).numpy() for m in ("write", "reach", "signal")}
+        out["carry_gate"] = p.carry_gate.numpy()
+        return out
 
     def _probe_change(self, which: str, level: float) -> dict[str, PairedComparison]:
-        a, b = self.probes[which], self.probes["initial"]
-        out = {m: paired_comparison(torch.log(getattr(a, m)).numpy(), torch.log(getattr(b, m)).numpy(), level=level)
-               for m in ("write", "reach", "signal")}
-        out["carry_gate"] = paired_comparison(a.carry_gate.numpy(), b.carry_gate.numpy(), level=level)
-        return out
+        a, b = self._measures(which), self._measures("initial")
+        return {m: paired_comparison(a[m], b[m], level=level) for m in a}
+
+    def _probe_lower(self, which: str) -> dict[str, float]:
+        a, b = self._measures(which), self._measures("initial")
+        return {m: paired_comparison(b[m], a[m]).p_greater for m in a}
 
     def probe_table(self) -> pd.DataFrame:
         """Every probe, one row per (probe, seed)."""
@@ -369,33 +385,63 @@ def run_gated_test(design: GatedDesign, seeds: Sequence[int], *, reference: bool
                         curves=res.accuracy[evaluated].numpy(), epochs=res.epochs[evaluated].numpy())
 
 
-def architecture_claims(claims: dict[str, GatedClaims], alpha: float = 0.05) -> dict[str, bool]:
-    """GF's claim for each cell, "flossing before training raises the final held-out accuracy", decided
-    together at family-wise ``alpha`` over the cells (Holm) from each cell's one-sided sign-flip p-value."""
-    return holm({kind: c.accuracy.p_greater for kind, c in claims.items()}, alpha)
-
-
 def gated_claims_frame(claims: dict[str, GatedClaims]) -> pd.DataFrame:
     """Every cell's comparisons as one table: one row per (cell, quantity) with the estimate, its interval,
-    the seeds in favour, the number of seeds and the one-sided p-value (flossed above unflossed, or flossing
-    raised the probe's measure). Probe rows are the mean of ``log(after / before)`` (the carry gate: of the
-    difference); ``reference`` rows are the freezing flossing's."""
+    the seeds in favour (``n_for``: flossed above unflossed, or flossing raised the measure), the number of
+    seeds, and the one-sided p-values of a rise (``p``) and of a fall (``p_lower``). Probe rows are the mean
+    of ``log(after / before)`` (the carry gate: of the difference); ``freezing flossing`` rows are the
+    reference's."""
+    nan = float("nan")
     rows = []
     for kind, c in claims.items():
         a = c.accuracy
         rows.append(dict(cell=kind, quantity="final accuracy, flossed - unflossed", estimate=a.mean, lo=a.lo, hi=a.hi,
-                         n_for=a.n_greater, n=a.n, p=a.p_greater))
+                         n_for=a.n_greater, n=a.n, p=a.p_greater, p_lower=c.accuracy_lower))
         for cond, (k, n, lo, hi) in c.success.items():
             rows.append(dict(cell=kind, quantity=f"success rate, {cond}", estimate=k / n, lo=lo, hi=hi, n_for=k, n=n,
-                             p=float("nan")))
+                             p=nan, p_lower=nan))
         f, ag, p = c.faster
-        rows.append(dict(cell=kind, quantity="reaches success sooner, flossed", estimate=float("nan"), lo=float("nan"),
-                         hi=float("nan"), n_for=f, n=f + ag, p=p))
-        for which, probe in (("fair flossing", c.probe), ("freezing flossing", c.reference_probe)):
+        rows.append(dict(cell=kind, quantity="reaches success sooner, flossed", estimate=nan, lo=nan, hi=nan,
+                         n_for=f, n=f + ag, p=p, p_lower=sign_test_greater(ag, f)))
+        for which, probe, lower in (("fair flossing", c.probe, c.probe_lower),
+                                    ("freezing flossing", c.reference_probe, c.reference_lower)):
             for m, pc in probe.items():
                 what = "change of the mean carry gate" if m == "carry_gate" else f"log change of {m}"
                 rows.append(dict(cell=kind, quantity=f"{which}: {what}", estimate=pc.mean, lo=pc.lo, hi=pc.hi,
-                                 n_for=pc.n_greater, n=pc.n, p=pc.p_greater))
+                                 n_for=pc.n_greater, n=pc.n, p=pc.p_greater, p_lower=lower[m]))
+    return pd.DataFrame(rows)
+
+
+#: the questions :func:`gated_verdicts` decides: name -> (quantity of :func:`gated_claims_frame`, direction)
+QUESTIONS = {
+    "accuracy": ("final accuracy, flossed - unflossed", "up"),
+    "fair_signal": ("fair flossing: log change of signal", "up"),
+    "fair_gate": ("fair flossing: change of the mean carry gate", "up"),
+    "fair_write": ("fair flossing: log change of write", "down"),
+    "freezing_signal": ("freezing flossing: log change of signal", "up"),
+    "freezing_gate": ("freezing flossing: change of the mean carry gate", "up"),
+    "freezing_write": ("freezing flossing: log change of write", "down"),
+}
+
+
+def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Each question of :data:`QUESTIONS` decided for every cell of a :func:`gated_claims_frame` table (its
+    one-sided p-value in the question's direction), the cells of one question together at family-wise
+    ``alpha`` (Holm). Verdict ``"yes"``, ``"no"``, or ``"not decidable"`` when the seeds cannot reach Holm's
+    first threshold ``alpha / cells`` (``2^-n``, the smallest p a sign-flip test over n seeds gives).
+
+    Returns one row per (question, cell): p, n, verdict."""
+    rows = []
+    for q, (quantity, direction) in QUESTIONS.items():
+        sub = frame[frame.quantity == quantity]
+        if sub.empty:
+            continue
+        col = "p" if direction == "up" else "p_lower"
+        pvals = dict(zip(sub.cell, sub[col].astype(float)))
+        decided = holm(pvals, alpha)
+        for cell, n in zip(sub.cell, sub.n.astype(int)):
+            verdict = ("yes" if decided[cell] else "not decidable" if 2.0 ** -n > alpha / len(pvals) else "no")
+            rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n, verdict=verdict))
     return pd.DataFrame(rows)
 
 

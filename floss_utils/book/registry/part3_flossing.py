@@ -156,7 +156,9 @@ CHAPTERS: list[Chapter] = [
                        lambda v: all(v["complexity_lag"] % 2 ** h == 0 for h in v["complexity_orders"])),
             less_than("complexity_lag", "seq_len"),
             less_than("complexity_lags", "seq_len", each=True),
-            less_than("cell_copy_delays", "seq_len", each=True),
+            less_than("cell_delay", "seq_len"),
+            Constraint("cell_units is at least twice cell_delay (the fair test gives the cells room for the bits "
+                       "in flight)", ("cell_units", "cell_delay"), lambda v: v["cell_units"] >= 2 * v["cell_delay"]),
         ],
         # smoke: fewer flossing steps, so that the gated cells' JVP flossing fits the smoke budget
         **_schedule_params(smoke={"pre_steps": 10, "inter_steps": 5}),
@@ -177,15 +179,24 @@ CHAPTERS: list[Chapter] = [
         # book: 8 seeds, so that a one-sided sign test over seeds can reach p < 0.05 (2^-5 < 0.05) with ties to spare
         complexity_seeds=Param("int", "networks (seeds) per task and number of flossed exponents in the complexity study",
                                {"smoke": 2, "book": 8, "paper": 10}, bounds="[1, inf)"),
-        gru_units=Param("int", "GRU hidden units N (state dimension N)", {"smoke": 6, "book": 16, "paper": 80}, bounds="[1, inf)"),
-        lstm_units=Param("int", "LSTM hidden units N (state (h, c), dimension 2N)", {"smoke": 4, "book": 12, "paper": 40}, bounds="[1, inf)"),
-        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 10, "book": 300, "paper": 3001}, bounds="[1, inf)"),
-        cell_lr=Param("float", "Adam learning rate of the gated networks' task training",
-                      {"smoke": 0.01, "book": 0.01, "paper": 0.001}, bounds="(0, inf)"),
-        # book: the longest delay only (the 36 gated networks of delays [10, 20] took ~5 minutes and decided nothing
-        # with 3 seeds; the chapter's budget went to the complexity study's seeds)
-        cell_copy_delays=Param("list[int]", "delays d of the delayed-copy task for the gated networks",
-                               {"smoke": [4], "book": [20], "paper": [20, 40]}, bounds="[1, inf)"),
+        # section 11.2's fair test of flossing on gated cells (floss_utils.flossing.gated_fair_test); its record
+        # records/gf_gated_fair.py runs delay 20 at N 48, T 100, 1500 epochs, 8 seeds (about 35 min on 2 cores)
+        cell_delay=Param("int", "delay d of the delayed-copy task for the gated networks",
+                         {"smoke": 3, "book": 10, "paper": 20}, bounds="[1, inf)"),
+        cell_units=Param("int", "hidden units N of the GRU and of the LSTM (states N and 2N; at least 2 cell_delay)",
+                         {"smoke": 6, "book": 24, "paper": 80}, bounds="[2, inf)"),
+        cell_epochs=Param("int", "training epochs of the gated networks", {"smoke": 10, "book": 400, "paper": 3001},
+                          bounds="[1, inf)"),
+        # paper: GF's task learning rate 1e-3 and two larger ones; book: a shorter training, so larger rates
+        cell_lrs=Param("list[float]", "Adam learning rates of the gated networks' task training; each condition's "
+                       "rate is chosen among them on validation batches",
+                       {"smoke": [0.01], "book": [0.003, 0.01, 0.03], "paper": [0.001, 0.003, 0.01]}, bounds="(0, inf)"),
+        cell_seeds=Param("int", "gated networks (seeds) per cell, each trained unflossed and flossed on the same data",
+                         {"smoke": 2, "book": 8, "paper": 10}, bounds="[1, inf)"),
+        cell_pre_steps=Param("int", "flossing steps of the gated networks before training",
+                             {"smoke": 5, "book": 100, "paper": 500}, bounds="[1, inf)"),
+        forget_bias=Param("float", "LSTM forget-gate bias at initialization (+1: the usual good initialization)",
+                          default=1.0, bounds="(-inf, inf)"),
     ),
     chapter(
         "13_flossing_your_own_network",

@@ -1,0 +1,223 @@
+"""The fair test of flossing on gated cells (floss_utils.flossing.gated_fair_test): its probes against
+finite differences and a closed form, its design's refusals, its pairing and learning-rate grid against
+plain training, and its decisions against hand-made runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from floss_utils.flossing import (QUESTIONS, CellNetwork, FlossingConfig, GatedDesign, GatedTestRun, Member, TrainConfig,
+                                  copy_task, delay_gradients, fair_flossing,
+                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, init_cell_networks,
+                                  run_gated_test, sample_bits, schedule, train)
+from floss_utils.flossing.gated_fair_test import GatedProbe
+
+KINDS = ("gru", "lstm")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_delay_gradients_equal_finite_differences(kind):
+    # ground truth: central differences of the single loss term l_{t+d} of one (network, sequence, start)
+    net = init_cell_networks(kind, [3, 4], 5, 2, forget_bias=1.0)
+    d, T = 4, 12
+    s = sample_bits([3, 4], 7, 0, 0, T, 2)
+    write, reach, signal = delay_gradients(net, s, d, [5, 6])
+    assert write.shape == reach.shape == signal.shape == (2, 2, 2)
+    states = net.run(s)
+    eps = 1e-6
+    for m, b, j, t in [(0, 0, 0, 5), (1, 1, 1, 6), (0, 1, 1, 6)]:
+        sub = net.select([m])
+        x_before = states[t - 1][m, b].view(1, 1, -1)
+
+        def step(bit):
+            return sub.step(x_before, torch.tensor([[bit]], dtype=torch.float64)).view(-1)
+
+        def loss(x_t):
+            x = x_t.view(1, 1, -1)
+            for i in range(1, d + 1):
+                x = sub.step(x, s[t + i][m:m + 1, b:b + 1])
+            return F.binary_cross_entropy_with_logits(sub.readout(x).view(()), s[t][m, b])
+
+        bit = float(s[t][m, b])
+        x_t = step(bit)
+        gx = torch.stack([(loss(x_t + eps * e) - loss(x_t - eps * e)) / (2 * eps)
+                          for e in torch.eye(x_t.numel(), dtype=torch.float64)])
+        dxds = (step(bit + eps) - step(bit - eps)) / (2 * eps)
+        gs = (loss(step(bit + eps)) - loss(step(bit - eps))) / (2 * eps)
+        assert float(reach[m, b, j]) == pytest.approx(float(gx.norm()), rel=1e-6)
+        assert float(write[m, b, j]) == pytest.approx(float(dxds.norm()), rel=1e-6)
+        assert float(signal[m, b, j]) == pytest.approx(abs(float(gs)), rel=1e-6)
+
+
+def test_a_shut_update_gate_carries_the_state_unchanged():
+    # closed form: with z = 1 the GRU's map is the identity, so h_{t+d} = h_t and
+    # dl/dh_t = (sigmoid(r) - y) w_r with r = w_r . h_t + c; nothing is written (dx_t/ds_t = 0)
+    net = init_cell_networks("gru", [0, 1], 6, 3)
+    b = net.b.clone()
+    b[:, 6:12] = 60.0  # sigmoid(60) = 1 to double precision
+    shut = CellNetwork("gru", net.J, net.W_s, b, net.w_r, net.c, net.x0)
+    s = sample_bits([0, 1], 7, 0, 0, 15, 3)
+    write, reach, signal = delay_gradients(shut, s, 5, [4, 7])
+    h = shut.x0  # the state never moves
+    r = (h * shut.w_r.unsqueeze(1)).sum(-1) + shut.c.unsqueeze(-1)  # (M, B)
+    for j, t in enumerate((4, 7)):
+        expect = (torch.sigmoid(r) - s[t]).abs() * shut.w_r.norm(dim=-1, keepdim=True)
+        assert torch.allclose(reach[..., j], expect, rtol=1e-12, atol=1e-15)
+    assert float(write.max()) < 1e-20 and float(signal.max()) < 1e-20
+
+
+def test_gated_probe_reads_the_carry_gate_and_refuses_bad_starts():
+    net = init_cell_networks("lstm", [0, 1, 2], 4, 2, forget_bias=1.0)
+    p = gated_probe(net, [0, 1, 2], 3, k=2, n_starts=4)
+    assert p.carry_gate.shape == p.write.shape == (3,) and p.exponents.shape == (3, 2)
+    assert bool(((p.carry_gate > 0) & (p.carry_gate < 1)).all())
+    # the forget bias +1 raises the forget gate above the unbiased cell's, network by network
+    p0 = gated_probe(init_cell_networks("lstm", [0, 1, 2], 4, 2), [0, 1, 2], 3, k=2, n_starts=4)
+    assert bool((p.carry_gate > p0.carry_gate).all())
+    s = sample_bits([0, 1, 2], 7, 0, 0, 10, 2)
+    with pytest.raises(ValueError, match="start steps"):
+        delay_gradients(net, s, 3, [0])
+    with pytest.raises(ValueError, match="start steps"):
+        delay_gradients(net, s, 3, [7])
+    with pytest.raises(ValueError, match="one seed per network"):
+        gated_probe(net, [0, 1], 3, k=2)
+
+
+def test_fair_and_freezing_flossing():
+    fc = fair_flossing(20, lr=3e-3)
+    assert fc.params == ("J",) and fc.k == 20 and fc.target == pytest.approx(-0.025)
+    assert math.exp(fc.target * 20) == pytest.approx(math.exp(-0.5))  # e^{-1/2} over the delay
+    ref = freezing_flossing(48, lr=3e-3)
+    assert set(ref.params) == {"W_s", "J", "b"} and ref.k == 48 and ref.target == 0.0
+    with pytest.raises(ValueError, match="delay"):
+        fair_flossing(0, lr=1e-3)
+
+
+def test_design_refuses_an_unfair_or_impossible_test():
+    ok = dict(kind="gru", n_hidden=8, delay=4, seq_len=12, epochs=2, lrs=(1e-3,), pre_steps=1)
+    assert GatedDesign(**ok).n_state == 8 and GatedDesign(**{**ok, "kind": "lstm"}).n_state == 16
+    with pytest.raises(ValueError, match="twice the delay"):
+        GatedDesign(**{**ok, "n_hidden": 7})
+    with pytest.raises(ValueError, match="kind"):
+        GatedDesign(**{**ok, "kind": "rnn"})
+    with pytest.raises(ValueError, match="lrs"):
+        GatedDesign(**{**ok, "lrs": ()})
+    with pytest.raises(ValueError, match="lrs"):
+        GatedDesign(**{**ok, "lrs": (1e-3, -1.0)})
+    with pytest.raises(ValueError, match="seq_len"):
+        GatedDesign(**{**ok, "seq_len": 4})
+    with pytest.raises(ValueError, match="exceed the state size"):
+        GatedDesign(**{**ok, "flossing": fair_flossing(4, lr=1e-3, k=9)})
+    with pytest.raises(ValueError, match="epochs"):
+        GatedDesign(**{**ok, "epochs": 0})
+
+
+def test_member_learning_rates_train_like_separate_runs():
+    # a learning-rate grid as one ensemble: each member follows the run with TrainConfig(lr=its rate)
+    cfg = TrainConfig(epochs=6, batch_size=3, seq_len=20, n_units=6, lr=1e-3, flossing=FlossingConfig(k=2))
+    members = [Member(0, 0, copy_task(2), schedule("none"), lr=1e-2), Member(0, 0, copy_task(2), schedule("none")),
+               Member(1, 1, copy_task(3), schedule("none"), lr=3e-3)]
+    ens = train(members, cfg)
+    for m, mb in enumerate(members):
+        one = train([Member(mb.net_seed, mb.data_seed, mb.task, mb.schedule)],
+                    TrainConfig(epochs=6, batch_size=3, seq_len=20, n_units=6, lr=mb.lr or 1e-3,
+                                flossing=FlossingConfig(k=2)))
+        assert torch.allclose(ens.loss[:, m], one.loss[:, 0], atol=1e-10, rtol=0)
+        assert torch.allclose(ens.network.J[m], one.network.J[0], atol=1e-10, rtol=0)
+    assert not torch.allclose(ens.network.J[0], ens.network.J[1])  # the two rates of seed 0 differ
+    with pytest.raises(ValueError, match="Member.lr"):
+        Member(0, 0, copy_task(2), schedule("none"), lr=0.0)
+    with pytest.raises(ValueError, match="Member.lr"):
+        Member(0, 0, copy_task(2), schedule("none"), lr=float("nan"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_run_pairs_conditions_and_flosses_the_recurrent_weights_only(kind):
+    d = GatedDesign(kind=kind, n_hidden=6, delay=3, seq_len=12, epochs=4, lrs=(1e-3, 1e-2), pre_steps=3,
+                    floss_lr=0.01, batch_size=2, eval_every=2)
+    seeds = [5, 6]
+    run = run_gated_test(d, seeds)
+    assert list(run.runs.condition) == ["unflossed"] * 4 + ["flossed"] * 4
+    assert list(run.runs.lr) == [1e-3, 1e-3, 1e-2, 1e-2] * 2 and list(run.runs.seed) == seeds * 4
+    assert set(run.probes) == {"initial", "flossed", "reference"}
+    # the unflossed members are plain training of the initial networks at their rate (forget bias +1)
+    for j, lr in enumerate(d.lrs):
+        plain = train([Member(s, s, copy_task(3), schedule("none")) for s in seeds],
+                      TrainConfig(epochs=4, batch_size=2, seq_len=12, lr=lr, n_units=6, eval_every=2,
+                                  flossing=FlossingConfig(k=1)),
+                      network=init_cell_networks(kind, seeds, 6, 2, forget_bias=1.0))
+        got = run.runs.iloc[2 * j:2 * j + 2]
+        assert np.allclose(got.final_accuracy, plain.accuracy[-1].numpy(), atol=1e-12)
+    # the fair flossing moved J only: input weights and biases are those of the initial networks
+    init = init_cell_networks(kind, seeds, 6, 2, forget_bias=1.0)
+    from floss_utils.flossing.gated_fair_test import _floss
+
+    flossed, failed = _floss(init, seeds, d.fair, d.pre_steps)
+    assert not bool(failed.any())
+    assert torch.equal(flossed.W_s, init.W_s) and torch.equal(flossed.b, init.b)
+    assert not torch.allclose(flossed.J, init.J)
+    assert run.curves.shape == (len(run.epochs), 8) and list(run.epochs) == [2, 4]
+    table = run.probe_table()
+    assert len(table) == 3 * len(seeds) and set(table.probe) == {"initial", "flossed", "reference"}
+
+
+def _hand_made_run(val, final, success) -> GatedTestRun:
+    d = GatedDesign(kind="gru", n_hidden=4, delay=2, seq_len=8, epochs=1, lrs=(0.1, 0.2), pre_steps=1)
+    layout = [(c, lr, s) for c in ("unflossed", "flossed") for lr in d.lrs for s in (0, 1, 2)]
+    runs = pd.DataFrame({"cell": "gru", "condition": [c for c, _, _ in layout], "lr": [lr for _, lr, _ in layout],
+                         "seed": [s for *_, s in layout], "final_accuracy": final, "validation_accuracy": val,
+                         "success_epoch": success, "diverged_epoch": [-1] * 12})
+    one = torch.ones(3, dtype=torch.float64)
+    probe = GatedProbe(0.5 * one, one, one, one, torch.zeros(3, 2, dtype=torch.float64))
+    up = GatedProbe(0.7 * one, 0.5 * one, 4 * one, 2 * one, torch.zeros(3, 2, dtype=torch.float64))
+    return GatedTestRun(d, [0, 1, 2], {"initial": probe, "flossed": up}, torch.zeros(3, dtype=torch.bool), runs,
+                        np.zeros((1, 12)), np.array([1]))
+
+
+def test_learning_rate_choice_and_claims_on_hand_made_runs():
+    # unflossed: rate 0.2 has the higher median validation accuracy; flossed: 0.1 (a diverged member = -1)
+    val = [0.6, 0.6, 0.6, 0.7, 0.7, 0.7] + [0.9, 0.9, 0.9, 0.95, np.nan, np.nan]
+    final = [0.5, 0.5, 0.5, 0.6, 0.7, 0.8] + [0.9, 0.9, 1.0, 0.99, np.nan, np.nan]
+    success = [-1, -1, -1, -1, -1, 40] + [30, 20, 10, -1, -1, -1]
+    run = _hand_made_run(val, final, success)
+    assert run.chosen_lr() == {"unflossed": 0.2, "flossed": 0.1}
+    chosen = run.at_chosen()
+    assert list(chosen.final_accuracy) == [0.6, 0.7, 0.8, 0.9, 0.9, 1.0]
+    c = run.claims()
+    assert c.accuracy.mean == pytest.approx(0.7 / 3) and c.accuracy.n_greater == 3 and c.accuracy.p_greater == 0.125
+    assert c.success["flossed"][:2] == (3, 3) and c.success["unflossed"][:2] == (1, 3)
+    assert c.faster == (3, 0, 0.125)  # seed 2: flossed 10 < unflossed 40; seeds 0, 1: never unflossed
+    assert c.probe["signal"].mean == pytest.approx(math.log(2)) and c.probe["write"].n_greater == 0
+    assert c.probe["carry_gate"].mean == pytest.approx(0.2) and c.reference_probe == {}
+    frame = gated_claims_frame({"gru": c})
+    row = frame[frame.quantity == "final accuracy, flossed - unflossed"].iloc[0]
+    assert row.estimate == pytest.approx(0.7 / 3) and row.n_for == 3 and row.n == 3
+    assert row.p_lower == 1.0  # no seed lower: the opposite direction's sign-flip p is 1
+    v = gated_verdicts(frame).set_index("question")
+    assert set(v.index) == {"accuracy", "fair_signal", "fair_gate", "fair_write"}  # no freezing reference here
+    assert (v.verdict == "not decidable").all()  # 3 seeds: 2^-3 > 0.05
+
+
+def test_verdicts_decide_each_question_over_the_cells_by_holm():
+    # hand-made frame: two cells, 8 seeds each; Holm over the cells of one question
+    rows = []
+    for q, (quantity, direction) in QUESTIONS.items():
+        for cell, p_up, p_down in (("gru", 0.004, 1.0), ("lstm", 0.04, 0.97)):
+            rows.append(dict(cell=cell, quantity=quantity, n=8, p=p_up if direction == "up" else p_down,
+                             p_lower=p_down if direction == "up" else p_up))
+    v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
+    # 0.004 <= 0.05 / 2, then 0.04 <= 0.05 / 1: both rejected, for every question
+    assert (v == "yes").all() and len(v) == 2 * len(QUESTIONS)
+    rows = [dict(r, p=0.03 if r["cell"] == "gru" else r["p"], p_lower=0.03 if r["cell"] == "gru" else r["p_lower"])
+            for r in rows]
+    v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
+    # 0.03 > 0.025 stops Holm at its first step: neither cell is decided yes, and 8 seeds could have
+    assert (v == "no").all()
+    few = [dict(r, n=5) for r in rows]
+    assert (gated_verdicts(pd.DataFrame(few)).verdict == "not decidable").all()  # 2^-5 > 0.025
