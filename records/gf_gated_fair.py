@@ -2,8 +2,8 @@
 (section 11.2), which runs the same test at a smaller size and reads this record beside it.
 
 The design (``floss_utils.flossing.gated_fair_test``, its docstring states each condition): GF's delayed
-copy at delay d = 20 (GF's shorter delay); hidden size N = 64 for both cells (3.2 d; the LSTM's state (h, c)
-has 128 numbers); the LSTM's forget-gate bias at +1; flossing of the recurrent weights only, k = d = 20
+copy at delay d = 20 (GF's shorter delay); hidden size N = 48 for both cells (2.4 d; the LSTM's state (h, c)
+has 96 numbers); the LSTM's forget-gate bias at +1; flossing of the recurrent weights only, k = d = 20
 exponents toward -1/(2 d) = -0.025 per step, 300 steps on 55-step trajectories with a QR every step
 (GF's), Adam 3e-3; task training with GF's batch (16), clipping (0.03) and Adam, T = 100 steps per
 sequence, 1500 epochs, at each rate of the grid (1e-3 = GF's, 3e-3, 1e-2), the rate of each condition
