@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from floss_utils.flossing import (QUESTIONS, CellNetwork, FlossingConfig, GatedDesign, GatedTestRun, Member, TrainConfig,
                                   copy_task, delay_gradients, fair_flossing,
-                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, init_cell_networks,
+                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe, init_cell_networks,
                                   run_gated_test, sample_bits, schedule, train)
 from floss_utils.flossing.gated_fair_test import GatedProbe
 
@@ -75,6 +75,10 @@ def test_a_shut_update_gate_carries_the_state_unchanged():
 def test_gated_probe_reads_the_carry_gate_and_refuses_bad_starts():
     net = init_cell_networks("lstm", [0, 1, 2], 4, 2, forget_bias=1.0)
     p = gated_probe(net, [0, 1, 2], 3, k=2, n_starts=4)
+    # the GRU's counterpart: update_bias raises its update gate z
+    gz = gated_probe(init_cell_networks("gru", [0, 1], 4, 2, update_bias=1.0), [0, 1], 3, k=2, n_starts=4)
+    g0 = gated_probe(init_cell_networks("gru", [0, 1], 4, 2), [0, 1], 3, k=2, n_starts=4)
+    assert bool((gz.carry_gate > g0.carry_gate).all())
     assert p.carry_gate.shape == p.write.shape == (3,) and p.exponents.shape == (3, 2)
     assert bool(((p.carry_gate > 0) & (p.carry_gate < 1)).all())
     # the forget bias +1 raises the forget gate above the unbiased cell's, network by network
@@ -151,17 +155,25 @@ def test_run_pairs_conditions_and_flosses_the_recurrent_weights_only(kind):
         plain = train([Member(s, s, copy_task(3), schedule("none")) for s in seeds],
                       TrainConfig(epochs=4, batch_size=2, seq_len=12, lr=lr, n_units=6, eval_every=2,
                                   flossing=FlossingConfig(k=1)),
-                      network=init_cell_networks(kind, seeds, 6, 2, forget_bias=1.0))
+                      network=init_cell_networks(kind, seeds, 6, 2, forget_bias=1.0, update_bias=1.0))
         got = run.runs.iloc[2 * j:2 * j + 2]
         assert np.allclose(got.final_accuracy, plain.accuracy[-1].numpy(), atol=1e-12)
     # the fair flossing moved J only: input weights and biases are those of the initial networks
-    init = init_cell_networks(kind, seeds, 6, 2, forget_bias=1.0)
+    init = init_cell_networks(kind, seeds, 6, 2, forget_bias=1.0, update_bias=1.0)
     from floss_utils.flossing.gated_fair_test import _floss
 
     flossed, failed = _floss(init, seeds, d.fair, d.pre_steps)
     assert not bool(failed.any())
     assert torch.equal(flossed.W_s, init.W_s) and torch.equal(flossed.b, init.b)
     assert not torch.allclose(flossed.J, init.J)
+    # ... and the flossed members are plain training of those flossed networks
+    for j, lr in enumerate(d.lrs):
+        plain = train([Member(s, s, copy_task(3), schedule("none")) for s in seeds],
+                      TrainConfig(epochs=4, batch_size=2, seq_len=12, lr=lr, n_units=6, eval_every=2,
+                                  flossing=FlossingConfig(k=1)), network=flossed.clone())
+        got = run.runs.iloc[4 + 2 * j:4 + 2 * j + 2]
+        assert np.allclose(got.final_accuracy, plain.accuracy[-1].numpy(), atol=1e-12)
+    assert len(run.by_rate()) == 2 and set(run.by_rate().columns) >= {"lr", "difference", "p_higher"}
     assert run.curves.shape == (len(run.epochs), 8) and list(run.epochs) == [2, 4]
     table = run.probe_table()
     assert len(table) == 3 * len(seeds) and set(table.probe) == {"initial", "flossed", "reference"}
@@ -199,6 +211,22 @@ def test_learning_rate_choice_and_claims_on_hand_made_runs():
     row = frame[frame.quantity == "final accuracy, flossed - unflossed"].iloc[0]
     assert row.estimate == pytest.approx(0.7 / 3) and row.n_for == 3 and row.n == 3
     assert row.p_lower == 1.0  # no seed lower: the opposite direction's sign-flip p is 1
+    assert run.chosen_at_edge() == {"unflossed": True, "flossed": True}  # a grid of two rates: both are edges
+    tied = _hand_made_run(val, final[:6] + [0.6, 0.9, 1.0, 0.99, np.nan, np.nan], success).claims()
+    assert tied.accuracy_untied == 2  # seed 0 ties (0.6 and 0.6): it carries no sign
+    tied_row = gated_claims_frame({"gru": tied}).iloc[0]
+    assert (tied_row.n_for, tied_row.n_lower, tied_row.n_untied, tied_row.n) == (2, 0, 2, 3)
+    side = side_by_side({"a": frame, "b": frame.assign(estimate=frame.estimate * 2)},
+                        ["success rate, flossed", "final accuracy, flossed - unflossed"])
+    assert list(side.quantity) == ["success rate, flossed", "final accuracy, flossed - unflossed"]
+    assert side.a.iloc[1].startswith("+0.233 [") and side.a.iloc[1].endswith("3 of 3, p = 0.12")
+    assert side.b.iloc[1].startswith("+0.467 [") and side.a.iloc[0] == "+1 [+0.439, +1], 3 of 3"
+    assert describe(frame, "gru", "success rate, unflossed") == "1 of 3 (95 % Wilson 0.06 to 0.79)"
+    assert describe(frame, "gru", "reaches success sooner, flossed") == "3 of 3 seeds whose two networks differ, p = 0.12"
+    assert describe(frame, "gru", "final accuracy, flossed - unflossed").endswith("higher for 3 of 3 seeds, p = 0.12")
+    assert describe(frame, "gru", "final accuracy, flossed - unflossed", "down").endswith("lower for 0 of 3 seeds, p = 1")
+    with pytest.raises(KeyError, match="no single row"):
+        describe(frame, "lstm", "success rate, unflossed")
     v = gated_verdicts(frame).set_index("question")
     assert set(v.index) == {"accuracy", "fair_signal", "fair_gate", "fair_write"}  # no freezing reference here
     assert (v.verdict == "not decidable").all()  # 3 seeds: 2^-3 > 0.05
@@ -209,7 +237,7 @@ def test_verdicts_decide_each_question_over_the_cells_by_holm():
     rows = []
     for q, (quantity, direction) in QUESTIONS.items():
         for cell, p_up, p_down in (("gru", 0.004, 1.0), ("lstm", 0.04, 0.97)):
-            rows.append(dict(cell=cell, quantity=quantity, n=8, p=p_up if direction == "up" else p_down,
+            rows.append(dict(cell=cell, quantity=quantity, n=8, n_untied=8, p=p_up if direction == "up" else p_down,
                              p_lower=p_down if direction == "up" else p_up))
     v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
     # 0.004 <= 0.05 / 2, then 0.04 <= 0.05 / 1: both rejected, for every question
@@ -218,6 +246,6 @@ def test_verdicts_decide_each_question_over_the_cells_by_holm():
             for r in rows]
     v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
     # 0.03 > 0.025 stops Holm at its first step: neither cell is decided yes, and 8 seeds could have
-    assert (v == "no").all()
-    few = [dict(r, n=5) for r in rows]
+    assert (v == "not shown").all()
+    few = [dict(r, n_untied=5) for r in rows]  # e.g. 3 of 8 seeds tied at the same accuracy: no sign
     assert (gated_verdicts(pd.DataFrame(few)).verdict == "not decidable").all()  # 2^-5 > 0.025

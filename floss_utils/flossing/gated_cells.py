@@ -31,7 +31,8 @@ forward-mode Jacobian-vector products of the cell's step, with no hand-written J
 result is differentiable with respect to the parameters (gradient flossing).
 
 Initialization (ours, GF-like): ``J`` blocks ``N(0, g^2/N)``, ``W_s ~ N(0, 1)``,
-``b = 0.1 U[0, 1)`` (plus ``forget_bias`` on the LSTM forget gate), ``w_r ~ N(0, 1/N)`` (the
+``b = 0.1 U[0, 1)`` (plus ``forget_bias`` on the LSTM forget gate, ``update_bias`` on the GRU update gate),
+``w_r ~ N(0, 1/N)`` (the
 gated state is bounded by 1, so the readout is scaled to give O(1) logits), ``c = 0.001``,
 initial states ``x0`` drawn ``N(0, 1)`` (LSTM ``h`` part squashed by tanh) and relaxed for 100
 input-free steps. Member m is drawn from its own seed only.
@@ -231,6 +232,7 @@ def init_cell_networks(
     readout_std: Optional[float] = None,
     bias_scale: float = 0.1,
     forget_bias: float = 0.0,
+    update_bias: float = 0.0,
     offset: float = 0.001,
     dtype: str | torch.dtype = "float64",
     device: str | torch.device = "cpu",
@@ -244,6 +246,8 @@ def init_cell_networks(
         gain: g, the recurrent blocks are ``N(0, g^2/N)``.
         readout_std: std of ``w_r`` entries (default ``1/sqrt(N)``).
         forget_bias: added to the LSTM forget-gate bias (ignored for the GRU).
+        update_bias: added to the GRU update-gate bias, the gate that carries its state over
+            (ignored for the LSTM).
     """
     if kind not in CELL_KINDS:
         raise ValueError(f"kind must be one of {list(CELL_KINDS)}, got {kind!r}")
@@ -269,6 +273,8 @@ def init_cell_networks(
         b = bias_scale * torch.rand(G * N, dtype=torch.float64, generator=g)
         if kind == "lstm":
             b[N:2 * N] += forget_bias
+        else:
+            b[N:2 * N] += update_bias
         parts["b"].append(b)
         x = torch.randn(B, S, dtype=torch.float64, generator=g)
         x[:, :N] = torch.tanh(x[:, :N])

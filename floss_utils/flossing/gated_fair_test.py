@@ -6,15 +6,17 @@ The conditions of the test (:class:`GatedDesign`):
 
 * **room for the memory**: the cell's hidden size is at least twice the delay (checked), so that
   a failure cannot come from a state too small to hold the bits in flight;
-* **the usual good initialization** as the baseline: the LSTM's forget-gate bias at +1
-  (Jozefowicz et al. 2015), the GRU as initialized (it has no comparable standard trick);
+* **a good initialization** as the baseline: the bias of the gate that carries the state over at +1
+  (``carry_bias``): the LSTM's forget gate (the usual recipe, Jozefowicz et al. 2015) and, as its
+  counterpart, the GRU's update gate;
 * **flossing that can be told from freezing**: the recurrent weights ``J`` only (the input
   weights and the gate biases stay as initialized), ``k`` about the delay, and a target slightly
   below zero (:func:`fair_flossing`: ``-1 / (2 d)`` by default, at which a gradient shrinks by
   ``e^{-1/2}`` over the delay). A cell frozen by its carry gate (GRU update gate ``z -> 1``,
-  LSTM forget gate ``f -> 1``) has every exponent at zero and so does not meet a negative target;
-  whether the flossed cell froze is then **measured** (:func:`gated_probe`), beside a flossing
-  that is known to freeze (:func:`freezing_flossing`: every parameter, every exponent, to zero);
+  LSTM forget gate ``f -> 1``) has every exponent at zero and so overshoots a negative target,
+  but ``J`` holds the gates' recurrent blocks too, so a partial freeze is not ruled out: whether
+  the flossed cell froze is **measured** (:func:`gated_probe`), beside a flossing that is known to
+  freeze (:func:`freezing_flossing`: ``W_s, J, b``, every exponent, to zero);
 * **a learning rate per condition**, chosen from a grid on a validation batch that nothing else
   reads (:meth:`GatedTestRun.chosen_lr`);
 * **pairs**: every seed's network is trained unflossed and flossed, at every rate of the grid,
@@ -26,12 +28,15 @@ the copy task's cross-entropy at step ``t + d``, whose target is the bit ``s_t``
 
 * ``write = ||dx_t / ds_t||``: how strongly the current bit enters the state;
 * ``reach = ||dl_{t+d} / dx_t||``: how strongly the loss ``d`` steps later reaches back to it;
-* ``signal = |dl_{t+d} / ds_t|``: the whole gradient that teaches the network to store the bit
-  (``dl_{t+d}/dx_t . dx_t/ds_t``);
+* ``signal = |dl_{t+d} / ds_t|``: the loss's gradient with respect to the bit itself, through the
+  state (``dl_{t+d}/dx_t . dx_t/ds_t``), the path by which the task can teach storing it;
 * the mean carry gate (GRU ``z``, LSTM ``f``) and the first ``k`` exponents.
 
 Flossing that improves gradient flow raises ``signal``; flossing that freezes the cell raises the
-carry gate and lowers ``write``.
+carry gate and lowers ``write`` (a partial freeze can also raise ``reach`` and ``signal``: the
+signatures are read together, and beside the freezing flossing's). ``reach`` and ``signal`` carry the
+readout's error ``|sigmoid(r) - y|`` and the untrained readout ``w_r``; both are the same for the
+three probes of one network.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from .trainer import Member, TrainConfig, schedule, train
 
 __all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe",
            "delay_gradients", "gated_probe", "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test",
-           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves"]
+           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...); 0-5: the rest of Part III)
 VALIDATION, PROBE_BITS = 6, 7
@@ -92,12 +97,14 @@ class GatedProbe:
     exponents: Tensor
 
     def frame(self, seeds: Sequence[int], **labels) -> pd.DataFrame:
-        """One row per network: seed, the four measures, ``lambda_1`` and the mean squared exponent."""
+        """One row per network: seed, the four measures, ``lambda_1``, and the mean and mean square of the k
+        exponents."""
         e = self.exponents.double()
         return pd.DataFrame({**{k: [v] * len(seeds) for k, v in labels.items()}, "seed": list(seeds),
                              "carry_gate": self.carry_gate.tolist(), "write": self.write.tolist(),
                              "reach": self.reach.tolist(), "signal": self.signal.tolist(),
-                             "lambda_1": e[:, 0].tolist(), "mean_sq_exponent": (e ** 2).mean(1).tolist()})
+                             "lambda_1": e[:, 0].tolist(), "mean_exponent": e.mean(1).tolist(),
+                             "mean_sq_exponent": (e ** 2).mean(1).tolist()})
 
 
 def _geometric_mean(x: Tensor) -> Tensor:
@@ -175,7 +182,7 @@ class GatedDesign:
     floss_lr: float = 3e-3
     flossing: Optional[FlossingConfig] = None
     batch_size: int = 16
-    forget_bias: float = 1.0
+    carry_bias: float = 1.0
     clip: float = 0.03
     eval_every: int = 10
     success_threshold: float = 0.95
@@ -240,16 +247,21 @@ class GatedClaims:
         reference_probe: the same for the freezing flossing (empty without it).
         accuracy_lower, probe_lower, reference_lower: the one-sided sign-flip p-values of the opposite
             direction (flossed below unflossed; flossing lowered the measure).
+        accuracy_untied, probe_untied, reference_untied: the seeds whose difference is not zero (a tie
+            carries no sign: the smallest p the test can reach is ``2^-untied``).
     """
 
     accuracy: PairedComparison
     accuracy_lower: float
+    accuracy_untied: int
     success: dict[str, tuple[int, int, float, float]]
     faster: tuple[int, int, float]
     probe: dict[str, PairedComparison]
     probe_lower: dict[str, float]
+    probe_untied: dict[str, int]
     reference_probe: dict[str, PairedComparison] = field(default_factory=dict)
     reference_lower: dict[str, float] = field(default_factory=dict)
+    reference_untied: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -285,6 +297,12 @@ class GatedTestRun:
             out[cond] = float(self.design.lrs[int(np.argmax(med))])
         return out
 
+    def chosen_at_edge(self) -> dict[str, bool]:
+        """Per condition, whether the chosen rate is the grid's smallest or largest (then a rate outside the
+        grid might have done better; a grid of one rate is always at its edge)."""
+        lo, hi = min(self.design.lrs), max(self.design.lrs)
+        return {c: lr in (lo, hi) for c, lr in self.chosen_lr().items()}
+
     def at_chosen(self) -> pd.DataFrame:
         """The runs at each condition's chosen rate, one row per (condition, seed)."""
         lr = self.chosen_lr()
@@ -309,11 +327,13 @@ class GatedTestRun:
         has_ref = "reference" in self.probes
         return GatedClaims(accuracy=paired_comparison(acc["flossed"], acc["unflossed"], level=level),
                            accuracy_lower=paired_comparison(acc["unflossed"], acc["flossed"], level=level).p_greater,
+                           accuracy_untied=int((acc["flossed"] != acc["unflossed"]).sum()),
                            success=success, faster=(n_for, n_against, sign_test_greater(n_for, n_against)),
                            probe=self._probe_change("flossed", level),
-                           probe_lower=self._probe_lower("flossed"),
+                           probe_lower=self._probe_lower("flossed"), probe_untied=self._probe_untied("flossed"),
                            reference_probe=self._probe_change("reference", level) if has_ref else {},
-                           reference_lower=self._probe_lower("reference") if has_ref else {})
+                           reference_lower=self._probe_lower("reference") if has_ref else {},
+                           reference_untied=self._probe_untied("reference") if has_ref else {})
 
     def _measures(self, which: str) -> dict[str, np.ndarray]:
         p = self.probes[which]
@@ -328,6 +348,27 @@ class GatedTestRun:
     def _probe_lower(self, which: str) -> dict[str, float]:
         a, b = self._measures(which), self._measures("initial")
         return {m: paired_comparison(b[m], a[m]).p_greater for m in a}
+
+    def _probe_untied(self, which: str) -> dict[str, int]:
+        a, b = self._measures(which), self._measures("initial")
+        return {m: int((a[m] != b[m]).sum()) for m in a}
+
+    def by_rate(self, level: float = 0.95) -> pd.DataFrame:
+        """Flossed minus unflossed final held-out accuracy at every rate of the grid (paired over seeds; a
+        diverged member counts as chance, 0.5), with each condition's successes: the comparison without
+        the choice of rate, which picks each condition's best on the same seeds."""
+        rows = []
+        for lr in self.design.lrs:
+            acc = {c: self.runs[(self.runs.condition == c) & (self.runs.lr == lr)].set_index("seed")
+                   .final_accuracy.fillna(0.5).loc[self.seeds].to_numpy() for c in CONDITIONS}
+            succ = {c: int((self.runs[(self.runs.condition == c) & (self.runs.lr == lr)].success_epoch >= 0).sum())
+                    for c in CONDITIONS}
+            pc = paired_comparison(acc["flossed"], acc["unflossed"], level=level)
+            rows.append(dict(cell=self.design.kind, lr=lr, successes_unflossed=succ["unflossed"],
+                             successes_flossed=succ["flossed"], difference=pc.mean, lo=pc.lo, hi=pc.hi,
+                             higher=pc.n_greater, lower=int((acc["flossed"] < acc["unflossed"]).sum()), n=pc.n,
+                             p_higher=pc.p_greater))
+        return pd.DataFrame(rows)
 
     def probe_table(self) -> pd.DataFrame:
         """Every probe, one row per (probe, seed)."""
@@ -348,8 +389,8 @@ def run_gated_test(design: GatedDesign, seeds: Sequence[int], *, reference: bool
     if len(seeds) < 1:
         raise ValueError("seeds must name at least one network")
     d = design
-    net0 = init_cell_networks(d.kind, seeds, d.n_hidden, d.batch_size, forget_bias=d.forget_bias,
-                              dtype=d.dtype, device=d.device)
+    net0 = init_cell_networks(d.kind, seeds, d.n_hidden, d.batch_size, forget_bias=d.carry_bias,
+                              update_bias=d.carry_bias, dtype=d.dtype, device=d.device)
     k = d.fair.k
     probes = {"initial": gated_probe(net0, seeds, d.delay, k=k)}
     flossed, failed = _floss(net0, seeds, d.fair, d.pre_steps)
@@ -387,8 +428,9 @@ def run_gated_test(design: GatedDesign, seeds: Sequence[int], *, reference: bool
 
 def gated_claims_frame(claims: dict[str, GatedClaims]) -> pd.DataFrame:
     """Every cell's comparisons as one table: one row per (cell, quantity) with the estimate, its interval,
-    the seeds in favour (``n_for``: flossed above unflossed, or flossing raised the measure), the number of
-    seeds, and the one-sided p-values of a rise (``p``) and of a fall (``p_lower``). Probe rows are the mean
+    the seeds in favour (``n_for``: flossed above unflossed, or flossing raised the measure), against
+    (``n_lower``), with a non-zero difference (``n_untied``), the number of seeds, and the one-sided
+    p-values of a rise (``p``) and of a fall (``p_lower``). Probe rows are the mean
     of ``log(after / before)`` (the carry gate: of the difference); ``freezing flossing`` rows are the
     reference's."""
     nan = float("nan")
@@ -396,19 +438,22 @@ def gated_claims_frame(claims: dict[str, GatedClaims]) -> pd.DataFrame:
     for kind, c in claims.items():
         a = c.accuracy
         rows.append(dict(cell=kind, quantity="final accuracy, flossed - unflossed", estimate=a.mean, lo=a.lo, hi=a.hi,
-                         n_for=a.n_greater, n=a.n, p=a.p_greater, p_lower=c.accuracy_lower))
+                         n_for=a.n_greater, n_lower=c.accuracy_untied - a.n_greater, n_untied=c.accuracy_untied,
+                         n=a.n, p=a.p_greater, p_lower=c.accuracy_lower))
         for cond, (k, n, lo, hi) in c.success.items():
-            rows.append(dict(cell=kind, quantity=f"success rate, {cond}", estimate=k / n, lo=lo, hi=hi, n_for=k, n=n,
-                             p=nan, p_lower=nan))
+            rows.append(dict(cell=kind, quantity=f"success rate, {cond}", estimate=k / n, lo=lo, hi=hi, n_for=k,
+                             n_lower=nan, n_untied=nan, n=n, p=nan, p_lower=nan))
         f, ag, p = c.faster
         rows.append(dict(cell=kind, quantity="reaches success sooner, flossed", estimate=nan, lo=nan, hi=nan,
-                         n_for=f, n=f + ag, p=p, p_lower=sign_test_greater(ag, f)))
-        for which, probe, lower in (("fair flossing", c.probe, c.probe_lower),
-                                    ("freezing flossing", c.reference_probe, c.reference_lower)):
+                         n_for=f, n_lower=ag, n_untied=f + ag, n=f + ag, p=p, p_lower=sign_test_greater(ag, f)))
+        for which, probe, lower, untied in (("fair flossing", c.probe, c.probe_lower, c.probe_untied),
+                                            ("freezing flossing", c.reference_probe, c.reference_lower,
+                                             c.reference_untied)):
             for m, pc in probe.items():
                 what = "change of the mean carry gate" if m == "carry_gate" else f"log change of {m}"
                 rows.append(dict(cell=kind, quantity=f"{which}: {what}", estimate=pc.mean, lo=pc.lo, hi=pc.hi,
-                                 n_for=pc.n_greater, n=pc.n, p=pc.p_greater, p_lower=lower[m]))
+                                 n_for=pc.n_greater, n_lower=untied[m] - pc.n_greater, n_untied=untied[m], n=pc.n,
+                                 p=pc.p_greater, p_lower=lower[m]))
     return pd.DataFrame(rows)
 
 
@@ -427,10 +472,12 @@ QUESTIONS = {
 def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Each question of :data:`QUESTIONS` decided for every cell of a :func:`gated_claims_frame` table (its
     one-sided p-value in the question's direction), the cells of one question together at family-wise
-    ``alpha`` (Holm). Verdict ``"yes"``, ``"no"``, or ``"not decidable"`` when the seeds cannot reach Holm's
-    first threshold ``alpha / cells`` (``2^-n``, the smallest p a sign-flip test over n seeds gives).
+    ``alpha`` (Holm). Verdict ``"yes"``, ``"not shown"`` (the test could have decided and did not: not
+    evidence of no effect), or ``"not decidable"`` when the untied seeds cannot reach Holm's first
+    threshold ``alpha / cells`` (``2^-u``, the smallest p a sign-flip test over ``u`` untied seeds gives).
+    The questions are not corrected against each other.
 
-    Returns one row per (question, cell): p, n, verdict."""
+    Returns one row per (question, cell): p, n (untied seeds), verdict."""
     rows = []
     for q, (quantity, direction) in QUESTIONS.items():
         sub = frame[frame.quantity == quantity]
@@ -439,8 +486,8 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         col = "p" if direction == "up" else "p_lower"
         pvals = dict(zip(sub.cell, sub[col].astype(float)))
         decided = holm(pvals, alpha)
-        for cell, n in zip(sub.cell, sub.n.astype(int)):
-            verdict = ("yes" if decided[cell] else "not decidable" if 2.0 ** -n > alpha / len(pvals) else "no")
+        for cell, n in zip(sub.cell, sub.n_untied.astype(int)):
+            verdict = ("yes" if decided[cell] else "not decidable" if 2.0 ** -n > alpha / len(pvals) else "not shown")
             rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n, verdict=verdict))
     return pd.DataFrame(rows)
 
@@ -455,3 +502,44 @@ def chosen_curves(run: GatedTestRun) -> pd.DataFrame:
             rows.append(pd.DataFrame({"cell": run.design.kind, "condition": c, "lr": r, "seed": s,
                                       "epoch": run.epochs, "accuracy": run.curves[:, j]}))
     return pd.concat(rows, ignore_index=True)
+
+
+def side_by_side(frames: dict[str, pd.DataFrame], quantities: Sequence[str]) -> pd.DataFrame:
+    """The same comparisons at several sizes: one row per (cell, quantity) of ``quantities``, one column per
+    size (``frames``: size label -> :func:`gated_claims_frame` table), each entry "estimate [lo, hi], n_for of
+    n, p" (p left out where the row has none)."""
+    def entry(r) -> str:
+        if pd.isna(r.estimate):
+            return f"{int(r.n_for)} of {int(r.n)}, p = {r.p:.2g}"
+        text = f"{r.estimate:+.3g} [{r.lo:+.3g}, {r.hi:+.3g}], {int(r.n_for)} of {int(r.n)}"
+        return text if pd.isna(r.p) else text + f", p = {r.p:.2g}"
+
+    out = None
+    for label, f in frames.items():
+        sub = f[f.quantity.isin(quantities)].copy()
+        sub[label] = [entry(r) for r in sub.itertuples()]
+        sub = sub[["cell", "quantity", label]]
+        out = sub if out is None else out.merge(sub, on=["cell", "quantity"], how="outer")
+    order = {q: i for i, q in enumerate(quantities)}
+    return out.sort_values(["cell", "quantity"], key=lambda c: c.map(order) if c.name == "quantity" else c
+                           ).reset_index(drop=True)
+
+
+def describe(frame: pd.DataFrame, cell: str, quantity: str, direction: str = "up") -> str:
+    """One row of a :func:`gated_claims_frame` table in words: "+0.012 (95 % interval -0.004 to +0.030), higher
+    for 6 of 8 seeds, p = 0.035" (a success rate: "7 of 8 (95 % Wilson 0.53 to 0.98)"; the speed row: "5 of 6
+    seeds whose two networks differ, p = 0.11"); ``direction="down"`` counts the seeds lower and gives the
+    p-value of a fall."""
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    rows = frame[(frame.cell == cell) & (frame.quantity == quantity)]
+    if len(rows) != 1:
+        raise KeyError(f"no single row for cell {cell!r}, quantity {quantity!r}")
+    r = rows.iloc[0]
+    if quantity.startswith("success rate"):
+        return f"{int(r.n_for)} of {int(r.n)} (95 % Wilson {r.lo:.2f} to {r.hi:.2f})"
+    if pd.isna(r.estimate):
+        return f"{int(r.n_for)} of {int(r.n)} seeds whose two networks differ, p = {r.p:.2g}"
+    up = direction == "up"
+    return (f"{r.estimate:+.3g} (95 % interval {r.lo:+.3g} to {r.hi:+.3g}), {'higher' if up else 'lower'} for "
+            f"{int(r.n_for if up else r.n_lower)} of {int(r.n)} seeds, p = {r.p if up else r.p_lower:.2g}")

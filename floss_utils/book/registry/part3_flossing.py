@@ -144,7 +144,9 @@ CHAPTERS: list[Chapter] = [
         "11_architectures_and_complexity",
         "Architectures and temporal complexity",
         "GF's fourth claim, that flossing helps across architectures (GRU and LSTM cells, flossed through "
-        "Jacobian-vector products; not decided at book scale) and across tasks of variable temporal complexity "
+        "Jacobian-vector products, in a fair test: room for the memory, forget bias +1, recurrent-only flossing to a "
+        "negative target, a learning rate per condition, paired seeds, gradient-flow probes) and across tasks of "
+        "variable temporal complexity "
         "(XOR order h at a fixed largest lag, copy at growing lags), and the book's question of how many "
         "exponents must be flossed as order and lag grow",
         {"smoke": 0.4, "book": 4.0, "paper": 180.0},
