@@ -521,10 +521,11 @@ def test_real_chapter_runs_end_to_end_through_python_m(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "floss_utils", "run", cid, "--scale", "smoke", "--out", str(out),
                            "-q"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # -q: the result line and nothing else; the kernel's own start-up chatter goes to kernel.log
+    # -q: the result line and nothing else; the kernel's own start-up chatter goes to kernel.log, and over IPC the
+    # kernel has no TCP warning to give ("Kernel is running over TCP without encryption")
     assert proc.stdout.startswith(f"ok: {cid}") and len(proc.stdout.splitlines()) == 1, proc.stdout
     assert proc.stderr == "", proc.stderr
-    assert "without encryption" in (out / "kernel.log").read_text()
+    assert "without encryption" not in (out / "kernel.log").read_text()
     rec = _record(out)
     assert rec["status"] == "ok" and rec["chapter"] == cid and rec["scale"] == "smoke"
     smoke = {n: p.presets["smoke"] for n, p in CHAPTERS[cid].params.items() if p.presets}
@@ -591,3 +592,43 @@ def test_a_dead_kernel_is_explained_and_the_record_kept(tmp_path, capsys):
     assert "Run a smaller scale" in rec["error"]
     assert "the kernel died" in capsys.readouterr().err
 
+
+
+@pytest.mark.slow
+def test_kernels_talk_over_ipc_in_a_folder_of_their_own_and_log_their_stderr(tmp_path):
+    # two kernels started at once: each has its own socket folder (no shared port or path to race for); what the
+    # kernel process writes to its stderr lands in the log; the folder is gone after shutdown
+    import asyncio
+
+    from floss_utils.book.kernel_watch import kernel_manager_class
+
+    log = tmp_path / "kernel.log"
+    cls = kernel_manager_class(log)
+
+    async def run_two():
+        kms = [cls(kernel_name="python3") for _ in range(2)]
+        await asyncio.gather(*(km.start_kernel() for km in kms))
+        folders = [os.path.dirname(km.ip) for km in kms]
+        clients = [km.client() for km in kms]
+        for c in clients:
+            c.start_channels()
+            await c.wait_for_ready(timeout=60)
+        sockets = [sorted(os.listdir(f)) for f in folders]
+        kc = clients[0]
+        msg_id = kc.execute("import sys; sys.__stderr__.write('floss-stderr-probe\\n'); sys.__stderr__.flush()")
+        while True:
+            reply = await kc.get_shell_msg(timeout=60)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        for c in clients:
+            c.stop_channels()
+        transports = [km.transport for km in kms]
+        await asyncio.gather(*(km.shutdown_kernel(now=True) for km in kms))
+        return folders, sockets, transports, reply
+
+    folders, sockets, transports, reply = asyncio.run(run_two())
+    assert transports == ["ipc", "ipc"] and folders[0] != folders[1]
+    assert all(s and all(name.startswith("ipc-") for name in s) for s in sockets), sockets
+    assert reply["content"]["status"] == "ok"
+    assert "floss-stderr-probe" in log.read_text()
+    assert not any(os.path.exists(f) for f in folders)

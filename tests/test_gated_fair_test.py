@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from floss_utils.flossing import (QUESTIONS, CellNetwork, FlossingConfig, GatedDesign, GatedTestRun, Member, TrainConfig,
                                   copy_task, delay_gradients, fair_flossing,
-                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe, init_cell_networks,
+                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe_comparison, init_cell_networks,
                                   run_gated_test, sample_bits, schedule, train)
 from floss_utils.flossing.gated_fair_test import GatedProbe
 
@@ -221,12 +221,12 @@ def test_learning_rate_choice_and_claims_on_hand_made_runs():
     assert list(side.quantity) == ["success rate, flossed", "final accuracy, flossed - unflossed"]
     assert side.a.iloc[1].startswith("+0.233 [") and side.a.iloc[1].endswith("3 of 3, p = 0.12")
     assert side.b.iloc[1].startswith("+0.467 [") and side.a.iloc[0] == "+1 [+0.439, +1], 3 of 3"
-    assert describe(frame, "gru", "success rate, unflossed") == "1 of 3 (95 % Wilson 0.06 to 0.79)"
-    assert describe(frame, "gru", "reaches success sooner, flossed") == "3 of 3 seeds whose two networks differ, p = 0.12"
-    assert describe(frame, "gru", "final accuracy, flossed - unflossed").endswith("higher for 3 of 3 seeds, p = 0.12")
-    assert describe(frame, "gru", "final accuracy, flossed - unflossed", "down").endswith("lower for 0 of 3 seeds, p = 1")
+    assert describe_comparison(frame, "gru", "success rate, unflossed") == "1 of 3 (95 % Wilson 0.06 to 0.79)"
+    assert describe_comparison(frame, "gru", "reaches success sooner, flossed") == "3 of 3 seeds whose two networks differ, p = 0.12"
+    assert describe_comparison(frame, "gru", "final accuracy, flossed - unflossed").endswith("higher for 3 of 3 seeds, p = 0.12")
+    assert describe_comparison(frame, "gru", "final accuracy, flossed - unflossed", "down").endswith("lower for 0 of 3 seeds, p = 1")
     with pytest.raises(KeyError, match="no single row"):
-        describe(frame, "lstm", "success rate, unflossed")
+        describe_comparison(frame, "lstm", "success rate, unflossed")
     v = gated_verdicts(frame).set_index("question")
     assert set(v.index) == {"accuracy", "fair_signal", "fair_gate", "fair_write"}  # no freezing reference here
     assert (v.verdict == "not decidable").all()  # 3 seeds: 2^-3 > 0.05

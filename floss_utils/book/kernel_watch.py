@@ -100,11 +100,35 @@ class KernelWatch:
 
 def kernel_manager_class(log: Path, watch: KernelWatch | None = None):
     """A kernel manager class for papermill: nbclient's default, but the kernel process's own
-    stderr goes to ``log`` instead of the user's terminal, and ``watch`` (if given) samples the
-    kernel's memory from its start."""
+    stderr goes to ``log`` instead of the user's terminal, ``watch`` (if given) samples the
+    kernel's memory from its start, and the kernel talks over IPC (Unix sockets in a fresh
+    temporary folder of its own) instead of TCP: two kernels started at the same moment cannot
+    race for one free port, as they can over TCP (jupyter_client frees a port before the kernel
+    binds it)."""
+    import os
+    import shutil
+    import tempfile
+
     from jupyter_client.manager import AsyncKernelManager
 
     class WatchedKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.transport = "ipc"
+            self._ipc_dir: str | None = None
+
+        async def _async_pre_start_kernel(self, **kw):
+            if self._ipc_dir is None:  # the socket paths' prefix, unique to this kernel (a restart reuses it)
+                self._ipc_dir = tempfile.mkdtemp(prefix="floss-kernel-")
+                self.ip = os.path.join(self._ipc_dir, "ipc")
+            return await super()._async_pre_start_kernel(**kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart and self._ipc_dir is not None:
+                shutil.rmtree(self._ipc_dir, ignore_errors=True)
+                self._ipc_dir = None
+
         async def _async_launch_kernel(self, kernel_cmd, **kw):  # jupyter_client's documented hook
             with open(log, "ab") as stream:  # the child keeps its own copy of the descriptor
                 kw["stderr"] = stream

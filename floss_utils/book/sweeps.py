@@ -501,10 +501,11 @@ def _run_sweep(book, chapter, grid, points, fixed_values, out, workers, client, 
     return SweepResult(out, records, table, failures, interrupted, stopped_by)
 
 
-#: seconds between the starts of the first ``workers`` points: two Jupyter kernels starting at the same moment can
-#: pick the same free TCP port (jupyter_client frees a port before the kernel binds it), and one of them then dies
-#: with "Address already in use" (seen once in CI, 2026-12-05). Staggering the first wave makes that unlikely; later
-#: points start as earlier ones finish. A mitigation, not a fix (a fix would start kernels over IPC).
+#: seconds between the starts of the first ``workers`` points. Over TCP, two Jupyter kernels starting at the same
+#: moment could pick the same free port (jupyter_client frees a port before the kernel binds it), and one of them
+#: died with "Address already in use" (seen once in CI, 2026-12-05); kernels now talk over IPC in folders of their
+#: own (floss_utils.book.kernel_watch), which removes that race. The stagger stays as a second guard: it also
+#: spreads the kernels' start-up load (imports), and costs seconds per sweep.
 KERNEL_STAGGER_S = 5.0
 
 

@@ -60,7 +60,7 @@ from .trainer import Member, TrainConfig, schedule, train
 
 __all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe",
            "delay_gradients", "gated_probe", "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test",
-           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe"]
+           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...); 0-5: the rest of Part III)
 VALIDATION, PROBE_BITS = 6, 7
@@ -525,7 +525,7 @@ def side_by_side(frames: dict[str, pd.DataFrame], quantities: Sequence[str]) -> 
                            ).reset_index(drop=True)
 
 
-def describe(frame: pd.DataFrame, cell: str, quantity: str, direction: str = "up") -> str:
+def describe_comparison(frame: pd.DataFrame, cell: str, quantity: str, direction: str = "up") -> str:
     """One row of a :func:`gated_claims_frame` table in words: "+0.012 (95 % interval -0.004 to +0.030), higher
     for 6 of 8 seeds, p = 0.035" (a success rate: "7 of 8 (95 % Wilson 0.53 to 0.98)"; the speed row: "5 of 6
     seeds whose two networks differ, p = 0.11"); ``direction="down"`` counts the seeds lower and gives the
