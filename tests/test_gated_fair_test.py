@@ -219,8 +219,8 @@ def test_learning_rate_choice_and_claims_on_hand_made_runs():
     side = side_by_side({"a": frame, "b": frame.assign(estimate=frame.estimate * 2)},
                         ["success rate, flossed", "final accuracy, flossed - unflossed"])
     assert list(side.quantity) == ["success rate, flossed", "final accuracy, flossed - unflossed"]
-    assert side.a.iloc[1].startswith("+0.233 [") and side.a.iloc[1].endswith("3 of 3, p = 0.12")
-    assert side.b.iloc[1].startswith("+0.467 [") and side.a.iloc[0] == "+1 [+0.439, +1], 3 of 3"
+    assert side.a.iloc[1].startswith("+0.233 [") and side.a.iloc[1].endswith("3 up / 0 down, p 0.12 / 1")
+    assert side.b.iloc[1].startswith("+0.467 [") and side.a.iloc[0] == "3 of 3 [0.44, 1.00]"
     assert describe_comparison(frame, "gru", "success rate, unflossed") == "1 of 3 (95 % Wilson 0.06 to 0.79)"
     assert describe_comparison(frame, "gru", "reaches success sooner, flossed") == "3 of 3 seeds whose two networks differ, p = 0.12"
     assert describe_comparison(frame, "gru", "final accuracy, flossed - unflossed").endswith("higher for 3 of 3 seeds, p = 0.12")
@@ -242,6 +242,8 @@ def test_verdicts_decide_each_question_over_the_cells_by_holm():
     v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
     # 0.004 <= 0.05 / 2, then 0.04 <= 0.05 / 1: both rejected, for every question
     assert (v == "yes").all() and len(v) == 2 * len(QUESTIONS)
+    thr = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).threshold
+    assert (thr.xs("gru", level="cell") == 0.025).all() and (thr.xs("lstm", level="cell") == 0.05).all()
     rows = [dict(r, p=0.03 if r["cell"] == "gru" else r["p"], p_lower=0.03 if r["cell"] == "gru" else r["p_lower"])
             for r in rows]
     v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict

@@ -477,7 +477,8 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     threshold ``alpha / cells`` (``2^-u``, the smallest p a sign-flip test over ``u`` untied seeds gives).
     The questions are not corrected against each other.
 
-    Returns one row per (question, cell): p, n (untied seeds), verdict."""
+    Returns one row per (question, cell): p, n (untied seeds), the threshold Holm compared that p with
+    (``alpha / (cells - rank)``, rank 0 for the smallest p), verdict."""
     rows = []
     for q, (quantity, direction) in QUESTIONS.items():
         sub = frame[frame.quantity == quantity]
@@ -486,9 +487,11 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         col = "p" if direction == "up" else "p_lower"
         pvals = dict(zip(sub.cell, sub[col].astype(float)))
         decided = holm(pvals, alpha)
+        order = sorted(pvals, key=pvals.get)
         for cell, n in zip(sub.cell, sub.n_untied.astype(int)):
             verdict = ("yes" if decided[cell] else "not decidable" if 2.0 ** -n > alpha / len(pvals) else "not shown")
-            rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n, verdict=verdict))
+            rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n,
+                             threshold=alpha / (len(pvals) - order.index(cell)), verdict=verdict))
     return pd.DataFrame(rows)
 
 
@@ -506,13 +509,16 @@ def chosen_curves(run: GatedTestRun) -> pd.DataFrame:
 
 def side_by_side(frames: dict[str, pd.DataFrame], quantities: Sequence[str]) -> pd.DataFrame:
     """The same comparisons at several sizes: one row per (cell, quantity) of ``quantities``, one column per
-    size (``frames``: size label -> :func:`gated_claims_frame` table), each entry "estimate [lo, hi], n_for of
-    n, p" (p left out where the row has none)."""
+    size (``frames``: size label -> :func:`gated_claims_frame` table), each entry "estimate [lo, hi], seeds up /
+    down, one-sided p of a rise / of a fall" (a success rate: "k of n [lo, hi]"; the speed row: seeds sooner /
+    later and its p-values)."""
     def entry(r) -> str:
+        if str(r.quantity).startswith("success rate"):
+            return f"{int(r.n_for)} of {int(r.n)} [{r.lo:.2f}, {r.hi:.2f}]"
+        ps = f"p {r.p:.2g} / {r.p_lower:.2g}"
         if pd.isna(r.estimate):
-            return f"{int(r.n_for)} of {int(r.n)}, p = {r.p:.2g}"
-        text = f"{r.estimate:+.3g} [{r.lo:+.3g}, {r.hi:+.3g}], {int(r.n_for)} of {int(r.n)}"
-        return text if pd.isna(r.p) else text + f", p = {r.p:.2g}"
+            return f"{int(r.n_for)} sooner / {int(r.n_lower)} later, {ps}"
+        return f"{r.estimate:+.3g} [{r.lo:+.3g}, {r.hi:+.3g}], {int(r.n_for)} up / {int(r.n_lower)} down, {ps}"
 
     out = None
     for label, f in frames.items():
