@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from floss_utils.flossing import (QUESTIONS, CellNetwork, FlossingConfig, GatedDesign, GatedTestRun, Member, TrainConfig,
                                   copy_task, delay_gradients, fair_flossing,
-                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe_comparison, init_cell_networks,
+                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe_comparison, flossing_effect, init_cell_networks,
                                   run_gated_test, sample_bits, schedule, train)
 from floss_utils.flossing.gated_fair_test import GatedProbe
 
@@ -228,17 +228,17 @@ def test_learning_rate_choice_and_claims_on_hand_made_runs():
     with pytest.raises(KeyError, match="no single row"):
         describe_comparison(frame, "lstm", "success rate, unflossed")
     v = gated_verdicts(frame).set_index("question")
-    assert set(v.index) == {"accuracy", "fair_signal", "fair_gate", "fair_write"}  # no freezing reference here
+    assert set(v.index) == {"accuracy", "fair_signal", "fair_signal_fall", "fair_gate", "fair_write"}  # no reference
     assert (v.verdict == "not decidable").all()  # 3 seeds: 2^-3 > 0.05
 
 
 def test_verdicts_decide_each_question_over_the_cells_by_holm():
     # hand-made frame: two cells, 8 seeds each; Holm over the cells of one question
+    # (both one-sided p-values set alike, so that questions of either direction read the same numbers)
     rows = []
-    for q, (quantity, direction) in QUESTIONS.items():
-        for cell, p_up, p_down in (("gru", 0.004, 1.0), ("lstm", 0.04, 0.97)):
-            rows.append(dict(cell=cell, quantity=quantity, n=8, n_untied=8, p=p_up if direction == "up" else p_down,
-                             p_lower=p_down if direction == "up" else p_up))
+    for quantity in sorted({q for q, _ in QUESTIONS.values()}):
+        for cell, p in (("gru", 0.004), ("lstm", 0.04)):
+            rows.append(dict(cell=cell, quantity=quantity, n=8, n_untied=8, p=p, p_lower=p))
     v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
     # 0.004 <= 0.05 / 2, then 0.04 <= 0.05 / 1: both rejected, for every question
     assert (v == "yes").all() and len(v) == 2 * len(QUESTIONS)
@@ -249,5 +249,29 @@ def test_verdicts_decide_each_question_over_the_cells_by_holm():
     v = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).verdict
     # 0.03 > 0.025 stops Holm at its first step: neither cell is decided yes, and 8 seeds could have
     assert (v == "not shown").all()
+    thr = gated_verdicts(pd.DataFrame(rows)).set_index(["question", "cell"]).threshold
+    assert (thr.xs("gru", level="cell") == 0.025).all() and thr.xs("lstm", level="cell").isna().all()  # never reached
     few = [dict(r, n_untied=5) for r in rows]  # e.g. 3 of 8 seeds tied at the same accuracy: no sign
     assert (gated_verdicts(pd.DataFrame(few)).verdict == "not decidable").all()  # 2^-5 > 0.025
+
+
+def test_flossing_effect_reads_the_verdicts_and_the_sizes():
+    def frame(signal_p, signal_p_lower, signal_log):
+        rows = []
+        for which, gate, reach, write in (("fair", 0.1, math.log(4), math.log(0.5)), ("freezing", 0.2, math.log(8),
+                                                                                        math.log(0.1))):
+            for what, e in (("change of the mean carry gate", gate), ("log change of reach", reach),
+                            ("log change of write", write), ("log change of signal", signal_log)):
+                rows.append(dict(cell="gru", quantity=f"{which} flossing: {what}", estimate=e, n=8, n_untied=8,
+                                 p=signal_p if "signal" in what else (0.004 if e > 0 else 1.0),
+                                 p_lower=signal_p_lower if "signal" in what else (1.0 if e > 0 else 0.004)))
+        return pd.DataFrame(rows)
+
+    up = frame(0.004, 1.0, math.log(3))
+    text = flossing_effect(up, gated_verdicts(up), "gru")
+    assert text.startswith("raises the gradient signal (x3)") and "raises the carry gate by +0.10, 50% of" in text
+    assert text.endswith("reach x4 and write x0.5, against x8 and x0.1 for the freezing flossing")
+    down = frame(1.0, 0.004, math.log(0.2))
+    assert flossing_effect(down, gated_verdicts(down), "gru").startswith("lowers the gradient signal (x0.2)")
+    flat = frame(0.3, 0.7, math.log(1.1))
+    assert flossing_effect(flat, gated_verdicts(flat), "gru").startswith("changes the gradient signal by no detectable")

@@ -44,7 +44,7 @@ from .gradient_control import seed_interval, sign_test, sign_test_decidable
 from .gated_fair_test import (
     CARRY_GATE, fair_flossing, freezing_flossing, GatedProbe, delay_gradients, gated_probe, GatedDesign,
     GatedTestRun, GatedClaims, run_gated_test, gated_claims_frame, QUESTIONS, gated_verdicts,
-    chosen_curves, side_by_side, describe_comparison, VALIDATION, PROBE_BITS,
+    chosen_curves, side_by_side, describe_comparison, flossing_effect, VALIDATION, PROBE_BITS,
 )
 from .torch_modules import (
     SUPPORTED_MODULES, state_size, pack_state, unpack_state, RecurrentModuleMap, module_exponents,
@@ -54,7 +54,7 @@ from .torch_modules import (
 __all__ = [
     "seed_interval", "sign_test", "sign_test_decidable",
     "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
-    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "VALIDATION", "PROBE_BITS",
+    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "flossing_effect", "VALIDATION", "PROBE_BITS",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
     "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",

@@ -60,7 +60,8 @@ from .trainer import Member, TrainConfig, schedule, train
 
 __all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe",
            "delay_gradients", "gated_probe", "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test",
-           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison"]
+           "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison",
+           "flossing_effect"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...); 0-5: the rest of Part III)
 VALIDATION, PROBE_BITS = 6, 7
@@ -461,6 +462,7 @@ def gated_claims_frame(claims: dict[str, GatedClaims]) -> pd.DataFrame:
 QUESTIONS = {
     "accuracy": ("final accuracy, flossed - unflossed", "up"),
     "fair_signal": ("fair flossing: log change of signal", "up"),
+    "fair_signal_fall": ("fair flossing: log change of signal", "down"),
     "fair_gate": ("fair flossing: change of the mean carry gate", "up"),
     "fair_write": ("fair flossing: log change of write", "down"),
     "freezing_signal": ("freezing flossing: log change of signal", "up"),
@@ -478,7 +480,8 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     The questions are not corrected against each other.
 
     Returns one row per (question, cell): p, n (untied seeds), the threshold Holm compared that p with
-    (``alpha / (cells - rank)``, rank 0 for the smallest p), verdict."""
+    (``alpha / (cells - rank)``, rank 0 for the smallest p; NaN when Holm stopped at a smaller p and never
+    compared this one), verdict."""
     rows = []
     for q, (quantity, direction) in QUESTIONS.items():
         sub = frame[frame.quantity == quantity]
@@ -489,9 +492,11 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         decided = holm(pvals, alpha)
         order = sorted(pvals, key=pvals.get)
         for cell, n in zip(sub.cell, sub.n_untied.astype(int)):
+            rank = order.index(cell)
+            compared = all(decided[c] for c in order[:rank])  # Holm reached this p
             verdict = ("yes" if decided[cell] else "not decidable" if 2.0 ** -n > alpha / len(pvals) else "not shown")
             rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n,
-                             threshold=alpha / (len(pvals) - order.index(cell)), verdict=verdict))
+                             threshold=alpha / (len(pvals) - rank) if compared else float("nan"), verdict=verdict))
     return pd.DataFrame(rows)
 
 
@@ -547,5 +552,34 @@ def describe_comparison(frame: pd.DataFrame, cell: str, quantity: str, direction
     if pd.isna(r.estimate):
         return f"{int(r.n_for)} of {int(r.n)} seeds whose two networks differ, p = {r.p:.2g}"
     up = direction == "up"
-    return (f"{r.estimate:+.3g} (95 % interval {r.lo:+.3g} to {r.hi:+.3g}), {'higher' if up else 'lower'} for "
+    return (f"{r.estimate:+.3g} (95 % bootstrap interval {r.lo:+.3g} to {r.hi:+.3g}), {'higher' if up else 'lower'} for "
             f"{int(r.n_for if up else r.n_lower)} of {int(r.n)} seeds, p = {r.p if up else r.p_lower:.2g}")
+
+
+def flossing_effect(frame: pd.DataFrame, verdicts: pd.DataFrame, cell: str) -> str:
+    """What the fair flossing did to one cell before training, in words, from a :func:`gated_claims_frame`
+    table and its :func:`gated_verdicts` (with the freezing flossing's rows): whether it raised or lowered the
+    gradient signal (or neither, detectably), how far it moved the carry gate compared with the freezing
+    flossing, and the factors on reach and write beside the freezing flossing's. Factors are geometric means
+    over the seeds (``exp`` of the mean log change)."""
+    rows = frame.set_index(["cell", "quantity"])
+    v = verdicts.set_index(["question", "cell"]).verdict
+
+    def est(which: str, what: str) -> float:
+        return float(rows.loc[(cell, f"{which} flossing: {what}")].estimate)
+
+    signal = math.exp(est("fair", "log change of signal"))
+    if v.loc[("fair_signal", cell)] == "yes":
+        text = f"raises the gradient signal (x{signal:.2g})"
+    elif v.loc[("fair_signal_fall", cell)] == "yes":
+        text = f"lowers the gradient signal (x{signal:.2g})"
+    else:
+        text = f"changes the gradient signal by no detectable amount (x{signal:.2g})"
+    gate, frozen = est("fair", "change of the mean carry gate"), est("freezing", "change of the mean carry gate")
+    moved = "raises" if v.loc[("fair_gate", cell)] == "yes" else "changes, by no detectable rise,"
+    text += (f"; it {moved} the carry gate by {gate:+.2f}"
+             + (f", {gate / frozen:.0%} of the freezing flossing's {frozen:+.2f}" if frozen > 0 else
+                f" (the freezing flossing: {frozen:+.2f})"))
+    f = {(w, m): math.exp(est(w, f"log change of {m}")) for w in ("fair", "freezing") for m in ("reach", "write")}
+    return text + (f"; reach x{f[('fair', 'reach')]:.2g} and write x{f[('fair', 'write')]:.2g}, against "
+                   f"x{f[('freezing', 'reach')]:.2g} and x{f[('freezing', 'write')]:.2g} for the freezing flossing")
