@@ -63,9 +63,9 @@ __all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_
            "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison",
            "flossing_effect"]
 
-#: generator purposes of this module (seeded_generator(seed, purpose, ...); 0-5: the rest of Part III)
+#: generator purposes of this module, the second key of ``seeded_generator`` (0 to 5 are taken by the rest of Part III)
 VALIDATION, PROBE_BITS = 6, 7
-#: the gate that carries each cell's state over (-> 1: the cell stops writing or forgetting)
+#: the gate that carries each cell's state over (near 1 the cell stops writing, or forgetting)
 CARRY_GATE = {"gru": "z", "lstm": "f"}
 #: the two conditions of the test, in ensemble order
 CONDITIONS = ("unflossed", "flossed")
@@ -211,7 +211,7 @@ class GatedDesign:
 
     @property
     def n_state(self) -> int:
-        """The state dimension: N for the GRU, 2N for the LSTM."""
+        """The state dimension, N for the GRU and 2N for the LSTM."""
         return self.n_hidden * (1 if self.kind == "gru" else 2)
 
     @property

@@ -104,7 +104,7 @@ class Member:
     """One network of an ensemble: its seed (initialization, flossing draws), its data seed
     (task batches), its task and its flossing schedule; optionally its own flossing target
     lambda* and number of flossed exponents (default: those of the :class:`~floss_utils.flossing.flosser.FlossingConfig`),
-    and its own learning rate of the task training (default :attr:`TrainConfig.lr`; a learning-rate grid
+    and its own learning rate of the task training (default ``TrainConfig.lr``; a learning-rate grid
     runs as one ensemble)."""
 
     net_seed: int
