@@ -190,7 +190,9 @@ def test_schedule_claims_by_hand():
     assert c.speed["n"] == 1 and c.speed["n_sooner"] == 1
     assert (c.further["n_longer"], c.further["n_shorter"]) == (1, 0)  # seed 2: both 5, pre 0
     assert set(c.supported) == {"pre_none", "inter_none", "both_none", "further", "speed"}
-    assert c.verdict("both_none") == "not supported at this scale"
+    # 3 untied seeds cannot reach Holm's first threshold 0.05 / 5 (2^-3 > 0.01): not decidable, not "not supported"
+    assert c.verdict("both_none") == "not decidable (3 untied seeds: p cannot go below 0.12)"
+    assert schedule_claims(t, alpha=0.7).verdict("both_none") == "supported"
     # seed-level p-values: both 1/8 (3 seeds), pre 1/4 and inter 1/4 (2 seeds each), further 1/2, speed 1/2.
     # Holm at alpha 0.7 rejects while p_(i) <= 0.7 / (6 - i): 1/8 <= 0.14, then 1/4 > 0.175 stops
     lenient = schedule_claims(t, alpha=0.7)

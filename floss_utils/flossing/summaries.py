@@ -226,10 +226,13 @@ class ScheduleClaims:
     alpha: float
 
     def verdict(self, name: str) -> str:
-        """'supported' or 'not supported at this scale' for the test ``name`` (a key of ``supported``)."""
+        """The verdict of the test ``name`` (a key of ``supported``) as :func:`claims_table` gives it:
+        "supported", "not supported", "not decidable (...)" when its untied seeds cannot reach Holm's
+        first threshold, or "not tested (...)"."""
         if name not in self.supported:
             raise ValueError(f"no test {name!r}; known: {sorted(self.supported)}")
-        return "supported" if self.supported[name] else "not supported at this scale"
+        table = claims_table(self.contrasts, self.further, self.speed, self.supported, self.alpha)
+        return str(table.set_index("test").loc[name, "verdict"])
 
 
 def schedule_claims(table: pd.DataFrame, alpha: float = 0.05) -> ScheduleClaims:
