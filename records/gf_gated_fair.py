@@ -17,7 +17,8 @@ Run from the repository's root:
 
     OMP_NUM_THREADS=2 .venv/bin/python records/gf_gated_fair.py [--seeds 8] [--estimate]
 
-About 35 minutes on 2 cores (AMD EPYC, 2026-12-05, ``--estimate``).
+The committed record took 1198 s on 2 cores (AMD EPYC, 2026-12-05; ``--estimate`` had projected about 35 minutes,
+an upper bound).
 
 ``--estimate`` times 5 epochs of the whole ensemble and 3 flossing steps and prints the projected cost.
 """

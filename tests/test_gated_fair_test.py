@@ -96,7 +96,14 @@ def test_gated_probe_reads_the_carry_gate_and_refuses_bad_starts():
 def test_fair_and_freezing_flossing():
     fc = fair_flossing(20, lr=3e-3)
     assert fc.params == ("J",) and fc.k == 20 and fc.target == pytest.approx(-0.025)
-    assert math.exp(fc.target * 20) == pytest.approx(math.exp(-0.5))  # e^{-1/2} over the delay
+    # a frozen cell misses the target: a GRU with its update gate shut has every exponent at 0 (to the estimator's
+    # accuracy), so its flossing loss at -1/(2d) stays near (1/(2d))^2 instead of 0
+    net = init_cell_networks("gru", [0, 1], 24, 1, update_bias=60.0)
+    from floss_utils.flossing import evaluate_exponents, flossing_loss
+
+    lam = evaluate_exponents(net, [0, 1], steps=120, k=fc.k)
+    assert float(lam.abs().max()) < 1e-3
+    assert torch.allclose(flossing_loss(lam, fc.target), torch.full((2,), fc.target ** 2, dtype=lam.dtype), rtol=0.1)
     ref = freezing_flossing(48, lr=3e-3)
     assert set(ref.params) == {"W_s", "J", "b"} and ref.k == 48 and ref.target == 0.0
     with pytest.raises(ValueError, match="delay"):

@@ -182,7 +182,7 @@ CHAPTERS: list[Chapter] = [
         complexity_seeds=Param("int", "networks (seeds) per task and number of flossed exponents in the complexity study",
                                {"smoke": 2, "book": 8, "paper": 10}, bounds="[1, inf)"),
         # section 11.2's fair test of flossing on gated cells (floss_utils.flossing.gated_fair_test); its record
-        # records/gf_gated_fair.py runs delay 20 at N 48, T 100, 1500 epochs, 8 seeds (about 35 min on 2 cores)
+        # records/gf_gated_fair.py runs delay 20 at N 48, T 100, 1500 epochs, 8 seeds (20 min on 2 cores)
         cell_delay=Param("int", "delay d of the delayed-copy task for the gated networks",
                          {"smoke": 3, "book": 10, "paper": 20}, bounds="[1, inf)"),
         cell_units=Param("int", "hidden units N of the GRU and of the LSTM (states N and 2N; at least 2 cell_delay)",
