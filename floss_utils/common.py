@@ -28,7 +28,7 @@ from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
            "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm",
-           "sign_test_greater", "cluster_signs"]
+           "holm_reachable", "sign_test_greater", "cluster_signs"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -385,3 +385,24 @@ def holm(pvalues: Mapping[str, float], alpha: float = 0.05) -> dict[str, bool]:
         going = going and pvalues[name] <= alpha / (m - i)
         out[name] = going
     return out
+
+
+def holm_reachable(pvalues: Mapping[str, float], smallest: Mapping[str, float],
+                   alpha: float = 0.05) -> dict[str, bool]:
+    """Could each hypothesis have been rejected by :func:`holm`? For every name, Holm's procedure is
+    rerun with that p-value replaced by ``smallest[name]`` (the smallest p its test can give: ``2^-u``
+    for an exact sign or sign-flip test over ``u`` untied units), the other p-values as observed.
+    False means no outcome of that test could have been supported beside the others: "not
+    decidable", as opposed to "not supported". Under Holm a test ranked after tests that pass
+    meets a looser threshold than ``alpha / m``, so this is sharper than comparing ``smallest``
+    with the first threshold.
+
+    Args:
+        pvalues: name -> observed p-value.
+        smallest: name -> the smallest p-value that name's test can give (the same names).
+    Returns:
+        name -> reachable.
+    """
+    if set(smallest) != set(pvalues):
+        raise ValueError(f"smallest must name the same tests as pvalues: {sorted(set(smallest) ^ set(pvalues))}")
+    return {name: holm({**pvalues, name: float(smallest[name])}, alpha)[name] for name in pvalues}

@@ -260,6 +260,12 @@ def test_verdicts_decide_each_question_over_the_cells_by_holm():
     assert (thr.xs("gru", level="cell") == 0.025).all() and thr.xs("lstm", level="cell").isna().all()  # never reached
     few = [dict(r, n_untied=5) for r in rows]  # e.g. 3 of 8 seeds tied at the same accuracy: no sign
     assert (gated_verdicts(pd.DataFrame(few)).verdict == "not decidable").all()  # 2^-5 > 0.025
+    # beside a cell that passes (0.004 <= 0.025), 5 untied seeds meet Holm's second threshold 0.05 > 2^-5: the
+    # test could have decided, so its failure is "not shown", not "not decidable"
+    mixed = [dict(r, p=0.004, p_lower=0.004) if r["cell"] == "gru" else dict(r, n_untied=5, p=0.2, p_lower=0.2)
+             for r in rows]
+    v = gated_verdicts(pd.DataFrame(mixed)).set_index(["question", "cell"]).verdict
+    assert (v.xs("gru", level="cell") == "yes").all() and (v.xs("lstm", level="cell") == "not shown").all()
 
 
 def test_flossing_effect_reads_the_verdicts_and_the_sizes():

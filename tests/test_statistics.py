@@ -164,6 +164,24 @@ def test_holm_by_hand():
         holm({"a": 1.5})
 
 
+def test_holm_reachable_by_hand():
+    from floss_utils.common import holm_reachable
+
+    # chapter 10's book-scale case: four tests pass at p <= 0.002, the fifth (5 untied seeds, p >= 2^-5 = 0.031)
+    # ranks last, where Holm's threshold is 0.05 / 1: it could have passed, so "not supported", not "not decidable"
+    p = {"pre": 0.002, "inter": 0.00098, "both": 0.00098, "speed": 0.00098, "further": 0.19}
+    best = {"pre": 2 ** -9, "inter": 2 ** -10, "both": 2 ** -10, "speed": 2 ** -10, "further": 2 ** -5}
+    assert holm_reachable(p, best) == {k: True for k in p}
+    assert holm_reachable(p, {**best, "further": 2 ** -4})["further"] is False  # 0.0625 > 0.05 at any rank
+    # alone against one test that fails: 2^-5 = 0.031 ranks first, threshold 0.05 / 2 = 0.025, so it cannot pass;
+    # the other (0.04 at best) cannot pass either, whatever its rank
+    assert holm_reachable({"a": 0.04, "b": 0.2}, {"a": 0.04, "b": 2 ** -5}) == {"a": False, "b": False}
+    # beside a test that passes, the same 2^-5 ranks second, threshold 0.05: reachable
+    assert holm_reachable({"a": 0.001, "b": 0.2}, {"a": 0.001, "b": 2 ** -5}) == {"a": True, "b": True}
+    with pytest.raises(ValueError, match="same tests"):
+        holm_reachable({"a": 0.1}, {"b": 0.01})
+
+
 def test_sign_test_greater_by_hand():
     # P(Binomial(n, 1/2) >= k) written out: 5 of 5 -> 1/32; 7 of 8 -> (8 + 1)/256; 0 of 3 -> 1;
     # nothing untied -> 1

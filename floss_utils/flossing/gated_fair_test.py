@@ -52,7 +52,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common import PARAM_NAMES, PairedComparison, paired_comparison, sign_test_greater, wilson_interval, holm
+from ..common import PARAM_NAMES, PairedComparison, paired_comparison, sign_test_greater, wilson_interval, holm, holm_reachable
 from .flosser import FlossingConfig, Flosser, evaluate_exponents
 from .gated_cells import CellNetwork, gate_values, init_cell_networks
 from .tasks import accuracy, copy_task, sample_batch, sample_bits
@@ -475,8 +475,9 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Each question of :data:`QUESTIONS` decided for every cell of a :func:`gated_claims_frame` table (its
     one-sided p-value in the question's direction), the cells of one question together at family-wise
     ``alpha`` (Holm). Verdict ``"yes"``, ``"not shown"`` (the test could have decided and did not: not
-    evidence of no effect), or ``"not decidable"`` when the untied seeds cannot reach Holm's first
-    threshold ``alpha / cells`` (``2^-u``, the smallest p a sign-flip test over ``u`` untied seeds gives).
+    evidence of no effect), or ``"not decidable"`` when even the smallest p its untied seeds allow
+    (``2^-u`` for a sign-flip test over ``u`` untied seeds) would not have passed Holm beside the other
+    cells' p as observed (:func:`~floss_utils.common.holm_reachable`).
     The questions are not corrected against each other.
 
     Returns one row per (question, cell): p, n (untied seeds), the threshold Holm compared that p with
@@ -490,11 +491,12 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         col = "p" if direction == "up" else "p_lower"
         pvals = dict(zip(sub.cell, sub[col].astype(float)))
         decided = holm(pvals, alpha)
+        reachable = holm_reachable(pvals, {c: 2.0 ** -int(n) for c, n in zip(sub.cell, sub.n_untied)}, alpha)
         order = sorted(pvals, key=pvals.get)
         for cell, n in zip(sub.cell, sub.n_untied.astype(int)):
             rank = order.index(cell)
             compared = all(decided[c] for c in order[:rank])  # Holm reached this p
-            verdict = ("yes" if decided[cell] else "not decidable" if 2.0 ** -n > alpha / len(pvals) else "not shown")
+            verdict = "yes" if decided[cell] else "not shown" if reachable[cell] else "not decidable"
             rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n,
                              threshold=alpha / (len(pvals) - rank) if compared else float("nan"), verdict=verdict))
     return pd.DataFrame(rows)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..common import PairedComparison, cluster_signs, paired_comparison, sign_test_greater
+from ..common import PairedComparison, cluster_signs, holm_reachable, paired_comparison, sign_test_greater
 from .trainer import TrainResult
 
 __all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table"]
@@ -227,8 +227,9 @@ class ScheduleClaims:
 
     def verdict(self, name: str) -> str:
         """The verdict of the test ``name`` (a key of ``supported``) as :func:`claims_table` gives it:
-        "supported", "not supported", "not decidable (...)" when its untied seeds cannot reach Holm's
-        first threshold, or "not tested (...)"."""
+        "supported", "not supported", "not decidable (...)" when its untied seeds could not have reached
+        the threshold Holm applies at its rank (:func:`~floss_utils.common.holm_reachable`), or
+        "not tested (...)"."""
         if name not in self.supported:
             raise ValueError(f"no test {name!r}; known: {sorted(self.supported)}")
         table = claims_table(self.contrasts, self.further, self.speed, self.supported, self.alpha)
@@ -551,8 +552,9 @@ def claims_table(contrasts: pd.DataFrame, further: dict, speed: dict, supported:
     """GF's five schedule tests (:func:`schedule_claims`) one row each: ``test``, the success rates
     of the two schedules (contrasts only), the seeds for and against (the sign test's counts:
     more successes, a longer horizon, sooner; ties left out), its one-sided ``p``, Holm's
-    decision ``supported``, ``decidable`` (the untied seeds can reach Holm's first threshold
-    ``alpha / 5``) and a ``verdict`` that tells "not supported" from "not decidable" (with the
+    decision ``supported``, ``decidable`` (:func:`~floss_utils.common.holm_reachable`: had every
+    untied seed gone the test's way, p = 2^-untied, Holm would have supported it beside the other
+    tests as observed) and a ``verdict`` that tells "not supported" from "not decidable" (with the
     smallest p the untied seeds allow) and "not tested" (no untied seed).
 
     The inputs are a :class:`ScheduleClaims`'s fields, or the same read back from a record
@@ -571,9 +573,10 @@ def claims_table(contrasts: pd.DataFrame, further: dict, speed: dict, supported:
         raise ValueError(f"tests missing: {sorted(missing)}")
     out = out.set_index("test").loc[list(CLAIM_TESTS)].reset_index()
     out["supported"] = [bool(supported[t]) for t in out.test]
-    # Holm rejects nothing unless some p <= alpha / 5; a sign test over m untied seeds cannot go below 2^-m
+    # a sign test over m untied seeds cannot go below 2^-m: could that p have passed Holm beside the others?
     m = out.seeds_for + out.seeds_against
-    out["decidable"] = 2.0 ** -m <= alpha / len(CLAIM_TESTS)
+    reach = holm_reachable(dict(zip(out.test, out.p)), dict(zip(out.test, 2.0 ** -m)), alpha)
+    out["decidable"] = [reach[t] for t in out.test]
     out["verdict"] = ["supported" if ok else "not tested (no untied seed)" if mm == 0 else
                       "not supported" if dec else f"not decidable ({mm} untied seeds: p cannot go below {2.0 ** -mm:.2g})"
                       for ok, mm, dec in zip(out.supported, m, out.decidable)]
