@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from floss_utils.curse_of_memory.student_grids import (RunConfig, at_learning_rates, off_grid, beyond_edge, best_at_grid_edge, best_run,
-                                                       figure_configs, runs_at_best)
+                                                       bracket, figure_configs, runs_at_best)
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
 
@@ -53,6 +53,24 @@ def test_best_run_matches_every_key_and_compares_reals_loosely():
 def test_best_at_grid_edge_flags_the_ends_of_each_grid():
     lrs = {"rnn": [1e-2, 3.2e-3, 1e-3], "lru": [0.1, 0.032, 0.01]}
     assert best_at_grid_edge(_best_table(), lrs).tolist() == [True, True, False]
+
+
+def test_bracket_reads_the_neighbouring_rates_by_hand():
+    # the dense RNN (heads 1): best 1e-3 inside [1e-2, 3.2e-3, 1e-3, 3.2e-4]; above it 3.2e-3 with one diverged seed of
+    # two (only the divergence bounds it), below it 3.2e-4 with a worse finite mean; the LRU's best 0.1 sits on its
+    # grid's top edge (nothing above)
+    base = {"nu0": 0.99, "max_phase": math.pi, "hidden": 16}
+    runs = pd.DataFrame([dict(base, arch="rnn", heads=1, lr=lr, seed=s, final_loss=v) for lr, s, v in [
+        (1e-2, 0, math.inf), (1e-2, 1, math.inf), (3.2e-3, 0, 0.2), (3.2e-3, 1, math.inf), (1e-3, 0, 0.1), (1e-3, 1, 0.3),
+        (3.2e-4, 0, 0.5), (3.2e-4, 1, 0.7)]] + [dict(base, arch="lru", heads=1, lr=lr, seed=0, final_loss=v)
+                                               for lr, v in [(0.1, 1e-5), (0.032, 2e-5)]])
+    best = best_learning_rates(runs, ["arch", "nu0", "max_phase", "heads", "hidden"])
+    lrs = {"rnn": [1e-2, 3.2e-3, 1e-3, 3.2e-4], "lru": [0.1, 0.032]}
+    b = bracket(best, runs, lrs).set_index("arch")
+    assert b.loc["rnn", "lr"] == 1e-3 and (b.loc["rnn", "above"], b.loc["rnn", "below"]) == (3.2e-3, 3.2e-4)
+    assert b.loc["rnn", "above_diverged"] == 1 and b.loc["rnn", "above_mean"] == math.inf
+    assert b.loc["rnn", "below_diverged"] == 0 and b.loc["rnn", "below_mean"] == pytest.approx(0.6)
+    assert math.isnan(b.loc["lru", "above"]) and b.loc["lru", "below"] == 0.032 and b.loc["lru", "below_mean"] == 2e-5
 
 
 def test_missing_learning_rates_resumes_by_rate_seed_and_condition():

@@ -25,7 +25,7 @@ from .teacher import make_teacher
 from .student_training import train_ensemble
 
 __all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run", "off_grid", "beyond_edge",
-           "at_learning_rates", "runs_at_best", "best_at_grid_edge", "missing_learning_rates"]
+           "at_learning_rates", "runs_at_best", "best_at_grid_edge", "bracket", "missing_learning_rates"]
 
 #: architecture name -> what it is
 ARCHITECTURES = {
@@ -136,6 +136,41 @@ def best_at_grid_edge(best, lrs: Mapping[str, Sequence[float]]):
     or the largest of its architecture's grid (the grid may not contain the true optimum).
     Returns a boolean ``pandas.Series`` aligned with ``best``."""
     return best.apply(lambda r: float(r["lr"]) in (min(lrs[r["arch"]]), max(lrs[r["arch"]])), axis=1)
+
+
+def bracket(best, runs, lrs: Mapping[str, Sequence[float]], keys: Sequence[str] = CONFIG_KEYS):
+    """What brackets each configuration's best learning rate on its grid: per row of a
+    :func:`~floss_utils.curse_of_memory.student_training.best_learning_rates` table ``best``, the
+    grid's next smaller (``below``) and next larger (``above``) rate of its architecture (``lrs``;
+    NaN past the grid's edge) and, from ``runs``, how many seeds diverged at each
+    (``below_diverged``, ``above_diverged``) and the mean final loss there (``below_mean``,
+    ``above_mean``; inf when a seed diverged). A best rate is bracketed by a *worse mean* on a side
+    where that side's mean is finite; where a seed diverged there, only the divergence bounds it.
+    Returns a ``pandas.DataFrame`` aligned with ``best``, with ``keys`` and ``lr`` first.
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys = list(keys)
+    rows = []
+    for r in best.itertuples(index=False):
+        r = r._asdict()
+        grid = sorted(float(v) for v in lrs[r["arch"]])
+        i = int(np.argmin([abs(np.log(g / float(r["lr"]))) for g in grid]))
+        row = {k: r[k] for k in keys} | {"lr": float(r["lr"])}
+        sel = np.logical_and.reduce([np.isclose(runs[k].astype(float), float(r[k])) if isinstance(r[k], float)
+                                     else (runs[k] == r[k]).to_numpy() for k in keys])
+        for side, j in (("below", i - 1), ("above", i + 1)):
+            if 0 <= j < len(grid):
+                at = runs[sel & np.isclose(runs["lr"].astype(float), grid[j], rtol=1e-9, atol=0)]
+                vals = at["final_loss"].astype(float).to_numpy()
+                n_div = int((~np.isfinite(vals)).sum())
+                row |= {side: grid[j], f"{side}_diverged": n_div,
+                        f"{side}_mean": float(vals.mean()) if len(vals) and n_div == 0 else float("inf")}
+            else:
+                row |= {side: float("nan"), f"{side}_diverged": 0, f"{side}_mean": float("nan")}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def at_learning_rates(frame, lrs: Sequence[float]):

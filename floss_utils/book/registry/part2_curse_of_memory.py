@@ -98,12 +98,13 @@ CHAPTERS: list[Chapter] = [
         lrs_complex=Param("list[float]", "learning-rate grid of the complex diagonal RNNs (with and without gamma)",
                           {"smoke": [0.032, 0.01], "book": [0.032, 0.01, 0.0032, 0.001],
                            "paper": [0.1, 0.032, 0.01, 0.0032, 0.001, 3.2e-4, 1e-4]}, bounds="(0, inf)"),
-        min_ratio=Param("float", "claim threshold: dense RNN / LRU best loss at nu0 0.99 (and dense growth over nu0, "
-                        "dense RNN / each structured variant, dense growth / LRU growth over nu0); "
-                        "100 (two decades): the weakest reading of the ~1.6e4 of ZO Fig. 3B; smoke: direction only",
+        min_ratio=Param("float", "claim threshold: dense RNN / LRU and dense RNN / each structured variant at nu0 0.99, "
+                        "dense growth over nu0, dense growth / LRU growth (Figs. 3A, 3B); 100 (two decades): the weakest "
+                        "reading of the ~1e4 of ZO Fig. 3B; smoke: direction only",
                         {"smoke": 5.0, "book": 100.0, "paper": 100.0}, bounds="[1, inf)"),
-        min_gap=Param("float", "claim threshold: dense RNN / each structured variant (ablation, angles, heads); "
-                      "10 (one decade): the weakest reading of the 3-4 decades of ZO Figs. 3B, 10, 11; smoke: direction only",
+        min_gap=Param("float", "claim threshold: dense RNN / each diagonal student at every angle range and single head / "
+                      "smallest heads (Figs. 10, 11, the appendix figures); 10 (one decade): the weakest reading of their "
+                      "3-4 decades; smoke: direction only",
                       {"smoke": 2.0, "book": 10.0, "paper": 10.0}, bounds="[1, inf)"),
     ),
     chapter(
