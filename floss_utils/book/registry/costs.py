@@ -72,8 +72,8 @@ COSTS: dict[str, dict[str, Cost]] = {
     '05_linear_rnn_vs_lru': {
         'smoke': Cost(minutes=0.44, peak_gib=0.47, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'book': Cost(minutes=1.01, peak_gib=0.47, status='ok',
-                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
+        'book': Cost(minutes=2.6, peak_gib=0.53, status='ok',
+                    basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '06_loss_landscape_and_adam': {
         'smoke': Cost(minutes=0.38, peak_gib=0.61, status='ok',
@@ -110,13 +110,13 @@ COSTS: dict[str, dict[str, Cost]] = {
     '10_flossing_schedules': {
         'smoke': Cost(minutes=0.23, peak_gib=0.41, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'book': Cost(minutes=2.52, peak_gib=1.03, status='ok',
+        'book': Cost(minutes=4.0, peak_gib=1.38, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '11_architectures_and_complexity': {
         'smoke': Cost(minutes=0.41, peak_gib=0.48, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'book': Cost(minutes=3.9, peak_gib=0.77, status='ok',
+        'book': Cost(minutes=4.6, peak_gib=1.07, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '12_flossing_meets_curse_of_memory': {

@@ -55,7 +55,7 @@ CHAPTERS: list[Chapter] = [
         "Linear RNN vs LRU",
         "Zucchet & Orvieto (2024) Fig. 3A (loss vs teacher memory nu0), Fig. 3B (ablation at nu0 = 0.99), "
         "Fig. 10 (angle range) and Fig. 11 (number of heads): multi-dimensional teacher-student",
-        {"smoke": 0.2, "book": 3.0, "paper": 60.0},
+        {"smoke": 0.2, "book": 2.6, "paper": 60.0},
         constraints=[
             Constraint("every number of heads divides hidden", ("heads", "hidden"),
                        lambda v: all(v["hidden"] % h == 0 for h in v["heads"])),

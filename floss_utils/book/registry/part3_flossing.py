@@ -124,7 +124,7 @@ CHAPTERS: list[Chapter] = [
         "convergence speed, flossing during training extends the horizon BPTT bridges (delayed copy "
         "and XOR: accuracy vs epoch, success rate and epochs-to-success vs delay, under the public "
         "code's schedules)",
-        {"smoke": 0.3, "book": 2.0, "paper": 120.0},
+        {"smoke": 0.3, "book": 4.0, "paper": 120.0},
         constraints=[
             at_most("n_floss", "n_units"),
             Constraint("every XOR delay leaves a scored step: 2 * delay < seq_len", ("xor_delays", "seq_len"),
@@ -152,7 +152,7 @@ CHAPTERS: list[Chapter] = [
         "variable temporal complexity "
         "(XOR order h at a fixed largest lag, copy at growing lags), and the book's question of how many "
         "exponents must be flossed as order and lag grow",
-        {"smoke": 0.4, "book": 4.0, "paper": 180.0},
+        {"smoke": 0.4, "book": 4.6, "paper": 180.0},
         constraints=[
             at_most("n_floss", "n_units"),
             at_most("complexity_k", "n_units", each=True),
