@@ -392,8 +392,9 @@ def holm_reachable(pvalues: Mapping[str, float], smallest: Mapping[str, float],
     """Could each hypothesis have been rejected by :func:`holm`? For every name, Holm's procedure is
     rerun with that p-value replaced by ``smallest[name]`` (the smallest p its test can give: ``2^-u``
     for an exact sign or sign-flip test over ``u`` untied units), the other p-values as observed.
-    False means no outcome of that test could have been supported beside the others: "not
-    decidable", as opposed to "not supported". Under Holm a test ranked after tests that pass
+    False means no outcome of that test could have been supported beside the others, given its
+    ties (its number of untied units): "not decidable", as opposed to "not supported". It says
+    nothing about power: one favourable outcome suffices. Under Holm a test ranked after tests that pass
     meets a looser threshold than ``alpha / m``, so this is sharper than comparing ``smallest``
     with the first threshold.
 
