@@ -28,7 +28,7 @@ from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
            "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm",
-           "holm_reachable", "sign_test_greater", "cluster_signs"]
+           "holm_threshold", "holm_reachable", "sign_test_greater", "cluster_signs"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -385,6 +385,17 @@ def holm(pvalues: Mapping[str, float], alpha: float = 0.05) -> dict[str, bool]:
         going = going and pvalues[name] <= alpha / (m - i)
         out[name] = going
     return out
+
+
+def holm_threshold(pvalues: Mapping[str, float], name: str, alpha: float = 0.05) -> float:
+    """The threshold :func:`holm` compares ``pvalues[name]`` with: ``alpha / (m - i)`` at its 0-based
+    rank ``i`` among the ``m`` p-values sorted ascending (ties in the order of ``pvalues``, as
+    :func:`holm` sorts them). Whether Holm gets that far (every smaller p passing its own threshold)
+    is :func:`holm`'s answer, not this one's."""
+    if name not in pvalues:
+        raise KeyError(f"{name!r} is not one of the p-values {sorted(pvalues)}")
+    order = sorted(pvalues, key=lambda k: pvalues[k])
+    return alpha / (len(order) - order.index(name))
 
 
 def holm_reachable(pvalues: Mapping[str, float], smallest: Mapping[str, float],

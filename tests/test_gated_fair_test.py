@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from floss_utils.flossing import (QUESTIONS, CellNetwork, FlossingConfig, GatedDesign, GatedTestRun, Member, TrainConfig,
                                   copy_task, delay_gradients, fair_flossing,
-                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe_comparison, flossing_effect, init_cell_networks,
+                                  freezing_flossing, gated_claims_frame, gated_probe, gated_verdicts, side_by_side, describe_comparison, flossing_effect, claim_text,
+                                  question_text, init_cell_networks,
                                   run_gated_test, sample_bits, schedule, train)
 from floss_utils.flossing.gated_fair_test import GatedProbe
 
@@ -288,3 +289,37 @@ def test_flossing_effect_reads_the_verdicts_and_the_sizes():
     assert flossing_effect(down, gated_verdicts(down), "gru").startswith("lowers the gradient signal (x0.2)")
     flat = frame(0.3, 0.7, math.log(1.1))
     assert flossing_effect(flat, gated_verdicts(flat), "gru").startswith("changes the gradient signal by no detectable")
+
+
+def _question_frame(p_gru: float, p_lstm: float, n_untied: int = 8) -> pd.DataFrame:
+    """Every quantity of QUESTIONS for two cells, both one-sided p-values alike, estimates of +0.01 [-0.002, +0.02]."""
+    return pd.DataFrame([dict(cell=cell, quantity=q, estimate=0.01, lo=-0.002, hi=0.02, n=8, n_untied=n_untied, n_for=6,
+                              n_lower=2, p=p, p_lower=p)
+                         for q in sorted({q for q, _ in QUESTIONS.values()}) for cell, p in (("gru", p_gru), ("lstm", p_lstm))])
+
+
+def test_claim_text_says_the_verdict_the_threshold_and_the_fall():
+    f = _question_frame(0.004, 0.04)  # Holm: 0.004 <= 0.025, then 0.04 <= 0.05
+    assert claim_text(f, gated_verdicts(f), "lstm") == (
+        "supported: flossed minus unflossed +0.01 (95 % bootstrap interval -0.002 to +0.02), higher for 6 of 8 seeds, "
+        "p = 0.04 (Holm's threshold at its rank 0.05; the opposite direction, a fall: p = 0.04)")
+    f = _question_frame(0.03, 0.04)  # 0.03 > 0.025: Holm stops at the GRU, never compares the LSTM's p
+    assert claim_text(f, gated_verdicts(f), "lstm").startswith("not shown at family-wise 0.05: ")
+    assert "(Holm stopped at the other cell's smaller p;" in claim_text(f, gated_verdicts(f), "lstm")
+    f = _question_frame(0.03, 0.04, n_untied=4)  # 2^-4 > 0.05: no outcome could pass
+    assert claim_text(f, gated_verdicts(f), "gru").startswith("not decidable (too few seeds whose two networks differ)")
+
+
+def test_question_text_follows_the_verdict_and_the_direction():
+    f = _question_frame(0.004, 0.3)
+    v = gated_verdicts(f)
+    assert question_text(f, v, "fair_gate", "gru") == ("it raises the carry gate: +0.01 (95 % bootstrap interval -0.002 "
+                                                       "to +0.02), higher for 6 of 8 seeds, p = 0.004")
+    # a fall: the seeds lower and the p of a fall
+    assert question_text(f, v, "fair_write", "lstm") == ("that it lowers the write is not shown: +0.01 (95 % bootstrap "
+                                                         "interval -0.002 to +0.02), lower for 2 of 8 seeds, p = 0.3")
+    few = _question_frame(0.3, 0.3, n_untied=3)
+    assert question_text(few, gated_verdicts(few), "freezing_signal", "gru").startswith(
+        "too few seeds to say whether it raises the signal: ")
+    with pytest.raises(KeyError, match="no words"):
+        question_text(f, v, "accuracy", "gru")

@@ -164,6 +164,17 @@ def test_holm_by_hand():
         holm({"a": 1.5})
 
 
+def test_holm_threshold_by_hand():
+    from floss_utils.common import holm_threshold
+
+    p = {"a": 0.03, "b": 0.001, "c": 0.2, "d": 0.03}
+    # sorted b, a, d, c (ties in the given order): thresholds 0.05/4, 0.05/3, 0.05/2, 0.05/1
+    assert [holm_threshold(p, k) for k in "badc"] == pytest.approx([0.0125, 0.05 / 3, 0.025, 0.05])
+    assert holm_threshold(p, "c", alpha=0.1) == pytest.approx(0.1)
+    with pytest.raises(KeyError, match="'e'"):
+        holm_threshold(p, "e")
+
+
 def test_holm_reachable_by_hand():
     from floss_utils.common import holm_reachable
 

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from floss_utils.curse_of_memory.student_grids import (RunConfig, at_learning_rates, off_grid, beyond_edge, best_at_grid_edge, best_run,
+from floss_utils.curse_of_memory.student_grids import (RunConfig, at_learning_rates, off_grid, beyond_edge, best_at_grid_edge, best_run, rows_of,
                                                        bracket, figure_configs, runs_at_best)
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
@@ -48,6 +48,16 @@ def test_best_run_matches_every_key_and_compares_reals_loosely():
     assert row["mean"] == 0.1
     with pytest.raises(KeyError):
         best_run(best, RunConfig("rnn", 0.99, math.pi, heads=4, hidden=16))
+
+
+def test_rows_of_selects_every_seed_of_one_configuration_and_nothing_else():
+    base = {"arch": "rnn", "nu0": 0.99, "max_phase": math.pi, "hidden": 16}
+    runs = pd.DataFrame([dict(base, heads=h, seed=s, final_loss=10 * h + s) for h in (1, 2) for s in range(3)]
+                        + [dict(base, arch="lru", heads=1, seed=0, final_loss=-1.0)])
+    sel = rows_of(runs, RunConfig("rnn", 0.99 + 1e-12, math.pi, heads=2, hidden=16))
+    assert sel.final_loss.tolist() == [20, 21, 22]
+    assert rows_of(runs, RunConfig("rnn", 0.9, math.pi, heads=2, hidden=16)).empty
+    assert rows_of(runs, RunConfig("lru", 0.99, math.pi, hidden=16)).final_loss.tolist() == [-1.0]
 
 
 def test_best_at_grid_edge_flags_the_ends_of_each_grid():

@@ -24,7 +24,7 @@ from .students import LRU, ComplexDiagonalRNN, DenseRNN
 from .teacher import make_teacher
 from .student_training import train_ensemble
 
-__all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "best_run", "off_grid", "beyond_edge",
+__all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "rows_of", "best_run", "off_grid", "beyond_edge",
            "at_learning_rates", "runs_at_best", "best_at_grid_edge", "bracket", "missing_learning_rates"]
 
 #: architecture name -> what it is
@@ -116,16 +116,24 @@ def figure_configs(nu0s: Sequence[float], max_phases: Sequence[float], heads: Se
     return out
 
 
-def best_run(best, config: RunConfig):
-    """The row of a :func:`~floss_utils.curse_of_memory.student_training.best_learning_rates`
-    table (keyed by :data:`CONFIG_KEYS`) for ``config``; real-valued keys are compared with
-    ``numpy.isclose``. Raises ``KeyError`` unless exactly one row matches."""
+def rows_of(table, config: RunConfig):
+    """The rows of ``table`` (any table with the columns :data:`CONFIG_KEYS`: runs, best learning
+    rates, :func:`runs_at_best`) that belong to ``config``; real-valued keys are compared with
+    ``numpy.isclose``, the others exactly. Zero rows is a valid answer."""
     import numpy as np
 
-    sel = best
+    sel = table
     for k in CONFIG_KEYS:
         v = getattr(config, k)
         sel = sel[np.isclose(sel[k], v)] if k in ("nu0", "max_phase") else sel[sel[k] == v]
+    return sel
+
+
+def best_run(best, config: RunConfig):
+    """The row of a :func:`~floss_utils.curse_of_memory.student_training.best_learning_rates`
+    table (keyed by :data:`CONFIG_KEYS`) for ``config`` (matched by :func:`rows_of`). Raises
+    ``KeyError`` unless exactly one row matches."""
+    sel = rows_of(best, config)
     if len(sel) != 1:
         raise KeyError(f"{len(sel)} rows of the table match {config}")
     return sel.iloc[0]

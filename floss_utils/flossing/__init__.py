@@ -38,13 +38,14 @@ from .trainer import (
 )
 from .summaries import (
     member_table, success_summary, longest_bridged, schedule_contrasts, ScheduleClaims, schedule_claims, paired_speedup, horizon_contrast, exponents_needed, needed_contrast, ComplexityClaims, complexity_claims, accuracy_curves,
-    exponent_contrast, Arrival, arrival, claims_table,
+    exponent_contrast, Arrival, arrival, claims_table, CLAIM_LABELS, describe_claims,
 )
 from .gradient_control import seed_interval, sign_test, sign_test_decidable
 from .gated_fair_test import (
     CARRY_GATE, fair_flossing, freezing_flossing, GatedProbe, delay_gradients, gated_probe, GatedDesign,
     GatedTestRun, GatedClaims, run_gated_test, gated_claims_frame, QUESTIONS, gated_verdicts,
     chosen_curves, side_by_side, describe_comparison, flossing_effect, VALIDATION, PROBE_BITS,
+    VERDICT_WORDS, claim_text, QUESTION_CLAIMS, question_text,
 )
 from .torch_modules import (
     SUPPORTED_MODULES, state_size, pack_state, unpack_state, RecurrentModuleMap, module_exponents,
@@ -54,7 +55,7 @@ from .torch_modules import (
 __all__ = [
     "seed_interval", "sign_test", "sign_test_decidable",
     "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
-    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "flossing_effect", "VALIDATION", "PROBE_BITS",
+    "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "flossing_effect", "VALIDATION", "PROBE_BITS", "VERDICT_WORDS", "claim_text", "QUESTION_CLAIMS", "question_text",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
     "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",
@@ -63,6 +64,6 @@ __all__ = [
     "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "bce_loss", "TRAIN",
     "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
     "TrainResult", "train", "task_loss", "member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast",
-    "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "SUPPORTED_MODULES", "state_size", "pack_state",
+    "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "CLAIM_LABELS", "describe_claims", "SUPPORTED_MODULES", "state_size", "pack_state",
     "unpack_state", "RecurrentModuleMap", "module_exponents", "ModuleFlosser", "lstm_gate_means",
 ]

@@ -61,7 +61,7 @@ from .trainer import Member, TrainConfig, schedule, train
 __all__ = ["VALIDATION", "PROBE_BITS", "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe",
            "delay_gradients", "gated_probe", "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test",
            "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison",
-           "flossing_effect"]
+           "flossing_effect", "VERDICT_WORDS", "claim_text", "QUESTION_CLAIMS", "question_text"]
 
 #: generator purposes of this module, the second key of ``seeded_generator`` (0 to 5 are taken by the rest of Part III)
 VALIDATION, PROBE_BITS = 6, 7
@@ -585,3 +585,42 @@ def flossing_effect(frame: pd.DataFrame, verdicts: pd.DataFrame, cell: str) -> s
     f = {(w, m): math.exp(est(w, f"log change of {m}")) for w in ("fair", "freezing") for m in ("reach", "write")}
     return text + (f"; reach x{f[('fair', 'reach')]:.2g} and write x{f[('fair', 'write')]:.2g}, against "
                    f"x{f[('freezing', 'reach')]:.2g} and x{f[('freezing', 'write')]:.2g} for the freezing flossing")
+
+
+#: how a verdict of :func:`gated_verdicts` reads in GF's claim (:func:`claim_text`)
+VERDICT_WORDS = {"yes": "supported", "not shown": "not shown at family-wise 0.05",
+                 "not decidable": "not decidable (too few seeds whose two networks differ)"}
+
+
+def claim_text(frame: pd.DataFrame, verdicts: pd.DataFrame, cell: str) -> str:
+    """GF's claim for one cell (flossing before training raises the final held-out accuracy) in words,
+    from a :func:`gated_claims_frame` table and its :func:`gated_verdicts`: the verdict
+    (:data:`VERDICT_WORDS`), flossed minus unflossed (:func:`describe_comparison`), the threshold Holm
+    compared its p with (or that Holm stopped at the other cell's smaller p) and the p of a fall."""
+    v = verdicts.set_index(["question", "cell"]).loc[("accuracy", cell)]
+    holm_said = (f"Holm's threshold at its rank {v.threshold:.3g}" if pd.notna(v.threshold) else
+                 "Holm stopped at the other cell's smaller p")
+    quantity = "final accuracy, flossed - unflossed"
+    fall = frame.set_index(["cell", "quantity"]).loc[(cell, quantity)].p_lower
+    return (f"{VERDICT_WORDS[v.verdict]}: flossed minus unflossed " + describe_comparison(frame, cell, quantity)
+            + f" ({holm_said}; the opposite direction, a fall: p = {fall:.2g})")
+
+
+#: what each probe question of :data:`QUESTIONS` asserts about a flossing, in words (:func:`question_text`)
+QUESTION_CLAIMS = {"fair_signal": "raises the signal", "fair_gate": "raises the carry gate",
+                   "fair_write": "lowers the write", "freezing_signal": "raises the signal",
+                   "freezing_write": "lowers the write", "freezing_gate": "raises the carry gate"}
+
+
+def question_text(frame: pd.DataFrame, verdicts: pd.DataFrame, question: str, cell: str) -> str:
+    """One probe question (:data:`QUESTION_CLAIMS`) for one cell in words: "it raises the signal",
+    "that it raises the signal is not shown" or "too few seeds to say whether it raises the signal",
+    after its :func:`gated_verdicts` verdict, then the comparison in the question's direction
+    (:func:`describe_comparison`)."""
+    if question not in QUESTION_CLAIMS:
+        raise KeyError(f"no words for question {question!r}; known: {sorted(QUESTION_CLAIMS)}")
+    claim, (quantity, direction) = QUESTION_CLAIMS[question], QUESTIONS[question]
+    v = verdicts.set_index(["question", "cell"]).loc[(question, cell)].verdict
+    text = (f"it {claim}" if v == "yes" else f"that it {claim} is not shown" if v == "not shown"
+            else f"too few seeds to say whether it {claim}")
+    return f"{text}: {describe_comparison(frame, cell, quantity, direction)}"

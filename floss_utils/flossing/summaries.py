@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..common import PairedComparison, cluster_signs, holm_reachable, paired_comparison, sign_test_greater
+from ..common import PairedComparison, cluster_signs, holm_reachable, holm_threshold, paired_comparison, sign_test_greater
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "CLAIM_LABELS", "describe_claims"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -577,7 +577,34 @@ def claims_table(contrasts: pd.DataFrame, further: dict, speed: dict, supported:
     m = out.seeds_for + out.seeds_against
     reach = holm_reachable(dict(zip(out.test, out.p)), dict(zip(out.test, 2.0 ** -m)), alpha)
     out["decidable"] = [reach[t] for t in out.test]
-    out["verdict"] = ["supported" if ok else "not tested (no untied seed)" if mm == 0 else
-                      "not supported" if dec else f"not decidable ({mm} untied seeds: p cannot go below {2.0 ** -mm:.2g})"
-                      for ok, mm, dec in zip(out.supported, m, out.decidable)]
+    out["verdict"] = ["supported" if ok else "not tested (no untied seed)" if mm == 0 else "not supported" if dec
+                      else _not_decidable(t, int(mm), dict(zip(out.test, out.p)), alpha)
+                      for t, ok, mm, dec in zip(out.test, out.supported, m, out.decidable)]
     return out
+
+
+def _not_decidable(test: str, untied: int, pvalues: dict[str, float], alpha: float) -> str:
+    """Why ``test`` could not have been supported: its smallest p (2^-untied) against Holm's threshold at the rank
+    that p would take beside the other tests as observed, or Holm stopping at a test ranked before it."""
+    smallest = 2.0 ** -untied
+    thr = holm_threshold({**pvalues, test: smallest}, test, alpha)
+    why = (f"above Holm's threshold {thr:.2g} at its rank" if smallest > thr
+           else "and Holm stops at a test ranked before it")
+    return f"not decidable ({untied} untied seeds: p cannot go below {smallest:.2g}, {why})"
+
+
+#: a reader's label of each test of :data:`CLAIM_TESTS`
+CLAIM_LABELS = {"pre_none": "pre vs none (success)", "inter_none": "inter vs none (success)",
+                "both_none": "both vs none (success)", "further": "both vs pre (further horizon)",
+                "speed": "pre vs none (speed)"}
+
+
+def describe_claims(table: pd.DataFrame) -> str:
+    """A :func:`claims_table` in words, one clause per test joined by "; ": its label
+    (:data:`CLAIM_LABELS`), verdict, the two success rates (success tests only), the seeds for and
+    against and the sign test's p."""
+    return "; ".join(
+        f"{CLAIM_LABELS[r.test]}: {r.verdict} ("
+        + (f"success rates {r.rate_a:.2f} against {r.rate_b:.2f}, " if not np.isnan(r.rate_a) else "")
+        + f"seeds {r.seeds_for} for, {r.seeds_against} against, p = {r.p:.2g})"
+        for r in table.itertuples())
