@@ -79,12 +79,38 @@ def test_jvp_exponents_equal_explicit_jacobian(kind):
     q0 = torch.linalg.qr(torch.randn(3, net.n_units, k, dtype=torch.float64,
                                      generator=torch.Generator().manual_seed(2)))[0]
     ref = _reference_exponents(net, bits, q0, transient)
-    lam = network_exponents(net, bits, k=k, transient=transient, q0=q0, reorth="qr")  # folded JVP
+    lam = network_exponents(net, bits, k=k, transient=transient, q0=q0, reorth="qr")  # the closed-form tangents
     assert torch.allclose(lam, ref, atol=1e-10, rtol=0)
-    # the generic CellMap (vmap over tangent columns) gives the same numbers
-    vm = lyapunov_spectrum(net.recurrent_map(folded=False), net.x0[:, 0], net.drive(bits), steps=T - transient,
-                           k=k, transient=transient, q0=q0, reorth="qr").exponents
-    assert torch.allclose(vm, ref, atol=1e-10, rtol=0)
+    # forward-mode JVPs, folded into the batch or vmapped over the tangent columns, give the same numbers
+    for tangents in ("fold", "vmap"):
+        other = lyapunov_spectrum(net.recurrent_map(tangents), net.x0[:, 0], net.drive(bits), steps=T - transient,
+                                  k=k, transient=transient, q0=q0, reorth="qr").exponents
+        assert torch.allclose(other, ref, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="tangents must be one of"):
+        net.recurrent_map("stacked")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_tangent_equals_forward_mode_and_finite_differences(kind):
+    # ground truths for the written-out Jacobian: forward-mode automatic differentiation of cell_step (the step's
+    # own equations, no hand-written derivative) to round-off, and central finite differences to O(eps^2)
+    import torch.autograd.forward_ad as fwAD
+    from floss_utils.flossing import cell_step, cell_tangent
+
+    net = init_cell_networks(kind, [0, 1, 2], n_hidden=5, batch_size=1, gain=2.0)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, net.n_units, dtype=torch.float64, generator=g)
+    s = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    Q = torch.randn(3, net.n_units, 4, dtype=torch.float64, generator=g)
+    closed = cell_tangent(kind, net.J, net.W_s, net.b, x, s, Q)
+    step = lambda v: cell_step(kind, net.J, net.W_s, net.b, v.unsqueeze(1), s.unsqueeze(1)).squeeze(1)
+    for j in range(Q.shape[-1]):
+        with fwAD.dual_level():
+            jvp = fwAD.unpack_dual(step(fwAD.make_dual(x, Q[..., j]))).tangent
+        assert torch.allclose(closed[..., j], jvp, atol=1e-13, rtol=0)
+        eps = 1e-5
+        fd = (step(x + eps * Q[..., j]) - step(x - eps * Q[..., j])) / (2 * eps)
+        assert torch.allclose(closed[..., j], fd, atol=1e-8, rtol=0)
 
 
 def test_gradcheck_flossing_loss_through_gru():

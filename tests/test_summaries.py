@@ -93,6 +93,9 @@ def test_horizon_contrast_by_hand():
     assert (r["n"], r["n_longer"], r["n_shorter"]) == (4, 2, 1)
     assert r["p_pairs"] == pytest.approx(4 / 8)  # P(Bin(3, 1/2) >= 2)
     assert (r["seeds_longer"], r["seeds_shorter"]) == (2, 1) and r["p"] == pytest.approx(4 / 8)  # one family per seed
+    # the size: per-seed differences +10, 0, -10, +20 steps, mean 5; the bootstrap interval of a mean lies within the
+    # sample's range and around its mean
+    assert r["mean_diff"] == pytest.approx(5.0) and -10 <= r["diff_lo"] <= 5.0 <= r["diff_hi"] <= 20
     # two families of one seed count once: seed 0 longer on both families, seed 1 shorter on one
     two = [{"seed": s, "family": f, "delay": d, "schedule": sch,
             "success": (sch == "a" and s == 0) or (sch == "b" and s == 1 and f == "copy")}
@@ -100,6 +103,8 @@ def test_horizon_contrast_by_hand():
     r2 = horizon_contrast(pd.DataFrame(two), "a", "b")
     assert (r2["n_longer"], r2["n_shorter"]) == (2, 1) and r2["p_pairs"] == pytest.approx(4 / 8)
     assert (r2["seeds_longer"], r2["seeds_shorter"]) == (1, 1) and r2["p"] == pytest.approx(3 / 4)
+    # seed 0: (+10 + 10) / 2 = +10, seed 1: (-10 + 0) / 2 = -5: the per-seed means, then their mean 2.5
+    assert r2["mean_diff"] == pytest.approx(2.5)
     with pytest.raises(ValueError, match="cluster"):
         horizon_contrast(pd.DataFrame(rows), "a", "b", cluster="run")
     with pytest.raises(ValueError, match="not in the table"):

@@ -21,8 +21,8 @@ from .tanh_network import (
     GFNetwork, init_gf_networks,
 )
 from .gated_cells import (
-    CellNetwork, init_cell_networks, CELL_KINDS, GATE_NAMES, cell_step, gate_values,
-    FoldedCellMap,
+    CellNetwork, init_cell_networks, CELL_KINDS, GATE_NAMES, cell_step, cell_tangent, gate_values,
+    FoldedCellMap, ClosedFormCellMap, TANGENT_METHODS,
 )
 from .flosser import (
     FlossingConfig, flossing_transient, flossing_loss, floss_step, FlossStep, network_exponents,
@@ -57,7 +57,7 @@ __all__ = [
     "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
     "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "flossing_effect", "VALIDATION", "PROBE_BITS", "VERDICT_WORDS", "claim_text", "QUESTION_CLAIMS", "question_text",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",
-    "GATE_NAMES", "cell_step", "gate_values", "FoldedCellMap", "FlossingConfig",
+    "GATE_NAMES", "cell_step", "cell_tangent", "gate_values", "FoldedCellMap", "ClosedFormCellMap", "TANGENT_METHODS", "FlossingConfig",
     "flossing_transient", "flossing_loss", "floss_step", "FlossStep", "network_exponents",
     "Flosser", "FLOSS_BITS", "FLOSS_BASIS", "evaluate_exponents", "FlossingComparison",
     "compare_before_after_flossing", "Task", "copy_task", "xor_task", "tasks_with_lag",

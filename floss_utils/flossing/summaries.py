@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..common import PairedComparison, cluster_signs, holm_reachable, holm_threshold, paired_comparison, sign_test_greater
+from ..common import PairedComparison, bootstrap_interval, cluster_signs, holm_reachable, holm_threshold, paired_comparison, sign_test_greater
 from .trainer import TrainResult
 
 __all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "CLAIM_LABELS", "describe_claims"]
@@ -272,7 +272,10 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
     a network, so the deciding ``p`` is the exact one-sided sign test over clusters:
     ``seeds_longer`` clusters with more groups longer under ``a`` than shorter, ``seeds_shorter``
     the reverse, ``p = P(Binomial(seeds_longer + seeds_shorter, 1/2) >= seeds_longer)`` (1 without
-    an untied cluster). Uses every delay run, no subset chosen from the outcomes."""
+    an untied cluster). The size: ``mean_diff``, the mean over clusters of each cluster's mean
+    difference of longest delays (``a`` minus ``b``, in steps), with its 95 % percentile bootstrap
+    interval over clusters ``diff_lo``, ``diff_hi``. Uses every delay run, no subset chosen from the
+    outcomes."""
     missing = [c for c in ("schedule", "success", "delay", *by) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
@@ -292,8 +295,13 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
     p_pairs = sign_test_greater(longer, shorter)
     s_longer, s_shorter = cluster_signs(pd.Series(np.sign(da - db), index=common), cluster)
     p = sign_test_greater(s_longer, s_shorter)
+    # the size: per cluster, the mean over its groups of (a's longest delay - b's), then the mean over clusters with a
+    # 95 % percentile bootstrap interval over clusters
+    per_cluster = pd.Series((da - db).astype(float), index=common).groupby(level=cluster).mean()
+    lo, hi = bootstrap_interval(per_cluster.to_numpy(), level=0.95) if len(per_cluster) else (float("nan"),) * 2
     return {"n": len(common), "n_longer": longer, "n_shorter": shorter, "p_pairs": p_pairs,
-            "seeds_longer": s_longer, "seeds_shorter": s_shorter, "p": p}
+            "seeds_longer": s_longer, "seeds_shorter": s_shorter, "p": p,
+            "mean_diff": float(per_cluster.mean()) if len(per_cluster) else float("nan"), "diff_lo": lo, "diff_hi": hi}
 
 
 def paired_speedup(table: pd.DataFrame, a: str, b: str,
