@@ -29,7 +29,7 @@ curse_of_memory/    Part II - The curse of memory (chapters 3-7)
 
 flossing/           Part III - Gradient flossing (chapters 8-11, 13)
     tanh_network        GF's tanh network (member-batched)
-    gated_cells         GRU and LSTM networks, exponents by forward-mode JVPs
+    gated_cells         GRU and LSTM networks, exponents from the cells' Jacobians written out
     flosser             the flossing loss and step
     tasks               delayed copy and hierarchical XOR tasks
     trainer             ensemble trainer with flossing schedules

@@ -113,11 +113,31 @@ def test_cell_tangent_equals_forward_mode_and_finite_differences(kind):
         assert torch.allclose(closed[..., j], fd, atol=1e-8, rtol=0)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_flossing_gradients_of_the_written_out_tangents_equal_those_of_forward_mode(kind):
+    # the parameters' gradient of a flossing loss (reverse mode through every tangent and QR of 20 steps) with the
+    # written-out Jacobian and with folded dual numbers: the same to round-off, for both cells
+    from floss_utils.flossing import flossing_loss
+
+    base = init_cell_networks(kind, [0, 1], n_hidden=5, batch_size=1, gain=1.5)
+    bits = torch.randint(0, 2, (20, 2), generator=torch.Generator().manual_seed(4)).double()
+    q0 = torch.linalg.qr(torch.randn(2, base.n_units, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)))[0]
+    grads = {}
+    for tangents in ("closed_form", "fold"):
+        params = [p.detach().clone().requires_grad_(True) for p in (base.J, base.W_s, base.b)]
+        net = CellNetwork(kind, *params, base.w_r, base.c, base.x0)
+        lam = lyapunov_spectrum(net.recurrent_map(tangents), net.x0[:, 0], net.drive(bits), steps=16, k=3,
+                                transient=4, q0=q0, reorth="qr").exponents
+        grads[tangents] = torch.autograd.grad(flossing_loss(lam, -0.2).sum(), params)
+    for a, b in zip(grads["closed_form"], grads["fold"]):
+        assert torch.allclose(a, b, atol=1e-12, rtol=1e-10)
+
+
 def test_gradcheck_flossing_loss_through_gru():
     # float64 gradcheck (finite differences, torch's default tolerances; fast mode: random
     # projections of the Jacobian, which fail whenever the full check would, with probability ~1)
     # of the flossing loss with respect to J, W_s, b through a GRU trajectory of 10 steps, k = 3
-    # of N = 6: reverse mode through the forward-mode tangents and every QR
+    # of N = 6: reverse mode through the written-out tangents (cell_tangent) and every QR
     base = init_cell_networks("gru", [5], n_hidden=6, batch_size=1, gain=1.2)
     bits = torch.tensor([[1.0], [0.0], [1.0], [1.0], [0.0], [0.0], [1.0], [0.0], [1.0], [1.0]])
     q0 = torch.linalg.qr(torch.randn(1, 6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))[0]

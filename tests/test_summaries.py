@@ -197,7 +197,7 @@ def test_schedule_claims_by_hand():
     assert set(c.supported) == {"pre_none", "inter_none", "both_none", "further", "speed"}
     # 3 untied seeds cannot give p below 2^-3 > 0.05, Holm's loosest threshold: not decidable, not "not supported"
     assert c.verdict("both_none") == (
-            "not decidable (3 untied seeds: p cannot go below 0.12, above Holm's threshold 0.01 at its rank)")
+            "not decidable (3 untied seeds: p cannot go below 2^-3 = 0.125, above Holm's threshold 0.01 at its rank)")
     assert schedule_claims(t, alpha=0.7).verdict("both_none") == "supported"
     # seed-level p-values: both 1/8 (3 seeds), pre 1/4 and inter 1/4 (2 seeds each), further 1/2, speed 1/2.
     # Holm at alpha 0.7 rejects while p_(i) <= 0.7 / (6 - i): 1/8 <= 0.14, then 1/4 > 0.175 stops
@@ -343,12 +343,12 @@ def test_claims_table_from_schedule_claims_and_from_a_record(tmp_path):
     assert bool(pre.decidable)  # 2^-8 <= 0.05 / 5
     few = claims_table(gf.contrasts.assign(seeds_for=3), gf.further, gf.speed, gf.supported | {"pre_none": False})
     # 0.125 would rank fourth beside inter, both and the further horizon (2^-8 each): Holm's threshold 0.05 / 2
-    assert few.verdict[0] == "not decidable (3 untied seeds: p cannot go below 0.12, above Holm's threshold 0.025 at its rank)"
+    assert few.verdict[0] == "not decidable (3 untied seeds: p cannot go below 2^-3 = 0.125, above Holm's threshold 0.025 at its rank)"
     # decidability at the test's own Holm rank: pre, inter, both pass (2^-8), speed has p = 1, so the further
     # horizon at its best would rank fourth, threshold 0.05 / 2. 6 untied seeds (2^-6 = 0.016) reach it: a 5-1
     # outcome is "not supported" (Holm's first threshold 0.01 would have called it not decidable); 5 untied seeds
     # (2^-5 = 0.031) do not
-    for n_for, n_against, verdict in ((5, 1, "not supported"), (4, 1, "not decidable (5 untied seeds: p cannot go below 0.031, above Holm's threshold 0.025 at its rank)")):
+    for n_for, n_against, verdict in ((5, 1, "not supported"), (4, 1, "not decidable (5 untied seeds: p cannot go below 2^-5 = 0.0312, above Holm's threshold 0.025 at its rank)")):
         far_t = claims_table(gf.contrasts, dict(gf.further, seeds_longer=n_for, seeds_shorter=n_against, p=0.2), gf.speed,
                              gf.supported | {"further": False}).set_index("test").loc["further"]
         assert far_t.verdict == verdict
@@ -358,7 +358,7 @@ def test_claims_table_from_schedule_claims_and_from_a_record(tmp_path):
     stuck = claims_table(gf.contrasts.assign(p=[ps[a] for a in gf.contrasts.a]),
                          dict(gf.further, seeds_longer=6, seeds_shorter=0, p=0.5), dict(gf.speed, p=1.0),
                          {k: False for k in gf.supported}).set_index("test")
-    assert stuck.loc["further"].verdict == ("not decidable (6 untied seeds: p cannot go below 0.016, "
+    assert stuck.loc["further"].verdict == ("not decidable (6 untied seeds: p cannot go below 2^-6 = 0.0156, "
                                             "and Holm stops at a test ranked before it)")
     back = json.loads(json.dumps({"c": gf.contrasts.to_dict("list"), "f": gf.further, "s": gf.speed, "h": gf.supported}))
     again = claims_table(pd.DataFrame(back["c"]), back["f"], back["s"], back["h"])

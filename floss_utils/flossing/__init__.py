@@ -3,7 +3,7 @@
 Modules (each public name is also importable from this package)::
 
     tanh_network  GF's tanh network, batched over members
-    gated_cells   GRU and LSTM networks, exponents by forward-mode JVPs
+    gated_cells   GRU and LSTM networks, exponents from the cells' Jacobians written out
     flosser       the flossing loss and step: exponents toward per-member targets by backpropagating
                   through the QR estimate
     tasks         GF's memory tasks: delayed copy, hierarchical XOR

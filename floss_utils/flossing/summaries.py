@@ -274,8 +274,9 @@ def horizon_contrast(table: pd.DataFrame, a: str, b: str, by: Sequence[str] = ("
     the reverse, ``p = P(Binomial(seeds_longer + seeds_shorter, 1/2) >= seeds_longer)`` (1 without
     an untied cluster). The size: ``mean_diff``, the mean over clusters of each cluster's mean
     difference of longest delays (``a`` minus ``b``, in steps), with its 95 % percentile bootstrap
-    interval over clusters ``diff_lo``, ``diff_hi``. Uses every delay run, no subset chosen from the
-    outcomes."""
+    interval over clusters ``diff_lo``, ``diff_hi`` (with few clusters, say fewer than ten, a
+    percentile bootstrap interval is too narrow: read it as descriptive). Uses every delay run, no
+    subset chosen from the outcomes."""
     missing = [c for c in ("schedule", "success", "delay", *by) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
@@ -596,9 +597,9 @@ def _not_decidable(test: str, untied: int, pvalues: dict[str, float], alpha: flo
     that p would take beside the other tests as observed, or Holm stopping at a test ranked before it."""
     smallest = 2.0 ** -untied
     thr = holm_threshold({**pvalues, test: smallest}, test, alpha)
-    why = (f"above Holm's threshold {thr:.2g} at its rank" if smallest > thr
+    why = (f"above Holm's threshold {thr:.3g} at its rank" if smallest > thr
            else "and Holm stops at a test ranked before it")
-    return f"not decidable ({untied} untied seeds: p cannot go below {smallest:.2g}, {why})"
+    return f"not decidable ({untied} untied seeds: p cannot go below 2^-{untied} = {smallest:.3g}, {why})"
 
 
 #: a reader's label of each test of :data:`CLAIM_TESTS`
