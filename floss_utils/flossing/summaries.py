@@ -602,7 +602,7 @@ def _not_decidable(test: str, untied: int, pvalues: dict[str, float], alpha: flo
     return f"not decidable ({untied} untied seeds: p cannot go below 2^-{untied} = {smallest:.3g}, {why})"
 
 
-#: a reader's label of each test of :data:`CLAIM_TESTS`
+#: a reader's label of each test of ``CLAIM_TESTS``
 CLAIM_LABELS = {"pre_none": "pre vs none (success)", "inter_none": "inter vs none (success)",
                 "both_none": "both vs none (success)", "further": "both vs pre (further horizon)",
                 "speed": "pre vs none (speed)"}
