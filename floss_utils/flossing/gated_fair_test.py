@@ -52,7 +52,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common import PARAM_NAMES, PairedComparison, paired_comparison, sign_test_greater, wilson_interval, holm, holm_reachable
+from ..common import PARAM_NAMES, PairedComparison, paired_comparison, sign_test_greater, wilson_interval, holm, holm_reachable, holm_threshold
 from .flosser import FlossingConfig, Flosser, evaluate_exponents
 from .gated_cells import CellNetwork, gate_values, init_cell_networks
 from .tasks import accuracy, copy_task, sample_batch, sample_bits
@@ -498,7 +498,7 @@ def gated_verdicts(frame: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             compared = all(decided[c] for c in order[:rank])  # Holm reached this p
             verdict = "yes" if decided[cell] else "not shown" if reachable[cell] else "not decidable"
             rows.append(dict(question=q, cell=cell, p=pvals[cell], n=n,
-                             threshold=alpha / (len(pvals) - rank) if compared else float("nan"), verdict=verdict))
+                             threshold=holm_threshold(pvals, cell, alpha) if compared else float("nan"), verdict=verdict))
     return pd.DataFrame(rows)
 
 
