@@ -9,6 +9,13 @@ committed chapters and an AMD EPYC one, e.g. the sum of the exponents of a g = 3
 500 steps -284.2 vs -270.2, the number of diverged runs of chapter 5 2 vs 3, while every check
 cell (the chapters' claims) held on both.
 
+On one machine, too, the bits held only once MKL's code branch was pinned: with its AVX-512
+kernels and two threads, separate processes of the same program on the same Intel Xeon gave two
+different results (chapter 12's flossing: 2 of 10 runs differed, every one of them deterministic
+within its process), while with the AVX2 branch all 10 agreed. ``import floss_utils`` therefore sets
+``MKL_CBWR=AVX2`` unless the user set it (MKL reads it at its first call, so a chapter imports
+``floss_utils`` before computing anything), and the fingerprint records the branch.
+
 So each committed notebook records the machine it was executed on (:func:`stamp_notebook`, run
 by ``make execute``), and the nbval run of ``make test`` (plugin ``tests/nbval_machine.py``)
 compares outputs
@@ -24,6 +31,7 @@ compares outputs
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import sys
@@ -37,7 +45,7 @@ __all__ = ["STAMP_KEY", "cpu_model", "machine_fingerprint", "notebook_stamp", "s
 STAMP_KEY = "floss_utils"
 
 # Fields that decide floating-point results (the rest of a stamp is informative).
-_DECIDING = ("arch", "cpu", "os", "torch", "cpu_capability", "threads", "accelerator")
+_DECIDING = ("arch", "cpu", "os", "torch", "cpu_capability", "mkl_cbwr", "threads", "accelerator")
 
 
 def cpu_model() -> str:
@@ -54,7 +62,8 @@ def cpu_model() -> str:
 def machine_fingerprint() -> dict[str, Any]:
     """What decides the bits of a chapter's numbers on this machine, as a JSON-able dict:
     CPU architecture and model, OS, torch version, torch's CPU kernel set (e.g. ``AVX512``),
-    torch's thread count, and the CUDA device a ``device="auto"`` chapter would use (or None)."""
+    MKL's code branch (``MKL_CBWR``, set by ``import floss_utils``), torch's thread count, and the
+    CUDA device a ``device="auto"`` chapter would use (or None)."""
     import torch
 
     accel = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -64,6 +73,7 @@ def machine_fingerprint() -> dict[str, Any]:
         "os": platform.system(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
         "threads": torch.get_num_threads(),
         "accelerator": accel,
         "python": platform.python_version(),
