@@ -8,6 +8,8 @@ VENV       := .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 export TQDM_DISABLE := 1
+# MKL's AVX2 code branch: bit-reproducible across processes (floss_utils/__init__.py also sets it on import)
+export MKL_CBWR ?= AVX2
 
 # The chapter notebooks are exactly the .ipynb files listed in _toc.yml.
 CHAPTERS = $(shell sed -n 's/^ *- *file: *\(book\/[^ #]*\).*/\1/p' _toc.yml | while read -r f; do [ -f "$$f.ipynb" ] && echo "$$f.ipynb"; done)

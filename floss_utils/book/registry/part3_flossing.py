@@ -110,9 +110,13 @@ CHAPTERS: list[Chapter] = [
                              {"smoke": [1, 12], "book": [1, 36], "paper": [1, 32, 75]}, bounds="[1, inf)"),
            "n_seeds": Param("int", "networks (seeds) per condition", {"smoke": 2, "book": 10, "paper": 10},
                             bounds="[1, inf)"),
-           # book 0.01 (chapter 8's 0.003 before): at 0.003 and 300 steps flossing lambda_1 barely moved the
-           # chaotic g = 3 networks (mean lambda_1 0.21 -> 0.18, lower in 6 of 10 seeds, 2026-12-06); at 0.01,
-           # 0.21 -> 0.04, lower in 10 of 10, at the same cost. Chosen after that run (the chapter says so)
+           # book 0.01 (chapter 8's 0.003 before), chosen after runs at 0.003 on the same seeds (the chapter says
+           # so). Flossing lambda_1 at g = 3, mean over 10 seeds (Intel Xeon, 2026-12-05/06): at 0.003 0.22 -> 0.17
+           # (lower in 8 of 10; MKL's default branch) and 0.21 -> 0.18 (6 of 10; AVX2 branch); at 0.01 0.21 -> 0.05
+           # (10 of 10), at the same cost. At g = 2 the higher rate overshoots (0.048 -> -0.048; at 0.003 -0.018).
+           # It also changed the conditioning (default-branch run at 0.003 vs the committed one): flossing all K
+           # lowered the condition-number rate at g = 2 in 6 of 10 seeds (3.73 -> 3.64) vs 1 of 10 (3.73 -> 5.21,
+           # worse than unflossed); the pooled sign test over the gains went from p = 0.019 to 0.92
            "floss_lr": Param("float", "learning rate of the flossing Adam", {"smoke": 0.003, "book": 0.01, "paper": 0.001},
                              bounds="(0, inf)")},
         gains=Param("list[float]", "coupling gains g of the networks (1: GF's initialization; larger: chaotic "
