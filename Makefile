@@ -101,7 +101,7 @@ check-install:
 test: venv
 	@start=$$(date +%s); status=0; \
 	echo "== pytest tests/ (unit, hygiene, smoke, build)"; \
-	$(BIN)/python -m pytest tests || status=1; \
+	$(BIN)/python -m pytest tests --durations=20 || status=1; \
 	mid=$$(date +%s); \
 	echo "== nbval: $(CHAPTERS)"; \
 	if [ -n "$(strip $(CHAPTERS))" ]; then \

@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from conftest import BOOK_DIR, chapter_params
-from floss_utils.book.student import SolutionMarkupError, strip_solutions, write_student_edition
+from floss_utils.book.student import SolutionMarkupError, solution_leaks, strip_solutions, write_student_edition
 
 
 def _nb(*cells):
@@ -87,9 +87,34 @@ def test_code_checked_solutions_are_counted():
     assert _code_checked_solutions(nb) == 1
 
 
-@pytest.mark.slow
+def test_solution_leaks_finds_a_name_bound_only_in_a_solution():
+    leaky = _nb(new_code_cell("import numpy as np\nx = 1"), new_markdown_cell(EXERCISE), new_markdown_cell(START),
+                new_code_cell("y = np.sqrt(x)\nfrom math import tau"), new_markdown_cell(END),
+                new_code_cell("z = y + x + tau\nf = lambda w: w"))
+    problems = solution_leaks(leaky, "leaky")
+    assert len(problems) == 2 and "'tau'" in problems[0] and "'y'" in problems[1], problems
+    # bound again outside the solution before it is read: the student copy has it
+    fixed = _nb(*leaky.cells[:-1], new_code_cell("y = 2\ntau = 6.28\nz = y + x + tau"))
+    assert solution_leaks(fixed) == []
+
+
+def test_solution_leaks_finds_a_glue_key_set_only_in_a_solution():
+    cells = [new_markdown_cell(EXERCISE), new_markdown_cell(START), new_code_cell("glue_number('ch_x', 3.0, 2)"),
+             new_markdown_cell(END)]
+    shown = _nb(*cells, new_markdown_cell("The answer is {glue:text}`ch_x`."))
+    assert solution_leaks(shown) == ["notebook: the student copy shows glue key 'ch_x', glued only inside a solution"]
+    hidden = _nb(*cells[:-1], new_markdown_cell(END.replace("Text after", "The answer {glue}`ch_x`, after")))
+    assert "{glue}`ch_x`" in strip_solutions(hidden)[0].cells[-1].source  # kept by the copy: flagged
+    assert len(solution_leaks(hidden)) == 1
+    inside = _nb(*cells[:2], new_markdown_cell("{glue}`ch_x`"), *cells[2:])  # shown inside the solution only
+    assert solution_leaks(inside) == []
+
+
 @pytest.mark.parametrize("nb_path", chapter_params())
-def test_student_copy_of_each_chapter_has_no_solutions_and_runs(nb_path: Path, tmp_path: Path):
+def test_student_copy_of_each_chapter_has_no_solutions_and_needs_none(nb_path: Path, tmp_path: Path):
+    """Each chapter's student copy: no solution left, every exercise kept, at least one solution
+    checked by code, and nothing outside the solutions depends on them (``solution_leaks``: a static
+    reading; one chapter's copy is also executed, below)."""
     original = nbformat.read(nb_path, as_version=4)
     n_solutions = sum(c.source.count("{solution-start}") for c in original.cells if c.cell_type == "markdown")
     n_exercises = sum(c.source.count("{exercise}") for c in original.cells if c.cell_type == "markdown")
@@ -99,7 +124,15 @@ def test_student_copy_of_each_chapter_has_no_solutions_and_runs(nb_path: Path, t
     student = nbformat.read(copy, as_version=4)
     assert not any("{solution-start}" in c.source or "{solution-end}" in c.source for c in student.cells)
     assert sum(c.source.count("{exercise}") for c in student.cells) == n_exercises
-    # the copy still runs, at smoke scale, without the solution cells
+    assert solution_leaks(original, nb_path.name) == []
+
+
+@pytest.mark.slow
+def test_a_student_copy_runs(tmp_path: Path):
+    """One chapter's student copy (chapter 2: the cheapest) runs at smoke scale without its solution
+    cells: the end-to-end check behind the static one above (every chapter also runs whole at smoke
+    scale in test_smoke.py, solutions included)."""
+    (copy,) = write_student_edition([BOOK_DIR / "02_exponents_to_gradients.ipynb"], tmp_path / "student")
     papermill.execute_notebook(str(copy), str(tmp_path / "executed.ipynb"),
                                parameters={"scale": "smoke", "output_dir": str(tmp_path / "out")},
                                kernel_name="python3", cwd=str(BOOK_DIR), progress_bar=False)

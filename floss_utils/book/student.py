@@ -14,13 +14,15 @@ Usage::
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
 from pathlib import Path
 from typing import Iterable
 
 import nbformat
 
-__all__ = ["strip_solutions", "write_student_edition", "SolutionMarkupError"]
+__all__ = ["strip_solutions", "write_student_edition", "solution_leaks", "SolutionMarkupError"]
 
 _START = re.compile(r"^\s*(`{3,}|:{3,})\{solution-start\}\s*(\S+)?", re.MULTILINE)
 _END = re.compile(r"^\s*(`{3,}|:{3,})\{solution-end\}", re.MULTILINE)
@@ -77,6 +79,89 @@ def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> tuple[
     for i, cell in enumerate(out.cells):  # fresh unique ids (nbformat >= 4.5)
         cell["id"] = f"student-{i:03d}"
     return out, removed
+
+
+def solution_leaks(nb: nbformat.NotebookNode, name: str = "notebook") -> list[str]:
+    """What the student copy of ``nb`` would miss: each problem as one sentence (empty: none).
+
+    A static reading of the code, in cell order: a name bound only inside solution code (assigned,
+    imported, defined) and read by a later code cell outside every solution, which in the student
+    copy would raise ``NameError``; and a glue key set only inside solution code (``glue`` or
+    ``glue_number`` with a literal key) but shown by the markdown the student copy keeps, which
+    would render as a missing reference. Not seen: state a solution changes without binding a name
+    (a mutated object, a written file), and a read of a name that the reading cell itself binds
+    anywhere (an argument, a later assignment), which counts as bound.
+    """
+    student, _ = strip_solutions(nb, name=name)
+    bound_inside: dict[str, int] = {}
+    bound_outside: set[str] = set(dir(builtins)) | {"display", "get_ipython", "In", "Out"}
+    glued_inside, glued_outside = set(), set()
+    problems = []
+    for i, (src, inside) in enumerate(_code_cells(nb, name)):
+        tree = _parse(src)
+        stored, loaded = _names(tree)
+        keys = _glue_keys(tree)
+        if inside:
+            for n in stored:
+                bound_inside.setdefault(n, i)
+            glued_inside |= keys
+            continue
+        for n in sorted((loaded - stored - bound_outside) & set(bound_inside)):
+            problems.append(f"{name}: code cell {i} reads {n!r}, bound only inside a solution (code cell "
+                            f"{bound_inside[n]}): the student copy would raise NameError")
+        bound_outside |= stored
+        glued_outside |= keys
+    shown = {m.group(1) for c in student.cells if c.cell_type == "markdown"
+             for m in re.finditer(r"\{glue(?::\w*)?\}`([^`:]+)", c.source)}
+    for key in sorted(shown & (glued_inside - glued_outside)):
+        problems.append(f"{name}: the student copy shows glue key {key!r}, glued only inside a solution")
+    return problems
+
+
+def _code_cells(nb: nbformat.NotebookNode, name: str) -> list[tuple[str, bool]]:
+    """``(source, inside a solution)`` of every code cell, in order."""
+    cells, inside = [], False
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cells.append((cell.source, inside))
+        elif cell.cell_type == "markdown":
+            markers = sorted([(m.start(), True) for m in _START.finditer(cell.source)]
+                             + [(m.start(), False) for m in _END.finditer(cell.source)])
+            for _, opens in markers:
+                if opens == inside:
+                    raise SolutionMarkupError(f"{name}: unbalanced solution markup")
+                inside = opens
+    return cells
+
+
+def _parse(src: str) -> ast.Module:
+    """The cell's Python, IPython magics and shell escapes left out."""
+    return ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in src.splitlines()))
+
+
+def _names(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """Names a cell binds (assignments, imports, definitions, arguments) and names it reads."""
+    stored, loaded = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else stored).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            stored |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stored.add(node.name)
+        elif isinstance(node, ast.arg):
+            stored.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            stored.add(node.name)
+    return stored, loaded
+
+
+def _glue_keys(tree: ast.Module) -> set[str]:
+    """Literal keys of the cell's ``glue(...)`` and ``glue_number(...)`` calls."""
+    return {node.args[0].value for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("glue", "glue_number") and node.args
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
 
 
 def _fence_end(src: str, pos: int) -> int:
