@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from floss_utils.flossing.flosser import FlossingConfig, Flosser
-from floss_utils.flossing.trainer import Member, Schedule, TrainConfig, grid, schedule, task_loss, train
+from floss_utils.flossing.trainer import (Member, Schedule, TrainConfig, first_flossing_twins, grid, schedule, task_loss,
+                                         train)
 from floss_utils.flossing.tanh_network import init_gf_networks
 from floss_utils.flossing.tasks import TRAIN, copy_task, sample_batch, xor_task
 
@@ -67,6 +68,42 @@ def test_ensemble_equals_separate_runs():
     assert int(torch.isfinite(fl[:, 1]).sum()) == 4
     assert int(torch.isfinite(fl[:, 2]).sum()) == 6
     assert int(torch.isfinite(fl[:, 3]).sum()) == 3 + 2 * 2
+
+
+def test_twins_are_flossed_once_and_train_as_alone():
+    # a seeds x schedules x tasks grid: before the first task step the pre-flossing of (seed, schedule)
+    # does not depend on the task, so each group of twins is flossed once; every member still follows
+    # its own trajectory alone (1e-9, as above), the twins' flossing losses are recorded, and the
+    # flossing-Adam state carried into the later rounds of "both" is the representative's
+    pre, both = schedule("pre", pre_steps=4), schedule("both", 4, 2, 4, 2)
+    members = grid([0, 1], [schedule("none"), pre, both], [copy_task(2), xor_task(3)])
+    net = init_gf_networks([m.net_seed for m in members], SMALL.n_units, SMALL.batch_size)
+    twins = first_flossing_twins(members, net, Flosser(net, SMALL.flossing, [m.net_seed for m in members]))
+    groups = sorted(sorted([r, *d]) for r, d in twins)
+    flossed = [[i for i, m in enumerate(members) if m.net_seed == s and m.schedule.pre_steps] for s in (0, 1)]
+    assert groups == flossed and all(len(g) == 4 for g in groups)
+    ens = train(members, SMALL)
+    for m, mb in enumerate(members):
+        one = train([mb], SMALL)
+        if mb.schedule.total_steps:
+            fl = ens.floss_loss[:, m]
+            assert torch.allclose(fl[torch.isfinite(fl)], one.floss_loss[:, 0], atol=1e-9, rtol=0), m
+        assert torch.allclose(ens.loss[:, m], one.loss[:, 0], atol=1e-9, rtol=0), m
+        for name in ("J", "W_s", "b", "w_r", "c", "x0"):
+            assert torch.allclose(getattr(ens.network, name)[m], getattr(one.network, name)[0], atol=1e-9, rtol=0)
+    # not twins: another target, another number of flossed exponents, or other parameters
+    m0 = Member(0, 0, copy_task(2), pre)
+    for other in (Member(0, 0, xor_task(3), pre, target=-0.5), Member(0, 0, xor_task(3), pre, n_floss=2)):
+        net = init_gf_networks([0, 0], SMALL.n_units, SMALL.batch_size)
+        assert first_flossing_twins([m0, other], net, Flosser(net, SMALL.flossing, [0, 0],
+                                    targets=[0.0, other.target or 0.0],
+                                    n_floss=[SMALL.flossing.k, other.n_floss or SMALL.flossing.k])) == []
+    net = init_gf_networks([0, 0], SMALL.n_units, SMALL.batch_size)
+    with torch.no_grad():
+        net.J[1] += 1e-12
+    assert first_flossing_twins([m0, m0], net, Flosser(net, SMALL.flossing, [0, 0])) == []
+    net = init_gf_networks([0, 0], SMALL.n_units, SMALL.batch_size)
+    assert first_flossing_twins([m0, m0], net, Flosser(net, SMALL.flossing, [0, 0])) == [(0, [1])]
 
 
 def test_per_member_targets_and_counts():

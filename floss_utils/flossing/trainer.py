@@ -22,6 +22,10 @@ clipping, per-member flossing (a member is flossed only in the steps its schedul
 per-member divergence detection (a member whose loss or gradient becomes non-finite is marked,
 frozen and reported; the others go on). A member trained in an ensemble follows the same
 trajectory as when trained alone (tested). Use :func:`grid` to build seeds x schedules x tasks.
+Members whose flossing before the first task step is one and the same computation (the same
+seed, steps, target, flossed count and initial parameters; :func:`first_flossing_twins`) are flossed
+once and the result copied: a grid over tasks pre-flosses each (seed, schedule) once, not once per
+task (chapter 10: 240 pre-flossed networks computed as 10).
 
 Records per epoch (:class:`TrainResult`): task loss, held-out accuracy, the gradient norm of the
 loss with respect to the initial state ``x0`` (before clipping); the exponents by the flossing
@@ -47,7 +51,7 @@ from .tanh_network import GFNetwork, init_gf_networks
 from .tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
 
 __all__ = ["Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig", "TrainResult",
-           "train", "task_loss"]
+           "train", "task_loss", "first_flossing_twins"]
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,55 @@ def _safe_exponents(net: GFNetwork, seeds: list[int], alive: Tensor, fc: Flossin
     return out
 
 
+def first_flossing_twins(members: Sequence[Member], net: GFNetwork, flosser: Flosser) -> list[tuple[int, list[int]]]:
+    """Groups of members whose flossing at epoch 1 is one and the same computation: the same
+    network seed (flossing inputs and basis), number of steps at epoch 1, target and number of
+    flossed exponents, and identical parameters (checked, not assumed). Before the first task step
+    nothing depends on the task, the data or the learning rate, so a seeds x schedules x tasks grid
+    pre-flosses each (seed, schedule) once instead of once per task. Returns
+    ``[(representative, [twins...]), ...]`` for the groups of two or more; ``[]`` when there are none.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(members):
+        steps = m.schedule.floss_steps(1)
+        if steps > 0:
+            key = (m.net_seed, steps, float(flosser.targets[i]),
+                   None if flosser.n_floss is None else int(flosser.n_floss[i]))
+            groups.setdefault(key, []).append(i)
+    tensors = net.tensors(PARAM_NAMES)
+    twins = []
+    for idx in groups.values():
+        rep, same = idx[0], []
+        for i in idx[1:]:
+            if all(torch.equal(t[i], t[rep]) for t in tensors):
+                same.append(i)
+        if same:
+            twins.append((rep, same))
+    return twins
+
+
+def _copy_to_twins(values: Tensor, twins: list[tuple[int, list[int]]]) -> Tensor:
+    """``values`` (M, ...) with each twin's entry replaced by its representative's."""
+    out = values.clone()
+    for rep, dups in twins:
+        out[dups] = values[rep]
+    return out
+
+
+@torch.no_grad()
+def _copy_flosser_state(flosser: Flosser, twins: list[tuple[int, list[int]]]) -> None:
+    """After the twins' representatives were flossed: give each twin its representative's flossed
+    parameters, flossing-Adam state, draw counter and failure marks."""
+    opt = flosser.optimizer
+    for rep, dups in twins:
+        for t in (*flosser.params, *opt.m, *opt.v, opt.steps, flosser.bad):
+            t[dups] = t[rep].clone()
+        for d in dups:
+            flosser.counts[d] = flosser.counts[rep]
+            if rep in flosser._excluded:
+                flosser._excluded.add(d)
+
+
 def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
           network: Optional[GFNetwork] = None) -> TrainResult:
     """Train an ensemble (see the module docstring).
@@ -302,17 +355,23 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
 
     if cfg.exponents_every:
         record_exponents(0)
+    twins = first_flossing_twins(members, net, flosser)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        # ---- flossing phase (members whose schedule asks for it, alive ones only)
+        # ---- flossing phase (members whose schedule asks for it, alive ones only; at epoch 1 one
+        # member of each group of twins is flossed and its state copied to the others)
         n_floss = [m.schedule.floss_steps(epoch) for m in members]
         if max(n_floss) > 0:
-            alive_host = alive.cpu()
+            flossed = alive.cpu().clone()
+            if epoch == 1 and twins:
+                flossed[[d for _, dups in twins for d in dups]] = False
             for j in range(max(n_floss)):
-                act = torch.tensor([n > j for n in n_floss]) & alive_host
+                act = torch.tensor([n > j for n in n_floss]) & flossed
                 out = flosser.step(act)
                 fl_epochs.append(epoch)
-                fl_losses.append(out.loss)
+                fl_losses.append(_copy_to_twins(out.loss, twins) if epoch == 1 and twins else out.loss)
+            if epoch == 1 and twins:
+                _copy_flosser_state(flosser, twins)
             newly = flosser.bad & alive
             diverged = torch.where(newly, torch.full_like(diverged, epoch), diverged)
             alive = alive & ~flosser.bad
