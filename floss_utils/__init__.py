@@ -69,12 +69,7 @@ and book imports only common and its own modules.
 
 import os
 
-# Same seed, same machine, same numbers: MKL's AVX-512 kernels (torch's BLAS and LAPACK on x86)
-# with two threads gave two different results in separate processes of the same program on the
-# same Intel Xeon (2 of 10 runs of chapter 12's flossing, bits that chaos then amplifies), while
-# its AVX2 code branch gave one result in 10 of 10 (measured 2026-12-06; see
-# floss_utils.book.reproducibility). MKL reads MKL_CBWR at its first call, so this must run
-# before any torch computation; a value the user set is kept. Elsewhere (no MKL) it does nothing.
+# MKL's AVX2 code branch, before any torch computation: why, in floss_utils.book.reproducibility
 os.environ.setdefault("MKL_CBWR", "AVX2")
 
 __version__ = "0.1.0"

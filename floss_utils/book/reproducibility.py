@@ -62,8 +62,8 @@ def cpu_model() -> str:
 def machine_fingerprint() -> dict[str, Any]:
     """What decides the bits of a chapter's numbers on this machine, as a JSON-able dict:
     CPU architecture and model, OS, torch version, torch's CPU kernel set (e.g. ``AVX512``),
-    MKL's code branch (``MKL_CBWR``, set by ``import floss_utils``), torch's thread count, and the
-    CUDA device a ``device="auto"`` chapter would use (or None)."""
+    MKL's code branch (``MKL_CBWR``, set by ``import floss_utils``; None where torch has no MKL),
+    torch's thread count, and the CUDA device a ``device="auto"`` chapter would use (or None)."""
     import torch
 
     accel = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -73,7 +73,7 @@ def machine_fingerprint() -> dict[str, Any]:
         "os": platform.system(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "mkl_cbwr": os.environ.get("MKL_CBWR") if torch.backends.mkl.is_available() else None,
         "threads": torch.get_num_threads(),
         "accelerator": accel,
         "python": platform.python_version(),
