@@ -523,3 +523,42 @@ def test_learning_rate_grid_and_choice_on_the_validation_batch():
     pc = paired_sharpness(torch.tensor([4.0, 9.0, nan, -1.0]), torch.tensor([2.0, 3.0, 1.0, 1.0]), level=0.9)
     assert pc.n == 2 and pc.mean == pytest.approx((np.log(2) + np.log(3)) / 2)
     assert paired_sharpness(torch.tensor([-1.0]), torch.tensor([1.0]), level=0.9) is None
+
+
+@pytest.mark.parametrize("parametrization", ["polar", "exp", "exp_opt"])
+@pytest.mark.parametrize("normalized", [True, False])
+def test_diagonal_task_logits_equal_the_step_by_step_recurrence(parametrization, normalized):
+    # the task's logits as one Toeplitz product with the kernel Re sum_i C_i gamma_i B_i lambda_i^tau, against the
+    # recurrence h_t = lambda h_{t-1} + gamma B s_t run step by step (diagonal_recurrence): values, gradients and
+    # Hessian-vector products (the sharpness's Lanczos) to 1e-12 relative (round-off; T = 67 is not a power of 2)
+    from floss_utils.curse_of_memory.scans import diagonal_recurrence
+    from floss_utils.curse_of_memory.students import lambda_from_params, params_from_lambda
+    from floss_utils.synthesis.diagonal import PARAMETRIZATIONS
+    from floss_utils.synthesis.diagonal_task import _logits
+
+    g = torch.Generator().manual_seed(1)
+    M, n, T, b = 4, 6, 67, 3
+    nu = 0.49 + 0.5 * torch.rand(M, n, generator=g, dtype=torch.float64)
+    theta = 3 * torch.rand(M, n, generator=g, dtype=torch.float64)
+    B, C = (torch.randn(M, n, generator=g, dtype=torch.complex128) for _ in range(2))
+    c = torch.randn(M, generator=g, dtype=torch.float64)
+    bits = torch.randint(0, 2, (T, M, b), generator=g).double()
+    magnitude, angle = PARAMETRIZATIONS[parametrization]
+
+    def stepwise(mag, ang):
+        lam = lambda_from_params(mag, ang, magnitude, angle)
+        gamma = torch.sqrt(1 - lam.abs().detach() ** 2) if normalized else torch.ones_like(lam.abs())
+        drive = (gamma * B)[:, None, None, :] * (2 * bits - 1).permute(1, 2, 0).unsqueeze(-1).to(B.dtype)
+        h = diagonal_recurrence(lam.unsqueeze(1), drive)  # (M, b, T, n)
+        return ((h * C[:, None, None, :]).sum(-1).real + c[:, None, None]).permute(2, 0, 1)
+
+    def derivatives(f):
+        x = [t.clone().requires_grad_(True) for t in params_from_lambda(nu, theta, magnitude, angle)]
+        y = f(*x)
+        grads = torch.autograd.grad((y ** 2).sum(), x, create_graph=True)
+        hvp = torch.autograd.grad(sum((gr * torch.ones_like(gr)).sum() for gr in grads), x)
+        return [y.detach(), *(t.detach() for t in grads), *hvp]
+
+    fast = derivatives(lambda mag, ang: _logits(mag, ang, B, C, c, bits, magnitude, angle, normalized))
+    for a, r in zip(fast, derivatives(stepwise)):
+        assert float((a - r).abs().max() / r.abs().max()) < 1e-12

@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from ..common import PairedComparison, paired_comparison
-from ..curse_of_memory.scans import diagonal_scan
 from ..curse_of_memory.students import lambda_from_params, params_from_lambda
 from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
 from ..optim import BatchedAdam
@@ -42,15 +41,33 @@ __all__ = ["DiagonalTaskRun", "ChosenRate", "train_diagonal_on_task", "diagonal_
 
 def _logits(mag: Tensor, ang: Tensor, B: Tensor, C: Tensor, c: Tensor, bits: Tensor, magnitude: str, angle: str,
             normalized: bool) -> Tensor:
-    """Logits ``(T, M, batch)`` for input bits ``(T, M, batch)``."""
+    """Logits ``(T, M, batch)`` for input bits ``(T, M, batch)``.
+
+    The input is one scalar per step, so the readout of the recurrence is a convolution of the
+    inputs with one real kernel per member, ``k(tau) = Re sum_i C_i gamma_i B_i lambda_i^tau``:
+    ``logit_t = sum_{s <= t} k(t - s) s_s + c``, one product with a lower-triangular Toeplitz
+    matrix instead of ``T`` sequential steps (exact: the powers are products, nothing is inverted;
+    equal to the step-by-step recurrence to round-off, tested)."""
     lam = lambda_from_params(mag, ang, magnitude, angle)  # (M, n)
     nu = lam.abs()
     gamma = torch.sqrt(1 - nu.detach() ** 2) if normalized else torch.ones_like(nu)
-    s = (2 * bits - 1).permute(1, 2, 0)  # (M, batch, T)
-    drive = (gamma * B).unsqueeze(1).unsqueeze(1) * s.unsqueeze(-1).to(B.dtype)  # (M, batch, T, n)
-    h = diagonal_scan(lam.unsqueeze(1), drive)
-    y = (h * C.unsqueeze(1).unsqueeze(1)).sum(-1).real + c[:, None, None]  # (M, batch, T)
-    return y.permute(2, 0, 1)
+    T = bits.shape[0]
+    kernel = ((C * gamma * B).unsqueeze(-1) * _powers(lam, T)).sum(-2).real  # (M, T): k(0) .. k(T-1)
+    lag = torch.arange(T, device=bits.device)
+    lag = lag[:, None] - lag[None, :]  # t - s
+    toeplitz = kernel[:, lag.clamp(min=0)] * (lag >= 0).to(kernel.dtype)  # (M, T, T), zero above the diagonal
+    s = (2 * bits - 1).permute(1, 0, 2).to(kernel.dtype)  # (M, T, batch)
+    return (toeplitz @ s + c[:, None, None]).permute(1, 0, 2)
+
+
+def _powers(lam: Tensor, T: int) -> Tensor:
+    """``lam^0 .. lam^(T-1)`` along a new last axis, by doubling (each power a product of at most
+    ``log2 T`` factors; differentiable twice)."""
+    out, top = torch.ones_like(lam).unsqueeze(-1), lam  # top = lam^(length of out)
+    while out.shape[-1] < T:
+        out = torch.cat([out, out * top.unsqueeze(-1)], -1)
+        top = top * top
+    return out[..., :T]
 
 
 def diagonal_task_loss(params: dict[str, Tensor], batch: TaskBatch, *, parametrization: str, normalized: bool
