@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from floss_utils.flossing.gradient_control import seed_interval, sign_test, sign_test_decidable
+from floss_utils.flossing.gradient_control import seed_interval, sign_test, sign_test_decidable, sign_tests_holm
 
 
 def test_sign_test_is_the_binomial_tail():
@@ -45,3 +45,22 @@ def test_seed_interval_covers_at_its_nominal_rate():
     x = torch.randn(2000, 6, generator=g, dtype=torch.float64)
     mean, hw = seed_interval(x)
     assert (mean.abs() <= hw).double().mean().item() == pytest.approx(0.95, abs=0.02)
+
+
+def test_sign_tests_holm_by_hand():
+    # three conditions of 10 seeds: 10, 9 and 6 positive differences; exact binomial tails 2^-10, 11/1024 and
+    # 386/1024; Holm at 0.05 compares them with 0.05/3, 0.05/2 and 0.05: the first two are supported, the third not
+    d = torch.ones(3, 10)
+    d[1, :1] = -1.0
+    d[2, :4] = -0.5
+    out = sign_tests_holm(d, [1.5, 2.0, 3.0], alpha=0.05)
+    assert out["name"].tolist() == [1.5, 2.0, 3.0] and out["n_for"].tolist() == [10, 9, 6] and set(out["n"]) == {10}
+    assert out["p"].tolist() == pytest.approx([1 / 1024, 11 / 1024, 386 / 1024], abs=1e-15)
+    assert out["supported"].tolist() == [True, True, False]
+    # Holm stops at the first failure: 9 of 10 alone passes 0.05, but not after a failing smaller p at 0.02
+    assert sign_tests_holm(d[1:], ["a", "b"], alpha=0.02)["supported"].tolist() == [False, False]
+    assert sign_tests_holm(d[:0], []).empty
+    with pytest.raises(ValueError, match="one row per name"):
+        sign_tests_holm(d, ["a", "b"])
+    with pytest.raises(ValueError, match="distinct"):
+        sign_tests_holm(d[:2], ["a", "a"])

@@ -90,6 +90,25 @@ def test_constraints_are_judged_on_resolved_values():
         validate(TOY, {"scale": "smoke", "n": 1})
 
 
+def test_chapter12_refuses_a_scored_horizon_shorter_than_an_arrived_networks_memory():
+    # targets [0, -0.1, -0.3, -1]: spacing 0.1, tol 0.05, a network arrived at 0 keeps a perturbation > 1/0.05 = 20
+    # steps; the self-teacher loss must score at least that many (seq_len - burn_in)
+    from floss_utils.book.registry.part4_synthesis import arrival_tolerance
+
+    assert arrival_tolerance([0.0, -0.1, -0.3, -1.0]) == pytest.approx(0.05)
+    assert arrival_tolerance([0.0, -0.05, -0.1, -0.3, -1.0]) == pytest.approx(0.025)
+    assert arrival_tolerance([0.0, -1.0]) == 0.1  # one target >= -0.3: no spacing
+    ch12 = CHAPTERS["12_flossing_meets_curse_of_memory"]
+    assert validate(ch12, {"seq_len": 40, "burn_in": 20})  # 20 scored steps: enough
+    with pytest.raises(ParameterError, match=r"covers 1/tol.*got seq_len=39, burn_in=20"):
+        validate(ch12, {"seq_len": 39, "burn_in": 20})
+    with pytest.raises(ParameterError, match=r"covers 1/tol"):  # a finer target grid asks for a longer horizon
+        validate(ch12, {"seq_len": 60, "burn_in": 20, "targets": [0.0, -0.02, -1.0]})
+    # not asked to arrive (fewer than 100 flossing steps, as at smoke scale) or no target 0: no rule
+    assert validate(ch12, {"seq_len": 39, "burn_in": 20, "floss_steps": 99})
+    assert validate(ch12, {"seq_len": 39, "burn_in": 20, "targets": [-0.1, -0.3]})
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ParameterError) as err:
         validate(TOY, {"nn": 3, "rates": [2.0], "k": 20, "n": 10})

@@ -40,7 +40,7 @@ from .summaries import (
     member_table, success_summary, longest_bridged, schedule_contrasts, ScheduleClaims, schedule_claims, paired_speedup, horizon_contrast, exponents_needed, needed_contrast, ComplexityClaims, complexity_claims, accuracy_curves,
     exponent_contrast, Arrival, arrival, claims_table, CLAIM_LABELS, describe_claims,
 )
-from .gradient_control import seed_interval, sign_test, sign_test_decidable
+from .gradient_control import seed_interval, sign_test, sign_test_decidable, sign_tests_holm
 from .gated_fair_test import (
     CARRY_GATE, fair_flossing, freezing_flossing, GatedProbe, delay_gradients, gated_probe, GatedDesign,
     GatedTestRun, GatedClaims, run_gated_test, gated_claims_frame, QUESTIONS, gated_verdicts,
@@ -53,7 +53,7 @@ from .torch_modules import (
 )
 
 __all__ = [
-    "seed_interval", "sign_test", "sign_test_decidable",
+    "seed_interval", "sign_test", "sign_test_decidable", "sign_tests_holm",
     "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
     "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "flossing_effect", "VALIDATION", "PROBE_BITS", "VERDICT_WORDS", "claim_text", "QUESTION_CLAIMS", "question_text",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",

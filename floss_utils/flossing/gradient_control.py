@@ -4,7 +4,9 @@
   interval, Bonferroni-corrected for the number of intervals a chapter reads together;
 * :func:`sign_test`: exact one-sided sign test of paired differences across seeds (how many
   are positive, and the binomial tail probability under "no effect");
-* :func:`sign_test_decidable`: whether ``n`` pairs can reach ``p < alpha`` at all.
+* :func:`sign_test_decidable`: whether ``n`` pairs can reach ``p < alpha`` at all;
+* :func:`sign_tests_holm`: one such sign test per condition (e.g. per gain), decided together by
+  Holm's step-down procedure at a family-wise error rate.
 
 A check built on them has a threshold taken from the spread across seeds and a stated error
 rate, never from the observed value.
@@ -14,12 +16,15 @@ from __future__ import annotations
 
 import math
 
+from typing import Hashable, Sequence
+
+import pandas as pd
 import torch
 from torch import Tensor
 
-from ..common import sign_test_greater
+from ..common import holm, sign_test_greater
 
-__all__ = ["seed_interval", "sign_test", "sign_test_decidable"]
+__all__ = ["seed_interval", "sign_test", "sign_test_decidable", "sign_tests_holm"]
 
 
 def seed_interval(values: Tensor, dim: int = -1, *, n_tests: int = 1, alpha: float = 0.05) -> tuple[Tensor, Tensor]:
@@ -62,3 +67,26 @@ def sign_test(differences: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
 def sign_test_decidable(n: int, alpha: float = 0.05) -> bool:
     """Whether a one-sided sign test over ``n`` pairs can reach ``p < alpha`` (``2^-n < alpha``)."""
     return 0.5 ** n < alpha
+
+
+def sign_tests_holm(differences: Tensor, names: Sequence[Hashable], alpha: float = 0.05) -> pd.DataFrame:
+    """One exact one-sided :func:`sign_test` per row of ``differences`` ``(conditions, seeds)`` (a
+    positive difference supports the claim), the rows decided together by Holm's step-down procedure
+    (:func:`floss_utils.common.holm`) at family-wise error rate ``alpha``.
+
+    Returns:
+        one row per condition, in the given order: ``name``, ``n_for`` (positive differences), ``n``
+        (seeds), ``p`` and ``supported`` (rejected by Holm); empty for no conditions.
+    """
+    if differences.ndim != 2 or differences.shape[0] != len(names):
+        raise ValueError(f"differences must be (conditions, seeds) with one row per name ({len(names)}), "
+                         f"got {tuple(differences.shape)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct, got {list(names)}")
+    columns = ["name", "n_for", "n", "p", "supported"]
+    if not len(names):
+        return pd.DataFrame(columns=columns)
+    n_for, p = sign_test(differences)
+    supported = holm({name: float(q) for name, q in zip(names, p.tolist())}, alpha)
+    return pd.DataFrame({"name": list(names), "n_for": n_for.tolist(), "n": differences.shape[1], "p": p.tolist(),
+                         "supported": [supported[name] for name in names]}, columns=columns)
