@@ -34,7 +34,7 @@ from .tasks import (
     sample_batch, accuracy, bce_loss, TRAIN, HELD_OUT, FLOSS,
 )
 from .trainer import (
-    Schedule, SCHEDULES, schedule, Member, grid, TrainConfig, TrainResult, train, task_loss,
+    Schedule, SCHEDULES, schedule, Member, grid, TrainConfig, TrainResult, train, task_loss, first_flossing_twins,
 )
 from .summaries import (
     member_table, success_summary, longest_bridged, schedule_contrasts, ScheduleClaims, schedule_claims, paired_speedup, horizon_contrast, exponents_needed, needed_contrast, ComplexityClaims, complexity_claims, accuracy_curves,
@@ -63,7 +63,7 @@ __all__ = [
     "compare_before_after_flossing", "Task", "copy_task", "xor_task", "tasks_with_lag",
     "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "bce_loss", "TRAIN",
     "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
-    "TrainResult", "train", "task_loss", "member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast",
+    "TrainResult", "train", "task_loss", "first_flossing_twins", "member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast",
     "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "CLAIM_LABELS", "describe_claims", "SUPPORTED_MODULES", "state_size", "pack_state",
     "unpack_state", "RecurrentModuleMap", "module_exponents", "ModuleFlosser", "lstm_gate_means",
 ]
