@@ -57,8 +57,10 @@ def test_sign_tests_holm_by_hand():
     assert out["name"].tolist() == [1.5, 2.0, 3.0] and out["n_for"].tolist() == [10, 9, 6] and set(out["n"]) == {10}
     assert out["p"].tolist() == pytest.approx([1 / 1024, 11 / 1024, 386 / 1024], abs=1e-15)
     assert out["supported"].tolist() == [True, True, False]
-    # Holm stops at the first failure: 9 of 10 alone passes 0.05, but not after a failing smaller p at 0.02
-    assert sign_tests_holm(d[1:], ["a", "b"], alpha=0.02)["supported"].tolist() == [False, False]
+    # Holm stops at the first failure: two rows of 9 of 10 (p = 11/1024 each) at 0.02; the first fails 0.02/2, so the
+    # second is not tested against 0.02/1 (which it would pass: a procedure that went on would say [False, True])
+    two = torch.stack([d[1], d[1]])
+    assert sign_tests_holm(two, ["a", "b"], alpha=0.02)["supported"].tolist() == [False, False]
     assert sign_tests_holm(d[:0], []).empty
     with pytest.raises(ValueError, match="one row per name"):
         sign_tests_holm(d, ["a", "b"])

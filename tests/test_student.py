@@ -98,6 +98,18 @@ def test_solution_leaks_finds_a_name_bound_only_in_a_solution():
     assert solution_leaks(fixed) == []
 
 
+def test_solution_leaks_finds_a_rebinding_and_a_read_through_a_function():
+    sol = [new_markdown_cell(EXERCISE), new_markdown_cell(START), new_code_cell("x = 2"), new_markdown_cell(END)]
+    # bound outside, rebound inside the solution, read after it: the student copy would see the old value
+    rebound = _nb(new_code_cell("x = 1"), *sol, new_code_cell("print(x)"))
+    assert len(solution_leaks(rebound)) == 1 and "'x', last bound inside a solution" in solution_leaks(rebound)[0]
+    # a function defined before the solution reads x when it is called after it
+    deferred = _nb(new_code_cell("def f():\n    return x + 1"), *sol, new_code_cell("y = f()"))
+    assert len(solution_leaks(deferred)) == 1 and "'x'" in solution_leaks(deferred)[0]
+    # rebound outside after the solution: fine
+    assert solution_leaks(_nb(new_code_cell("x = 1"), *sol, new_code_cell("x = 3"), new_code_cell("print(x)"))) == []
+
+
 def test_solution_leaks_finds_a_glue_key_set_only_in_a_solution():
     cells = [new_markdown_cell(EXERCISE), new_markdown_cell(START), new_code_cell("glue_number('ch_x', 3.0, 2)"),
              new_markdown_cell(END)]
@@ -108,6 +120,9 @@ def test_solution_leaks_finds_a_glue_key_set_only_in_a_solution():
     assert len(solution_leaks(hidden)) == 1
     inside = _nb(*cells[:2], new_markdown_cell("{glue}`ch_x`"), *cells[2:])  # shown inside the solution only
     assert solution_leaks(inside) == []
+    # a key that is not a literal cannot be checked against the student copy's markdown: flagged
+    dynamic = _nb(*cells[:2], new_code_cell("k = 'x'\nglue(f'ch_{k}', 1)"), cells[3])
+    assert len(solution_leaks(dynamic)) == 1 and "not a literal string" in solution_leaks(dynamic)[0]
 
 
 @pytest.mark.parametrize("nb_path", chapter_params())

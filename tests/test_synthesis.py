@@ -545,7 +545,7 @@ def test_diagonal_task_logits_equal_the_step_by_step_recurrence(parametrization,
     bits = torch.randint(0, 2, (T, M, b), generator=g).double()
     magnitude, angle = PARAMETRIZATIONS[parametrization]
 
-    def stepwise(mag, ang):
+    def stepwise(mag, ang, B, C, c):
         lam = lambda_from_params(mag, ang, magnitude, angle)
         gamma = torch.sqrt(1 - lam.abs().detach() ** 2) if normalized else torch.ones_like(lam.abs())
         drive = (gamma * B)[:, None, None, :] * (2 * bits - 1).permute(1, 2, 0).unsqueeze(-1).to(B.dtype)
@@ -553,12 +553,12 @@ def test_diagonal_task_logits_equal_the_step_by_step_recurrence(parametrization,
         return ((h * C[:, None, None, :]).sum(-1).real + c[:, None, None]).permute(2, 0, 1)
 
     def derivatives(f):
-        x = [t.clone().requires_grad_(True) for t in params_from_lambda(nu, theta, magnitude, angle)]
+        x = [t.clone().requires_grad_(True) for t in (*params_from_lambda(nu, theta, magnitude, angle), B, C, c)]
         y = f(*x)
-        grads = torch.autograd.grad((y ** 2).sum(), x, create_graph=True)
-        hvp = torch.autograd.grad(sum((gr * torch.ones_like(gr)).sum() for gr in grads), x)
+        grads = torch.autograd.grad((y ** 2).sum(), x, create_graph=True)  # training's: every parameter
+        hvp = torch.autograd.grad(sum(gr.sum() for gr in grads[:2]), x[:2])  # the sharpness's: (mag, ang)
         return [y.detach(), *(t.detach() for t in grads), *hvp]
 
-    fast = derivatives(lambda mag, ang: _logits(mag, ang, B, C, c, bits, magnitude, angle, normalized))
+    fast = derivatives(lambda mag, ang, B, C, c: _logits(mag, ang, B, C, c, bits, magnitude, angle, normalized))
     for a, r in zip(fast, derivatives(stepwise)):
         assert float((a - r).abs().max() / r.abs().max()) < 1e-12

@@ -70,7 +70,7 @@ def test_ensemble_equals_separate_runs():
     assert int(torch.isfinite(fl[:, 3]).sum()) == 3 + 2 * 2
 
 
-def test_twins_are_flossed_once_and_train_as_alone():
+def test_twins_are_flossed_once_and_train_as_alone(monkeypatch):
     # a seeds x schedules x tasks grid: before the first task step the pre-flossing of (seed, schedule)
     # does not depend on the task, so each group of twins is flossed once; every member still follows
     # its own trajectory alone (1e-9, as above), the twins' flossing losses are recorded, and the
@@ -82,7 +82,13 @@ def test_twins_are_flossed_once_and_train_as_alone():
     groups = sorted(sorted([r, *d]) for r, d in twins)
     flossed = [[i for i, m in enumerate(members) if m.net_seed == s and m.schedule.pre_steps] for s in (0, 1)]
     assert groups == flossed and all(len(g) == 4 for g in groups)
+    active = []  # members each flossing step computes: at epoch 1 one per group of twins (2), not 8
+    step = Flosser.step
+    monkeypatch.setattr(Flosser, "step", lambda self, act=None: active.append(int(torch.as_tensor(act).sum()))
+                        or step(self, act))
     ens = train(members, SMALL)
+    assert active[:4] == [2] * 4 and active[4:] and max(active[4:]) == 4  # later rounds: "both" members, one per task
+    monkeypatch.undo()
     for m, mb in enumerate(members):
         one = train([mb], SMALL)
         if mb.schedule.total_steps:

@@ -84,33 +84,41 @@ def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> tuple[
 def solution_leaks(nb: nbformat.NotebookNode, name: str = "notebook") -> list[str]:
     """What the student copy of ``nb`` would miss: each problem as one sentence (empty: none).
 
-    A static reading of the code, in cell order: a name bound only inside solution code (assigned,
-    imported, defined) and read by a later code cell outside every solution, which in the student
-    copy would raise ``NameError``; and a glue key set only inside solution code (``glue`` or
-    ``glue_number`` with a literal key) but shown by the markdown the student copy keeps, which
-    would render as a missing reference. Not seen: state a solution changes without binding a name
-    (a mutated object, a written file), and a read of a name that the reading cell itself binds
-    anywhere (an argument, a later assignment), which counts as bound.
+    A static reading of the code, in cell order. Flagged: a code cell outside every solution that
+    reads a name whose last binding (assignment, import, definition) was inside a solution - the
+    student copy would raise ``NameError`` or see an older value - counting as read the names that
+    the functions it calls read (functions defined outside the solutions, by name); a glue key set
+    inside solution code (``glue`` or ``glue_number``) and shown by the markdown the student copy
+    keeps, which would render as a missing reference; and a glue key inside solution code that is
+    not a literal string (it cannot be checked). Not seen: state a solution changes without binding
+    a name (a mutated object, a written file), reads through attributes or ``globals()``, and a
+    read of a name that the reading cell itself binds anywhere (an argument, a later assignment),
+    which counts as bound.
     """
     student, _ = strip_solutions(nb, name=name)
-    bound_inside: dict[str, int] = {}
-    bound_outside: set[str] = set(dir(builtins)) | {"display", "get_ipython", "In", "Out"}
+    last_binder: dict[str, tuple[bool, int]] = {}  # name -> (bound inside a solution, code cell)
+    body_loads: dict[str, set[str]] = {}  # function defined outside the solutions -> names its body reads
     glued_inside, glued_outside = set(), set()
     problems = []
     for i, (src, inside) in enumerate(_code_cells(nb, name)):
         tree = _parse(src)
         stored, loaded = _names(tree)
-        keys = _glue_keys(tree)
+        keys, dynamic = _glue_keys(tree)
         if inside:
-            for n in stored:
-                bound_inside.setdefault(n, i)
             glued_inside |= keys
-            continue
-        for n in sorted((loaded - stored - bound_outside) & set(bound_inside)):
-            problems.append(f"{name}: code cell {i} reads {n!r}, bound only inside a solution (code cell "
-                            f"{bound_inside[n]}): the student copy would raise NameError")
-        bound_outside |= stored
-        glued_outside |= keys
+            if dynamic:
+                problems.append(f"{name}: code cell {i}, inside a solution, glues a key that is not a literal string "
+                                "(cannot be checked against the student copy)")
+        else:
+            glued_outside |= keys
+            reads = loaded | {n for f in _called(tree) for n in body_loads.get(f, ())}
+            for n in sorted(reads - stored):
+                if last_binder.get(n, (False, 0))[0]:
+                    problems.append(f"{name}: code cell {i} reads {n!r}, last bound inside a solution (code cell "
+                                    f"{last_binder[n][1]}): the student copy would raise NameError or see another value")
+            body_loads.update(_function_loads(tree))
+        for n in stored:
+            last_binder[n] = (inside, i)
     shown = {m.group(1) for c in student.cells if c.cell_type == "markdown"
              for m in re.finditer(r"\{glue(?::\w*)?\}`([^`:]+)", c.source)}
     for key in sorted(shown & (glued_inside - glued_outside)):
@@ -156,12 +164,28 @@ def _names(tree: ast.Module) -> tuple[set[str], set[str]]:
     return stored, loaded
 
 
-def _glue_keys(tree: ast.Module) -> set[str]:
-    """Literal keys of the cell's ``glue(...)`` and ``glue_number(...)`` calls."""
-    return {node.args[0].value for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in ("glue", "glue_number") and node.args
-            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
+def _glue_keys(tree: ast.Module) -> tuple[set[str], bool]:
+    """Literal keys of the cell's ``glue(...)`` and ``glue_number(...)`` calls, and whether any call's
+    key is not a literal string."""
+    keys, dynamic = set(), False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("glue", "glue_number"):
+            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                keys.add(node.args[0].value)
+            else:
+                dynamic = True
+    return keys, dynamic
+
+
+def _called(tree: ast.Module) -> set[str]:
+    """Names the cell calls directly (``f(...)``)."""
+    return {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+
+
+def _function_loads(tree: ast.Module) -> dict[str, set[str]]:
+    """For each function the cell defines at its top level: the names its body reads."""
+    return {node.name: _names(ast.Module(body=node.body, type_ignores=[]))[1]
+            for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def _fence_end(src: str, pos: int) -> int:

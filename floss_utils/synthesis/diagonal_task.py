@@ -53,9 +53,11 @@ def _logits(mag: Tensor, ang: Tensor, B: Tensor, C: Tensor, c: Tensor, bits: Ten
     gamma = torch.sqrt(1 - nu.detach() ** 2) if normalized else torch.ones_like(nu)
     T = bits.shape[0]
     kernel = ((C * gamma * B).unsqueeze(-1) * _powers(lam, T)).sum(-2).real  # (M, T): k(0) .. k(T-1)
-    lag = torch.arange(T, device=bits.device)
-    lag = lag[:, None] - lag[None, :]  # t - s
-    toeplitz = kernel[:, lag.clamp(min=0)] * (lag >= 0).to(kernel.dtype)  # (M, T, T), zero above the diagonal
+    # row t of the Toeplitz matrix is k(t), k(t-1), ..., k(0), 0, ..., 0: windows of the reversed kernel padded with
+    # zeros (unfold's backward sums each entry's windows in a fixed order; an index gather's accumulating backward
+    # would use atomic adds in float32 on several threads, whose order varies from run to run)
+    padded = torch.cat([kernel.flip(-1), kernel.new_zeros(kernel.shape[0], T - 1)], -1)  # (M, 2T - 1)
+    toeplitz = padded.unfold(-1, T, 1).flip(-2)  # (M, T, T), zero above the diagonal
     s = (2 * bits - 1).permute(1, 0, 2).to(kernel.dtype)  # (M, T, batch)
     return (toeplitz @ s + c[:, None, None]).permute(1, 0, 2)
 
