@@ -105,7 +105,7 @@ test: venv
 	mid=$$(date +%s); \
 	echo "== nbval: $(CHAPTERS)"; \
 	if [ -n "$(strip $(CHAPTERS))" ]; then \
-	  $(BIN)/python -m pytest $(NBVAL_FLAGS) $(CHAPTERS) || status=$$((status + 2)); \
+	  $(BIN)/python -m pytest $(NBVAL_FLAGS) --durations=15 $(CHAPTERS) || status=$$((status + 2)); \
 	else echo "no chapter notebooks listed in _toc.yml"; status=$$((status + 2)); fi; \
 	end=$$(date +%s); \
 	if [ $$((end - mid)) -gt $(BOOK_BUDGET_S) ]; then \
