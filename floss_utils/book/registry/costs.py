@@ -104,8 +104,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=1.69, peak_gib=0.58, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=23.23, peak_gib=2.36, status='ok',
-                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+        'paper': Cost(minutes=14.57, peak_gib=2.59, status='failed (exit 1)',
+                    basis='measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '10_flossing_schedules': {
         'smoke': Cost(minutes=0.23, peak_gib=0.41, status='ok',
