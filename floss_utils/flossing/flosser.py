@@ -389,6 +389,20 @@ class Flosser:
             self.counts[m] += 1
         return out
 
+    @torch.no_grad()
+    def copy_member(self, src: int, dst: Sequence[int]) -> None:
+        """Give members ``dst`` member ``src``'s state: its flossed parameters, flossing-Adam moments
+        and step count, draw counter and failure marks (e.g. after flossing one of several members
+        whose flossing is the same computation)."""
+        dst = [int(d) for d in dst]
+        opt = self.optimizer
+        for t in (*self.params, *opt.m, *opt.v, opt.steps, self.bad):
+            t[dst] = t[src].clone()
+        for d in dst:
+            self.counts[d] = self.counts[src]
+            if src in self._excluded:
+                self._excluded.add(d)
+
     def run(self, n_steps: int, active: Optional[Sequence[bool] | Tensor] = None) -> dict[str, Tensor]:
         """``n_steps`` flossing steps; returns the history ``{"loss": (S, M), "exponents": (S, M, k)}``
         (values before each update; NaN for members not flossed)."""

@@ -287,20 +287,6 @@ def _copy_to_twins(values: Tensor, twins: list[tuple[int, list[int]]]) -> Tensor
     return out
 
 
-@torch.no_grad()
-def _copy_flosser_state(flosser: Flosser, twins: list[tuple[int, list[int]]]) -> None:
-    """After the twins' representatives were flossed: give each twin its representative's flossed
-    parameters, flossing-Adam state, draw counter and failure marks."""
-    opt = flosser.optimizer
-    for rep, dups in twins:
-        for t in (*flosser.params, *opt.m, *opt.v, opt.steps, flosser.bad):
-            t[dups] = t[rep].clone()
-        for d in dups:
-            flosser.counts[d] = flosser.counts[rep]
-            if rep in flosser._excluded:
-                flosser._excluded.add(d)
-
-
 def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
           network: Optional[GFNetwork] = None) -> TrainResult:
     """Train an ensemble (see the module docstring).
@@ -370,8 +356,9 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
                 out = flosser.step(act)
                 fl_epochs.append(epoch)
                 fl_losses.append(_copy_to_twins(out.loss, twins) if epoch == 1 and twins else out.loss)
-            if epoch == 1 and twins:
-                _copy_flosser_state(flosser, twins)
+            if epoch == 1:
+                for rep, dups in twins:
+                    flosser.copy_member(rep, dups)
             newly = flosser.bad & alive
             diverged = torch.where(newly, torch.full_like(diverged, epoch), diverged)
             alive = alive & ~flosser.bad
