@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from floss_utils.curse_of_memory.scans import linear_scan, linear_scan_loop
+from floss_utils.curse_of_memory.scans import linear_scan, linear_scan_loop, lower_toeplitz
+from floss_utils.curse_of_memory.students import causal_convolution
 from floss_utils.curse_of_memory.signal_propagation import simulate_moments
 
 from conftest import F64, gen
@@ -45,6 +46,28 @@ def test_scan_broadcasting_and_explicit_sum():
     # scalar a, batch of members
     h2 = linear_scan(torch.tensor(0.5, dtype=F64), u[0])
     assert torch.allclose(h2, linear_scan_loop(torch.tensor(0.5, dtype=F64), u[0]), atol=1e-12)
+
+
+def test_lower_toeplitz_entries_and_the_causal_convolution_it_computes():
+    # entries by definition: out[t, s] = column[t - s] for t >= s, else 0 (real and complex, batched)
+    col = torch.randn(2, 3, 7, dtype=F64, generator=gen(4))
+    L = lower_toeplitz(col)
+    assert L.shape == (2, 3, 7, 7)
+    for t in range(7):
+        for s_ in range(7):
+            expect = col[..., t - s_] if t >= s_ else torch.zeros_like(col[..., 0])
+            assert torch.equal(L[..., t, s_], expect)
+    colc = torch.complex(col, torch.randn(2, 3, 7, dtype=F64, generator=gen(5)))
+    assert torch.equal(lower_toeplitz(colc)[..., 4, 1], colc[..., 3]) and lower_toeplitz(colc)[..., 1, 4].abs().max() == 0
+    # against an independent computation: the FFT causal convolution y_t = sum_k column_k x_{t-k}
+    x = torch.randn(2, 3, 7, dtype=F64, generator=gen(6))
+    assert torch.allclose((L @ x.unsqueeze(-1))[..., 0], causal_convolution(x, col), atol=1e-12)
+    # gradient: d sum(w * L) / d column_k = sum of w over the k-th subdiagonal
+    colg = col.clone().requires_grad_(True)
+    w = torch.randn(2, 3, 7, 7, dtype=F64, generator=gen(7))
+    (lower_toeplitz(colg) * w).sum().backward()
+    expect = torch.stack([torch.diagonal(w, offset=-k, dim1=-2, dim2=-1).sum(-1) for k in range(7)], -1)
+    assert torch.allclose(colg.grad, expect, atol=1e-12)
 
 
 def test_scan_bad_arguments():

@@ -38,7 +38,7 @@ from .inputs import (
     FITTED_WHITE_VARIANCE, FITTED_AR1_VARIANCE, FITTED_AR1_COEFFICIENT,
 )
 from .scans import (
-    diagonal_scan, diagonal_recurrence, linear_scan, linear_scan_loop,
+    diagonal_scan, diagonal_recurrence, linear_scan, linear_scan_loop, lower_toeplitz,
 )
 from .signal_propagation import (
     MomentEstimate, simulate_moments, simulate_teacher_student_loss,
@@ -91,7 +91,7 @@ __all__ = [
     "parametrization_hessian_closed_form", "MAGNITUDE_PARAMETRIZATIONS",
     "ANGLE_PARAMETRIZATIONS", "ar1_inputs", "iid_inputs", "fitted_autocorrelation_inputs", "structured_embedding_inputs", "StructuredInputs",
     "fitted_autocorrelation", "FITTED_WHITE_VARIANCE", "FITTED_AR1_VARIANCE",
-    "FITTED_AR1_COEFFICIENT", "diagonal_scan", "diagonal_recurrence", "linear_scan",
+    "FITTED_AR1_COEFFICIENT", "diagonal_scan", "diagonal_recurrence", "linear_scan", "lower_toeplitz",
     "linear_scan_loop", "MomentEstimate", "simulate_moments", "simulate_teacher_student_loss",
     "PARAMETRIZATION_KINDS", "magnitude", "magnitude_inverse", "angle", "angle_inverse",
     "opt_angle_scale", "parametrized_lambda", "parametrization_hessian", "AngleTraining",

@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["diagonal_scan", "diagonal_recurrence", "linear_scan", "linear_scan_loop"]
+__all__ = ["diagonal_scan", "diagonal_recurrence", "linear_scan", "linear_scan_loop", "lower_toeplitz"]
 
 
 def diagonal_recurrence(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
@@ -132,15 +132,31 @@ def diagonal_scan(lam: Tensor, b: Tensor, h0: Optional[Tensor] = None, chunk: Op
     return h.reshape(*h.shape[:-3], nc * L, n)[..., :T, :]
 
 
+def lower_toeplitz(column: Tensor) -> Tensor:
+    """The lower-triangular Toeplitz matrix with first column ``column``:
+    ``out[..., t, s] = column[..., t - s]`` for ``t >= s``, else 0.
+
+    Multiplying a sequence by it is the causal convolution ``y_t = sum_{s <= t} column_{t-s} x_s``.
+    Row ``t`` is a window of the reversed column padded with zeros (``unfold``): every entry is
+    a copy, and the backward pass sums each entry's windows in a fixed order (an index gather's
+    accumulating backward uses atomic adds in float32 on several threads, whose order varies).
+
+    Args:
+        column: ``(..., T)``, real or complex.
+    Returns:
+        ``(..., T, T)``.
+    """
+    T = column.shape[-1]
+    padded = torch.cat([column.flip(-1), column.new_zeros(*column.shape[:-1], T - 1)], -1)  # (..., 2T - 1)
+    return padded.unfold(-1, T, 1).flip(-2)
+
+
 def _power_matrix(a: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """``(L, p)`` with ``L[..., t, s] = a^(t-s)`` for ``t >= s`` (else 0), shape ``(*a.shape, k, k)``,
     and ``p[..., t] = a^(t+1)``, shape ``(*a.shape, k)``; powers by cumulative product."""
     pw = torch.cumprod(a.unsqueeze(-1).expand(*a.shape, k), dim=-1)  # a^1 .. a^k
     pw0 = torch.cat([torch.ones_like(pw[..., :1]), pw[..., :-1]], dim=-1)  # a^0 .. a^(k-1)
-    idx = torch.arange(k, device=a.device)
-    lag = idx[:, None] - idx[None, :]
-    L = pw0[..., lag.clamp(min=0)] * (lag >= 0)
-    return L, pw
+    return lower_toeplitz(pw0), pw
 
 
 def linear_scan(a: Tensor, u: Tensor, h0: Tensor | None = None, *, chunk: int = 16) -> Tensor:

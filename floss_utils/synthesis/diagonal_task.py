@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..common import PairedComparison, paired_comparison
+from ..curse_of_memory.scans import lower_toeplitz
 from ..curse_of_memory.students import lambda_from_params, params_from_lambda
 from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
 from ..optim import BatchedAdam
@@ -53,13 +54,8 @@ def _logits(mag: Tensor, ang: Tensor, B: Tensor, C: Tensor, c: Tensor, bits: Ten
     gamma = torch.sqrt(1 - nu.detach() ** 2) if normalized else torch.ones_like(nu)
     T = bits.shape[0]
     kernel = ((C * gamma * B).unsqueeze(-1) * _powers(lam, T)).sum(-2).real  # (M, T): k(0) .. k(T-1)
-    # row t of the Toeplitz matrix is k(t), k(t-1), ..., k(0), 0, ..., 0: windows of the reversed kernel padded with
-    # zeros (unfold's backward sums each entry's windows in a fixed order; an index gather's accumulating backward
-    # would use atomic adds in float32 on several threads, whose order varies from run to run)
-    padded = torch.cat([kernel.flip(-1), kernel.new_zeros(kernel.shape[0], T - 1)], -1)  # (M, 2T - 1)
-    toeplitz = padded.unfold(-1, T, 1).flip(-2)  # (M, T, T), zero above the diagonal
     s = (2 * bits - 1).permute(1, 0, 2).to(kernel.dtype)  # (M, T, batch)
-    return (toeplitz @ s + c[:, None, None]).permute(1, 0, 2)
+    return (lower_toeplitz(kernel) @ s + c[:, None, None]).permute(1, 0, 2)  # row t: k(t), ..., k(0), 0, ..., 0
 
 
 def _powers(lam: Tensor, T: int) -> Tensor:
