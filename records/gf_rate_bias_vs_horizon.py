@@ -10,14 +10,13 @@ lambda_1 - lambda_K), it would not.
 
 This record measures it at the chapter's paper configuration: the same networks (``init_gf_networks``,
 N 80, GF's flossing: trajectories of 55 steps, Adam at lr 1e-3, a QR at every step, 500 steps, basis
-K 75), gains g = 1 and 3, 0, 1 and 32 exponents flossed, 10 seeds; per network the fitted rate of
+K 75), gains g = 1 and 3, 0, 1, 32 and 75 exponents flossed, 10 seeds; per network the fitted rate of
 ln kappa over [H/5, H] (:func:`~floss_utils.lyapunov.jacobians.log_extreme_singular_values`, the
 chapter's method) for H = 100 ... 1600 on one trajectory, against lambda_1 - lambda_K from a
 trajectory of 4000 steps (and from the chapter's 1000). Per condition and horizon: the seed mean of
-the deviation, its standard error, the chapter's Bonferroni t half-width, and the allowance for the
-offset's transient that chapter 2 uses (``slope_bias_bound(2 (ln(N)/2 + 0.64), 0.8 H)``).
+the deviation, its standard error and the chapter's Bonferroni t half-width.
 
-Run from the repository's root (about 5 minutes on the 2-core reference CPU, 2 threads):
+Run from the repository's root (about 8 minutes on the 2-core reference CPU, 2 threads):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/gf_rate_bias_vs_horizon.py
 """
@@ -32,11 +31,11 @@ from scipy import stats
 
 from floss_utils.book.records import Stopwatch, write_record
 from floss_utils.flossing import Flosser, FlossingConfig, GFNetwork, evaluate_exponents, init_gf_networks, tasks
-from floss_utils.lyapunov import growth_rate, log_extreme_singular_values, orientation_scale, slope_bias_bound
+from floss_utils.lyapunov import growth_rate, log_extreme_singular_values
 
 NAME = "gf_rate_bias_vs_horizon"
 PROTOCOL = dict(n_units=80, k=75, traj_steps=55, floss_lr=1e-3, ons=1, floss_steps=500, seeds=10,
-                gains=[1.0, 3.0], k_flossed=[0, 1, 32], horizons=[100, 200, 400, 800, 1600],
+                gains=[1.0, 3.0], k_flossed=[0, 1, 32, 75], horizons=[100, 200, 400, 800, 1600],
                 eval_steps=4000, chapter_eval_steps=1000, t_min_fraction=0.2, alpha=0.05,
                 chapter_tests=32)  # the chapter's Bonferroni family at paper scale: 2 x 4 gains x 4 conditions
 
@@ -69,17 +68,14 @@ def main() -> None:
     for H in p["horizons"]:
         t_min = p["t_min_fraction"] * H
         rate = growth_rate(t_axis[:H], log_cond[:H], t_min=t_min)
-        allowance = slope_bias_bound(2 * orientation_scale(N), H - math.ceil(t_min))
         for i, (g, c) in enumerate((g, c) for g in p["gains"] for c in p["k_flossed"]):
             sel = slice(i * S, (i + 1) * S)
             dev, dev_ch = rate[sel] - gap[sel], rate[sel] - gap_ch[sel]
             sem = dev.std().item() / math.sqrt(S)
             rows.append({"g": g, "k_flossed": c, "horizon": H, "lambda_1_minus_lambda_K": gap[sel].mean().item(),
                          "mean_deviation": dev.mean().item(), "sem": sem, "t_halfwidth": q * sem,
-                         "mean_deviation_chapter_exponents": dev_ch.mean().item(),
-                         "transient_allowance": allowance})
+                         "mean_deviation_chapter_exponents": dev_ch.mean().item()})
     table = pd.DataFrame(rows)
-    first, last = min(p["horizons"]), max(p["horizons"])
     by = table.set_index(["g", "k_flossed", "horizon"])
     results = {
         "largest_abs_deviation_by_horizon": {str(H): float(table[table.horizon == H]["mean_deviation"].abs().max())
@@ -87,14 +83,19 @@ def main() -> None:
         "conditions_outside_t_interval_by_horizon": {
             str(H): int((table[table.horizon == H]["mean_deviation"].abs() > table[table.horizon == H]["t_halfwidth"]).sum())
             for H in p["horizons"]},
-        "conditions_outside_t_interval_plus_allowance_by_horizon": {
-            str(H): int((table[table.horizon == H]["mean_deviation"].abs()
-                         > table[table.horizon == H]["t_halfwidth"] + table[table.horizon == H]["transient_allowance"]).sum())
-            for H in p["horizons"]},
+        # the same against the chapter's own exponents (1000-step trajectories, which carry their own finite-sample
+        # bias: it does not shrink with the horizon)
+        "chapter_exponents": {str(H): {
+            "mean_over_conditions": float(table[table.horizon == H]["mean_deviation_chapter_exponents"].mean()),
+            "largest_abs": float(table[table.horizon == H]["mean_deviation_chapter_exponents"].abs().max()),
+            "negative": int((table[table.horizon == H]["mean_deviation_chapter_exponents"] < 0).sum()),
+            "outside_t_interval": int((table[table.horizon == H]["mean_deviation_chapter_exponents"].abs()
+                                       > table[table.horizon == H]["t_halfwidth"]).sum())} for H in p["horizons"]},
+        "mean_over_conditions_by_horizon": {str(H): float(table[table.horizon == H]["mean_deviation"].mean())
+                                            for H in p["horizons"]},
         "g3_k32_deviation": {str(H): float(by.loc[(3.0, 32, H), "mean_deviation"]) for H in p["horizons"]},
         "g3_k32_sem": {str(H): float(by.loc[(3.0, 32, H), "sem"]) for H in p["horizons"]},
-        "horizons_compared": [first, last],
-    }
+            }
     write_record(NAME, description="Chapter 9's condition-number rate minus lambda_1 - lambda_K at the paper "
                                    "configuration (N 80, K 75, GF's flossing, 10 seeds) against the horizon H of the "
                                    "fitted window [H/5, H]: does the deviation shrink with H?",
