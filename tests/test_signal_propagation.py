@@ -59,6 +59,8 @@ def test_lower_toeplitz_entries_and_the_causal_convolution_it_computes():
             assert torch.equal(L[..., t, s_], expect)
     colc = torch.complex(col, torch.randn(2, 3, 7, dtype=F64, generator=gen(5)))
     assert torch.equal(lower_toeplitz(colc)[..., 4, 1], colc[..., 3]) and lower_toeplitz(colc)[..., 1, 4].abs().max() == 0
+    one = torch.randn(4, 1, dtype=F64, generator=gen(8))  # T = 1: the 1 x 1 matrix of the entry itself
+    assert torch.equal(lower_toeplitz(one), one.unsqueeze(-1))
     # against an independent computation: the FFT causal convolution y_t = sum_k column_k x_{t-k}
     x = torch.randn(2, 3, 7, dtype=F64, generator=gen(6))
     assert torch.allclose((L @ x.unsqueeze(-1))[..., 0], causal_convolution(x, col), atol=1e-12)
