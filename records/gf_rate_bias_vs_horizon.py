@@ -95,7 +95,7 @@ def main() -> None:
                                             for H in p["horizons"]},
         "g3_k32_deviation": {str(H): float(by.loc[(3.0, 32, H), "mean_deviation"]) for H in p["horizons"]},
         "g3_k32_sem": {str(H): float(by.loc[(3.0, 32, H), "sem"]) for H in p["horizons"]},
-            }
+    }
     write_record(NAME, description="Chapter 9's condition-number rate minus lambda_1 - lambda_K at the paper "
                                    "configuration (N 80, K 75, GF's flossing, 10 seeds) against the horizon H of the "
                                    "fitted window [H/5, H]: does the deviation shrink with H?",

@@ -138,8 +138,7 @@ def lower_toeplitz(column: Tensor) -> Tensor:
 
     Multiplying a sequence by it is the causal convolution ``y_t = sum_{s <= t} column_{t-s} x_s``.
     Row ``t`` is a window of the reversed column padded with zeros (``unfold``): every entry is
-    a copy, and the backward pass sums each entry's windows in a fixed order (an index gather's
-    accumulating backward uses atomic adds in float32 on several threads, whose order varies).
+    a copy of an entry of ``column`` (or a zero), and the backward pass sums each entry's windows.
 
     Args:
         column: ``(..., T)``, real or complex.
