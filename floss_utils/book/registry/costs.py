@@ -104,7 +104,7 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=1.69, peak_gib=0.58, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=14.57, peak_gib=2.59, status='failed (exit 1)',
+        'paper': Cost(minutes=15.87, peak_gib=2.25, status='ok',
                     basis='measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '10_flossing_schedules': {
