@@ -150,3 +150,25 @@ def test_beyond_edge_walks_the_grid_by_hand():
         beyond_edge(5e-3, run, grid)
     with pytest.raises(ValueError, match="no learning rate"):
         beyond_edge(1e-3, [], grid)
+
+
+def test_run_grid_passes_the_real_eigenvalue_rule_to_teachers_and_dense_students():
+    # One Adam step at a tiny learning rate: the final loss is the initial student's loss.
+    # Teacher seed 1 has no negative real eigenvalue (the rules give the same teacher: the
+    # complex student's rows must agree), student seed 0's 8x8 draw has one (the dense
+    # student's rows must differ); teacher seed 0 has two (its teachers differ).
+    import torch
+    from floss_utils.curse_of_memory.student_grids import run_grid
+    from floss_utils.curse_of_memory.teacher import make_teacher
+    cfg = [RunConfig("rnn", 0.99, 0.3 * math.pi, hidden=8), RunConfig("complex", 0.99, 0.3 * math.pi, hidden=8)]
+    kw = dict(steps=1, batch_size=4, seq_len=20, final_window=1, teacher_seed=1)
+    lrs = {"rnn": [1e-12], "complex": [1e-12]}
+    a = run_grid(cfg, lrs, [0], **kw).set_index("arch").final_loss
+    b = run_grid(cfg, lrs, [0], real_eigenvalues="zo_code", **kw).set_index("arch").final_loss
+    assert a["complex"] == b["complex"] and a["rnn"] != b["rnn"]
+    assert torch.equal(make_teacher(1, 0.99, max_phase=0.3 * math.pi).A,
+                       make_teacher(1, 0.99, max_phase=0.3 * math.pi, real_eigenvalues="zo_code").A)
+    assert not torch.allclose(make_teacher(0, 0.99, max_phase=0.3 * math.pi).A,
+                              make_teacher(0, 0.99, max_phase=0.3 * math.pi, real_eigenvalues="zo_code").A)
+    with pytest.raises(ValueError, match="real_eigenvalues"):
+        run_grid(cfg, lrs, [0], real_eigenvalues="nope", **kw)

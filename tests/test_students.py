@@ -352,3 +352,19 @@ def test_s4d_with_the_public_codes_phases_starts_near_the_real_axis():
     assert float(ring.lam().detach().angle().abs().max()) > 1.0  # the ring spreads them over the circle
     with pytest.raises(ValueError, match="phases"):
         S4D([0], 4, phases="random")
+
+
+def test_dense_rnn_zo_code_rule_is_zo_construction():
+    # ZO's recurrent_matrix_init, literally: every eigenvalue rotated, then the real part of the
+    # non-real matrix; the student's first head is the generator's first d*d normals.
+    import math
+    from floss_utils.curse_of_memory.students import DenseRNN
+    d, phase = 8, 0.3 * math.pi
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        A = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        l, V = torch.linalg.eig(A)
+        l2 = torch.tanh(l.abs()) * torch.exp(1j * torch.angle(l) * phase / math.pi)
+        want = (V @ torch.diag(l2) @ torch.linalg.inv(V)).real
+        got = DenseRNN([seed], d, max_phase=phase, real_eigenvalues="zo_code").A[0].detach()
+        assert torch.allclose(got, want, atol=1e-12)

@@ -96,3 +96,49 @@ def test_zero_output_loss_is_the_monte_carlo_loss_of_a_silent_student():
     assert t.zero_output_loss(60) == pytest.approx(mc, rel=0.05)
     with pytest.raises(ValueError, match="positive int"):
         t.zero_output_loss(0)
+
+
+def _zo_code_matrix(seed: int, nu0: float, max_phase: float, n: int = 10) -> torch.Tensor:
+    """ZO's public code, literally (``LinearSystem``, parametrization "dense"): every eigenvalue,
+    real ones included, rotated to angle ``angle(l) max_phase / pi``; then the real part of the
+    resulting non-real matrix."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, n, generator=g, dtype=F64) / math.sqrt(n)
+    l, V = torch.linalg.eig(A)
+    l2 = (nu0 + (1 - nu0) * torch.tanh(l.abs())) * torch.exp(1j * torch.angle(l) * max_phase / math.pi)
+    return (V @ torch.diag(l2) @ torch.linalg.inv(V)).real
+
+
+@pytest.mark.parametrize("max_phase", [0.0314, 0.3 * math.pi, 0.993, 2.0, 3.14])
+def test_zo_code_rule_is_zo_construction(max_phase):
+    # Teacher seed 0 has two negative real eigenvalues (-0.99, -0.14 before shaping), so the rule
+    # matters; the literal construction is the reference (round-off of two eigendecompositions).
+    raw = _raw_eigenvalues(0)
+    assert int(((raw.imag == 0) & (raw.real < 0)).sum()) == 2
+    t = make_teacher(0, 0.99, max_phase=max_phase, real_eigenvalues="zo_code")
+    assert torch.allclose(t.A, _zo_code_matrix(0, 0.99, max_phase), atol=1e-12)
+    # the stored eigenvalues are those of the returned matrix
+    got = torch.linalg.eigvals(t.A)
+    for lam in t.eigvals:
+        assert float((got - lam).abs().min()) < 1e-9
+    # the closed form: a negative real eigenvalue becomes modulus * cos(max_phase) < 0.99 for
+    # max_phase away from 0 and pi; the book's rule keeps modulus >= nu0
+    mod = 0.99 + 0.01 * torch.tanh(raw.abs())
+    neg = (raw.imag == 0) & (raw.real < 0)
+    want = mod[neg] * math.cos(max_phase)
+    for w in want:
+        assert float((got - w).abs().min()) < 1e-9
+    book = make_teacher(0, 0.99, max_phase=max_phase)
+    assert float(torch.linalg.eigvals(book.A).abs().min()) >= 0.99 - 1e-12
+
+
+def test_rules_agree_without_rotation_and_differ_at_mid_angles():
+    # at max_phase = pi nothing is rotated: both rules give the same teacher (cos pi = -1)
+    a = make_teacher(0, 0.99, real_eigenvalues="zo_code")
+    b = make_teacher(0, 0.99)
+    assert torch.allclose(a.A, b.A, atol=1e-12)
+    # at 0.3 pi the two negative real eigenvalues fall to ~0.59 of their moduli under ZO's code
+    c = make_teacher(0, 0.99, max_phase=0.3 * math.pi, real_eigenvalues="zo_code")
+    assert float(torch.linalg.eigvals(c.A).abs().min()) < 0.6
+    with pytest.raises(ValueError, match="real_eigenvalues"):
+        make_teacher(0, 0.99, real_eigenvalues="zo")

@@ -301,12 +301,13 @@ def missing_learning_rates(done, grids: Mapping[str, Sequence[float]], *, where:
     return todo
 
 
-def _build(arch: str, hidden: int, seeds: list[int], members: list[tuple], dtype, device):
+def _build(arch: str, hidden: int, seeds: list[int], members: list[tuple], dtype, device,
+           real_eigenvalues: str = "stay_real"):
     r_min = [c.nu0 for c, _, _ in members]
     phase = [c.max_phase for c, _, _ in members]
     if arch == "rnn":
         return DenseRNN(seeds, hidden, heads=[c.heads for c, _, _ in members], max_phase=phase,
-                        dtype=dtype, device=device)
+                        real_eigenvalues=real_eigenvalues, dtype=dtype, device=device)
     if arch in ("complex", "complex_gamma"):
         return ComplexDiagonalRNN(seeds, hidden, gamma=arch == "complex_gamma", r_min=r_min, max_phase=phase,
                                   dtype=dtype, device=device)
@@ -316,7 +317,7 @@ def _build(arch: str, hidden: int, seeds: list[int], members: list[tuple], dtype
 def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seeds: Sequence[int], *,
              steps: int, batch_size: int, seq_len: int, teacher_seed: int = 0, seed_offset: int = 0,
              data_offset: int = 10_000, final_window: int = 100, dtype: torch.dtype = torch.float64,
-             device="cpu", keep_curves: bool = False):
+             device="cpu", keep_curves: bool = False, real_eigenvalues: str = "stay_real"):
     """Train every configuration at every learning rate of its architecture and every seed.
 
     Args:
@@ -326,6 +327,9 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
         steps, batch_size, seq_len, final_window: as in :func:`~floss_utils.curse_of_memory.student_training.train_ensemble`.
         teacher_seed: seed of every teacher (teachers differ by ``nu0`` and ``max_phase`` only).
         keep_curves: also return the loss curves.
+        real_eigenvalues: the rule for real eigenvalues when angles are scaled, in the teachers
+            and the dense students' initialization: ``"stay_real"`` (the book's) or ``"zo_code"``
+            (ZO's public code), see :func:`~floss_utils.curse_of_memory.students.shape_eigenvalues`.
     Returns:
         A tidy ``pandas.DataFrame`` with one row per run: the configuration's fields, ``lr``,
         ``seed``, ``final_loss`` (inf if diverged), ``expected_loss``, ``diverged``,
@@ -346,7 +350,8 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
     if not seeds:
         raise ValueError("seeds must not be empty")
     tasks = list(dict.fromkeys((c.nu0, c.max_phase) for c in configs))
-    teachers = [make_teacher(teacher_seed, nu0, max_phase=ph, dtype=dtype, device=device) for nu0, ph in tasks]
+    teachers = [make_teacher(teacher_seed, nu0, max_phase=ph, dtype=dtype, device=device,
+                           real_eigenvalues=real_eigenvalues) for nu0, ph in tasks]
 
     groups: dict[tuple, list[tuple]] = {}
     for c in configs:
@@ -355,7 +360,7 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
                 groups.setdefault((c.arch, c.hidden), []).append((c, float(lr), int(s)))
     rows, curves = [], []
     for (arch, hidden), members in groups.items():
-        model = _build(arch, hidden, [seed_offset + s for _, _, s in members], members, dtype, device)
+        model = _build(arch, hidden, [seed_offset + s for _, _, s in members], members, dtype, device, real_eigenvalues)
         res = train_ensemble(
             model, teachers, lr=[lr for _, lr, _ in members], steps=steps,
             data_seeds=[data_offset + s for _, _, s in members],

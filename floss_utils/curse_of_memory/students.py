@@ -82,6 +82,7 @@ __all__ = [
     "params_from_lambda",
     "shaped_recurrent_matrix",
     "shape_eigenvalues",
+    "REAL_EIGENVALUE_RULES",
 ]
 
 #: the LRU's magnitude parametrizations.
@@ -207,29 +208,48 @@ def params_from_lambda(nu: Tensor, theta: Tensor, magnitude: str, angle: str) ->
 
 
 def shaped_recurrent_matrix(d: int, r_min: float, r_max: float, max_phase: float,
-                            generator: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
+                            generator: torch.Generator, dtype: torch.dtype = torch.float64,
+                            real_eigenvalues: str = "stay_real") -> Tensor:
     """ZO's recurrent-matrix initialization: ``A ~ N(0, 1/d)``, then its eigenvalues ``l``
     re-set to modulus ``r_min + (r_max - r_min) tanh|l|`` and angle ``angle(l) max_phase/pi``,
-    ``A <- Re(V diag(l') V^{-1})`` (real since conjugate pairs stay conjugate and real
-    eigenvalues stay real, see :func:`shape_eigenvalues`). ``(d, d)``, CPU."""
+    ``A <- Re(V diag(l') V^{-1})`` (real eigenvalues as ``real_eigenvalues`` says, see
+    :func:`shape_eigenvalues`). ``(d, d)``, CPU."""
     A = torch.randn(d, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
     l, V = torch.linalg.eig(A)
-    l2 = shape_eigenvalues(l, r_min, r_max, max_phase)
+    l2 = shape_eigenvalues(l, r_min, r_max, max_phase, real_eigenvalues)
     A2 = V @ torch.diag(l2) @ torch.linalg.inv(V)
     return A2.real.to(dtype)
 
 
-def shape_eigenvalues(l: Tensor, r_min: float, r_max: float, max_phase: float) -> Tensor:
+#: the rules for a real eigenvalue when angles are scaled (see :func:`shape_eigenvalues`)
+REAL_EIGENVALUE_RULES = ("stay_real", "zo_code")
+
+
+def shape_eigenvalues(l: Tensor, r_min: float, r_max: float, max_phase: float,
+                      real_eigenvalues: str = "stay_real") -> Tensor:
     """Moduli ``r_min + (r_max - r_min) tanh|l|``, angles ``angle(l) max_phase / pi``.
 
-    A real eigenvalue (``Im l == 0``) has no conjugate partner to rotate with, so it stays real:
-    a negative one keeps angle ``pi`` when ``max_phase > pi/2`` and becomes positive otherwise
-    (the nearer real angle). ZO's public code rotates it off the axis and then takes the real
-    part of the resulting non-real matrix, which also moves the other eigenvalues.
+    A real eigenvalue (``Im l == 0``) has no conjugate partner to rotate with. ``real_eigenvalues``:
+
+    * ``"stay_real"`` (the book's rule): it stays real, with its modulus; a negative one keeps
+      angle ``pi`` when ``max_phase > pi/2`` and becomes positive otherwise (the nearer real angle).
+    * ``"zo_code"``: what ZO's public code does. It rotates the eigenvalue to angle
+      ``angle(l) max_phase / pi`` like the others and takes the real part of the resulting
+      non-real matrix ``V diag(l') V^{-1}``. A real eigenvalue of a real matrix has a real
+      eigenvector (and left eigenvector), so its rank-one term keeps only the real part of the
+      rotated value: the eigenvalue becomes ``modulus * cos(angle(l) max_phase / pi)`` -- for
+      a negative one ``modulus * cos(max_phase)``, of modulus well below ``r_min`` at mid-range
+      angles (``0.59 * modulus`` at ``max_phase = 0.3 pi``); the conjugate pairs are untouched.
+      This closed form is what is returned; a test compares it with the code's literal
+      construction.
     """
+    if real_eigenvalues not in REAL_EIGENVALUE_RULES:
+        raise ValueError(f"real_eigenvalues must be one of {REAL_EIGENVALUE_RULES}, got {real_eigenvalues!r}")
     mod = r_min + (r_max - r_min) * torch.tanh(l.abs())
     ang = torch.angle(l) * (max_phase / math.pi)
     real = l.imag == 0
+    if real_eigenvalues == "zo_code":
+        return torch.where(real, torch.complex(mod * torch.cos(ang), torch.zeros_like(ang)), torch.polar(mod, ang))
     real_ang = torch.where(l.real < 0, torch.full_like(ang, math.pi if max_phase > math.pi / 2 else 0.0),
                            torch.zeros_like(ang))
     return torch.polar(mod, torch.where(real, real_ang, ang))
@@ -323,12 +343,13 @@ class DenseRNN(Student):
     Args:
         seeds: one int per member.
         hidden: ``n``.
-        r_min, r_max, max_phase: eigenvalue shaping of :func:`shaped_recurrent_matrix`
-            (ZO's students use ``r_min = 0``).
+        r_min, r_max, max_phase, real_eigenvalues: eigenvalue shaping of
+            :func:`shaped_recurrent_matrix` (ZO's students use ``r_min = 0``).
     """
 
     def __init__(self, seeds: Sequence[int], hidden: int, *, heads=1, r_min=0.0, r_max: float = 1.0,
-                 max_phase=math.pi, dtype: torch.dtype = torch.float64, device="cpu") -> None:
+                 max_phase=math.pi, real_eigenvalues: str = "stay_real", dtype: torch.dtype = torch.float64,
+                 device="cpu") -> None:
         super().__init__()
         seeds = _check_seeds(seeds)
         M = len(seeds)
@@ -353,7 +374,7 @@ class DenseRNN(Student):
             d = hidden // heads_l[m]
             for h in range(heads_l[m]):
                 sl = slice(h * d, (h + 1) * d)
-                A[m, sl, sl] = shaped_recurrent_matrix(d, rmin_l[m], r_max, phase_l[m], g, dtype)
+                A[m, sl, sl] = shaped_recurrent_matrix(d, rmin_l[m], r_max, phase_l[m], g, dtype, real_eigenvalues)
                 mask[m, sl, sl] = 1.0
             Bm[m] = torch.randn(hidden, generator=g, dtype=torch.float64).to(dtype)
             Cm[m] = (torch.randn(hidden, generator=g, dtype=torch.float64) / math.sqrt(hidden)).to(dtype)

@@ -91,7 +91,7 @@ class Teacher:
 
 
 def make_teacher(seed: int, nu0: float, hidden: int = 10, max_phase: float = math.pi, r_max: float = 1.0,
-                 dtype: torch.dtype = torch.float64, device="cpu") -> Teacher:
+                 dtype: torch.dtype = torch.float64, device="cpu", real_eigenvalues: str = "stay_real") -> Teacher:
     """Draw the teacher of ZO's teacher–student task from ``seed`` (CPU float64, then moved).
 
     Args:
@@ -100,6 +100,10 @@ def make_teacher(seed: int, nu0: float, hidden: int = 10, max_phase: float = mat
         hidden: teacher size (10 in ZO).
         max_phase: angles are scaled by ``max_phase / pi`` (``pi``: kept).
         r_max: largest modulus (1 in ZO; moduli are ``< r_max`` since ``tanh < 1``).
+        real_eigenvalues: what scaled angles do to a real eigenvalue: ``"stay_real"`` (the
+            book's rule) or ``"zo_code"`` (ZO's public code: it becomes ``modulus cos(angle)``,
+            so its modulus can fall below ``nu0``); see
+            :func:`~floss_utils.curse_of_memory.students.shape_eigenvalues`.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
@@ -116,7 +120,7 @@ def make_teacher(seed: int, nu0: float, hidden: int = 10, max_phase: float = mat
     C = torch.randn(hidden, generator=g, dtype=f64) / math.sqrt(hidden)
     D = torch.randn((), generator=g, dtype=f64)
     l, U = torch.linalg.eig(A0)
-    l2 = shape_eigenvalues(l, nu0, r_max, max_phase)
+    l2 = shape_eigenvalues(l, nu0, r_max, max_phase, real_eigenvalues)
     A = (U @ torch.diag(l2) @ torch.linalg.inv(U)).real
     t = Teacher(A, B, C, D, l2, U, seed, float(nu0), float(max_phase))
     return t.to(device, dtype)
