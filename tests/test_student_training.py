@@ -189,6 +189,41 @@ def test_best_learning_rates_table():
     assert best.loc["b", "lr"] == 0.01  # lr 0.1 had a diverged seed
     with pytest.raises(ValueError, match="columns"):
         best_learning_rates(pd.DataFrame(rows), ["missing"])
+    with pytest.raises(ValueError, match="diverged"):
+        best_learning_rates(pd.DataFrame(rows), ["arch"], diverged="nan")
+
+
+def _zo_figure_code(frame: pd.DataFrame) -> pd.DataFrame:
+    """ZO's figure notebooks, literally (e.g. ``figures/effect_shrink_eigvals.ipynb``): inf -> NaN,
+    mean and s.e.m. over seeds with pandas (NaN skipped), the rows whose mean is the smallest."""
+    og = frame.replace([np.inf, -np.inf], np.nan)
+    comp = og.groupby(["arch", "lr"])[["final_loss"]].mean().reset_index()
+    comp["std"] = og.groupby(["arch", "lr"])[["final_loss"]].sem().reset_index()["final_loss"]
+    return comp[comp.groupby(["arch"])["final_loss"].transform("min") == comp["final_loss"]].set_index("arch")
+
+
+def test_best_learning_rates_with_diverged_seeds_dropped_is_zo_figure_code():
+    # configuration "b": lr 0.1 has one diverged seed and survivors far below lr 0.01's seeds; "c":
+    # every seed of lr 0.1 diverged (not eligible under either rule); three seeds, so the s.e.m.
+    # of the survivors is defined
+    rng = np.random.default_rng(0)
+    rows = []
+    for arch, lr, vals in [("a", 0.1, [1.0, 3.0, 2.0]), ("a", 0.01, [0.5, 0.7, 0.6]),
+                           ("b", 0.1, [0.01, float("inf"), 0.03]), ("b", 0.01, [0.2, 0.4, 0.3]),
+                           ("c", 0.1, [float("inf")] * 3), ("c", 0.01, list(rng.uniform(1, 2, 3)))]:
+        rows += [{"arch": arch, "lr": lr, "seed": i, "final_loss": v} for i, v in enumerate(vals)]
+    frame = pd.DataFrame(rows)
+    ours = best_learning_rates(frame, ["arch"], diverged="dropped").set_index("arch")
+    zo = _zo_figure_code(frame)
+    for arch in "abc":
+        assert ours.loc[arch, "lr"] == zo.loc[arch, "lr"]
+        assert math.isclose(ours.loc[arch, "mean"], zo.loc[arch, "final_loss"], rel_tol=1e-12)
+        assert math.isclose(ours.loc[arch, "sem"], zo.loc[arch, "std"], rel_tol=1e-12)
+    assert ours.loc["b", "lr"] == 0.1 and ours.loc["b", "n_diverged"] == 1 and ours.loc["b", "n_seeds"] == 3
+    # the book's rule keeps lr 0.1 of "b" out; both rules agree where no seed diverged
+    book = best_learning_rates(frame, ["arch"]).set_index("arch")
+    assert book.loc["b", "lr"] == 0.01 and math.isclose(book.loc["b", "mean"], 0.3)
+    assert book.loc["a", "mean"] == ours.loc["a", "mean"] and book.loc["c", "mean"] == ours.loc["c", "mean"]
 
 
 def test_bad_training_arguments():

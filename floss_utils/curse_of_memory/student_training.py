@@ -289,19 +289,29 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
 
 
 def best_learning_rates(frame, config: Sequence[str], lr: str = "lr", seed: str = "seed",
-                        value: str = "final_loss"):
+                        value: str = "final_loss", diverged: str = "ineligible"):
     """Best learning rate per configuration from a tidy table of runs (pandas DataFrame).
 
     For each configuration (the columns ``config``) and learning rate, the mean of ``value``
     over seeds, its standard error (s.e.m., ``std(ddof=1)/sqrt(n)``; 0 for one seed) and the
-    number of diverged seeds (``value`` infinite or NaN). A learning rate at which any seed
-    diverged is not eligible; the best learning rate has the smallest mean. Returns one row per
-    configuration: ``config..., lr, mean, sem, n_seeds, n_diverged`` (``mean = inf`` when every
-    learning rate had a diverged seed).
+    number of diverged seeds (``value`` infinite or NaN); the best learning rate has the
+    smallest mean. ``diverged`` says what a diverged seed does:
+
+    * ``"ineligible"`` (the book's rule): a learning rate at which any seed diverged is not
+      eligible (``mean = inf``).
+    * ``"dropped"`` (ZO's figure code: ``replace([inf, -inf], nan)``, then pandas' ``mean`` and
+      ``sem``, which skip NaN): the mean and s.e.m. are over the seeds that did not diverge; a
+      learning rate at which every seed diverged is not eligible. A rate where some seeds blow
+      up is then judged by its survivors alone.
+
+    Returns one row per configuration: ``config..., lr, mean, sem, n_seeds, n_diverged``
+    (``mean = inf`` when no learning rate is eligible; ``n_seeds`` counts every seed run).
     """
     import numpy as np
     import pandas as pd
 
+    if diverged not in ("ineligible", "dropped"):
+        raise ValueError(f"diverged must be 'ineligible' or 'dropped', got {diverged!r}")
     missing = [c for c in (*config, lr, seed, value) if c not in frame.columns]
     if missing:
         raise ValueError(f"table lacks columns {missing}")
@@ -314,8 +324,9 @@ def best_learning_rates(frame, config: Sequence[str], lr: str = "lr", seed: str 
         for lr_val, g in grp.groupby(lr, sort=True):
             vals = g[value].astype(float).to_numpy()
             n, ndiv = len(vals), int(g["_div"].sum())
-            mean = float(vals.mean()) if ndiv == 0 else math.inf
-            sem = float(vals.std(ddof=1) / math.sqrt(n)) if (n > 1 and ndiv == 0) else 0.0
+            kept = vals[np.isfinite(vals)] if diverged == "dropped" else (vals if ndiv == 0 else vals[:0])
+            mean = float(kept.mean()) if len(kept) else math.inf
+            sem = float(kept.std(ddof=1) / math.sqrt(len(kept))) if len(kept) > 1 else 0.0
             cand = (mean, float(lr_val), sem, n, ndiv)
             if best is None or cand[0] < best[0]:
                 best = cand
