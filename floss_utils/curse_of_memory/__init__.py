@@ -51,7 +51,7 @@ from .teacher_student_1d import (
 from .students import (
     MAGNITUDES, ANGLES, Student, DenseRNN, ComplexDiagonalRNN, LRU, S4D, causal_convolution,
     ring_init, lambda_from_params, params_from_lambda, shaped_recurrent_matrix,
-    shape_eigenvalues,
+    shape_eigenvalues, REAL_EIGENVALUE_RULES,
 )
 from .dense_recurrence import (
     Workspace, augmented_matrix, dense_scan, reference_scan, fast_path_applies,
@@ -97,7 +97,7 @@ __all__ = [
     "opt_angle_scale", "parametrized_lambda", "parametrization_hessian", "AngleTraining",
     "learn_angle", "loss_curvature_at_optimum", "MAGNITUDES", "ANGLES", "Student", "DenseRNN",
     "ComplexDiagonalRNN", "LRU", "S4D", "causal_convolution", "ring_init", "lambda_from_params",
-    "params_from_lambda", "shaped_recurrent_matrix", "shape_eigenvalues", "Workspace",
+    "params_from_lambda", "shaped_recurrent_matrix", "shape_eigenvalues", "REAL_EIGENVALUE_RULES", "Workspace",
     "augmented_matrix", "dense_scan", "reference_scan", "fast_path_applies", "Teacher",
     "make_teacher", "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram",
     "quadratic_loss", "fft_loss", "expected_loss", "kernel_error", "cosine_lr",
