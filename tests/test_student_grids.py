@@ -172,3 +172,16 @@ def test_run_grid_passes_the_real_eigenvalue_rule_to_teachers_and_dense_students
                               make_teacher(0, 0.99, max_phase=0.3 * math.pi, real_eigenvalues="zo_code").A)
     with pytest.raises(ValueError, match="real_eigenvalues"):
         run_grid(cfg, lrs, [0], real_eigenvalues="nope", **kw)
+
+
+def test_run_grid_passes_the_blowup_flag():
+    # lr 1 on the dense RNN blows up within 30 steps: the default flag (1e4 x the initial loss) marks it,
+    # a flag of 1e300 leaves only a non-finite loss to mark it; the same run otherwise (same seeds, streams)
+    from floss_utils.curse_of_memory.student_grids import run_grid
+    cfg = [RunConfig("rnn", 0.9, hidden=8)]
+    kw = dict(steps=30, batch_size=4, seq_len=50, final_window=5)
+    flagged = run_grid(cfg, {"rnn": [1.0]}, [0], **kw).iloc[0]
+    late = run_grid(cfg, {"rnn": [1.0]}, [0], blowup=1e300, **kw).iloc[0]
+    assert flagged.diverged and (not late.diverged or late.diverged_step > flagged.diverged_step)
+    with pytest.raises(ValueError, match="blowup"):
+        run_grid(cfg, {"rnn": [1e-3]}, [0], blowup=0.5, **kw)

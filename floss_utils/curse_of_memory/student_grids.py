@@ -317,7 +317,7 @@ def _build(arch: str, hidden: int, seeds: list[int], members: list[tuple], dtype
 def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seeds: Sequence[int], *,
              steps: int, batch_size: int, seq_len: int, teacher_seed: int = 0, seed_offset: int = 0,
              data_offset: int = 10_000, final_window: int = 100, dtype: torch.dtype = torch.float64,
-             device="cpu", keep_curves: bool = False, real_eigenvalues: str = "stay_real"):
+             device="cpu", keep_curves: bool = False, real_eigenvalues: str = "stay_real", blowup: float = 1e4):
     """Train every configuration at every learning rate of its architecture and every seed.
 
     Args:
@@ -330,6 +330,9 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
         real_eigenvalues: the rule for real eigenvalues when angles are scaled, in the teachers
             and the dense students' initialization: ``"stay_real"`` (the book's) or ``"zo_code"``
             (ZO's public code), see :func:`~floss_utils.curse_of_memory.students.shape_eigenvalues`.
+        blowup: a member whose batch loss exceeds ``blowup`` times its initial loss is marked
+            diverged (:func:`~floss_utils.curse_of_memory.student_training.train_ensemble`);
+            ``math.inf``: only a non-finite loss is, as in ZO's code, which stops a run when its loss is NaN.
     Returns:
         A tidy ``pandas.DataFrame`` with one row per run: the configuration's fields, ``lr``,
         ``seed``, ``final_loss`` (inf if diverged), ``expected_loss``, ``diverged``,
@@ -365,7 +368,7 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
             model, teachers, lr=[lr for _, lr, _ in members], steps=steps,
             data_seeds=[data_offset + s for _, _, s in members],
             teacher_index=[tasks.index((c.nu0, c.max_phase)) for c, _, _ in members],
-            batch_size=batch_size, seq_len=seq_len, final_window=final_window,
+            batch_size=batch_size, seq_len=seq_len, final_window=final_window, blowup=blowup,
         )
         for i, (c, lr, s) in enumerate(members):
             rows.append({**asdict(c), "lr": lr, "seed": s, "final_loss": float(res.final_loss[i]),
