@@ -8,9 +8,12 @@ that cannot be redrawn here). ZO's configuration: hidden 64, T 300, batch 128, 1
 with a cosine decay from the peak learning rate, best learning rate by the mean final loss (last 100
 steps) over seeds; float64 (ZO's code: float32).
 
-Learning rates: ZO's half-decade grids (dense RNN 3.2e-3 ... 3.2e-5; LRU 0.32 ... 3.2e-3; the
+Learning rates: ZO's half-decade grids of Fig. 3B (dense RNN 3.2e-3 ... 3.2e-5; LRU 0.32 ... 3.2e-3; the
 complex diagonal RNN on the LRU's grid continued down to 3.2e-4, as in Fig. 3B's record, whose best
-rate for it, 3.2e-3, is the end of ZO's grid) are walked from three rates around the best rate of
+rate for it, 3.2e-3, is the end of ZO's grid). ZO's own scans for Fig. 10 (``scans/shrink_eigvals_p1``-``p3.yaml``)
+use other grids (LRU 1 ... 3.2e-4, complex diagonal 1e-2 ... 3.2e-4, dense RNN 1e-3 ... 3.2e-5); the
+``zo_lrs`` and ``best_lr_on_zo_grid_edge`` of this record refer to the Fig. 3B grids, and chapter 5
+compares the best rates with the Fig. 10 scans' grids instead are walked from three rates around the best rate of
 Fig. 3B's record (run at theta0 = 3.14, ZO's pi to three digits) (dense 1e-3, complex diagonal 3.2e-3, LRU 1e-2): while a
 configuration's best rate sits on an edge of the rates run and the grid continues, the next rate
 beyond it is run (:func:`floss_utils.curse_of_memory.student_grids.beyond_edge`). So no best rate is
