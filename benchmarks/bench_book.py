@@ -96,6 +96,9 @@ def mark_timed_out(run_json: Path, timeout: int, wall: float, progress: dict | N
 #: its cost is extrapolated: below it the completed cells are mostly set-up, whose time says little
 #: about the experiments that follow
 MIN_FRACTION = 0.10
+#: an extrapolated wall time within this of the time already spent was clamped to it (the run was
+#: stopped inside a cell that had run longer than its share): the time spent is then a lower bound
+LOWER_BOUND_SLACK_S = 1.0
 EXTRAPOLATION = ("estimate_s = done_s / fraction: fraction = book-scale time of the code cells this run "
                  "completed / book-scale time of all code cells (committed notebook's timestamps); assumes "
                  "every cell costs the same multiple of its book-scale time")
@@ -229,7 +232,11 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
             status = "ok" if row["status"] == "ok" else row["status"].split(":")[0]
             basis = f"measured {row.get('date') or 'earlier'}, {row.get('machine') or 'this machine kind'}"
             minutes = round(float(row["wall (s)"]) / 60, 2)
-            if row.get("extrapolated wall (s)"):
+            if row.get("extrapolated wall (s)") and is_lower_bound(row):
+                basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min inside a cell, with "
+                         f"{100 * float(row['share done']):.0f} % of the chapter done (by book-scale cell times), whose "
+                         "extrapolation is below the time spent, " + basis)
+            elif row.get("extrapolated wall (s)"):
                 minutes = round(float(row["extrapolated wall (s)"]) / 60, 2)
                 basis = (f"extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min with "
                          f"{100 * float(row['share done']):.0f} % of the chapter done (by book-scale cell times), "
@@ -261,6 +268,14 @@ def write_registry(csv_path: Path) -> None:
 WIDE_NAME = "chapter_costs.csv"
 
 
+def is_lower_bound(row: dict) -> bool:
+    """Whether a stopped run's extrapolated wall time is only the time already spent (the
+    extrapolation from the cells done fell below it and was clamped, see ``run_chapter``): the
+    run was stopped inside a cell that had already run longer than its share, so the whole run
+    takes longer than that, by an unknown amount."""
+    return float(row["extrapolated wall (s)"]) <= float(row["wall (s)"]) + LOWER_BOUND_SLACK_S
+
+
 def _cell(row: dict) -> str:
     """One run as a table cell: status, wall time, peak memory, date."""
     wall = float(row["wall (s)"])
@@ -271,6 +286,9 @@ def _cell(row: dict) -> str:
     if row.get("extrapolated wall (s)"):
         est = float(row["extrapolated wall (s)"]) / 60
         share = 100 * float(row["share done"])
+        if is_lower_bound(row):
+            return (f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (stopped inside a cell, "
+                    f"{share:.0f} % done)")
         return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from the {share:.0f} % done)"
     return f"{status}, {t}{peak}{when}"
 

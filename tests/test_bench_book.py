@@ -107,3 +107,19 @@ def test_registry_and_table_use_the_extrapolation(tmp_path):
     assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % of the chapter done")
     cell = bb._cell(dict(zip(bb.HEADER, row)))
     assert cell.endswith("whole run ~25 min (extrapolated from the 40 % done)")
+
+
+def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
+    # stopped after 2400 s with 10 % of the chapter done, whose cells extrapolate to 737 s: the estimate
+    # was clamped to the time spent (the run sat in one long cell), so it is only a lower bound
+    bb = _bench_book()
+    csv_path = tmp_path / "book_timings.csv"
+    row = ["13_x", "paper", "timed out after 2400 s", "2400.1", "nan", "", "", "-", "1.9", "2", "2026-12-05", "M",
+           "2400.1", "0.104"]
+    csv_path.write_text(",".join(bb.HEADER) + "\n" + ",".join(row) + "\n")
+    assert bb.is_lower_bound(dict(zip(bb.HEADER, row)))
+    cost = bb.registry_entries(csv_path)["13_x"]["paper"]
+    assert cost["minutes"] == 40.0 and cost["basis"].startswith("at least")
+    assert bb._cell(dict(zip(bb.HEADER, row))).endswith("whole run > 40 min (stopped inside a cell, 10 % done)")
+    # an estimate above the time spent stays an extrapolation
+    assert not bb.is_lower_bound({"extrapolated wall (s)": "1500.0", "wall (s)": "600.0"})

@@ -135,7 +135,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=1.38, peak_gib=0.51, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'paper': Cost(minutes=40.0, peak_gib=None, status='timed out after 2400 s',
-                    basis='extrapolated from a run stopped after 40 min with 10 % of the chapter done (by book-scale cell times), measured 2026-12-05, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+                    basis='at least: a run stopped after 40 min inside a cell, with 10 % of the chapter done (by book-scale cell times), whose extrapolation is below the time spent, measured 2026-12-05, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     'rerunning_and_sweeping': {
         'smoke': Cost(minutes=0.42, peak_gib=1.3, status='ok',
