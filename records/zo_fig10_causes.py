@@ -26,7 +26,7 @@ seeds). Learning rates: three per point, around ``zo_fig10_paper``'s best rate f
 best and the half-decade neighbours on its grid); a best rate on an edge of the three is listed in
 the record (not walked further, to bound the run's cost).
 
-Run from the repository's root (72 members, about 20 s each on the 2-core reference CPU, 2
+Run from the repository's root (72 members, about 9 s each on the 2-core reference CPU, 2
 threads; resumable per part and angle range: finished runs are kept in
 ``records/zo_fig10_causes/partial.csv``):
 
