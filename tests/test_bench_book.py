@@ -96,16 +96,21 @@ def test_partial_progress_by_hand(tmp_path):
     assert bb.partial_progress(tmp_path / "absent.ipynb", book) is None
 
 
+def _stopped_run(bb, tmp_path, row: list[str]):
+    """A one-row ``book_timings.csv`` of a stopped run: its path and the row as a dict."""
+    csv_path = tmp_path / "book_timings.csv"
+    csv_path.write_text(",".join(bb.HEADER) + "\n" + ",".join(row) + "\n")
+    return csv_path, dict(zip(bb.HEADER, row))
+
+
 def test_registry_and_table_use_the_extrapolation(tmp_path):
     bb = _bench_book()
-    csv_path = tmp_path / "book_timings.csv"
-    row = ["12_x", "paper", "timed out after 600 s", "600.0", "1190", "1.5", "", "-", "1.0", "2", "2026-12-04", "M",
-           "1500.0", "0.4"]
-    csv_path.write_text(",".join(bb.HEADER) + "\n" + ",".join(row) + "\n")
+    csv_path, row = _stopped_run(bb, tmp_path, ["12_x", "paper", "timed out after 600 s", "600.0", "1190", "1.5", "", "-",
+                                                "1.0", "2", "2026-12-04", "M", "1500.0", "0.4"])
     cost = bb.registry_entries(csv_path)["12_x"]["paper"]
     assert cost["minutes"] == 25.0 and cost["status"] == "timed out after 600 s"
     assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % of the chapter done")
-    cell = bb._cell(dict(zip(bb.HEADER, row)))
+    cell = bb._cell(row)
     assert cell.endswith("whole run ~25 min (extrapolated from the 40 % done)")
 
 
@@ -113,13 +118,11 @@ def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
     # stopped after 2400 s with 10 % of the chapter done, whose cells extrapolate to 737 s: the estimate
     # was clamped to the time spent (the run sat in one long cell), so it is only a lower bound
     bb = _bench_book()
-    csv_path = tmp_path / "book_timings.csv"
-    row = ["13_x", "paper", "timed out after 2400 s", "2400.1", "nan", "", "", "-", "1.9", "2", "2026-12-05", "M",
-           "2400.1", "0.104"]
-    csv_path.write_text(",".join(bb.HEADER) + "\n" + ",".join(row) + "\n")
-    assert bb.is_lower_bound(dict(zip(bb.HEADER, row)))
+    csv_path, row = _stopped_run(bb, tmp_path, ["13_x", "paper", "timed out after 2400 s", "2400.1", "nan", "", "", "-",
+                                                "1.9", "2", "2026-12-05", "M", "2400.1", "0.104"])
+    assert bb.is_lower_bound(row)
     cost = bb.registry_entries(csv_path)["13_x"]["paper"]
     assert cost["minutes"] == 40.0 and cost["basis"].startswith("at least")
-    assert bb._cell(dict(zip(bb.HEADER, row))).endswith("whole run > 40 min (stopped inside a cell, 10 % done)")
+    assert bb._cell(row).endswith("whole run > 40 min (stopped inside a cell, 10 % done)")
     # an estimate above the time spent stays an extrapolation
     assert not bb.is_lower_bound({"extrapolated wall (s)": "1500.0", "wall (s)": "600.0"})
