@@ -24,8 +24,13 @@ from .students import LRU, ComplexDiagonalRNN, DenseRNN
 from .teacher import make_teacher
 from .student_training import train_ensemble
 
-__all__ = ["ARCHITECTURES", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "rows_of", "best_run", "off_grid", "beyond_edge",
+__all__ = ["ARCHITECTURES", "ZO_FIG10_GRIDS", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "rows_of", "best_run", "off_grid", "beyond_edge",
            "at_learning_rates", "runs_at_best", "best_at_grid_edge", "bracket", "missing_learning_rates"]
+
+#: ZO's learning-rate grids for Fig. 10 (their ``scans/shrink_eigvals_p1``/``p2``/``p3.yaml``: LRU, complex diagonal
+#: RNN, dense RNN), by architecture name; Fig. 3B's scans use other grids
+ZO_FIG10_GRIDS = {"lru": [1.0, 0.32, 0.1, 0.032, 0.01, 3.2e-3, 1e-3, 3.2e-4], "complex": [1e-2, 3.2e-3, 1e-3, 3.2e-4],
+                  "rnn": [1e-3, 3.2e-4, 1e-4, 3.2e-5]}
 
 #: architecture name -> what it is
 ARCHITECTURES = {
