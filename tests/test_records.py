@@ -108,14 +108,22 @@ def test_extending_a_committed_record_does_not_mark_the_checkout_dirty(tmp_path)
     git("commit", "-qm", "record")
     write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
                  results={}, tables={"points": pd.DataFrame({"x": [1, 2]})}, root=tmp_path)
-    assert read_record("demo_run", root=tmp_path).provenance["git"]["dirty"] is False
+    git_facts = read_record("demo_run", root=tmp_path).provenance["git"]
+    assert git_facts["dirty"] is False and git_facts["modified"] == []
     (tmp_path / "code.py").write_text("x = 1\n")  # an untracked file is not a modification; a tracked change is
     git("add", "code.py")
     git("commit", "-qm", "code")
     (tmp_path / "code.py").write_text("x = 2\n")
     write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
                  results={}, root=tmp_path)
-    assert read_record("demo_run", root=tmp_path).provenance["git"]["dirty"] is True
+    git_facts = read_record("demo_run", root=tmp_path).provenance["git"]
+    # the record's own uncommitted outputs (the second write's) are not counted, the code is
+    assert git_facts["dirty"] is True and git_facts["modified"] == ["code.py"]
+    (tmp_path / "code.py").write_text("x = 1\n")
+    write_record("demo_run", description="a demo", command="python records/demo_run.py", parameters={},
+                 results={}, root=tmp_path)  # only the record's own files differ from the commit now
+    assert read_record("demo_run", root=tmp_path).provenance["git"] == {
+        "commit": git_facts["commit"], "dirty": False, "modified": []}
 
 
 def test_parameters_differ_names_what_is_not_the_preset(tmp_path):

@@ -73,11 +73,13 @@ class Stopwatch:
         return sw
 
 
-def _provenance(root: Path, stopwatch: Stopwatch | None) -> dict[str, Any]:
+def _provenance(root: Path, stopwatch: Stopwatch | None, own_folder: str = "") -> dict[str, Any]:
+    """Provenance of a record written now; the files of ``own_folder`` (the record's own outputs,
+    relative to ``root``) do not make the checkout dirty."""
     from .reproducibility import machine_fingerprint
     from .runs import git_commit, package_versions
 
-    out: dict[str, Any] = {"git": git_commit(root), "versions": package_versions(),
+    out: dict[str, Any] = {"git": git_commit(root, ignore=(own_folder,) if own_folder else ()), "versions": package_versions(),
                            "machine": machine_fingerprint(), "host": platform.node(),
                            "threads": os.environ.get("OMP_NUM_THREADS")}
     if stopwatch is not None:
@@ -109,7 +111,7 @@ def write_record(name: str, *, description: str, command: str, parameters: Mappi
     folder = base / name
     # the checkout's state before this record's own files change: rewriting the tables of a
     # committed record (extending it) must not mark the run's code as modified
-    provenance = _provenance(base.parent, stopwatch)
+    provenance = _provenance(base.parent, stopwatch, own_folder=f"{base.name}/{name}")
     folder.mkdir(parents=True, exist_ok=True)
     tables = dict(tables or {})
     for tname, frame in tables.items():

@@ -42,7 +42,7 @@ import contextlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .kernel_watch import KernelWatch, gib, kernel_manager_class
 from .parameters import check_device, resolve, validate
@@ -292,8 +292,11 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_commit(root: Path) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout at ``root``."""
+def git_commit(root: Path, ignore: Sequence[str] = ()) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None, "modified": [paths]}`` of the checkout at
+    ``root``: ``modified`` names the tracked files that differ from the commit (untracked files
+    do not count), so a dirty flag can be traced afterwards. Paths under a folder of ``ignore``
+    (relative to ``root``, e.g. a record's own output folder) do not count."""
     def git(*args: str) -> str | None:
         try:
             proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
@@ -303,7 +306,10 @@ def git_commit(root: Path) -> dict[str, Any]:
 
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if sha else None
-    return {"commit": sha, "dirty": None if status is None else bool(status)}
+    prefixes = tuple(str(p).rstrip("/") + "/" for p in ignore)
+    modified = [path for line in (status or "").splitlines()
+                if not (path := line.split(None, 1)[-1]).startswith(prefixes)]
+    return {"commit": sha, "dirty": None if status is None else bool(modified), "modified": modified}
 
 
 def _process_started(pid: int) -> float | None:
