@@ -26,6 +26,7 @@ curse_of_memory/    Part II - The curse of memory (chapters 3-7)
     landscape           Hessians at the optimum, eigenvector concentration, Adam's effective learning rates
     adam_record         reading an effective-learning-rate record: failed/converged runs, best rates, contrasts
     deep_stacks         deep recurrent stacks at initialization (cRNN, LRU, chrono GRU; no/layer/batch norm)
+    zo_comparison       records beside ZO's published values and ZO's code's procedures (Fig. 10's account)
 
 flossing/           Part III - Gradient flossing (chapters 8-11, 13)
     tanh_network        GF's tanh network (member-batched)

@@ -10,6 +10,8 @@ base class of member-batched networks.
 * :func:`wilson_interval`, :func:`fisher_greater`, :func:`bootstrap_interval` - the statistics
   every chapter uses to compare rates and means across conditions: Wilson score intervals of a
   success rate, the one-sided Fisher exact test of two rates, percentile bootstrap intervals.
+* :func:`median_interval` - the distribution-free interval of a median from two order statistics
+  (what "the median teacher" claims rest on when there are only a handful of teachers).
 * :func:`paired_comparison` - a paired difference across seeds: its mean with a bootstrap
   interval and the exact one-sided sign-flip test (what "on average over seeds" claims rest on).
 
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["resolve_device", "resolve_dtype", "seeded_generator", "MemberBatched", "PARAM_NAMES",
-           "wilson_interval", "fisher_greater", "bootstrap_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm",
+           "wilson_interval", "fisher_greater", "bootstrap_interval", "median_interval", "mcnemar_exact", "PairedComparison", "paired_comparison", "loglog_slope", "holm",
            "holm_threshold", "holm_reachable", "sign_test_greater", "cluster_signs"]
 
 
@@ -236,6 +238,32 @@ def bootstrap_interval(values, statistic: Callable = np.mean, level: float = 0.9
     stats = np.asarray(statistic(x[idx], axis=1), dtype=float)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+def median_interval(values, level: float = 0.9) -> tuple[float, float, float]:
+    """Distribution-free confidence interval of the population median from order statistics.
+
+    For a sample of ``n`` independent draws sorted as ``x_(1) <= ... <= x_(n)``, the interval
+    ``[x_(k), x_(n+1-k)]`` covers the median of any continuous distribution with probability
+    ``1 - 2 P(Binomial(n, 1/2) <= k - 1)``. The widest ``k`` whose coverage is at least ``level``
+    is taken; when even ``k = 1`` (the sample's range) falls short, the range is returned with its
+    lower coverage.
+
+    Returns ``(lo, hi, coverage)``.
+    """
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(values, dtype=float).ravel())
+    n = x.size
+    if n == 0:
+        raise ValueError("values must not be empty")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    coverage = lambda k: float(1 - 2 * binom.cdf(k - 1, n, 0.5))
+    k = 1
+    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= level:
+        k += 1
+    return float(x[k - 1]), float(x[n - k]), coverage(k)
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """The paired differences ``d_j = a_j - b_j`` over ``n`` seeds, summarized.

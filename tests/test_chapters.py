@@ -339,6 +339,21 @@ def test_glue_number_rounds_and_glues(monkeypatch):
                      ("from_tensor", 1.23, False)]
 
 
+def test_sig2_and_glue_sig2(monkeypatch):
+    from floss_utils.book.chapters import glue_sig2, sig2
+
+    assert [sig2(v) for v in (0.012345, 3.456, 9.96, 123.4, -0.00071449, 2.6e-5)] == [0.012, 3.5, 10, 120, -0.00071, 2.6e-5]
+    assert type(sig2(123.4)) is int and type(sig2(9.96)) is int and type(sig2(9.94)) is float
+    calls = []
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
+    assert glue_sig2("ratio", 84.4) == 84 and glue_sig2("loss", 3.04e-6) == 3e-6
+    assert calls == [("ratio", 84, False), ("loss", 3e-6, False)]
+    with pytest.raises(ValueError, match="cannot glue 'bad'"):
+        glue_sig2("bad", float("inf"))
+
+
 def test_glue_number_works_outside_a_kernel():
     # myst_nb.glue only formats and displays; outside IPython it must not raise.
     assert glue_number("outside", 3.14159, digits=2) == 3.14

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from floss_utils.common import bootstrap_interval, fisher_greater, loglog_slope, mcnemar_exact, wilson_interval
+from floss_utils.common import bootstrap_interval, fisher_greater, loglog_slope, mcnemar_exact, median_interval, wilson_interval
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (5, 10), (10, 10), (1, 1), (17, 60), (59, 60)])
@@ -215,3 +215,31 @@ def test_cluster_signs_counts_net_signs_per_cluster_by_hand():
                                     names=["seed", "task"])
     assert cluster_signs(pd.Series([1, 1, -1, 1, -1, -1, 0], index=idx), "seed") == (1, 1)
     assert cluster_signs(pd.Series([], dtype=float), "seed") == (0, 0)
+
+
+def test_median_interval_order_statistics_and_coverage_by_hand():
+    # n = 5: only the range qualifies, coverage 1 - 2 (1/2)^5 = 0.9375
+    assert median_interval([5.0, 1.0, 3.0, 2.0, 4.0], level=0.9) == (1.0, 5.0, 0.9375)
+    # n = 10 at 95%: k = 2 covers 1 - 2 * 11/1024; k = 3 only 1 - 2 * 56/1024 = 0.89
+    lo, hi, cov = median_interval(np.arange(1.0, 11.0), level=0.95)
+    assert (lo, hi) == (2.0, 9.0) and cov == pytest.approx(1 - 22 / 1024)
+    # too few draws for the level: the range with its own (lower) coverage
+    assert median_interval([2.0, 1.0], level=0.9) == (1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="empty"):
+        median_interval([])
+    with pytest.raises(ValueError, match="level"):
+        median_interval([1.0], level=1.0)
+
+
+def test_median_interval_covers_a_known_median_at_its_stated_rate():
+    # exponential draws, median ln 2: over 4000 samples of 7 the interval covers it at its stated coverage
+    rng = np.random.default_rng(11)
+    samples = rng.exponential(size=(4000, 7))
+    hits, coverages = [], set()
+    for x in samples:
+        lo, hi, cov = median_interval(x, level=0.9)
+        hits.append(lo <= np.log(2) <= hi)
+        coverages.add(cov)
+    (cov,) = coverages  # the same k for every sample of 7: k = 2 covers 1 - 2 * 8/128 = 0.875 < 0.9, so k = 1
+    assert cov == pytest.approx(1 - 2 / 128)
+    assert abs(np.mean(hits) - cov) < 4 * np.sqrt(cov * (1 - cov) / 4000)

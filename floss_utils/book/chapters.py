@@ -208,3 +208,25 @@ def glue_number(name: str, value: float, digits: int = 3) -> float | int:
     rounded: float | int = round(value, digits) if digits > 0 else int(round(value))
     glue(name, rounded, display=False)
     return rounded
+
+
+def sig2(value: float) -> float | int:
+    """``value`` to two significant digits for the prose: ``0.012345 -> 0.012``,
+    ``3.456 -> 3.5``, and a whole number from 10 on (``123.4 -> 120``)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"sig2 needs a finite value, got {value}")
+    x = float(f"{value:.2g}")
+    return int(x) if abs(x) >= 10 else x
+
+
+def glue_sig2(name: str, value: float) -> float | int:
+    """Glue ``value`` to two significant digits (:func:`sig2`) for the prose as ``{glue:text}`name```."""
+    from myst_nb import glue
+
+    try:
+        rounded = sig2(value)
+    except ValueError as err:
+        raise ValueError(f"cannot glue {name!r}: {err}") from None
+    glue(name, rounded, display=False)
+    return rounded

@@ -24,6 +24,8 @@ Modules (each public name is also importable from this package)::
                         rates, the contrast per learning rate
     deep_stacks         deep recurrent stacks at initialization (complex diagonal, LRU, chrono GRU;
                         no/layer/batch norm)
+    zo_comparison       records set beside ZO's published values and ZO's code's procedures: agreement
+                        factor, grids, both seed averagings, spread over teachers, seed rank test
 """
 
 from .theory import (
@@ -82,6 +84,9 @@ from .deep_stacks import (
     deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory, fig5_directions, variant_growth, ZO_FIG5_GROWTH,
     ZO_FIG5_FACTOR, published_growth_table,
 )
+from .zo_comparison import (
+    within_factor, on_learning_rates, restrict_to_protocol, both_averagings, teacher_spread, seed_rank_test, ordinal,
+)
 
 __all__ = [
     "cross_moment", "cross_moment_mixed_derivative", "mixed_derivative_fd", "zo_notebook_mixed_derivative",
@@ -112,4 +117,6 @@ __all__ = [
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "last_step_loss", "LOSSES", "INPUTS", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
     "growth_with_memory", "fig5_directions", "variant_growth", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table",
+    "within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread", "seed_rank_test",
+    "ordinal",
 ]

@@ -1,0 +1,81 @@
+"""Tests of floss_utils.curse_of_memory.zo_comparison against hand-computed answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from floss_utils.curse_of_memory.zo_comparison import (both_averagings, on_learning_rates, ordinal, restrict_to_protocol,
+                                                       seed_rank_test, teacher_spread, within_factor)
+
+
+def test_within_factor_includes_both_edges_and_rejects_bad_input():
+    assert within_factor(3.0, 1.0) and within_factor(1 / 3, 1.0) and within_factor(1.0, 1.0)
+    assert not within_factor(3.0001, 1.0) and not within_factor(0.33, 1.0)
+    assert within_factor(9.9, 1.0, factor=10)
+    with pytest.raises(ValueError, match="factor"):
+        within_factor(1.0, 1.0, factor=0.5)
+    with pytest.raises(ValueError, match="reference"):
+        within_factor(1.0, 0.0)
+
+
+def runs_table():
+    return pd.DataFrame({"arch": ["rnn", "rnn", "rnn", "lru", "lru", "complex"],
+                         "lr": [1e-3, 3.2e-4, 1e-5, 0.1, 0.32, 1e-2],
+                         "seed": [0, 1, 0, 2, 0, 0],
+                         "max_phase": [0.1 * math.pi, 0.3 * math.pi, 0.1 * math.pi, math.pi, 0.01 * math.pi, math.pi]})
+
+
+def test_on_learning_rates_keeps_exactly_the_rates_on_each_grid():
+    out = on_learning_rates(runs_table(), {"rnn": [1e-3, 3.2e-4], "lru": [0.1]})
+    assert out.index.tolist() == [0, 1, 3]  # 1e-5 is off the dense grid, 0.32 off the LRU's, "complex" has none
+
+
+def test_restrict_to_protocol_needs_rate_seed_and_angle_range():
+    out = restrict_to_protocol(runs_table(), {"rnn": [1e-3, 3.2e-4, 1e-5], "lru": [0.1, 0.32]}, seeds=[0],
+                               theta0_over_pi=[0.1, 0.01])
+    assert out.index.tolist() == [0, 2, 4]  # row 1: seed 1; row 3: seed 2 and pi; row 5: no complex rates
+
+
+def test_both_averagings_differ_where_a_seed_diverged():
+    # rate 1e-3: seeds 1.0 and inf; rate 1e-4: seeds 2.0 and 2.0. The book's rule keeps 1e-3 out (a seed
+    # diverged) and picks 1e-4 (mean 2); ZO's drops the diverged seed and picks 1e-3 (mean 1 of one seed).
+    runs = pd.DataFrame({"arch": ["rnn"] * 4, "lr": [1e-3, 1e-3, 1e-4, 1e-4], "seed": [0, 1, 0, 1],
+                         "final_loss": [1.0, math.inf, 2.0, 2.0]})
+    row = both_averagings(runs, ["arch"]).iloc[0]
+    assert (row.lr, row["mean"]) == (1e-4, 2.0)
+    assert (row.lr_zo, row.mean_zo, row.n_diverged_zo, row.n_seeds_zo) == (1e-3, 1.0, 1, 2)
+
+
+def test_teacher_spread_ratios_by_hand():
+    best = pd.DataFrame({"teacher_seed": [0, 0, 1, 1], "theta0_over_pi": [0.01, 1.0, 0.01, 1.0],
+                         "mean": [1e-6, 1e-5, 4e-6, 8e-6]})
+    zero = {(0, 0.01): 10.0, (0, 1.0): 20.0, (1, 0.01): 5.0, (1, 1.0): 5.0}
+    t = teacher_spread(best, zero, 0.01, 1.0)
+    assert t.loc[0, "ratio"] == pytest.approx(10.0) and t.loc[1, "ratio"] == pytest.approx(2.0)
+    assert t.loc[0, "ratio, relative"] == pytest.approx((1e-5 / 20) / (1e-6 / 10))  # = 5
+    assert t.loc[1, "ratio, relative"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="no runs at"):
+        teacher_spread(best, zero, 0.1, 1.0)
+
+
+def test_seed_rank_test_exact_p_value():
+    # teacher 0's two seeds below all ten others: one arrangement of C(12, 2) = 66 is as extreme
+    at_best = pd.DataFrame({"teacher_seed": [0, 0] + [1] * 5 + [2] * 5,
+                            "final_loss": [1e-7, 2e-7] + list(np.linspace(1e-6, 1e-5, 10))})
+    own, rest, p = seed_rank_test(at_best, 0)
+    assert len(own) == 2 and len(rest) == 10
+    assert p == pytest.approx(1 / 66)
+    # the highest two seeds: p = 1 (every arrangement is at least as extreme in the "less" direction)
+    _, _, p_high = seed_rank_test(at_best.assign(final_loss=-at_best.final_loss), 0)
+    assert p_high == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="teacher 9"):
+        seed_rank_test(at_best, 9)
+
+
+def test_ordinal():
+    assert [ordinal(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
