@@ -35,7 +35,7 @@ flossing/           Part III - Gradient flossing (chapters 8-11, 13)
     tasks               delayed copy and hierarchical XOR tasks
     trainer             ensemble trainer with flossing schedules
     summaries           tidy summaries of schedule runs
-    gradient_control    intervals and sign tests across seeds (chapter 9)
+    gradient_control    chapter 9's flossed ensemble and held-out drive; intervals and sign tests across seeds
     gated_fair_test     a fair test of flossing on GRU and LSTM cells, with gradient-flow probes (chapter 11)
     torch_modules       flossing for anyone's PyTorch model: torch.nn.RNN/GRU/LSTM, cells, any step
 

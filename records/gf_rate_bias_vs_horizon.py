@@ -32,7 +32,7 @@ import torch
 from scipy import stats
 
 from floss_utils.book.records import Stopwatch, write_record
-from floss_utils.flossing import Flosser, FlossingConfig, GFNetwork, evaluate_exponents, init_gf_networks, tasks
+from floss_utils.flossing import evaluate_exponents, flossed_ensemble, held_out_drive
 from floss_utils.lyapunov import growth_rate, log_extreme_singular_values
 
 NAME = "gf_rate_bias_vs_horizon"
@@ -46,22 +46,15 @@ def main() -> None:
     p = PROTOCOL
     kw = dict(dtype=torch.float64, device="cpu")
     N, K, S, Hmax = p["n_units"], p["k"], p["seeds"], max(p["horizons"])
-    members = [(g, c, s) for g in p["gains"] for c in p["k_flossed"] for s in range(S)]
-    seeds = [s for _, _, s in members]
     with Stopwatch() as sw:
-        net = GFNetwork.cat([init_gf_networks([s for gg, _, s in members if gg == g], N, 1, gain=g, **kw)
-                             for g in p["gains"]])
-        flosser = Flosser(net, FlossingConfig(k=K, steps=p["traj_steps"], lr=p["floss_lr"], ons=p["ons"]), seeds,
-                          n_floss=[max(c, 1) for _, c, _ in members])
-        flosser.run(p["floss_steps"], active=torch.tensor([c > 0 for _, c, _ in members]))
+        net, members = flossed_ensemble(p["gains"], p["k_flossed"], range(S), n_units=N, k=K, traj_steps=p["traj_steps"],
+                                        floss_lr=p["floss_lr"], ons=p["ons"], floss_steps=p["floss_steps"], **kw)
+        seeds = [s for _, _, s in members]
         lam = evaluate_exponents(net, seeds, steps=p["eval_steps"], k=K, key=3).cpu()
         lam_ch = evaluate_exponents(net, seeds, steps=p["chapter_eval_steps"], k=K, key=3).cpu()
-        # the chapter's trajectory and basis (cell 9): held-out bits from the network's initial state
-        netc = net.clone()
-        bits = tasks.sample_bits(seeds, tasks.HELD_OUT, 0, 0, Hmax, 1, **kw)[:, :, 0]
-        drive_t = netc.drive(bits)
-        ext = log_extreme_singular_values(netc.recurrent_map(), netc.x0[:, 0], lambda t: drive_t[t], Hmax, k=K,
-                                          generator=torch.Generator().manual_seed(4)).cpu()
+        # the chapter's trajectory and basis (its cell 9): held-out bits from the network's initial state
+        system, h0, drive = held_out_drive(net, seeds, Hmax)
+        ext = log_extreme_singular_values(system, h0, drive, Hmax, k=K, generator=torch.Generator().manual_seed(4)).cpu()
     log_cond = ext[..., 0] - ext[..., 1]  # (Hmax, M)
     t_axis = torch.arange(1, Hmax + 1, dtype=log_cond.dtype)
     gap, gap_ch = lam[:, 0] - lam[:, -1], lam_ch[:, 0] - lam_ch[:, -1]

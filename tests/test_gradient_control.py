@@ -66,3 +66,46 @@ def test_sign_tests_holm_by_hand():
         sign_tests_holm(d, ["a", "b"])
     with pytest.raises(ValueError, match="distinct"):
         sign_tests_holm(d[:2], ["a", "a"])
+
+
+SMALL = dict(n_units=12, k=4, traj_steps=15, floss_lr=1e-2, ons=1, floss_steps=20)
+
+
+def test_flossed_ensemble_keeps_unflossed_copies_and_does_not_depend_on_the_batch():
+    from floss_utils.common import PARAM_NAMES
+    from floss_utils.flossing import init_gf_networks
+    from floss_utils.flossing.gradient_control import flossed_ensemble
+
+    net, members = flossed_ensemble([1.0, 3.0], [0, 2], [5, 6], **SMALL)
+    assert members == [(g, c, s) for g in (1.0, 3.0) for c in (0, 2) for s in (5, 6)]
+    for i, (g, c, s) in enumerate(members):
+        init = init_gf_networks([s], SMALL["n_units"], 1, gain=g)
+        moved = max((getattr(net, n)[i] - getattr(init, n)[0]).abs().max().item() for n in PARAM_NAMES)
+        if c == 0:  # never active: the initial network, bit for bit
+            assert moved == 0.0
+        else:
+            assert moved > 0.0
+    # one member flossed alone ends where it ends in the batch (per-member streams and optimizer states)
+    alone, _ = flossed_ensemble([3.0], [2], [6], **SMALL)
+    i = members.index((3.0, 2, 6))
+    for n in PARAM_NAMES:
+        torch.testing.assert_close(getattr(alone, n)[0], getattr(net, n)[i], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="k_flossed"):
+        flossed_ensemble([1.0], [5], [0], **SMALL)
+
+
+def test_held_out_drive_is_the_networks_response_to_the_held_out_bits():
+    from floss_utils.flossing import init_gf_networks, tasks
+    from floss_utils.flossing.gradient_control import held_out_drive
+
+    net = init_gf_networks([3, 4], 10, 1, gain=2.0)
+    system, h0, drive = held_out_drive(net, [3, 4], horizon=7)
+    bits = tasks.sample_bits([3, 4], tasks.HELD_OUT, 0, 0, 7, 1)[:, :, 0]
+    assert bits.float().std() > 0  # both bit values occur
+    # written out: the input weights times the bit (GF's network, one input; the bias sits in the map)
+    for t in (0, 6):
+        torch.testing.assert_close(drive(t), net.W_s * bits[t][:, None])
+    torch.testing.assert_close(system.bias, net.b)
+    torch.testing.assert_close(h0, net.x0[:, 0])
+    h0.add_(1.0)  # a copy: the network's own state is untouched
+    assert not torch.equal(h0, net.x0[:, 0])

@@ -9,7 +9,7 @@ Modules (each public name is also importable from this package)::
     tasks         GF's memory tasks: delayed copy, hierarchical XOR
     trainer       task training with flossing schedules, as one ensemble
     summaries     tidy summaries of schedule runs: success rates, epochs to success
-    gradient_control  intervals and sign tests across seeds (chapter 9)
+    gradient_control  chapter 9's flossed ensemble and held-out drive; intervals and sign tests across seeds
     gated_fair_test   a fair test of flossing on GRU and LSTM cells: design, gradient-flow probes,
                   paired training at a chosen learning rate (chapter 11)
     torch_modules flossing for anyone's PyTorch model: exponents of torch.nn.RNN/GRU/LSTM (and
@@ -40,7 +40,7 @@ from .summaries import (
     member_table, success_summary, longest_bridged, schedule_contrasts, ScheduleClaims, schedule_claims, paired_speedup, horizon_contrast, exponents_needed, needed_contrast, ComplexityClaims, complexity_claims, accuracy_curves,
     exponent_contrast, Arrival, arrival, claims_table, CLAIM_LABELS, describe_claims,
 )
-from .gradient_control import seed_interval, sign_test, sign_test_decidable, sign_tests_holm
+from .gradient_control import flossed_ensemble, held_out_drive, seed_interval, sign_test, sign_test_decidable, sign_tests_holm
 from .gated_fair_test import (
     CARRY_GATE, fair_flossing, freezing_flossing, GatedProbe, delay_gradients, gated_probe, GatedDesign,
     GatedTestRun, GatedClaims, run_gated_test, gated_claims_frame, QUESTIONS, gated_verdicts,
@@ -53,7 +53,7 @@ from .torch_modules import (
 )
 
 __all__ = [
-    "seed_interval", "sign_test", "sign_test_decidable", "sign_tests_holm",
+    "flossed_ensemble", "held_out_drive", "seed_interval", "sign_test", "sign_test_decidable", "sign_tests_holm",
     "CARRY_GATE", "fair_flossing", "freezing_flossing", "GatedProbe", "delay_gradients", "gated_probe",
     "GatedDesign", "GatedTestRun", "GatedClaims", "run_gated_test", "gated_claims_frame", "QUESTIONS", "gated_verdicts", "chosen_curves", "side_by_side", "describe_comparison", "flossing_effect", "VALIDATION", "PROBE_BITS", "VERDICT_WORDS", "claim_text", "QUESTION_CLAIMS", "question_text",
     "GFNetwork", "init_gf_networks", "CellNetwork", "init_cell_networks", "CELL_KINDS",

@@ -1,4 +1,9 @@
-"""Statistics for chapter 9 (flossing controls gradients): intervals and tests across seeds.
+"""Chapter 9 (flossing controls gradients): its experiment, and intervals and tests across seeds.
+
+* :func:`flossed_ensemble`: GF networks at several gains, each seed flossed on several numbers
+  of exponents (and kept unflossed), all in one batch;
+* :func:`held_out_drive`: the recurrent map, initial states and input drive of held-out bits
+  along which the chapter measures gradient norms and condition numbers;
 
 * :func:`seed_interval`: mean over seeds and the half-width of its two-sided Student-t
   interval, Bonferroni-corrected for the number of intervals a chapter reads together;
@@ -24,7 +29,51 @@ from torch import Tensor
 
 from ..common import holm, sign_test_greater
 
-__all__ = ["seed_interval", "sign_test", "sign_test_decidable", "sign_tests_holm"]
+__all__ = ["flossed_ensemble", "held_out_drive", "seed_interval", "sign_test", "sign_test_decidable", "sign_tests_holm"]
+
+
+def flossed_ensemble(gains: Sequence[float], k_flossed: Sequence[int], seeds: Sequence[int], *, n_units: int,
+                     k: int, traj_steps: int, floss_lr: float, ons: int, floss_steps: int,
+                     dtype: torch.dtype = torch.float64, device="cpu"):
+    """GF networks (:func:`~floss_utils.flossing.tanh_network.init_gf_networks`, one input
+    bit per step) at each gain, one copy per number of flossed exponents and seed, flossed toward
+    ``lambda* = 0`` in one batch (:class:`~floss_utils.flossing.flosser.Flosser`, basis of
+    ``k`` vectors, trajectories of ``traj_steps`` steps, Adam at ``floss_lr``, a QR every ``ons``
+    steps, ``floss_steps`` updates). ``k_flossed`` entry 0 means "not flossed": that copy is never
+    active and keeps the initial network, so it gives the exponents before flossing.
+
+    Returns ``(net, members)``: the flossed :class:`~floss_utils.flossing.tanh_network.GFNetwork`
+    ensemble and its members' ``(gain, k_flossed, seed)``, gain-major, then ``k_flossed``, then
+    seed (member ``i`` of ``net`` is ``members[i]``).
+    """
+    from .flosser import Flosser, FlossingConfig
+    from .tanh_network import GFNetwork, init_gf_networks
+
+    if any(c < 0 or c > k for c in k_flossed):
+        raise ValueError(f"every k_flossed must lie in [0, k = {k}], got {list(k_flossed)}")
+    members = [(float(g), int(c), int(s)) for g in gains for c in k_flossed for s in seeds]
+    member_seeds = [s for _, _, s in members]
+    net = GFNetwork.cat([init_gf_networks([s for gg, _, s in members if gg == float(g)], n_units, 1, gain=g,
+                                          dtype=dtype, device=device) for g in gains])
+    flosser = Flosser(net, FlossingConfig(k=k, steps=traj_steps, lr=floss_lr, ons=ons), member_seeds,
+                      n_floss=[max(c, 1) for _, c, _ in members])
+    flosser.run(floss_steps, active=torch.tensor([c > 0 for _, c, _ in members]))
+    return net, members
+
+
+def held_out_drive(net, member_seeds: Sequence[int], horizon: int):
+    """What chapter 9 measures along: ``(system, h0, drive)`` of a copy of ``net`` driven by
+    held-out bits (:data:`~floss_utils.flossing.tasks.HELD_OUT`, epoch 0, step 0) for ``horizon``
+    steps: its recurrent map, its initial states ``(M, N)`` and ``drive(t)``, the input drive
+    ``(M, N)`` at step ``t``, as :func:`~floss_utils.lyapunov.jacobians.gradient_norms` and
+    :func:`~floss_utils.lyapunov.jacobians.log_extreme_singular_values` take them."""
+    from . import tasks
+
+    netc = net.clone()
+    bits = tasks.sample_bits(member_seeds, tasks.HELD_OUT, 0, 0, horizon, 1, dtype=netc.x0.dtype,
+                             device=netc.x0.device)[:, :, 0]  # (horizon, M)
+    drive_t = netc.drive(bits)
+    return netc.recurrent_map(), netc.x0[:, 0], (lambda t: drive_t[t])
 
 
 def seed_interval(values: Tensor, dim: int = -1, *, n_tests: int = 1, alpha: float = 0.05) -> tuple[Tensor, Tensor]:
