@@ -18,7 +18,7 @@ points). Learning rates: ZO's whole Fig. 10 grid for the dense RNN (their
 ``scans/shrink_eigvals_p3.yaml``: 1e-3 ... 3.2e-5, ``ZO_FIG10_GRIDS``); the record lists the best
 rates that sit on an edge of it. Student seeds 0, 1 and 2 (``zo_fig10_paper``'s).
 
-Run from the repository's root (120 members, about 8 s each on the 2-core reference CPU, 2
+Run from the repository's root (120 members, about 9 s each on the 2-core reference CPU, 2
 threads; resumable per teacher: finished runs are kept in ``records/zo_fig10_dense_teachers/partial.csv``):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/zo_fig10_dense_teachers.py
