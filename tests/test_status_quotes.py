@@ -44,3 +44,15 @@ def test_the_compiled_step_numbers_are_its_records():
     text = " ".join(_goals_section().split())
     assert f"runs at about {round(compiled)} µs per step against {round(eager)} µs for the same chunk" in text
     assert f"by {float(f'{diff:.0e}'):.0e}".replace("e-0", "e-") in text
+
+
+def test_the_mkl_pin_cost_is_its_records():
+    rec = (RESULTS / "mkl_branch.md").read_text()
+    ratio = dict(re.findall(r"^\| (\d+) \| AVX2 \| [0-9.]+ \| [0-9.-]+ \| ([0-9.]+) \|", rec, flags=re.M))
+    distinct = re.findall(r"^\| \d+ \| \w+ \| [0-9.]+ \| [0-9.-]+ \| [0-9.]+ \| (\d+) of (\d+) \|", rec, flags=re.M)
+    assert set(ratio) == {"20", "80"} and len(distinct) == 6, (ratio, distinct)
+    text = " ".join(PAGE.split())
+    assert f"it took {ratio['20']} times (N = 20) and {ratio['80']} times (N = 80) as long" in text
+    n = distinct[0][1]
+    assert all(d == ("1", n) for d in distinct)  # the page says: no disagreement under any setting
+    assert f"each gave 1 distinct result in {n} processes" in text
