@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from floss_utils.curse_of_memory.zo_comparison import (both_averagings, on_learning_rates, ordinal, restrict_to_protocol,
-                                                       seed_rank_test, teacher_spread, within_factor)
+from floss_utils.curse_of_memory.zo_comparison import (both_averagings, on_learning_rates, ordinal, rank_among,
+                                                       restrict_to_protocol, seed_rank_test, teacher_separation,
+                                                       teacher_spread, within_factor)
 
 
 def test_within_factor_includes_both_edges_and_rejects_bad_input():
@@ -79,3 +80,23 @@ def test_seed_rank_test_exact_p_value():
 def test_ordinal():
     assert [ordinal(k) for k in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
+
+
+def test_rank_among():
+    assert rank_among(0.026, [4.1, 1.0, 4.5, 0.02, 0.053, 1.4]) == (2, 7)
+    assert rank_among(0.01, [1.0, 2.0]) == (1, 3) and rank_among(5.0, [1.0, 2.0]) == (3, 3)
+    assert rank_among(1.0, [1.0, 2.0]) == (1, 3)  # a tie counts above the value
+    with pytest.raises(ValueError, match="empty"):
+        rank_among(1.0, [])
+
+
+def test_teacher_separation_by_hand():
+    runs = pd.DataFrame({"teacher_seed": [1, 1, 1, 1, 2, 2, 2, 2],
+                         "lr": [1e-3, 1e-3, 1e-4, 1e-4] * 2, "seed": [0, 1] * 4,
+                         "final_loss": [5.0, math.inf, 4.6, 4.8, 0.02, 0.03, 0.5, 3.0]})
+    best = pd.DataFrame({"teacher_seed": [1, 2], "lr": [1e-4, 1e-3]})
+    out = teacher_separation(runs, best)
+    # teacher 1's lowest finite run is 4.6 (the inf is skipped); teacher 2's highest seed at its best rate is 0.03
+    assert out == {"hard": 1, "hard_lowest": 4.6, "easy": 2, "easy_highest": 0.03, "separated": True}
+    overlap = runs.assign(final_loss=[5.0, math.inf, 0.01, 4.8, 0.02, 0.03, 0.5, 3.0])
+    assert teacher_separation(overlap, best)["separated"] is False

@@ -12,6 +12,9 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
 * :func:`both_averagings` - the best learning rate and its mean under the book's rule and ZO's.
 * :func:`teacher_spread` - one architecture's final loss per teacher at two angle ranges.
 * :func:`seed_rank_test` - one teacher's seeds against the other teachers' seeds (Mann-Whitney).
+* :func:`rank_among` - where a published value would fall among the teachers' values.
+* :func:`teacher_separation` - whether the hardest teacher's best run ends above the easiest
+  teacher's worst seed (a teacher effect that seed-to-seed variation cannot make).
 * :func:`ordinal` - 1st, 2nd, 3rd, ... for the prose.
 """
 
@@ -23,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread",
-           "seed_rank_test", "ordinal"]
+           "seed_rank_test", "rank_among", "teacher_separation", "ordinal"]
 
 
 def within_factor(value: float, reference: float, factor: float = 3.0) -> bool:
@@ -113,6 +116,40 @@ def seed_rank_test(at_best, teacher: int):
     if len(own) == 0 or len(rest) == 0:
         raise ValueError(f"teacher {teacher} needs seeds of its own and of other teachers, got {len(own)} and {len(rest)}")
     return own, rest, float(mannwhitneyu(own, rest, alternative="less", method="exact").pvalue)
+
+
+def rank_among(value: float, values: Sequence[float]) -> tuple[int, int]:
+    """``(k, n + 1)``: ``value`` would be the ``k``-th lowest among ``values`` and itself (ties
+    counted below it). If ``value`` were one more exchangeable draw, each rank would have
+    probability ``1 / (n + 1)``, and a rank strictly inside (not first or last) ``(n - 1) / (n + 1)``."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("values must not be empty")
+    return int((v < value).sum()) + 1, int(v.size) + 1
+
+
+def teacher_separation(runs, best) -> dict:
+    """The teacher effect that seed-to-seed variation cannot produce, from one architecture at one
+    angle range.
+
+    Args:
+        runs: one row per run (columns ``teacher_seed``, ``lr``, ``seed``, ``final_loss``).
+        best: each teacher's best learning rate (columns ``teacher_seed``, ``lr``).
+    Returns:
+        ``hard``: the teacher whose lowest finite run (over every rate and seed) is highest, and
+        that run's loss ``hard_lowest``; ``easy``: the teacher whose highest seed at its best rate
+        is lowest, and that loss ``easy_highest``; ``separated``: whether ``hard_lowest >
+        easy_highest`` (then every run of ``hard`` ends above every seed of ``easy`` at its best
+        rate).
+    """
+    finite = runs[np.isfinite(runs.final_loss.astype(float))]
+    lowest = finite.groupby("teacher_seed").final_loss.min()
+    best_lr = best.set_index("teacher_seed").lr
+    at_best = runs[[bool(np.isclose(lr, best_lr[t], rtol=1e-9, atol=0)) for t, lr in zip(runs.teacher_seed, runs.lr)]]
+    highest = at_best.groupby("teacher_seed").final_loss.max()
+    hard, easy = int(lowest.idxmax()), int(highest.idxmin())
+    return {"hard": hard, "hard_lowest": float(lowest[hard]), "easy": easy, "easy_highest": float(highest[easy]),
+            "separated": bool(lowest[hard] > highest[easy])}
 
 
 def ordinal(k: int) -> str:
