@@ -238,6 +238,8 @@ def bootstrap_interval(values, statistic: Callable = np.mean, level: float = 0.9
     stats = np.asarray(statistic(x[idx], axis=1), dtype=float)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
 def median_interval(values, level: float = 0.9) -> tuple[float, float, float]:
     """Distribution-free confidence interval of the population median from order statistics.
 
