@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from floss_utils.curse_of_memory.zo_comparison import (both_averagings, on_learning_rates, ordinal, rank_among,
-                                                       restrict_to_protocol, seed_rank_test, teacher_separation,
-                                                       teacher_spread, within_factor)
+                                                       restrict_to_protocol, runs_array, seed_rank_test,
+                                                       separation_test, teacher_separation, teacher_spread,
+                                                       within_factor)
 
 
 def test_within_factor_includes_both_edges_and_rejects_bad_input():
@@ -90,13 +91,32 @@ def test_rank_among():
         rank_among(1.0, [])
 
 
-def test_teacher_separation_by_hand():
+def test_runs_array_and_teacher_separation_by_hand():
     runs = pd.DataFrame({"teacher_seed": [1, 1, 1, 1, 2, 2, 2, 2],
                          "lr": [1e-3, 1e-3, 1e-4, 1e-4] * 2, "seed": [0, 1] * 4,
-                         "final_loss": [5.0, math.inf, 4.6, 4.8, 0.02, 0.03, 0.5, 3.0]})
-    best = pd.DataFrame({"teacher_seed": [1, 2], "lr": [1e-4, 1e-3]})
-    out = teacher_separation(runs, best)
-    # teacher 1's lowest finite run is 4.6 (the inf is skipped); teacher 2's highest seed at its best rate is 0.03
-    assert out == {"hard": 1, "hard_lowest": 4.6, "easy": 2, "easy_highest": 0.03, "separated": True}
-    overlap = runs.assign(final_loss=[5.0, math.inf, 0.01, 4.8, 0.02, 0.03, 0.5, 3.0])
-    assert teacher_separation(overlap, best)["separated"] is False
+                         "final_loss": [5.0, math.inf, 4.6, 4.8, 0.02, 0.03, 0.5, float("nan")]})
+    values = runs_array(runs, [1, 2], [1e-3, 1e-4], [0, 1])
+    np.testing.assert_array_equal(values, [[[5.0, np.inf], [4.6, 4.8]], [[0.02, 0.03], [0.5, np.inf]]])  # NaN -> inf
+    # teacher 1 (index 0): lowest run 4.6; best rate 1e-4 (1e-3 has a diverged seed), highest seed there 4.8.
+    # teacher 2 (index 1): lowest run 0.02; best rate 1e-3, highest seed there 0.03
+    assert teacher_separation(values) == {"hard": 0, "hard_lowest": 4.6, "easy": 1, "easy_highest": 0.03,
+                                          "ratio": pytest.approx(4.6 / 0.03)}
+    with pytest.raises(ValueError, match="need exactly one"):
+        runs_array(runs, [1, 3], [1e-3], [0])
+    with pytest.raises(ValueError, match="teachers >= 2"):
+        teacher_separation(values[:1])
+
+
+def test_separation_test_finds_a_teacher_effect_and_is_calibrated_without_one():
+    rng = np.random.default_rng(0)
+    # a strong teacher effect: teacher t's runs sit near 10^t whatever the seed or rate
+    strong = 10.0 ** np.arange(6)[:, None, None] * rng.uniform(0.9, 1.1, size=(6, 4, 3))
+    ratio, p = separation_test(strong, n_perm=999, seed=1)
+    assert ratio > 1e4 and p < 0.01
+    # no teacher effect (i.i.d. log-normal runs): P(p <= 0.1) must be at most about 0.1
+    ps = np.array([separation_test(np.exp(2 * rng.standard_normal((6, 4, 3))), n_perm=199, seed=k)[1]
+                   for k in range(300)])
+    frac = np.mean(ps <= 0.1)
+    assert frac <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / 300), frac
+    # same seed, same p
+    assert separation_test(strong, n_perm=99, seed=5) == separation_test(strong, n_perm=99, seed=5)

@@ -13,8 +13,10 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
 * :func:`teacher_spread` - one architecture's final loss per teacher at two angle ranges.
 * :func:`seed_rank_test` - one teacher's seeds against the other teachers' seeds (Mann-Whitney).
 * :func:`rank_among` - where a published value would fall among the teachers' values.
-* :func:`teacher_separation` - whether the hardest teacher's best run ends above the easiest
-  teacher's worst seed (a teacher effect that seed-to-seed variation cannot make).
+* :func:`runs_array` - one architecture's runs as an array (teachers, rates, seeds).
+* :func:`teacher_separation`, :func:`separation_test` - how far the hardest teacher's best run
+  ends above the easiest teacher's worst seed, and how often shuffling the teachers within each
+  student seed gives as large a gap (a permutation test of a teacher effect).
 * :func:`ordinal` - 1st, 2nd, 3rd, ... for the prose.
 """
 
@@ -26,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread",
-           "seed_rank_test", "rank_among", "teacher_separation", "ordinal"]
+           "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "ordinal"]
 
 
 def within_factor(value: float, reference: float, factor: float = 3.0) -> bool:
@@ -128,28 +130,69 @@ def rank_among(value: float, values: Sequence[float]) -> tuple[int, int]:
     return int((v < value).sum()) + 1, int(v.size) + 1
 
 
-def teacher_separation(runs, best) -> dict:
-    """The teacher effect that seed-to-seed variation cannot produce, from one architecture at one
-    angle range.
+def runs_array(runs, teachers: Sequence[int], lrs: Sequence[float], seeds: Sequence[int]) -> np.ndarray:
+    """The final losses of one architecture at one angle range as an array ``(teachers, rates,
+    seeds)``; a non-finite loss (a diverged run) becomes ``+inf``. Every (teacher, rate, seed) must
+    have exactly one run (columns ``teacher_seed``, ``lr``, ``seed``, ``final_loss``)."""
+    out = np.full((len(teachers), len(lrs), len(seeds)), np.nan)
+    for i, t in enumerate(teachers):
+        for j, lr in enumerate(lrs):
+            for k, s in enumerate(seeds):
+                hit = runs[(runs.teacher_seed == t) & (runs.seed == s)
+                           & np.isclose(runs.lr.astype(float), lr, rtol=1e-9, atol=0)].final_loss
+                if len(hit) != 1:
+                    raise ValueError(f"teacher {t}, lr {lr:g}, seed {s}: {len(hit)} runs, need exactly one")
+                out[i, j, k] = float(hit.iloc[0])
+    out[~np.isfinite(out)] = np.inf
+    return out
 
-    Args:
-        runs: one row per run (columns ``teacher_seed``, ``lr``, ``seed``, ``final_loss``).
-        best: each teacher's best learning rate (columns ``teacher_seed``, ``lr``).
-    Returns:
-        ``hard``: the teacher whose lowest finite run (over every rate and seed) is highest, and
-        that run's loss ``hard_lowest``; ``easy``: the teacher whose highest seed at its best rate
-        is lowest, and that loss ``easy_highest``; ``separated``: whether ``hard_lowest >
-        easy_highest`` (then every run of ``hard`` ends above every seed of ``easy`` at its best
-        rate).
+
+def _separation_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For values ``(..., teachers, rates, seeds)``: each teacher's lowest run over every rate and
+    seed, its best rate (the book's rule: smallest seed mean, a rate with a diverged seed not
+    eligible) and its highest seed at that rate."""
+    means = values.mean(axis=-1)  # inf where a seed diverged
+    best = np.argmin(means, axis=-1)  # (..., teachers)
+    at_best = np.take_along_axis(values, best[..., None, None], axis=-2)[..., 0, :]
+    return values.min(axis=(-2, -1)), best, at_best.max(axis=-1)
+
+
+def teacher_separation(values: np.ndarray) -> dict:
+    """How far the hardest teacher's best run ends above the easiest teacher's worst seed.
+
+    ``values``: final losses ``(teachers, rates, seeds)`` (:func:`runs_array`; ``inf`` for a
+    diverged run). ``hard`` is the teacher whose lowest run over every rate and seed is highest,
+    ``easy`` the teacher whose highest seed at its best rate is lowest; ``ratio`` is the first over
+    the second (> 1: every run of ``hard`` ends above every seed of ``easy`` at its best rate).
+    Indices are positions along the teacher axis. Picking the extreme pair among several teachers
+    makes a ratio above 1 common by chance: :func:`separation_test` says how common.
     """
-    finite = runs[np.isfinite(runs.final_loss.astype(float))]
-    lowest = finite.groupby("teacher_seed").final_loss.min()
-    best_lr = best.set_index("teacher_seed").lr
-    at_best = runs[[bool(np.isclose(lr, best_lr[t], rtol=1e-9, atol=0)) for t, lr in zip(runs.teacher_seed, runs.lr)]]
-    highest = at_best.groupby("teacher_seed").final_loss.max()
-    hard, easy = int(lowest.idxmax()), int(highest.idxmin())
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 3 or values.shape[0] < 2:
+        raise ValueError(f"values must be (teachers >= 2, rates, seeds), got shape {values.shape}")
+    lowest, best, highest = _separation_stats(values)
+    hard, easy = int(np.argmax(lowest)), int(np.argmin(highest))
     return {"hard": hard, "hard_lowest": float(lowest[hard]), "easy": easy, "easy_highest": float(highest[easy]),
-            "separated": bool(lowest[hard] > highest[easy])}
+            "ratio": float(lowest[hard] / highest[easy])}
+
+
+def separation_test(values: np.ndarray, n_perm: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Permutation test of :func:`teacher_separation`'s ratio against "the teacher does not
+    matter": the teachers' labels are shuffled independently within each student seed (every
+    teacher shares a seed's initialization and inputs, so a seed's runs stay together across
+    rates), the best rates are chosen again, and the ratio recomputed. Returns ``(ratio, p)`` with
+    ``p = (1 + #{shuffled ratio >= ratio}) / (1 + n_perm)``."""
+    values = np.asarray(values, dtype=float)
+    ratio = teacher_separation(values)["ratio"]
+    rng = np.random.default_rng(seed)
+    n_t, _, n_s = values.shape
+    perms = np.argsort(rng.random((n_perm, n_s, n_t)), axis=-1)  # one shuffle of the teachers per permutation and seed
+    seed_idx = np.arange(n_s)
+    shuffled = values[perms.transpose(0, 2, 1)[:, :, None, :], np.arange(values.shape[1])[None, None, :, None],
+                      seed_idx[None, None, None, :]]  # (n_perm, teachers, rates, seeds)
+    lowest, _, highest = _separation_stats(shuffled)
+    null = lowest.max(axis=-1) / highest.min(axis=-1)
+    return ratio, float((1 + np.count_nonzero(null >= ratio)) / (1 + n_perm))
 
 
 def ordinal(k: int) -> str:
