@@ -30,10 +30,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from floss_utils.book.records import Stopwatch, records_root, write_record
-from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, run_grid
+from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, run_grid_per_teacher
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 from floss_utils.curse_of_memory.teacher import make_teacher
 
@@ -47,23 +46,11 @@ def main() -> None:
     p = PROTOCOL
     folder = records_root() / NAME
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / "partial.csv"
-    done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()
+    configs = [RunConfig(arch, p["nu0"], math.pi * f, hidden=p["hidden"]) for arch in p["lrs"] for f in p["theta0_over_pi"]]
     with Stopwatch() as sw:
-        for ts in p["teacher_seeds"]:
-            if len(done) and (done.teacher_seed == ts).any():
-                continue
-            configs = [RunConfig(arch, p["nu0"], math.pi * f, hidden=p["hidden"])
-                       for arch in p["lrs"] for f in p["theta0_over_pi"]]
-            frame = run_grid(configs, p["lrs"], p["seeds"], steps=p["steps"], batch_size=p["batch_size"],
-                             seq_len=p["seq_len"], teacher_seed=ts, final_window=p["final_window"])
-            frame.insert(0, "teacher_seed", ts)
-            frame["theta0_over_pi"] = np.round(frame.max_phase / math.pi, 6)
-            done = pd.concat([done, frame], ignore_index=True)
-            done.to_csv(partial, index=False)
-            print(f"teacher {ts}\n", frame.groupby(["arch", "theta0_over_pi", "lr"])["final_loss"].describe().to_string(),
-                  flush=True)
-    runs = done
+        runs = run_grid_per_teacher(configs, p["lrs"], p["seeds"], p["teacher_seeds"], partial=folder / "partial.csv",
+                                    steps=p["steps"], batch_size=p["batch_size"], seq_len=p["seq_len"],
+                                    final_window=p["final_window"])
     best = best_learning_rates(runs, ["teacher_seed", *CONFIG_KEYS, "theta0_over_pi"])
     zero = {(ts, f): make_teacher(ts, p["nu0"], max_phase=math.pi * f).zero_output_loss(p["seq_len"])
             for ts in p["teacher_seeds"] for f in p["theta0_over_pi"]}

@@ -185,3 +185,27 @@ def test_run_grid_passes_the_blowup_flag():
     assert flagged.diverged and (not late.diverged or late.diverged_step > flagged.diverged_step)
     with pytest.raises(ValueError, match="blowup"):
         run_grid(cfg, {"rnn": [1e-3]}, [0], blowup=0.5, **kw)
+
+
+def test_run_grid_per_teacher_resumes_and_matches_run_grid(tmp_path):
+    from floss_utils.curse_of_memory.student_grids import run_grid, run_grid_per_teacher
+
+    configs = [RunConfig("lru", 0.9, 0.1 * math.pi, hidden=4), RunConfig("rnn", 0.9, math.pi, hidden=4)]
+    lrs = {"lru": [1e-2], "rnn": [1e-3, 1e-4]}
+    kw = dict(steps=6, batch_size=2, seq_len=8, final_window=2)
+    partial = tmp_path / "partial.csv"
+    first = run_grid_per_teacher(configs, lrs, [0, 1], [3, 4], partial=partial, **kw)
+    assert list(first.columns[:1]) == ["teacher_seed"] and first.columns[-1] == "theta0_over_pi"
+    assert sorted(first.teacher_seed.unique()) == [3, 4] and len(first) == 2 * 2 * 3
+    assert sorted(first.theta0_over_pi.unique()) == [0.1, 1.0]
+    # teacher 4 alone, straight from run_grid: the same runs
+    alone = run_grid(configs, lrs, [0, 1], teacher_seed=4, **kw)
+    pd.testing.assert_series_equal(first[first.teacher_seed == 4].final_loss.reset_index(drop=True),
+                                   alone.final_loss.reset_index(drop=True))
+    # resumed: teachers in the partial file are read back, not run again; teacher 5 is added
+    stale = pd.read_csv(partial).assign(final_loss=-1.0)  # a marker that would be overwritten by a rerun
+    stale.to_csv(partial, index=False)
+    resumed = run_grid_per_teacher(configs, lrs, [0, 1], [3, 4, 5], partial=partial, **kw)
+    assert (resumed[resumed.teacher_seed < 5].final_loss == -1.0).all()
+    assert (resumed[resumed.teacher_seed == 5].final_loss > 0).all()
+    pd.testing.assert_frame_equal(pd.read_csv(partial), resumed, check_dtype=False)

@@ -24,7 +24,7 @@ from .students import LRU, ComplexDiagonalRNN, DenseRNN
 from .teacher import make_teacher
 from .student_training import train_ensemble
 
-__all__ = ["ARCHITECTURES", "ZO_FIG10_GRIDS", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "rows_of", "best_run", "off_grid", "beyond_edge",
+__all__ = ["ARCHITECTURES", "ZO_FIG10_GRIDS", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "run_grid_per_teacher", "rows_of", "best_run", "off_grid", "beyond_edge",
            "at_learning_rates", "runs_at_best", "best_at_grid_edge", "bracket", "missing_learning_rates"]
 
 #: ZO's learning-rate grids for Fig. 10 (their ``scans/shrink_eigvals_p1``/``p2``/``p3.yaml``: LRU, complex diagonal
@@ -119,6 +119,35 @@ def figure_configs(nu0s: Sequence[float], max_phases: Sequence[float], heads: Se
     out.fig10 = [RunConfig(a, 0.99, ph, hidden=n) for ph in max_phases for a in angle_archs]
     out.fig11 = [RunConfig("rnn", 0.99, th0, heads=h, hidden=n) for h in heads]
     return out
+
+
+def run_grid_per_teacher(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seeds: Sequence[int],
+                         teacher_seeds: Sequence[int], partial=None, **grid_kw):
+    """:func:`run_grid` on each teacher of ``teacher_seeds`` in turn, resumable.
+
+    Returns the runs of every teacher in one table with a first column ``teacher_seed`` and a
+    last column ``theta0_over_pi`` (``max_phase / pi``, rounded to 6 digits). With ``partial`` (a
+    CSV path) the table so far is written there after each teacher, and teachers already in it
+    are not run again (a stopped record resumes). ``grid_kw`` goes to :func:`run_grid`.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    done = pd.read_csv(partial) if partial is not None and Path(partial).exists() else pd.DataFrame()
+    for ts in teacher_seeds:
+        if len(done) and (done.teacher_seed == ts).any():
+            continue
+        frame = run_grid(configs, lrs, seeds, teacher_seed=ts, **grid_kw)
+        frame.insert(0, "teacher_seed", ts)
+        frame["theta0_over_pi"] = np.round(frame.max_phase / math.pi, 6)
+        done = pd.concat([done, frame], ignore_index=True)
+        if partial is not None:
+            done.to_csv(partial, index=False)
+        print(f"teacher {ts}\n", frame.groupby(["arch", "theta0_over_pi", "lr"])["final_loss"].describe().to_string(),
+              flush=True)
+    return done
 
 
 def rows_of(table, config: RunConfig):
