@@ -56,3 +56,7 @@ def test_the_mkl_pin_cost_is_its_records():
     n = distinct[0][1]
     assert all(d == ("1", n) for d in distinct)  # the page says: no disagreement under any setting
     assert f"each gave 1 distinct result in {n} processes" in text
+    # "at N = 80 the pinned median lies above every default process"
+    avx2_80 = float(re.search(r"^\| 80 \| AVX2 \| ([0-9.]+) \|", rec, flags=re.M).group(1))
+    default_80_max = float(re.search(r"^\| 80 \| default \| [0-9.]+ \| [0-9.]+-([0-9.]+) \|", rec, flags=re.M).group(1))
+    assert "at N = 80 the pinned median lies above every default process" in text and avx2_80 > default_80_max
