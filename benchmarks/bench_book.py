@@ -8,7 +8,9 @@ exists (or those named), one after another, and records per run: the status, the
 the CPU time (user + system, of the run and every process it waited for: the papermill kernel),
 the kernel's peak memory (from the run's ``run.json``, sampled every half second), the budget
 (smoke <= 20 s, book <= 240 s per chapter on a 2-core machine; paper: none), the machine's load
-average before the run, the date and the machine. Writes ``benchmarks/results/book_timings.csv``
+average before the run, the date and the machine. A run past ``--timeout`` is sent SIGTERM (as
+``timeout`` would), so its kept record names the cell it stopped in and its peak memory, and its
+kernel is shut down; it is killed only if it has not ended 120 s later. Writes ``benchmarks/results/book_timings.csv``
 and ``book_timings.md`` (provenance + table), which ``book/reproducibility_status.md``
 includes. ``--write-registry`` writes the recorded costs into
 ``floss_utils/book/registry/costs.py`` (what ``floss list`` shows and ``floss run`` warns with).
@@ -75,17 +77,39 @@ def relocate(text: str, out: Path, dest: Path) -> str:
     return text
 
 
+#: seconds a run stopped at its timeout is given, after SIGTERM, to record where it stopped and shut
+#: its kernel down before it is killed
+STOP_GRACE_S = 120
+
+
+def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> bool:
+    """Stop a ``floss run`` the way ``timeout`` does: SIGTERM first, which ``floss run`` turns into an
+    ``interrupted`` record naming the running cell and the peak memory, after shutting its kernel
+    down (a killed runner leaves its kernel running and its record at "running"); SIGKILL only if
+    it has not ended within ``grace`` seconds. Returns whether it ended on SIGTERM."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=grace)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return False
+
+
 def mark_timed_out(run_json: Path, timeout: int, wall: float, progress: dict | None = None) -> None:
-    """A run stopped at the timeout leaves its ``run.json`` saying "running" (the runner was killed
-    before it could write the end): record the stop in the kept copy, so that a committed record
-    never claims to be still running; with ``progress`` (:func:`partial_progress`), how far it got
-    and the extrapolated wall time."""
+    """Record in the kept copy of a run stopped at the timeout that it was: its ``run.json`` says
+    "interrupted" by SIGTERM (what :func:`stop` sends; the cell it stopped in and the peak memory
+    stay) or, when the runner had to be killed, still "running" — a committed record never claims
+    to be still running. With ``progress`` (:func:`partial_progress`), how far it got and the
+    extrapolated wall time."""
     if not run_json.is_file():
         return
     rec = json.loads(run_json.read_text())
-    if rec.get("status") == "running":
+    if rec.get("status") == "running" or (rec.get("status") == "interrupted" and rec.get("signal") == "SIGTERM"):
+        how = f": {rec['error']}" if rec.get("status") == "interrupted" and rec.get("error") else ""
         rec["status"] = "timed out"
-        rec["error"] = f"stopped by benchmarks/bench_book.py after its timeout of {timeout} s (wall {wall:.0f} s)"
+        rec["error"] = f"stopped by benchmarks/bench_book.py after its timeout of {timeout} s (wall {wall:.0f} s){how}"
         rec["wall_s"] = round(wall, 1)
         if progress is not None:
             rec["progress"] = dict(progress, method=EXTRAPOLATION)
@@ -172,15 +196,20 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
         out = Path(tmp) / cid
         env = dict(os.environ, TQDM_DISABLE="1")
         t0 = time.perf_counter()
+        stopped_cleanly = True
+        proc = subprocess.Popen([floss, "run", cid, "--scale", scale, "--out", str(out), "-q", "--device", "cpu"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         try:
-            proc = subprocess.run([floss, "run", cid, "--scale", scale, "--out", str(out), "-q", "--device", "cpu"],
-                                  capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+            stdout, stderr = proc.communicate(timeout=timeout)
             status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
             if proc.returncode != 0:
-                print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
+                print(stdout[-2000:], stderr[-2000:], file=sys.stderr)
         except subprocess.TimeoutExpired:
+            wall = time.perf_counter() - t0  # the run's time: the stop's own seconds are not counted
+            stopped_cleanly = stop(proc)
             status = f"timed out after {timeout} s"
-        wall = time.perf_counter() - t0
+        else:
+            wall = time.perf_counter() - t0
         runner_wall = peak = None
         rj = out / "run.json"
         if rj.exists():
@@ -200,7 +229,7 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
                 mark_timed_out(keep / f"{cid}-{scale}" / "run.json", timeout, wall, progress)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if status.startswith("timed out"):  # the killed kernel was never waited for: its CPU time is not counted
+    if not stopped_cleanly:  # a killed runner never waited for its kernel: their CPU time is not all counted
         cpu = float("nan")
     return {"chapter": cid, "scale": scale, "status": status, "wall_s": round(wall, 1),
             "runner_wall_s": runner_wall, "cpu_s": round(cpu, 1),

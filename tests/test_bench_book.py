@@ -52,6 +52,53 @@ def test_a_timed_out_record_does_not_say_running(tmp_path):
     mark(tmp_path / "absent.json", 1, 1.0)  # no record: nothing to do
 
 
+_FAKE_FLOSS = """#!{python}
+import json, signal, sys, time
+from pathlib import Path
+out = Path(sys.argv[sys.argv.index("--out") + 1])
+out.mkdir(parents=True)
+rec = {{"status": "running", "error": None, "signal": None, "cell": None, "wall_s": None}}
+(out / "run.json").write_text(json.dumps(rec))
+def on_term(signum, frame):  # what floss run records on SIGTERM
+    rec.update(status="interrupted", signal="SIGTERM", cell={{"index": 4, "execution_count": 3, "source": "train()"}},
+               error="interrupted by SIGTERM while cell 3 was running (train())", wall_s=1.0,
+               peak_memory={{"host_bytes": 3 << 30}})
+    (out / "run.json").write_text(json.dumps(rec))
+    sys.exit(143)
+signal.signal(signal.SIGTERM, {handler})
+print("started", flush=True)
+time.sleep(60)
+"""
+
+
+def _fake_floss(tmp_path, handler="on_term"):
+    path = tmp_path / "floss"
+    path.write_text(_FAKE_FLOSS.format(python=sys.executable, handler=handler))
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_run_at_its_timeout_is_stopped_with_sigterm_and_its_record_kept(tmp_path):
+    """The runner gets SIGTERM (as from ``timeout``), so the kept record names the cell it stopped in
+    and its peak memory, says "timed out" (not "interrupted", not "running"), and the row has the peak."""
+    bench = _bench_book()
+    row = bench.run_one("99_fake", "paper", _fake_floss(tmp_path), timeout=3, keep=tmp_path / "keep")
+    rec = json.loads((tmp_path / "keep" / "99_fake-paper" / "run.json").read_text())
+    assert rec["status"] == "timed out" and rec["cell"]["execution_count"] == 3
+    assert "timeout of 3 s" in rec["error"] and "while cell 3 was running" in rec["error"]
+    assert row["status"].startswith("timed out after 3 s: interrupted by SIGTERM while cell 3")
+    assert row["peak_gib"] == 3.0 and 3 <= row["wall_s"] < 3 + 30
+
+
+def test_a_runner_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    bench = _bench_book()
+    proc = bench.subprocess.Popen([_fake_floss(tmp_path, handler="signal.SIG_IGN"), "--out", str(tmp_path / "o")],
+                                  stdout=bench.subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "started\n"  # its handler is in place
+    assert bench.stop(proc, grace=0.5) is False and proc.returncode == -9
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["status"] == "running"  # mark_timed_out's case
+
+
 def _nb(cells):
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
