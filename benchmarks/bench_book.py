@@ -63,7 +63,7 @@ def keep_record(out: Path, dest: Path) -> None:
     record holds no path of one machine's temporary directory."""
     dest.mkdir(parents=True, exist_ok=True)
     for f in [*out.glob("*.json"), *out.glob("*.csv"), out / "kernel.log"]:
-        if f.is_file():
+        if f.is_file() and f.name != "progress.json":  # a stopped run's record carries its unfinished loop
             (dest / f.name).write_text(relocate(f.read_text(), out, dest))
 
 
@@ -112,7 +112,7 @@ def mark_timed_out(run_json: Path, timeout: int, wall: float, progress: dict | N
         rec["error"] = f"stopped by benchmarks/bench_book.py after its timeout of {timeout} s (wall {wall:.0f} s){how}"
         rec["wall_s"] = round(wall, 1)
         if progress is not None:
-            rec["progress"] = dict(progress, method=EXTRAPOLATION)
+            rec["progress"] = {"method": EXTRAPOLATION, **progress}
         run_json.write_text(json.dumps(rec, indent=2) + "\n")
 
 
@@ -189,6 +189,54 @@ def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
             "cells_done": n_done, "cells": len(book)}
 
 
+LOOP_EXTRAPOLATION = ("estimate_s = (loop start - run start) + loop time so far * total / done, from the loop the run "
+                      "stopped in (its progress report: floss_utils.progress.report_progress); assumes every unit of "
+                      "the loop costs the same, and leaves out the cells after the loop's cell")
+
+
+def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
+    """How far a stopped run got inside the loop it stopped in, and the whole run's wall time
+    extrapolated from it: the time before the loop started plus the loop's time so far scaled by
+    ``total / done`` (the loop's own units, e.g. epochs or member-steps, all assumed to cost the
+    same). The cells after the loop's cell are left out of the estimate (so it is low by their
+    cost); their share of the chapter's book-scale time is given (``after_share``, None when the
+    notebooks' cells do not pair up). None when the record has no unfinished loop, the loop had
+    done nothing, or its times are missing.
+
+    Returns:
+        ``{"task", "unit", "done", "total", "loop_fraction", "estimate_s", "after_share"}``.
+    """
+    loop = rec.get("loop")
+    if not loop or not loop.get("done") or not loop.get("total") or not rec.get("started"):
+        return None
+    try:
+        run_start = dt.datetime.fromisoformat(rec["started"]).timestamp()
+        started, updated = float(loop["started"]), float(loop["updated"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    frac = float(loop["done"]) / float(loop["total"])
+    estimate = (started - run_start) + (updated - started) / frac
+    return {"task": loop.get("task"), "unit": loop.get("unit"), "done": loop["done"], "total": loop["total"],
+            "loop_fraction": round(frac, 4), "estimate_s": round(estimate, 1),
+            "after_share": _share_after(rec.get("cell"), partial_nb, book_nb)}
+
+
+def _share_after(cell: dict | None, partial_nb: Path, book_nb: Path) -> float | None:
+    """The share of the chapter's book-scale time (committed notebook's timestamps) in the code
+    cells after ``cell`` (a run record's cell, indexed in the executed notebook)."""
+    if not cell or cell.get("index") is None or not partial_nb.exists() or not book_nb.exists():
+        return None
+    part = json.loads(partial_nb.read_text())["cells"]
+    book = [c for c in json.loads(book_nb.read_text())["cells"] if c["cell_type"] == "code"]
+    code = [i for i, c in enumerate(part) if c["cell_type"] == "code"
+            and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    if len(code) != len(book) or cell["index"] not in code:
+        return None
+    times = [_cell_seconds(c) or 0.0 for c in book]
+    k = code.index(cell["index"])
+    return round(sum(times[k + 1:]) / sum(times), 3) if sum(times) else None
+
+
 def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = None) -> dict:
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -220,7 +268,11 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
                 status = f"{status}: {rec['error'][:200]}"
         progress = None  # only a run stopped at its timeout is extrapolated (not one that failed)
         if status.startswith("timed out"):
-            progress = partial_progress(out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb")
+            partial, book = out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb"
+            loop = loop_progress(rec, partial, book) if rj.exists() else None
+            progress = partial_progress(partial, book) if loop is None else {
+                **{k: loop[k] for k in ("task", "unit", "done", "total", "loop_fraction", "after_share")},
+                "fraction": loop["loop_fraction"], "estimate_s": loop["estimate_s"], "method": LOOP_EXTRAPOLATION}
             if progress is not None:  # the estimate is never below the time already spent
                 progress["estimate_s"] = max(progress["estimate_s"], round(wall, 1))
         if keep is not None and out.exists():
@@ -238,14 +290,29 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             "load_1min_before": round(load, 2), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
             "date": dt.date.today().isoformat(), "machine": _common.machine(),
             "extrapolated_s": "" if progress is None else progress["estimate_s"],
-            "done_fraction": "" if progress is None else progress["fraction"]}
+            "done_fraction": "" if progress is None else progress["fraction"],
+            "share_of": "" if progress is None else share_of(progress)}
+
+
+CHAPTER_SHARE = "the chapter (by book-scale cell times)"
+
+
+def share_of(progress: dict) -> str:
+    """What a stopped run's share done is a share of: the chapter (:func:`partial_progress`) or
+    the loop it stopped in (:func:`loop_progress`)."""
+    if "task" not in progress:
+        return CHAPTER_SHARE
+    after = progress.get("after_share")
+    rest = ("the cells after it not counted" if after is None else
+            f"the cells after it, {100 * after:.0f} % of the chapter at book scale, not counted")
+    return f"its {progress['task']} loop (in {progress['unit']}; {rest})"
 
 
 HEADER = ["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "peak memory (GiB)", "budget (s)",
           "within budget", "load (1 min) before", "torch threads", "date", "machine",
-          "extrapolated wall (s)", "share done"]
+          "extrapolated wall (s)", "share done", "share of"]
 COLS = ["chapter", "scale", "status", "wall_s", "cpu_s", "peak_gib", "budget_s", "within_budget", "load_1min_before",
-        "threads", "date", "machine", "extrapolated_s", "done_fraction"]
+        "threads", "date", "machine", "extrapolated_s", "done_fraction", "share_of"]
 SCALE_ORDER = ("smoke", "book", "paper")
 REGISTRY = ROOT / "floss_utils" / "book" / "registry" / "costs.py"
 BEGIN = "    # --- generated by benchmarks/bench_book.py --write-registry: begin"
@@ -261,15 +328,18 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
             status = "ok" if row["status"] == "ok" else row["status"].split(":")[0]
             basis = f"measured {row.get('date') or 'earlier'}, {row.get('machine') or 'this machine kind'}"
             minutes = round(float(row["wall (s)"]) / 60, 2)
+            of = row.get("share of") or CHAPTER_SHARE
             if row.get("extrapolated wall (s)") and is_lower_bound(row):
                 basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min inside a cell, with "
-                         f"{100 * float(row['share done']):.0f} % of the chapter done (by book-scale cell times), whose "
+                         f"{100 * float(row['share done']):.0f} % of {of} done, whose "
                          "extrapolation is below the time spent, " + basis)
             elif row.get("extrapolated wall (s)"):
                 minutes = round(float(row["extrapolated wall (s)"]) / 60, 2)
                 basis = (f"extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min with "
-                         f"{100 * float(row['share done']):.0f} % of the chapter done (by book-scale cell times), "
-                         + basis)
+                         f"{100 * float(row['share done']):.0f} % of {of} done, " + basis)
+            elif status != "ok" and status.startswith("timed out"):
+                basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min, too little of it done "
+                         "to extrapolate from, " + basis)
             out.setdefault(row["chapter"], {})[row["scale"]] = {
                 "minutes": minutes, "peak_gib": float(peak) if peak else None, "status": status, "basis": basis}
     return out
@@ -315,10 +385,11 @@ def _cell(row: dict) -> str:
     if row.get("extrapolated wall (s)"):
         est = float(row["extrapolated wall (s)"]) / 60
         share = 100 * float(row["share done"])
+        of = row.get("share of") or CHAPTER_SHARE
         if is_lower_bound(row):
             return (f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (stopped inside a cell, "
-                    f"{share:.0f} % done)")
-        return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from the {share:.0f} % done)"
+                    f"{share:.0f} % of {of} done)")
+        return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from {share:.0f} % of {of} done)"
     return f"{status}, {t}{peak}{when}"
 
 

@@ -63,9 +63,10 @@ Shared by every part (they import nothing else of the package):
     common              device/dtype resolution, seeded random streams, the member-batched base,
                         statistics of rates and means (Wilson, Fisher, bootstrap)
     optim               the one Adam update, batched over members (per-member lr and clipping)
+    progress            how far a long loop is, for a stopped run to be extrapolated (no torch)
 
-Imports flow one way: common, optim -> lyapunov -> curse_of_memory -> flossing -> synthesis,
-and book imports only common and its own modules.
+Imports flow one way: common, optim, progress -> lyapunov -> curse_of_memory -> flossing ->
+synthesis, and book imports only common, progress and its own modules.
 """
 
 import os

@@ -156,9 +156,9 @@ def test_registry_and_table_use_the_extrapolation(tmp_path):
                                                 "1.0", "2", "2026-12-04", "M", "1500.0", "0.4"])
     cost = bb.registry_entries(csv_path)["12_x"]["paper"]
     assert cost["minutes"] == 25.0 and cost["status"] == "timed out after 600 s"
-    assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % of the chapter done")
+    assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % of the chapter (by book-scale cell times) done")
     cell = bb._cell(row)
-    assert cell.endswith("whole run ~25 min (extrapolated from the 40 % done)")
+    assert cell.endswith("whole run ~25 min (extrapolated from 40 % of the chapter (by book-scale cell times) done)")
 
 
 def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
@@ -170,6 +170,39 @@ def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
     assert bb.is_lower_bound(row)
     cost = bb.registry_entries(csv_path)["13_x"]["paper"]
     assert cost["minutes"] == 40.0 and cost["basis"].startswith("at least")
-    assert bb._cell(row).endswith("whole run > 40 min (stopped inside a cell, 10 % done)")
+    assert bb._cell(row).endswith("whole run > 40 min (stopped inside a cell, 10 % of the chapter "
+                                  "(by book-scale cell times) done)")
     # an estimate above the time spent stays an extrapolation
     assert not bb.is_lower_bound({"extrapolated wall (s)": "1500.0", "wall (s)": "600.0"})
+
+
+def test_a_timed_out_run_without_an_extrapolation_is_a_lower_bound(tmp_path):
+    bb = _bench_book()
+    csv_path, _ = _stopped_run(bb, tmp_path, ["01_x", "paper", "timed out after 900 s", "900.0", "nan", "", "", "-",
+                                              "1.0", "2", "2026-12-04", "M", "", ""])
+    cost = bb.registry_entries(csv_path)["01_x"]["paper"]
+    assert cost["minutes"] == 15.0 and cost["basis"].startswith("at least: a run stopped after 15 min, too little")
+
+
+def test_loop_progress_by_hand(tmp_path):
+    # the run started at t = 1000 s; its loop started at 1060 and had done 30 of 300 epochs at 1160:
+    # 60 s before the loop + 100 s / 0.1 = 1060 s; the loop's cell is the second of three code cells
+    # (book-scale 1, 3 and 6 s), so the cells after it are 60 % of the chapter
+    bb = _bench_book()
+    book, part = tmp_path / "book.ipynb", tmp_path / "part.ipynb"
+    book.write_text(json.dumps(_nb([_book_cell("a = 1", 1), _book_cell("b = 2", 3), _book_cell("c = 3", 6)])))
+    injected = {"cell_type": "code", "source": "# Parameters", "metadata": {"tags": ["injected-parameters"]}}
+    part.write_text(json.dumps(_nb([injected, _run_cell("a = 1", 2.0), {"cell_type": "markdown", "source": "x",
+                                    "metadata": {}}, _run_cell("b = 2"), _run_cell("c = 3")])))
+    start = bb.dt.datetime.fromtimestamp(1000, bb.dt.timezone.utc).isoformat()
+    rec = {"started": start, "cell": {"index": 3, "execution_count": 3, "source": "b = 2"},
+           "loop": {"task": "train", "done": 30, "total": 300, "unit": "epochs", "started": 1060.0, "updated": 1160.0}}
+    got = bb.loop_progress(rec, part, book)
+    assert got == {"task": "train", "unit": "epochs", "done": 30, "total": 300, "loop_fraction": 0.1,
+                   "estimate_s": 1060.0, "after_share": 0.6}
+    assert bb.share_of(got) == "its train loop (in epochs; the cells after it, 60 % of the chapter at book scale, not counted)"
+    assert bb.share_of({"fraction": 0.4}) == bb.CHAPTER_SHARE
+    # a loop that had done nothing, or no loop: no estimate; a cell that does not pair up: no share
+    assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=0)), part, book) is None
+    assert bb.loop_progress({"started": start}, part, book) is None
+    assert bb.loop_progress(dict(rec, cell={"index": 2}), part, book)["after_share"] is None

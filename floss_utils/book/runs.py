@@ -44,6 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from ..progress import PROGRESS_ENV
 from .kernel_watch import KernelWatch, gib, kernel_manager_class
 from .parameters import check_device, resolve, validate
 from .registry.costs import MEMORY_HINTS, expected_cost
@@ -75,6 +76,9 @@ SWEEP_JSON = "sweep.json"
 KERNEL = "python3"
 #: the kernel process's own stderr, in the run directory
 KERNEL_LOG = "kernel.log"
+#: where the kernel's long loops say how far they are (:func:`floss_utils.progress.report_progress`);
+#: a run that does not end ok keeps the unfinished loop in its record (``"loop"``)
+PROGRESS_JSON = "progress.json"
 #: seconds a kernel may take to start (papermill waits 60 by default: too little on a loaded 2-core machine)
 KERNEL_START_TIMEOUT = 300
 VERSIONED_PACKAGES = ("floss_utils", "torch", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
@@ -556,6 +560,10 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
     executed = out / Path(task["notebook"]).name
     tracker: dict[str, Any] = {}
     watch = KernelWatch()
+    progress_file = out / PROGRESS_JSON
+    progress_file.unlink(missing_ok=True)
+    outer_progress = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = str(progress_file)  # the kernel inherits it
     try:  # from here on, whatever happens, the record says it
         import papermill
 
@@ -595,6 +603,10 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
             record["error"] = f"{type(exc).__name__}: {_strip_ansi(str(exc))}"
     finally:
         watch.stop()
+        if outer_progress is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = outer_progress
         with _signals_deferred():  # a signal now would leave the record at "running"
             record["wall_s"] = round(time.perf_counter() - start, 3)
             record["finished"] = _now()
@@ -609,6 +621,9 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
                 record["error"] = "the chapter ran but wrote no results.json into output_dir"
             if record["status"] == "failed" and record["cell"] is None:
                 record["cell"] = _running_cell(tracker)
+            loop = _read_json(progress_file)
+            if record["status"] != "ok" and loop and loop.get("done", 0) < loop.get("total", 0):
+                record["loop"] = loop  # the loop the run stopped in, and how far it got
             record["outputs"] = {
                 "notebook": executed.name if executed.exists() else None,
                 "results": "results.json" if results else None,

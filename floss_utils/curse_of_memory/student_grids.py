@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from ..progress import report_progress
 from .students import LRU, ComplexDiagonalRNN, DenseRNN
 from .teacher import make_teacher
 from .student_training import train_ensemble
@@ -396,6 +397,8 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
             for s in seeds:
                 groups.setdefault((c.arch, c.hidden), []).append((c, float(lr), int(s)))
     rows, curves = [], []
+    total = steps * sum(len(m) for m in groups.values())  # progress in member-steps (every one counted alike)
+    done = 0
     for (arch, hidden), members in groups.items():
         model = _build(arch, hidden, [seed_offset + s for _, _, s in members], members, dtype, device, real_eigenvalues)
         res = train_ensemble(
@@ -403,7 +406,10 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
             data_seeds=[data_offset + s for _, _, s in members],
             teacher_index=[tasks.index((c.nu0, c.max_phase)) for c, _, _ in members],
             batch_size=batch_size, seq_len=seq_len, final_window=final_window, blowup=blowup,
+            on_step=lambda k, before=done, m=len(members): report_progress("run_grid", before + m * k, total,
+                                                                             unit="member-steps"),
         )
+        done += len(members) * steps
         for i, (c, lr, s) in enumerate(members):
             rows.append({**asdict(c), "lr": lr, "seed": s, "final_loss": float(res.final_loss[i]),
                          "expected_loss": float(res.expected_loss[i]), "diverged": bool(res.diverged[i]),

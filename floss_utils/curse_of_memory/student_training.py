@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -187,7 +187,8 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
                    data_seeds: Sequence[int], teacher_index: Optional[Sequence[int]] = None,
                    batch_size: int = 128, seq_len: int = 300, lr_min: float = 1e-7,
                    final_window: int = 100, blowup: float = 1e4, betas=(0.9, 0.999),
-                   eps: float = 1e-8, loss_method: str = "auto") -> EnsembleResult:
+                   eps: float = 1e-8, loss_method: str = "auto",
+                   on_step: Optional[Callable[[int], None]] = None) -> EnsembleResult:
     """Train all members of ``model`` with Adam on their teachers (see the module docstring).
 
     Args:
@@ -205,6 +206,8 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
             ``O(B T^2)`` Gram matrix per stream (``K T < 20 M log2(2T)``, ``K`` streams; measured
             on a CPU: at ``T = 300`` the Gram form wins below ~0.7 streams per member), else
             FFT. Both are exact.
+        on_step: called with the number of steps done after each step (and with 0 before the
+            first), e.g. to report progress (:func:`~floss_utils.progress.report_progress`).
     """
     if not isinstance(model, Student):
         raise TypeError(f"model must be a floss_utils.curse_of_memory.students Student, got {type(model).__name__}")
@@ -254,6 +257,8 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
     if loss_method == "auto":
         loss_method = "gram" if len(streams) * seq_len < 20 * M * math.log2(2 * seq_len) else "fft"
 
+    if on_step is not None:
+        on_step(0)
     for s in range(steps):
         with torch.no_grad():
             x = torch.stack([torch.randn(batch_size, seq_len, generator=g, device=device, dtype=dtype) for g in gens])
@@ -278,6 +283,8 @@ def train_ensemble(model: Student, teachers: Teacher | Sequence[Teacher], *, lr,
                 q.copy_(p)
             adam_update(params, grads, m1, m2, lr=cosine_lr(peak, s, steps, lr_min), steps=step_count.fill_(s + 1),
                         mask=active, betas=betas, eps=eps)
+        if on_step is not None:
+            on_step(s + 1)
 
     with torch.no_grad():
         final = losses[:, steps - final_window:].mean(-1)

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from ..common import PARAM_NAMES, resolve_device, resolve_dtype
+from ..progress import report_progress
 from ..lyapunov.estimator import NonFiniteError
 from ..optim import BatchedAdam, member_norms
 from .flosser import FlossingConfig, Flosser, evaluate_exponents
@@ -343,6 +344,7 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
         record_exponents(0)
     twins = first_flossing_twins(members, net, flosser)
     epoch = 0
+    report_progress("train", 0, cfg.epochs, unit="epochs")
     for epoch in range(1, cfg.epochs + 1):
         # ---- flossing phase (members whose schedule asks for it, alive ones only; at epoch 1 one
         # member of each group of twins is flossed and its state copied to the others)
@@ -389,6 +391,8 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
             accs.append(nan)
         if cfg.exponents_every and epoch % cfg.exponents_every == 0:
             record_exponents(epoch)
+        report_progress("train", epoch, cfg.epochs, unit="epochs")
+    report_progress("train", cfg.epochs, cfg.epochs, unit="epochs")  # the loop is over (also when it stopped early)
     k = cfg.flossing.k
     return TrainResult(
         members=members,
