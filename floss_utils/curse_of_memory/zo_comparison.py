@@ -134,15 +134,21 @@ def runs_array(runs, teachers: Sequence[int], lrs: Sequence[float], seeds: Seque
     """The final losses of one architecture at one angle range as an array ``(teachers, rates,
     seeds)``; a non-finite loss (a diverged run) becomes ``+inf``. Every (teacher, rate, seed) must
     have exactly one run (columns ``teacher_seed``, ``lr``, ``seed``, ``final_loss``)."""
-    out = np.full((len(teachers), len(lrs), len(seeds)), np.nan)
-    for i, t in enumerate(teachers):
-        for j, lr in enumerate(lrs):
-            for k, s in enumerate(seeds):
-                hit = runs[(runs.teacher_seed == t) & (runs.seed == s)
-                           & np.isclose(runs.lr.astype(float), lr, rtol=1e-9, atol=0)].final_loss
-                if len(hit) != 1:
-                    raise ValueError(f"teacher {t}, lr {lr:g}, seed {s}: {len(hit)} runs, need exactly one")
-                out[i, j, k] = float(hit.iloc[0])
+    t_pos = {int(t): i for i, t in enumerate(teachers)}
+    s_pos = {int(s): k for k, s in enumerate(seeds)}
+    i = np.array([t_pos.get(int(t), -1) for t in runs.teacher_seed])
+    k = np.array([s_pos.get(int(s), -1) for s in runs.seed])
+    match = np.isclose(runs.lr.to_numpy(dtype=float)[:, None], np.asarray(lrs, dtype=float)[None, :], rtol=1e-9, atol=0)
+    j = np.where(match.any(axis=1), match.argmax(axis=1), -1)
+    keep = (i >= 0) & (j >= 0) & (k >= 0)  # runs of other teachers, rates or seeds are not asked for
+    shape = (len(teachers), len(lrs), len(seeds))
+    count = np.zeros(shape, dtype=int)
+    np.add.at(count, (i[keep], j[keep], k[keep]), 1)
+    if (count != 1).any():
+        a, b, c = np.argwhere(count != 1)[0]
+        raise ValueError(f"teacher {teachers[a]}, lr {lrs[b]:g}, seed {seeds[c]}: {count[a, b, c]} runs, need exactly one")
+    out = np.full(shape, np.nan)
+    out[i[keep], j[keep], k[keep]] = runs.final_loss.to_numpy(dtype=float)[keep]
     out[~np.isfinite(out)] = np.inf
     return out
 
