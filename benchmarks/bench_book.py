@@ -390,6 +390,8 @@ def _cell(row: dict) -> str:
             return (f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (stopped inside a cell, "
                     f"{share:.0f} % of {of} done)")
         return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from {share:.0f} % of {of} done)"
+    if status.startswith("timed out"):
+        return f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (too little done to extrapolate from)"
     return f"{status}, {t}{peak}{when}"
 
 

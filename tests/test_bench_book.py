@@ -178,10 +178,11 @@ def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
 
 def test_a_timed_out_run_without_an_extrapolation_is_a_lower_bound(tmp_path):
     bb = _bench_book()
-    csv_path, _ = _stopped_run(bb, tmp_path, ["01_x", "paper", "timed out after 900 s", "900.0", "nan", "", "", "-",
-                                              "1.0", "2", "2026-12-04", "M", "", ""])
+    csv_path, row = _stopped_run(bb, tmp_path, ["01_x", "paper", "timed out after 900 s", "900.0", "nan", "", "", "-",
+                                                "1.0", "2", "2026-12-04", "M", "", ""])
     cost = bb.registry_entries(csv_path)["01_x"]["paper"]
     assert cost["minutes"] == 15.0 and cost["basis"].startswith("at least: a run stopped after 15 min, too little")
+    assert bb._cell(row).endswith("whole run > 15 min (too little done to extrapolate from)")
 
 
 def test_loop_progress_by_hand(tmp_path):

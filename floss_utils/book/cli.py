@@ -59,11 +59,11 @@ def _cost_line(chapter) -> str:
         if cost is not None:
             mem = f", {cost.peak_gib:.1f} GiB" if cost.peak_gib is not None else ""
             mark = "" if cost.status == "ok" else f" ({cost.status})"
-            if cost.basis.startswith("at least"):  # a run stopped inside a long cell: a lower bound
-                parts.append(f"{s} >{_minutes(cost.minutes)}{mem} ({cost.status} inside a cell: a lower bound)")
+            if cost.basis.startswith("at least"):  # a stopped run that cannot be extrapolated: a lower bound
+                parts.append(f"{s} >{_minutes(cost.minutes)}{mem} ({cost.status}: a lower bound)")
                 continue
             if cost.basis.startswith("extrapolated"):  # a stopped run: its whole time is an estimate
-                mark = f" (extrapolated: {cost.status} with part of the chapter done)"
+                mark = f" (extrapolated: {cost.status}, from the part it had done)"
                 parts.append(f"{s} ~{_minutes(cost.minutes)}{mem}{mark}")
             else:
                 parts.append(f"{s} {_minutes(cost.minutes)}{mem}{mark}")

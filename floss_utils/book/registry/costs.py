@@ -43,7 +43,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=1.32, peak_gib=0.43, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'paper': Cost(minutes=15.0, peak_gib=None, status='timed out after 900 s',
-                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+                    basis='at least: a run stopped after 15 min, too little of it done to extrapolate from, measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '02_exponents_to_gradients': {
         'smoke': Cost(minutes=0.22, peak_gib=0.41, status='ok',
@@ -113,7 +113,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=4.0, peak_gib=1.38, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
         'paper': Cost(minutes=50.0, peak_gib=None, status='timed out after 3000 s',
-                    basis='measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+                    basis='at least: a run stopped after 50 min, too little of it done to extrapolate from, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '11_architectures_and_complexity': {
         'smoke': Cost(minutes=0.41, peak_gib=0.48, status='ok',
@@ -127,7 +127,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=3.2, peak_gib=1.74, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
         'paper': Cost(minutes=60.0, peak_gib=None, status='timed out after 3600 s',
-                    basis='measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+                    basis='at least: a run stopped after 60 min, too little of it done to extrapolate from, measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '13_flossing_your_own_network': {
         'smoke': Cost(minutes=0.3, peak_gib=0.5, status='ok',
@@ -135,7 +135,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=1.38, peak_gib=0.51, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'paper': Cost(minutes=40.0, peak_gib=None, status='timed out after 2400 s',
-                    basis='at least: a run stopped after 40 min inside a cell, with 10 % of the chapter done (by book-scale cell times), whose extrapolation is below the time spent, measured 2026-12-05, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+                    basis='at least: a run stopped after 40 min inside a cell, with 10 % of the chapter (by book-scale cell times) done, whose extrapolation is below the time spent, measured 2026-12-05, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     'rerunning_and_sweeping': {
         'smoke': Cost(minutes=0.42, peak_gib=1.3, status='ok',
