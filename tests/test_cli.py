@@ -308,8 +308,11 @@ def test_a_signal_ends_a_run_with_a_true_record(tmp_path, sig):
     assert rec["status"] == "interrupted" and rec["signal"] == sig.name
     # the cell that was running: the chapter's code cell, after markdown, parameters, injected parameters
     assert rec["cell"]["index"] == 3 and rec["cell"]["source"].startswith("import base64"), rec["cell"]
-    assert rec["error"] == f"interrupted by {sig.name} while cell {rec['cell']['execution_count']} was running " \
-                           f"({rec['cell']['source']})"
+    # the cell is named by its execution count, or by its position when the signal came before the client had
+    # read the count (the kernel runs ahead of the client's message loop; seen on a loaded machine)
+    count = rec["cell"]["execution_count"]
+    label = count if count is not None else f"#{rec['cell']['index']}"
+    assert rec["error"] == f"interrupted by {sig.name} while cell {label} was running ({rec['cell']['source']})"
     started, finished = (dt.datetime.fromisoformat(rec[k]) for k in ("started", "finished"))
     assert started <= finished and 0 < rec["wall_s"] <= (finished - started).total_seconds() + 1.0
     assert not runner.is_complete(out)
