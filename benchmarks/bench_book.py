@@ -303,9 +303,8 @@ def share_of(progress: dict) -> str:
     if "task" not in progress:
         return CHAPTER_SHARE
     after = progress.get("after_share")
-    rest = ("the cells after it not counted" if after is None else
-            f"the cells after it, {100 * after:.0f} % of the chapter at book scale, not counted")
-    return f"its {progress['task']} loop (in {progress['unit']}; {rest})"
+    rest = "" if after is None else f" ({100 * after:.0f} % of the chapter at book scale)"
+    return f"its {progress['task']} loop, in {progress['unit']}, the cells after it{rest} not counted"
 
 
 HEADER = ["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "peak memory (GiB)", "budget (s)",
@@ -331,12 +330,12 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
             of = row.get("share of") or CHAPTER_SHARE
             if row.get("extrapolated wall (s)") and is_lower_bound(row):
                 basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min inside a cell, with "
-                         f"{100 * float(row['share done']):.0f} % of {of} done, whose "
+                         f"{100 * float(row['share done']):.0f} % done of {of}, whose "
                          "extrapolation is below the time spent, " + basis)
             elif row.get("extrapolated wall (s)"):
                 minutes = round(float(row["extrapolated wall (s)"]) / 60, 2)
                 basis = (f"extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min with "
-                         f"{100 * float(row['share done']):.0f} % of {of} done, " + basis)
+                         f"{100 * float(row['share done']):.0f} % done of {of}, " + basis)
             elif status != "ok" and status.startswith("timed out"):
                 basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min, too little of it done "
                          "to extrapolate from, " + basis)
@@ -388,8 +387,8 @@ def _cell(row: dict) -> str:
         of = row.get("share of") or CHAPTER_SHARE
         if is_lower_bound(row):
             return (f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (stopped inside a cell, "
-                    f"{share:.0f} % of {of} done)")
-        return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from {share:.0f} % of {of} done)"
+                    f"{share:.0f} % done of {of})")
+        return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from {share:.0f} % done of {of})"
     if status.startswith("timed out"):
         return f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (too little done to extrapolate from)"
     return f"{status}, {t}{peak}{when}"

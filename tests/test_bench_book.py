@@ -156,9 +156,9 @@ def test_registry_and_table_use_the_extrapolation(tmp_path):
                                                 "1.0", "2", "2026-12-04", "M", "1500.0", "0.4"])
     cost = bb.registry_entries(csv_path)["12_x"]["paper"]
     assert cost["minutes"] == 25.0 and cost["status"] == "timed out after 600 s"
-    assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % of the chapter (by book-scale cell times) done")
+    assert cost["basis"].startswith("extrapolated from a run stopped after 10 min with 40 % done of the chapter (by book-scale cell times)")
     cell = bb._cell(row)
-    assert cell.endswith("whole run ~25 min (extrapolated from 40 % of the chapter (by book-scale cell times) done)")
+    assert cell.endswith("whole run ~25 min (extrapolated from 40 % done of the chapter (by book-scale cell times))")
 
 
 def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
@@ -170,8 +170,8 @@ def test_a_clamped_extrapolation_is_a_lower_bound(tmp_path):
     assert bb.is_lower_bound(row)
     cost = bb.registry_entries(csv_path)["13_x"]["paper"]
     assert cost["minutes"] == 40.0 and cost["basis"].startswith("at least")
-    assert bb._cell(row).endswith("whole run > 40 min (stopped inside a cell, 10 % of the chapter "
-                                  "(by book-scale cell times) done)")
+    assert bb._cell(row).endswith("whole run > 40 min (stopped inside a cell, 10 % done of the chapter "
+                                  "(by book-scale cell times))")
     # an estimate above the time spent stays an extrapolation
     assert not bb.is_lower_bound({"extrapolated wall (s)": "1500.0", "wall (s)": "600.0"})
 
@@ -201,7 +201,7 @@ def test_loop_progress_by_hand(tmp_path):
     got = bb.loop_progress(rec, part, book)
     assert got == {"task": "train", "unit": "epochs", "done": 30, "total": 300, "loop_fraction": 0.1,
                    "estimate_s": 1060.0, "after_share": 0.6}
-    assert bb.share_of(got) == "its train loop (in epochs; the cells after it, 60 % of the chapter at book scale, not counted)"
+    assert bb.share_of(got) == "its train loop, in epochs, the cells after it (60 % of the chapter at book scale) not counted"
     assert bb.share_of({"fraction": 0.4}) == bb.CHAPTER_SHARE
     # a loop that had done nothing, or no loop: no estimate; a cell that does not pair up: no share
     assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=0)), part, book) is None
