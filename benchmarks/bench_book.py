@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,14 +87,29 @@ def stop(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> bool:
     """Stop a ``floss run`` the way ``timeout`` does: SIGTERM first, which ``floss run`` turns into an
     ``interrupted`` record naming the running cell and the peak memory, after shutting its kernel
     down (a killed runner leaves its kernel running and its record at "running"); SIGKILL only if
-    it has not ended within ``grace`` seconds. Returns whether it ended on SIGTERM."""
+    it has not ended within ``grace`` seconds, to its whole process group (``proc`` must have been
+    started in a session of its own). A kernel outliving that (jupyter_client may start it in a
+    group of its own) would hold the output pipes open: they are read for at most 10 s more, then
+    closed. Returns whether it ended on SIGTERM."""
     proc.terminate()
     try:
         proc.communicate(timeout=grace)
         return True
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        try:
+            if os.getpgid(proc.pid) == proc.pid:  # it leads its own group: the group goes with it
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        except ProcessLookupError:  # it ended meanwhile
+            pass
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            proc.wait()
         return False
 
 
@@ -191,20 +207,26 @@ def partial_progress(partial_nb: Path, book_nb: Path) -> dict | None:
 
 LOOP_EXTRAPOLATION = ("estimate_s = (loop start - run start) + loop time so far * total / done, from the loop the run "
                       "stopped in (its progress report: floss_utils.progress.report_progress); assumes every unit of "
-                      "the loop costs the same, and leaves out the cells after the loop's cell")
+                      "the loop costs the same (its 'detail' says where they are not alike), and leaves out the rest "
+                      "of the loop's cell and the cells after it")
+#: the least share of its loop a stopped run must have done before it is extrapolated from the loop: the
+#: estimate then multiplies the loop's time so far by at most 100, so that its first, slowest units
+#: (warm-up, allocation) cannot dominate it
+MIN_LOOP_FRACTION = 0.01
 
 
 def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
     """How far a stopped run got inside the loop it stopped in, and the whole run's wall time
     extrapolated from it: the time before the loop started plus the loop's time so far scaled by
     ``total / done`` (the loop's own units, e.g. epochs or member-steps, all assumed to cost the
-    same). The cells after the loop's cell are left out of the estimate (so it is low by their
-    cost); their share of the chapter's book-scale time is given (``after_share``, None when the
+    same; the loop's ``detail`` says where they are not). The rest of the loop's cell and the
+    cells after it are left out of the estimate (so it is low by their cost); the share of the
+    chapter's book-scale time in the cells after it is given (``after_share``, None when the
     notebooks' cells do not pair up). None when the record has no unfinished loop, the loop had
-    done nothing, or its times are missing.
+    done less than :data:`MIN_LOOP_FRACTION`, or its times are missing.
 
     Returns:
-        ``{"task", "unit", "done", "total", "loop_fraction", "estimate_s", "after_share"}``.
+        ``{"task", "unit", "detail", "done", "total", "loop_fraction", "estimate_s", "after_share"}``.
     """
     loop = rec.get("loop")
     if not loop or not loop.get("done") or not loop.get("total") or not rec.get("started"):
@@ -215,8 +237,11 @@ def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
     except (KeyError, TypeError, ValueError):
         return None
     frac = float(loop["done"]) / float(loop["total"])
+    if frac < MIN_LOOP_FRACTION:
+        return None
     estimate = (started - run_start) + (updated - started) / frac
-    return {"task": loop.get("task"), "unit": loop.get("unit"), "done": loop["done"], "total": loop["total"],
+    return {"task": loop.get("task"), "unit": loop.get("unit"), "detail": loop.get("detail") or "",
+            "done": loop["done"], "total": loop["total"],
             "loop_fraction": round(frac, 4), "estimate_s": round(estimate, 1),
             "after_share": _share_after(rec.get("cell"), partial_nb, book_nb)}
 
@@ -246,7 +271,8 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
         t0 = time.perf_counter()
         stopped_cleanly = True
         proc = subprocess.Popen([floss, "run", cid, "--scale", scale, "--out", str(out), "-q", "--device", "cpu"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                                start_new_session=True)
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
             status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
@@ -271,7 +297,7 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             partial, book = out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb"
             loop = loop_progress(rec, partial, book) if rj.exists() else None
             progress = partial_progress(partial, book) if loop is None else {
-                **{k: loop[k] for k in ("task", "unit", "done", "total", "loop_fraction", "after_share")},
+                **{k: loop[k] for k in ("task", "unit", "detail", "done", "total", "loop_fraction", "after_share")},
                 "fraction": loop["loop_fraction"], "estimate_s": loop["estimate_s"], "method": LOOP_EXTRAPOLATION}
             if progress is not None:  # the estimate is never below the time already spent
                 progress["estimate_s"] = max(progress["estimate_s"], round(wall, 1))
@@ -304,7 +330,9 @@ def share_of(progress: dict) -> str:
         return CHAPTER_SHARE
     after = progress.get("after_share")
     rest = "" if after is None else f" ({100 * after:.0f} % of the chapter at book scale)"
-    return f"its {progress['task']} loop, in {progress['unit']}, the cells after it{rest} not counted"
+    detail = f" ({progress['detail']})" if progress.get("detail") else ""
+    return (f"its {progress['task']} loop, in {progress['unit']}{detail}; the rest of its cell and the cells "
+            f"after it{rest} not counted")
 
 
 HEADER = ["chapter", "scale", "status", "wall (s)", "CPU user+sys (s)", "peak memory (GiB)", "budget (s)",
@@ -337,8 +365,7 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
                 basis = (f"extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min with "
                          f"{100 * float(row['share done']):.0f} % done of {of}, " + basis)
             elif status != "ok" and status.startswith("timed out"):
-                basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min, too little of it done "
-                         "to extrapolate from, " + basis)
+                basis = f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min, not extrapolated, " + basis
             out.setdefault(row["chapter"], {})[row["scale"]] = {
                 "minutes": minutes, "peak_gib": float(peak) if peak else None, "status": status, "basis": basis}
     return out
@@ -390,7 +417,7 @@ def _cell(row: dict) -> str:
                     f"{share:.0f} % done of {of})")
         return f"{status}, {t}{peak}{when}; whole run ~{est:.0f} min (extrapolated from {share:.0f} % done of {of})"
     if status.startswith("timed out"):
-        return f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (too little done to extrapolate from)"
+        return f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (not extrapolated)"
     return f"{status}, {t}{peak}{when}"
 
 

@@ -53,19 +53,23 @@ def test_a_timed_out_record_does_not_say_running(tmp_path):
 
 
 _FAKE_FLOSS = """#!{python}
-import json, signal, sys, time
+import datetime, json, signal, sys, time
 from pathlib import Path
 out = Path(sys.argv[sys.argv.index("--out") + 1])
-out.mkdir(parents=True)
-rec = {{"status": "running", "error": None, "signal": None, "cell": None, "wall_s": None}}
-(out / "run.json").write_text(json.dumps(rec))
-def on_term(signum, frame):  # what floss run records on SIGTERM
+start = time.time()
+rec = {{"status": "running", "error": None, "signal": None, "cell": None, "wall_s": None,
+        "started": datetime.datetime.fromtimestamp(start, datetime.timezone.utc).isoformat()}}
+def on_term(signum, frame):  # what floss run records on SIGTERM: the cell, the peak memory, the unfinished loop
     rec.update(status="interrupted", signal="SIGTERM", cell={{"index": 4, "execution_count": 3, "source": "train()"}},
                error="interrupted by SIGTERM while cell 3 was running (train())", wall_s=1.0,
-               peak_memory={{"host_bytes": 3 << 30}})
+               peak_memory={{"host_bytes": 3 << 30}},
+               loop={{"task": "train", "unit": "epochs", "detail": "", "done": 25, "total": 100,
+                      "started": start + 0.5, "updated": start + 2.5}})
     (out / "run.json").write_text(json.dumps(rec))
     sys.exit(143)
-signal.signal(signal.SIGTERM, {handler})
+signal.signal(signal.SIGTERM, {handler})  # before anything else: a stop cannot come before the handler
+out.mkdir(parents=True)
+(out / "run.json").write_text(json.dumps(rec))
 print("started", flush=True)
 time.sleep(60)
 """
@@ -88,6 +92,11 @@ def test_a_run_at_its_timeout_is_stopped_with_sigterm_and_its_record_kept(tmp_pa
     assert "timeout of 3 s" in rec["error"] and "while cell 3 was running" in rec["error"]
     assert row["status"].startswith("timed out after 3 s: interrupted by SIGTERM while cell 3")
     assert row["peak_gib"] == 3.0 and 3 <= row["wall_s"] < 3 + 30
+    # extrapolated from its loop: 0.5 s before it + 2 s for 25 of 100 epochs = 8.5 s (above the 3 s spent: it stands);
+    # the row and the kept record say how it was made
+    assert row["extrapolated_s"] == 8.5 and row["done_fraction"] == 0.25
+    assert row["share_of"] == "its train loop, in epochs; the rest of its cell and the cells after it not counted"
+    assert rec["progress"]["method"] == bench.LOOP_EXTRAPOLATION and rec["progress"]["estimate_s"] == 8.5
 
 
 def test_a_runner_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
@@ -181,8 +190,8 @@ def test_a_timed_out_run_without_an_extrapolation_is_a_lower_bound(tmp_path):
     csv_path, row = _stopped_run(bb, tmp_path, ["01_x", "paper", "timed out after 900 s", "900.0", "nan", "", "", "-",
                                                 "1.0", "2", "2026-12-04", "M", "", ""])
     cost = bb.registry_entries(csv_path)["01_x"]["paper"]
-    assert cost["minutes"] == 15.0 and cost["basis"].startswith("at least: a run stopped after 15 min, too little")
-    assert bb._cell(row).endswith("whole run > 15 min (too little done to extrapolate from)")
+    assert cost["minutes"] == 15.0 and cost["basis"].startswith("at least: a run stopped after 15 min, not extrapolated")
+    assert bb._cell(row).endswith("whole run > 15 min (not extrapolated)")
 
 
 def test_loop_progress_by_hand(tmp_path):
@@ -199,9 +208,14 @@ def test_loop_progress_by_hand(tmp_path):
     rec = {"started": start, "cell": {"index": 3, "execution_count": 3, "source": "b = 2"},
            "loop": {"task": "train", "done": 30, "total": 300, "unit": "epochs", "started": 1060.0, "updated": 1160.0}}
     got = bb.loop_progress(rec, part, book)
-    assert got == {"task": "train", "unit": "epochs", "done": 30, "total": 300, "loop_fraction": 0.1,
+    assert got == {"task": "train", "unit": "epochs", "detail": "", "done": 30, "total": 300, "loop_fraction": 0.1,
                    "estimate_s": 1060.0, "after_share": 0.6}
-    assert bb.share_of(got) == "its train loop, in epochs, the cells after it (60 % of the chapter at book scale) not counted"
+    # below 1 % of its loop (a multiplier above 100): no estimate
+    assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=2)), part, book) is None
+    assert bb.share_of(got) == ("its train loop, in epochs; the rest of its cell and the cells after it "
+                                "(60 % of the chapter at book scale) not counted")
+    assert bb.share_of(dict(got, detail="stopped in group 1 of 2")).startswith(
+        "its train loop, in epochs (stopped in group 1 of 2); the rest")
     assert bb.share_of({"fraction": 0.4}) == bb.CHAPTER_SHARE
     # a loop that had done nothing, or no loop: no estimate; a cell that does not pair up: no share
     assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=0)), part, book) is None

@@ -228,14 +228,18 @@ def test_run_refuses_cuda_where_there_is_none(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_run_writes_notebook_results_figures_and_run_json(tmp_path, capsys):
+def test_run_writes_notebook_results_figures_and_run_json(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
+    monkeypatch.setenv(runner.PROGRESS_ENV, str(tmp_path / "outer.json"))  # a caller's own progress file
     assert main(["run", "tiny", "--scale", "smoke", "-p", "seed", "3", "--device", "cpu", "--out", str(out)],
                 book=BOOK) == 0
     assert f"ok: tiny (scale smoke, seed 3, device cpu) -> {out}/" in capsys.readouterr().out
     rec = _record(out)
     assert rec["chapter"] == "tiny" and rec["status"] == "ok" and rec["error"] is None
-    assert "loop" not in rec and os.environ.get(runner.PROGRESS_ENV) is None  # no loop kept; the variable restored
+    # the chapter reported an unfinished loop, but the run ended ok: no loop kept; the variable restored
+    assert json.loads((out / "progress.json").read_text())["done"] == 1
+    assert "loop" not in rec and os.environ[runner.PROGRESS_ENV] == str(tmp_path / "outer.json")
+    assert not (tmp_path / "outer.json").exists()  # the kernel wrote the run's file, not the caller's
     assert rec["overrides"] == {"seed": 3, "scale": "smoke", "device": "cpu"}
     assert rec["scale"] == "smoke" and rec["seed"] == 3 and rec["device"] == "cpu"
     assert rec["parameters"]["x"] == TINY.params["x"].presets["smoke"] == 1.0
@@ -321,8 +325,9 @@ def test_a_signal_ends_a_run_with_a_true_record(tmp_path, sig):
     assert hold.exists()  # the cell never got past its wait: it was interrupted, not finished
     assert (out / "results.json").read_text().startswith('{"chapter": "tiny", "results": {"y": ')
     assert rec["outputs"]["notebook"] == "tiny.ipynb"
-    # the loop the cell was in (its progress report, through the variable floss run sets for the kernel)
-    assert {k: rec["loop"][k] for k in ("task", "done", "total")} == {"task": "hold", "done": 1, "total": 4}
+    # the loop the cell was in (its report_progress, through the variable floss run sets for the kernel)
+    assert {k: rec["loop"][k] for k in ("task", "done", "total", "unit")} == {"task": "tiny", "done": 1, "total": 4,
+                                                                              "unit": "waits"}
     executed = json.loads((out / "tiny.ipynb").read_text())
     cell = executed["cells"][3]
     assert cell["metadata"]["papermill"]["status"] == "failed"  # not "completed", as papermill alone says

@@ -28,10 +28,11 @@ def test_nothing_is_written_without_the_variable(tmp_path, monkeypatch):
 
 def test_start_end_and_rate_limit(progress_file, monkeypatch):
     clock = iter([100.0, 101.0, 103.0, 107.0, 108.0])
-    monkeypatch.setattr(progress.time, "time", lambda: next(clock))
-    report_progress("loop", 0, 10, unit="epochs", every_s=5)  # t = 100: the start is written
+    monkeypatch.setattr(progress, "_clock", lambda: next(clock))
+    report_progress("loop", 0, 10, unit="epochs", detail="here", every_s=5)  # t = 100: the start is written
     assert json.loads(progress_file.read_text()) | {"pid": 0} == {
-        "task": "loop", "done": 0, "total": 10, "unit": "epochs", "started": 100.0, "updated": 100.0, "pid": 0}
+        "task": "loop", "done": 0, "total": 10, "unit": "epochs", "detail": "here", "started": 100.0,
+        "updated": 100.0, "pid": 0}
     report_progress("loop", 1, 10, every_s=5)  # t = 101: within 5 s of the last write, not written
     report_progress("loop", 2, 10, every_s=5)  # t = 103: not written
     assert json.loads(progress_file.read_text())["done"] == 0
@@ -44,8 +45,8 @@ def test_start_end_and_rate_limit(progress_file, monkeypatch):
 
 
 def test_a_new_loop_restarts_the_clock(progress_file, monkeypatch):
-    clock = iter([10.0, 20.0, 30.0, 40.0])
-    monkeypatch.setattr(progress.time, "time", lambda: next(clock))
+    clock = iter([10.0, 20.0, 30.0, 40.0, 50.0])
+    monkeypatch.setattr(progress, "_clock", lambda: next(clock))
     report_progress("a", 0, 4)
     report_progress("a", 4, 4)
     report_progress("b", 1, 8)  # another task, first report mid-way: its start is this report
@@ -53,6 +54,8 @@ def test_a_new_loop_restarts_the_clock(progress_file, monkeypatch):
     assert (got["task"], got["started"], got["done"]) == ("b", 30.0, 1)
     report_progress("b", 0, 8)  # done went back: a new loop of the same task
     assert json.loads(progress_file.read_text())["started"] == 40.0
+    report_progress("b", 0, 8)  # a new report of 0: a new loop again (a loop that had done nothing)
+    assert json.loads(progress_file.read_text())["started"] == 50.0
 
 
 def test_run_grid_reports_member_steps_to_the_end(progress_file, monkeypatch):
@@ -69,15 +72,26 @@ def test_run_grid_reports_member_steps_to_the_end(progress_file, monkeypatch):
     assert seen == dense + lru
     got = json.loads(progress_file.read_text())
     assert (got["task"], got["done"], got["total"], got["unit"]) == ("run_grid", 36, 36, "member-steps")
+    assert got["detail"] == "stopped in group 2 of 2: lru, 4 units, 2 members"
 
 
-def test_train_reports_epochs_and_its_end(progress_file, monkeypatch):
+def test_train_reports_the_epochs_after_the_first_and_its_end(progress_file, monkeypatch):
+    # epoch 1 holds the pre-flossing (costlier than a task epoch): the loop's clock starts after it
     from floss_utils.flossing import trainer
     from floss_utils.flossing.tasks import copy_task
     seen = []
-    monkeypatch.setattr(trainer, "report_progress", lambda *a, **k: seen.append(a))
+    monkeypatch.setattr(trainer, "report_progress", lambda *a, **k: seen.append((*a, k.get("detail", ""))))
     cfg = trainer.TrainConfig(epochs=5, batch_size=2, seq_len=12, n_units=6, eval_every=1,
                               flossing=trainer.FlossingConfig(k=2, steps=20, lr=0.01))
     trainer.train([trainer.Member(0, 0, copy_task(2), trainer.schedule("none"))], cfg)
-    assert seen == [("train", e, 5) for e in range(6)] + [("train", 5, 5)]
-
+    assert seen == [("train", e, 4, "") for e in range(5)] + [("train", 4, 4, "")]
+    # a schedule that also flosses at epochs 2 and 4: the report says those epochs cost more
+    seen.clear()
+    sched = trainer.Schedule("inter", pre_steps=2, inter_steps=2, inter_every=2, inter_rounds=2)
+    trainer.train([trainer.Member(0, 0, copy_task(2), sched)], cfg)
+    assert seen[0] == ("train", 0, 4, "2 later epochs also floss (from epoch 2), costing more")
+    # stopped early (every member succeeded): the loop still ends at its total
+    seen.clear()
+    easy = trainer.TrainConfig(**{**cfg.__dict__, "success_threshold": 1e-9, "stop_when_done": True})
+    res = trainer.train([trainer.Member(0, 0, copy_task(2), trainer.schedule("none"))], easy)
+    assert len(res.epochs) == 1 and seen == [("train", 4, 4, "")]  # stopped in epoch 1, before its report

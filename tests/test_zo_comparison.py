@@ -101,8 +101,18 @@ def test_runs_array_and_teacher_separation_by_hand():
     # teacher 2 (index 1): lowest run 0.02; best rate 1e-3, highest seed there 0.03
     assert teacher_separation(values) == {"hard": 0, "hard_lowest": 4.6, "easy": 1, "easy_highest": 0.03,
                                           "ratio": pytest.approx(4.6 / 0.03)}
-    with pytest.raises(ValueError, match="need exactly one"):
+    with pytest.raises(ValueError, match="teacher 3, lr 0.001, seed 0: 0 runs, need exactly one"):
         runs_array(runs, [1, 3], [1e-3], [0])
+    twice = pd.concat([runs, runs.iloc[[2]]], ignore_index=True)  # teacher 1, lr 1e-4, seed 0 twice
+    with pytest.raises(ValueError, match="teacher 1, lr 0.0001, seed 0: 2 runs, need exactly one"):
+        runs_array(twice, [1, 2], [1e-3, 1e-4], [0, 1])
+    np.testing.assert_array_equal(runs_array(twice, [2], [1e-3], [0, 1]), [[[0.02, 0.03]]])  # rows not asked for
+    off = runs.assign(seed=[0, 1.5] * 4)  # a seed 1.5 is not seed 1
+    with pytest.raises(ValueError, match="seed 1: 0 runs"):
+        runs_array(off, [1], [1e-3], [0, 1])
+    for bad in (([1, 1], [1e-3], [0]), ([1], [1e-3, 1e-3 * (1 + 1e-12)], [0]), ([1], [1e-3], [0, 0])):
+        with pytest.raises(ValueError, match="distinct"):
+            runs_array(runs, *bad)
     with pytest.raises(ValueError, match="teachers >= 2"):
         teacher_separation(values[:1])
 

@@ -399,15 +399,16 @@ def run_grid(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seed
     rows, curves = [], []
     total = steps * sum(len(m) for m in groups.values())  # progress in member-steps (every one counted alike)
     done = 0
-    for (arch, hidden), members in groups.items():
+    for g, ((arch, hidden), members) in enumerate(groups.items()):
+        where = f"stopped in group {g + 1} of {len(groups)}: {arch}, {hidden} units, {len(members)} members"
         model = _build(arch, hidden, [seed_offset + s for _, _, s in members], members, dtype, device, real_eigenvalues)
         res = train_ensemble(
             model, teachers, lr=[lr for _, lr, _ in members], steps=steps,
             data_seeds=[data_offset + s for _, _, s in members],
             teacher_index=[tasks.index((c.nu0, c.max_phase)) for c, _, _ in members],
             batch_size=batch_size, seq_len=seq_len, final_window=final_window, blowup=blowup,
-            on_step=lambda k, before=done, m=len(members): report_progress("run_grid", before + m * k, total,
-                                                                             unit="member-steps"),
+            on_step=lambda k, before=done, m=len(members), where=where: report_progress(
+                "run_grid", before + m * k, total, unit="member-steps", detail=where),
         )
         done += len(members) * steps
         for i, (c, lr, s) in enumerate(members):

@@ -134,12 +134,16 @@ def runs_array(runs, teachers: Sequence[int], lrs: Sequence[float], seeds: Seque
     """The final losses of one architecture at one angle range as an array ``(teachers, rates,
     seeds)``; a non-finite loss (a diverged run) becomes ``+inf``. Every (teacher, rate, seed) must
     have exactly one run (columns ``teacher_seed``, ``lr``, ``seed``, ``final_loss``)."""
-    t_pos = {int(t): i for i, t in enumerate(teachers)}
-    s_pos = {int(s): k for k, s in enumerate(seeds)}
-    i = np.array([t_pos.get(int(t), -1) for t in runs.teacher_seed])
-    k = np.array([s_pos.get(int(s), -1) for s in runs.seed])
-    match = np.isclose(runs.lr.to_numpy(dtype=float)[:, None], np.asarray(lrs, dtype=float)[None, :], rtol=1e-9, atol=0)
-    j = np.where(match.any(axis=1), match.argmax(axis=1), -1)
+    lr_grid = np.asarray(lrs, dtype=float)
+    close = np.isclose(lr_grid[:, None], lr_grid[None, :], rtol=1e-9, atol=0)
+    if len(set(teachers)) < len(teachers) or len(set(seeds)) < len(seeds) or close.sum() > len(lrs):
+        raise ValueError(f"teachers, rates and seeds must each be distinct, got {teachers}, {lrs}, {seeds}")
+    t_pos = {t: i for i, t in enumerate(teachers)}  # exact keys: a seed 1.5 is not seed 1
+    s_pos = {s: k for k, s in enumerate(seeds)}
+    i = np.array([t_pos.get(t, -1) for t in runs.teacher_seed.tolist()], dtype=int)
+    k = np.array([s_pos.get(s, -1) for s in runs.seed.tolist()], dtype=int)
+    match = np.isclose(runs.lr.to_numpy(dtype=float)[:, None], lr_grid[None, :], rtol=1e-9, atol=0)
+    j = np.where(match.any(axis=1), match.argmax(axis=1) if len(lrs) else -1, -1)
     keep = (i >= 0) & (j >= 0) & (k >= 0)  # runs of other teachers, rates or seeds are not asked for
     shape = (len(teachers), len(lrs), len(seeds))
     count = np.zeros(shape, dtype=int)

@@ -344,7 +344,9 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
         record_exponents(0)
     twins = first_flossing_twins(members, net, flosser)
     epoch = 0
-    report_progress("train", 0, cfg.epochs, unit="epochs")
+    later = sorted({e for m in members for e in range(m.schedule.inter_every, cfg.epochs + 1, m.schedule.inter_every)
+                    if e > 1 and m.schedule.floss_steps(e)})  # inter-flossing epochs (what the progress reports say)
+    uneven = f"{len(later)} later epochs also floss (from epoch {later[0]}), costing more" if later else ""
     for epoch in range(1, cfg.epochs + 1):
         # ---- flossing phase (members whose schedule asks for it, alive ones only; at epoch 1 one
         # member of each group of twins is flossed and its state copied to the others)
@@ -391,8 +393,12 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
             accs.append(nan)
         if cfg.exponents_every and epoch % cfg.exponents_every == 0:
             record_exponents(epoch)
-        report_progress("train", epoch, cfg.epochs, unit="epochs")
-    report_progress("train", cfg.epochs, cfg.epochs, unit="epochs")  # the loop is over (also when it stopped early)
+        # progress in the epochs after the first, whose pre-flossing (up to pre_steps flossing steps) costs far more
+        # than a task epoch: a run stopped later is extrapolated from like epochs (inter-flossing epochs still cost more)
+        if cfg.epochs > 1:
+            report_progress("train", epoch - 1, cfg.epochs - 1, unit="epochs after the first", detail=uneven)
+    if cfg.epochs > 1:  # the loop is over (also when it stopped early)
+        report_progress("train", cfg.epochs - 1, cfg.epochs - 1, unit="epochs after the first")
     k = cfg.flossing.k
     return TrainResult(
         members=members,

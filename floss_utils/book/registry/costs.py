@@ -43,7 +43,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=1.32, peak_gib=0.43, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'paper': Cost(minutes=15.0, peak_gib=None, status='timed out after 900 s',
-                    basis='at least: a run stopped after 15 min, too little of it done to extrapolate from, measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+                    basis='at least: a run stopped after 15 min, not extrapolated, measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '02_exponents_to_gradients': {
         'smoke': Cost(minutes=0.22, peak_gib=0.41, status='ok',
@@ -123,7 +123,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=4.6, peak_gib=1.07, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
         'paper': Cost(minutes=10.0, peak_gib=5.57, status='timed out after 600 s',
-                    basis='at least: a run stopped after 10 min, too little of it done to extrapolate from, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+                    basis='at least: a run stopped after 10 min, not extrapolated, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '12_flossing_meets_curse_of_memory': {
         'smoke': Cost(minutes=0.37, peak_gib=0.51, status='ok',
@@ -131,7 +131,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=3.2, peak_gib=1.74, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
         'paper': Cost(minutes=60.0, peak_gib=None, status='timed out after 3600 s',
-                    basis='at least: a run stopped after 60 min, too little of it done to extrapolate from, measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+                    basis='at least: a run stopped after 60 min, not extrapolated, measured 2026-12-04, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
     },
     '13_flossing_your_own_network': {
         'smoke': Cost(minutes=0.3, peak_gib=0.5, status='ok',
