@@ -61,11 +61,21 @@ def keep_record(out: Path, dest: Path) -> None:
 
     The run's temporary folder ``out`` is named in its records (the command, ``output_dir``); the
     copies name ``dest`` instead (relative to the checkout when inside it), so that a committed
-    record holds no path of one machine's temporary directory."""
+    record holds no path of one machine's temporary directory; the Python installation's folders
+    (in the tracebacks a kernel log may hold) become ``<venv>`` and ``<python>``."""
     dest.mkdir(parents=True, exist_ok=True)
     for f in [*out.glob("*.json"), *out.glob("*.csv"), out / "kernel.log"]:
         if f.is_file() and f.name != "progress.json":  # a stopped run's record carries its unfinished loop
-            (dest / f.name).write_text(relocate(f.read_text(), out, dest))
+            (dest / f.name).write_text(without_install_paths(relocate(f.read_text(), out, dest)))
+
+
+def without_install_paths(text: str) -> str:
+    """``text`` with this Python's installation folders (the virtual environment, the base
+    interpreter) named ``<venv>`` and ``<python>`` instead of one machine's absolute paths."""
+    for prefix, name in ((sys.prefix, "<venv>"), (sys.base_prefix, "<python>")):
+        if prefix and prefix != "/":
+            text = text.replace(prefix.rstrip("/") + "/", name + "/")
+    return text
 
 
 def relocate(text: str, out: Path, dest: Path) -> str:

@@ -32,6 +32,18 @@ def test_kept_record_names_its_kept_folder_not_the_temporary_one(tmp_path):
     assert (dest / "table.csv").read_text() == "a,b\n1,2\n"
 
 
+def test_a_kept_kernel_log_names_no_installation_folder(tmp_path):
+    bench = _bench_book()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "kernel.log").write_text(f'File "{sys.prefix}/lib/python3.11/site-packages/zmq/socket.py", line 7\n'
+                                    f'File "{sys.base_prefix}/lib/python3.11/asyncio/events.py", line 8\n')
+    bench.keep_record(out, tmp_path / "kept")
+    log = (tmp_path / "kept" / "kernel.log").read_text()
+    assert log.startswith('File "<venv>/lib/python3.11/site-packages/zmq/socket.py"') and sys.prefix not in log
+    assert ('<python>/lib/python3.11/asyncio' in log) == (sys.base_prefix != sys.prefix)
+
+
 def test_a_folder_inside_the_checkout_is_named_relative_to_it():
     bench = _bench_book()
     dest = bench.ROOT / "records" / "chapter_runs" / "02-paper"
