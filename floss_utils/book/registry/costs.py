@@ -74,8 +74,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=2.6, peak_gib=0.53, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
-        'paper': Cost(minutes=257.52, peak_gib=1.87, status='timed out after 600 s',
-                    basis='extrapolated from a run stopped after 10 min with 4 % done of its run_grid loop, in member-steps, the cells after it (5 % of the chapter at book scale) not counted, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+        'paper': Cost(minutes=255.99, peak_gib=1.86, status='timed out after 600 s',
+                    basis='extrapolated from a run stopped after 10 min with 4 % done of its run_grid loop, in member-steps (stopped in group 1 of 5: rnn, 64 units, 960 members); the rest of its cell and the cells after it (5 % of the chapter at book scale) not counted, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '06_loss_landscape_and_adam': {
         'smoke': Cost(minutes=0.38, peak_gib=0.61, status='ok',
