@@ -292,6 +292,9 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             wall = time.perf_counter() - t0  # the run's time: the stop's own seconds are not counted
             stopped_cleanly = stop(proc)
             status = f"timed out after {timeout} s"
+        except BaseException:  # Ctrl-C here: the run, in a session of its own, does not get it, so it is stopped
+            stop(proc)
+            raise
         else:
             wall = time.perf_counter() - t0
         runner_wall = peak = None

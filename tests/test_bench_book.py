@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 
 
@@ -109,6 +111,27 @@ def test_a_run_at_its_timeout_is_stopped_with_sigterm_and_its_record_kept(tmp_pa
     assert row["extrapolated_s"] == 8.5 and row["done_fraction"] == 0.25
     assert row["share_of"] == "its train loop, in epochs; the rest of its cell and the cells after it not counted"
     assert rec["progress"]["method"] == bench.LOOP_EXTRAPOLATION and rec["progress"]["estimate_s"] == 8.5
+
+
+def test_ctrl_c_during_a_run_stops_the_run_too(tmp_path, monkeypatch):
+    # the runner is in a session of its own (so that its whole group can be killed): a Ctrl-C of
+    # bench_book does not reach it, so bench_book stops it before passing the interrupt on
+    bench = _bench_book()
+    started = []
+    real_popen = bench.subprocess.Popen
+
+    class Interrupted(real_popen):
+        def communicate(self, *a, **k):
+            if k.get("timeout") == 30:  # the run's own wait: interrupted, as by Ctrl-C
+                started.append(self)
+                self.stdout.readline()  # the stand-in's handler is in place
+                raise KeyboardInterrupt
+            return super().communicate(*a, **k)
+
+    monkeypatch.setattr(bench.subprocess, "Popen", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_one("99_fake", "paper", _fake_floss(tmp_path), timeout=30)
+    assert started and started[0].returncode == 143  # it got SIGTERM and recorded its stop
 
 
 def test_a_runner_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
