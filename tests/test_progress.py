@@ -89,9 +89,37 @@ def test_train_reports_the_epochs_after_the_first_and_its_end(progress_file, mon
     seen.clear()
     sched = trainer.Schedule("inter", pre_steps=2, inter_steps=2, inter_every=2, inter_rounds=2)
     trainer.train([trainer.Member(0, 0, copy_task(2), sched)], cfg)
-    assert seen[0] == ("train", 0, 4, "2 later epochs also floss (from epoch 2), costing more")
+    # the pre-flossing is a loop of its own (flossing steps), then the training epochs after the first
+    pre = "1 of 1 members flossed; the 4 training epochs after it are not counted"
+    assert seen[:2] == [("pre-flossing", 1, 2, pre), ("pre-flossing", 2, 2, pre)]
+    assert seen[2] == ("train", 0, 4, "2 later epochs also floss (from epoch 2), costing more")
+    assert not any(s[0] == "pre-flossing" for s in seen[3:])  # the later flossing rounds are inside the epochs' loop
     # stopped early (every member succeeded): the loop still ends at its total
     seen.clear()
     easy = trainer.TrainConfig(**{**cfg.__dict__, "success_threshold": 1e-9, "stop_when_done": True})
     res = trainer.train([trainer.Member(0, 0, copy_task(2), trainer.schedule("none"))], easy)
     assert len(res.epochs) == 1 and seen == [("train", 4, 4, "")]  # stopped in epoch 1, before its report
+
+
+def test_lyapunov_spectrum_calls_on_step_after_every_step_and_is_unchanged_by_it():
+    import torch
+    from floss_utils.lyapunov import lyapunov_spectrum, random_tanh_networks
+    net, h0 = random_tanh_networks(5, [1.5], 2, generator=torch.Generator().manual_seed(0))
+    seen = []
+    with_hook = lyapunov_spectrum(net, h0, steps=7, transient=3, ons=2, generator=torch.Generator().manual_seed(1),
+                                  on_step=lambda done, total: seen.append((done, total)))
+    plain = lyapunov_spectrum(net, h0, steps=7, transient=3, ons=2, generator=torch.Generator().manual_seed(1))
+    assert seen == [(t, 10) for t in range(1, 11)]  # every step, QR or not, transient included
+    assert torch.equal(with_hook.exponents, plain.exponents)
+
+
+def test_tanh_spectra_and_gaussian_products_report_their_steps(progress_file):
+    from floss_utils.lyapunov import gaussian_product_spectra, tanh_spectra
+    tanh_spectra(6, [1.5, 2.0], steps=8, transient=2, n_seeds=3, k=4)
+    got = json.loads(progress_file.read_text())
+    assert (got["task"], got["done"], got["total"], got["unit"]) == ("tanh_spectra", 10, 10, "steps")
+    assert got["detail"] == "6 networks of N = 6, k = 4"
+    gaussian_product_spectra(4, 1.0, steps=9, n_systems=2)
+    got = json.loads(progress_file.read_text())
+    assert (got["task"], got["done"], got["total"], got["detail"]) == ("gaussian_product_spectra", 9, 9,
+                                                                      "2 products of N = 4")

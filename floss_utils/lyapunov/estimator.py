@@ -265,6 +265,7 @@ def lyapunov_spectrum(
     record_every: int = 1,
     generator: Optional[torch.Generator] = None,
     per_step_checks: Optional[bool] = None,
+    on_step: Optional[Callable[[int, int], None]] = None,
 ) -> LyapunovResult:
     """The ``k`` largest Lyapunov exponents of a batch of recurrent maps.
 
@@ -291,6 +292,9 @@ def lyapunov_spectrum(
             the module docstring). The loop itself never synchronizes. A replay reruns the map
             and the drive, which must therefore be deterministic (a map that draws fresh random
             matrices from a generator that has moved on would differ on the replay).
+        on_step: called as ``on_step(done, total)`` after each step (``total = transient + steps``),
+            e.g. to report progress (:func:`~floss_utils.progress.report_progress`); a replay
+            (after a breakdown or a non-finite value) counts from 0 again.
 
     Returns:
         A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
@@ -332,10 +336,10 @@ def lyapunov_spectrum(
 
     def run(method: str, step_checks: bool):
         result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
-                      step_checks)
+                      step_checks, on_step=on_step)
         if result is NotImplemented:  # something went non-finite: replay step by step to name it
             result = _run(system, h0, q0, get_u, total, transient, ons, method, record,
-                          record_every, step_checks, locate=True)
+                          record_every, step_checks, locate=True, on_step=on_step)
         return result
 
     result = run(method, False)  # no host synchronization inside the loop
@@ -369,6 +373,7 @@ def _run(
     record_every: int,
     step_checks: bool,
     locate: bool = False,
+    on_step: Optional[Callable[[int, int], None]] = None,
 ):
     """The QR loop. Returns the result; ``None`` after a Cholesky breakdown that was not redone
     step by step; ``NotImplemented`` when a state or ``log R_ii`` went non-finite (cheaply
@@ -403,6 +408,8 @@ def _run(
             h_next = system.step(h, u)
             Q = system.tangent(h, u, h_next, Q)
             h = h_next
+        if on_step is not None:
+            on_step(t + 1, total)
         if (t + 1) % ons and t != transient - 1 and t != total - 1:
             continue
         A = Q

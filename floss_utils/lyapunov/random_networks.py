@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..progress import report_progress
 from .maps import RandomGaussianProduct, TanhRNN, gaussian_coupling, log_sech2
 from .estimator import LyapunovResult, lyapunov_spectrum
 
@@ -127,8 +128,10 @@ def tanh_spectra(
     std = torch.tensor(stds_full, dtype=dtype, device=device).repeat_interleave(n_seeds)[:, None]
     base = white_noise_drive(n_seeds, n_units, 1.0, seed=seed + 1, dtype=dtype, device=device)
     drive = None if bool((std == 0).all()) else (lambda t: std * base(t).repeat(C, 1))
+    where = f"{C * n_seeds} networks of N = {n_units}, k = {n_units if k is None else k}"
     res = lyapunov_spectrum(net, h0, drive, steps=steps, transient=transient, k=k,
-                            record=record, record_every=record_every, generator=gen)
+                            record=record, record_every=record_every, generator=gen,
+                            on_step=lambda done, total: report_progress("tanh_spectra", done, total, detail=where))
     lam = torch.sort(res.exponents, dim=-1, descending=True).values
     return TanhSpectra(lam.reshape(C, n_seeds, -1), res, net)
 
@@ -141,7 +144,10 @@ def gaussian_product_spectra(
     gen = torch.Generator(device=device).manual_seed(seed)
     m = RandomGaussianProduct(n_systems, n_units, sigma, dtype=dtype, device=device, generator=gen)
     h0 = torch.randn(n_systems, n_units, dtype=dtype, device=device, generator=gen)
-    res = lyapunov_spectrum(m, h0, steps=steps, generator=gen)
+    where = f"{n_systems} products of N = {n_units}"
+    res = lyapunov_spectrum(m, h0, steps=steps, generator=gen,
+                            on_step=lambda done, total: report_progress("gaussian_product_spectra", done, total,
+                                                                        detail=where))
     return torch.sort(res.exponents, dim=-1, descending=True).values
 
 
