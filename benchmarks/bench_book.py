@@ -232,11 +232,13 @@ def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
     same; the loop's ``detail`` says where they are not). The rest of the loop's cell and the
     cells after it are left out of the estimate (so it is low by their cost); the share of the
     chapter's book-scale time in the cells after it is given (``after_share``, None when the
-    notebooks' cells do not pair up). None when the record has no unfinished loop, the loop had
-    done less than :data:`MIN_LOOP_FRACTION`, or its times are missing.
+    notebooks' cells do not pair up). A ``partial`` loop (followed in its call by work it does not
+    count, e.g. the pre-flossing before the training) gives a lower bound. None when the record has
+    no unfinished loop, the loop had done less than :data:`MIN_LOOP_FRACTION`, or its times are
+    missing.
 
     Returns:
-        ``{"task", "unit", "detail", "done", "total", "loop_fraction", "estimate_s", "after_share"}``.
+        ``{"task", "unit", "detail", "partial", "done", "total", "loop_fraction", "estimate_s", "after_share"}``.
     """
     loop = rec.get("loop")
     if not loop or not loop.get("done") or not loop.get("total") or not rec.get("started"):
@@ -251,7 +253,7 @@ def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
         return None
     estimate = (started - run_start) + (updated - started) / frac
     return {"task": loop.get("task"), "unit": loop.get("unit"), "detail": loop.get("detail") or "",
-            "done": loop["done"], "total": loop["total"],
+            "partial": bool(loop.get("partial")), "done": loop["done"], "total": loop["total"],
             "loop_fraction": round(frac, 4), "estimate_s": round(estimate, 1),
             "after_share": _share_after(rec.get("cell"), partial_nb, book_nb)}
 
@@ -310,7 +312,8 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
             partial, book = out / f"{cid}.ipynb", ROOT / "book" / f"{cid}.ipynb"
             loop = loop_progress(rec, partial, book) if rj.exists() else None
             progress = partial_progress(partial, book) if loop is None else {
-                **{k: loop[k] for k in ("task", "unit", "detail", "done", "total", "loop_fraction", "after_share")},
+                **{k: loop[k] for k in ("task", "unit", "detail", "partial", "done", "total", "loop_fraction",
+                                        "after_share")},
                 "fraction": loop["loop_fraction"], "estimate_s": loop["estimate_s"], "method": LOOP_EXTRAPOLATION}
             if progress is not None:  # the estimate is never below the time already spent
                 progress["estimate_s"] = max(progress["estimate_s"], round(wall, 1))
@@ -334,6 +337,9 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
 
 
 CHAPTER_SHARE = "the chapter (by book-scale cell times)"
+#: how a row's "share of" begins when its loop is partial (followed in its call by work it does not count):
+#: the extrapolation is then a lower bound of the whole run
+PARTIAL_LOOP = "a lower bound: "
 
 
 def share_of(progress: dict) -> str:
@@ -344,6 +350,9 @@ def share_of(progress: dict) -> str:
     after = progress.get("after_share")
     rest = "" if after is None else f" ({100 * after:.0f} % of the chapter at book scale)"
     detail = f" ({progress['detail']})" if progress.get("detail") else ""
+    if progress.get("partial"):
+        return (f"{PARTIAL_LOOP}its {progress['task']} loop alone, in {progress['unit']}{detail}; what follows it in "
+                f"its cell and the cells after it{rest} not counted")
     return (f"its {progress['task']} loop, in {progress['unit']}{detail}; the rest of its cell and the cells "
             f"after it{rest} not counted")
 
@@ -369,7 +378,11 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
             basis = f"measured {row.get('date') or 'earlier'}, {row.get('machine') or 'this machine kind'}"
             minutes = round(float(row["wall (s)"]) / 60, 2)
             of = row.get("share of") or CHAPTER_SHARE
-            if row.get("extrapolated wall (s)") and is_lower_bound(row):
+            if row.get("extrapolated wall (s)") and is_partial_loop(row):
+                minutes = round(float(row["extrapolated wall (s)"]) / 60, 2)
+                basis = (f"at least: extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min "
+                         f"with {100 * float(row['share done']):.0f} % done of {of}, " + basis)
+            elif row.get("extrapolated wall (s)") and is_lower_bound(row):
                 basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min inside a cell, with "
                          f"{100 * float(row['share done']):.0f} % done of {of}, whose "
                          "extrapolation is below the time spent, " + basis)
@@ -406,12 +419,18 @@ def write_registry(csv_path: Path) -> None:
 WIDE_NAME = "chapter_costs.csv"
 
 
+def is_partial_loop(row: dict) -> bool:
+    """Whether a stopped run was extrapolated from a partial loop (one followed in its call by
+    work it does not count, e.g. the pre-flossing before the training): a lower bound."""
+    return (row.get("share of") or "").startswith(PARTIAL_LOOP)
+
+
 def is_lower_bound(row: dict) -> bool:
-    """Whether a stopped run's extrapolated wall time is only the time already spent (the
-    extrapolation from the cells done fell below it and was clamped, see ``run_chapter``): the
-    run was stopped inside a cell that had already run longer than its share, so the whole run
-    takes longer than that, by an unknown amount."""
-    return float(row["extrapolated wall (s)"]) <= float(row["wall (s)"]) + LOWER_BOUND_SLACK_S
+    """Whether a stopped run's extrapolated wall time is only a lower bound: extrapolated from a
+    partial loop (:func:`is_partial_loop`), or only the time already spent (the extrapolation fell
+    below it and was clamped, see ``run_one``: the run was stopped inside a cell that had
+    already run longer than its share), so the whole run takes longer, by an unknown amount."""
+    return is_partial_loop(row) or float(row["extrapolated wall (s)"]) <= float(row["wall (s)"]) + LOWER_BOUND_SLACK_S
 
 
 def _cell(row: dict) -> str:
@@ -425,6 +444,8 @@ def _cell(row: dict) -> str:
         est = float(row["extrapolated wall (s)"]) / 60
         share = 100 * float(row["share done"])
         of = row.get("share of") or CHAPTER_SHARE
+        if is_partial_loop(row):
+            return f"{status}, {t}{peak}{when}; whole run > {est:.0f} min (extrapolated from {share:.0f} % done of {of})"
         if is_lower_bound(row):
             return (f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (stopped inside a cell, "
                     f"{share:.0f} % done of {of})")

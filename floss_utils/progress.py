@@ -30,19 +30,22 @@ def _clock() -> float:
 
 
 def report_progress(task: str, done: float, total: float, *, unit: str = "steps", detail: str = "",
-                    every_s: float = 5.0) -> None:
+                    partial: bool = False, every_s: float = 5.0) -> None:
     """Say how far a long loop is: ``done`` of ``total`` units of work of ``task``.
 
     Where the environment variable :data:`PROGRESS_ENV` names a file, writes (atomically) the JSON
-    ``{"task", "done", "total", "unit", "detail", "started", "updated"}`` there; times in seconds
+    ``{"task", "done", "total", "unit", "detail", "partial", "started", "updated"}`` there; times in seconds
     since the epoch, ``started`` when the loop reported ``done = 0`` (or, if it never did, its
     first report; a new ``task``, a new ``total``, ``done`` going back or a new report of 0 starts
     a new loop). ``detail`` says where in the loop it is when the units are not all alike (e.g.
     which group of students). Writes at most once every ``every_s`` seconds, but always the start
     and the end (``done == total``). A run stopped inside the loop is then extrapolated as
     ``(updated - started) * total / done`` — which assumes every unit costs the same (the caller's
-    ``unit`` says what one is). Costs nothing where the variable is unset (every use outside
-    ``floss run``). One loop at a time per process: the file holds the latest loop only.
+    ``unit`` says what one is). ``partial`` says that the loop is followed, in the same call, by
+    work it does not count (e.g. the pre-flossing before the training epochs): an extrapolation
+    from it is then a lower bound of the whole run. Costs nothing where the variable is unset
+    (every use outside ``floss run``). One loop at a time per process: the file holds the latest
+    loop only.
     """
     path = os.environ.get(PROGRESS_ENV)
     if not path:
@@ -56,7 +59,7 @@ def report_progress(task: str, done: float, total: float, *, unit: str = "steps"
     if done not in (0, total) and now - _progress["written"] < every_s:
         return
     _progress["written"] = now
-    payload = {"task": task, "done": done, "total": total, "unit": unit, "detail": detail,
+    payload = {"task": task, "done": done, "total": total, "unit": unit, "detail": detail, "partial": partial,
                "started": _progress["started"], "updated": now, "pid": os.getpid()}
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:

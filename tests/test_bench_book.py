@@ -229,6 +229,29 @@ def test_a_timed_out_run_without_an_extrapolation_is_a_lower_bound(tmp_path):
     assert bb._cell(row).endswith("whole run > 15 min (not extrapolated)")
 
 
+def test_a_partial_loop_gives_a_lower_bound(tmp_path):
+    # stopped after 600 s in a pre-flossing loop (1/5 of its flossing steps done, started at 100 s): 100 + 500 / 0.2 =
+    # 2600 s for the pre-flossing alone; the training after it in the same call is not counted: whole run > 43 min
+    bb = _bench_book()
+    start = bb.dt.datetime.fromtimestamp(1000, bb.dt.timezone.utc).isoformat()
+    rec = {"started": start, "loop": {"task": "pre-flossing", "done": 100, "total": 500, "unit": "flossing steps",
+                                      "partial": True, "started": 1100.0, "updated": 1600.0}}
+    got = bb.loop_progress(rec, tmp_path / "none.ipynb", tmp_path / "none.ipynb")
+    assert (got["partial"], got["estimate_s"]) == (True, 2600.0)
+    of = bb.share_of(got)
+    assert of == ("a lower bound: its pre-flossing loop alone, in flossing steps; what follows it in its cell and "
+                  "the cells after it not counted")
+    csv_path, row = _stopped_run(bb, tmp_path, ["11_x", "paper", "timed out after 600 s", "600.0", "1190", "5.6", "",
+                                                "-", "1.0", "2", "2026-12-06", "M", "2600.0", "0.2", f'"{of}"'])
+    assert bb.is_partial_loop(row | {"share of": of}) and bb.is_lower_bound(row | {"share of": of})
+    cost = bb.registry_entries(csv_path)["11_x"]["paper"]
+    assert cost["minutes"] == round(2600 / 60, 2) and cost["basis"].startswith(
+        "at least: extrapolated from a run stopped after 10 min with 20 % done of a lower bound: its pre-flossing")
+    assert bb._cell(row | {"share of": of}).endswith(f"whole run > 43 min (extrapolated from 20 % done of {of})")
+    # the same loop, not partial: an estimate, not a bound
+    assert not bb.is_lower_bound(row | {"share of": bb.share_of(dict(got, partial=False))})
+
+
 def test_loop_progress_by_hand(tmp_path):
     # the run started at t = 1000 s; its loop started at 1060 and had done 30 of 300 epochs at 1160:
     # 60 s before the loop + 100 s / 0.1 = 1060 s; the loop's cell is the second of three code cells
@@ -243,8 +266,8 @@ def test_loop_progress_by_hand(tmp_path):
     rec = {"started": start, "cell": {"index": 3, "execution_count": 3, "source": "b = 2"},
            "loop": {"task": "train", "done": 30, "total": 300, "unit": "epochs", "started": 1060.0, "updated": 1160.0}}
     got = bb.loop_progress(rec, part, book)
-    assert got == {"task": "train", "unit": "epochs", "detail": "", "done": 30, "total": 300, "loop_fraction": 0.1,
-                   "estimate_s": 1060.0, "after_share": 0.6}
+    assert got == {"task": "train", "unit": "epochs", "detail": "", "partial": False, "done": 30, "total": 300,
+                   "loop_fraction": 0.1, "estimate_s": 1060.0, "after_share": 0.6}
     # below 1 % of its loop (a multiplier above 100): no estimate
     assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=2)), part, book) is None
     assert bb.share_of(got) == ("its train loop, in epochs; the rest of its cell and the cells after it "

@@ -31,16 +31,17 @@ def test_start_end_and_rate_limit(progress_file, monkeypatch):
     monkeypatch.setattr(progress, "_clock", lambda: next(clock))
     report_progress("loop", 0, 10, unit="epochs", detail="here", every_s=5)  # t = 100: the start is written
     assert json.loads(progress_file.read_text()) | {"pid": 0} == {
-        "task": "loop", "done": 0, "total": 10, "unit": "epochs", "detail": "here", "started": 100.0,
-        "updated": 100.0, "pid": 0}
+        "task": "loop", "done": 0, "total": 10, "unit": "epochs", "detail": "here", "partial": False,
+        "started": 100.0, "updated": 100.0, "pid": 0}
     report_progress("loop", 1, 10, every_s=5)  # t = 101: within 5 s of the last write, not written
     report_progress("loop", 2, 10, every_s=5)  # t = 103: not written
     assert json.loads(progress_file.read_text())["done"] == 0
     report_progress("loop", 3, 10, every_s=5)  # t = 107: 7 s after the last write
     got = json.loads(progress_file.read_text())
     assert (got["done"], got["started"], got["updated"]) == (3, 100.0, 107.0)
-    report_progress("loop", 10, 10, every_s=5)  # t = 108: the end is always written
+    report_progress("loop", 10, 10, every_s=5, partial=True)  # t = 108: the end is always written
     assert json.loads(progress_file.read_text())["done"] == 10
+    assert json.loads(progress_file.read_text())["partial"] is True  # work after the loop is not counted
     assert [p.name for p in progress_file.parent.iterdir()] == ["progress.json"]  # no temporary file left
 
 
@@ -80,7 +81,9 @@ def test_train_reports_the_epochs_after_the_first_and_its_end(progress_file, mon
     from floss_utils.flossing import trainer
     from floss_utils.flossing.tasks import copy_task
     seen = []
-    monkeypatch.setattr(trainer, "report_progress", lambda *a, **k: seen.append((*a, k.get("detail", ""))))
+    partial = {}  # task -> the partial flags it was reported with
+    monkeypatch.setattr(trainer, "report_progress", lambda *a, **k: (
+        seen.append((*a, k.get("detail", ""))), partial.setdefault(a[0], set()).add(k.get("partial", False))))
     cfg = trainer.TrainConfig(epochs=5, batch_size=2, seq_len=12, n_units=6, eval_every=1,
                               flossing=trainer.FlossingConfig(k=2, steps=20, lr=0.01))
     trainer.train([trainer.Member(0, 0, copy_task(2), trainer.schedule("none"))], cfg)
@@ -90,10 +93,12 @@ def test_train_reports_the_epochs_after_the_first_and_its_end(progress_file, mon
     sched = trainer.Schedule("inter", pre_steps=2, inter_steps=2, inter_every=2, inter_rounds=2)
     trainer.train([trainer.Member(0, 0, copy_task(2), sched)], cfg)
     # the pre-flossing is a loop of its own (flossing steps), then the training epochs after the first
-    pre = "1 of 1 members flossed; the 4 training epochs after it are not counted"
+    pre = "1 of 1 members flossed; the 5 training epochs are not counted"
     assert seen[:2] == [("pre-flossing", 1, 2, pre), ("pre-flossing", 2, 2, pre)]
     assert seen[2] == ("train", 0, 4, "2 later epochs also floss (from epoch 2), costing more")
     assert not any(s[0] == "pre-flossing" for s in seen[3:])  # the later flossing rounds are inside the epochs' loop
+    # the training epochs follow the pre-flossing in the same call: an estimate from it is a lower bound
+    assert partial == {"pre-flossing": {True}, "train": {False}}
     # stopped early (every member succeeded): the loop still ends at its total
     seen.clear()
     easy = trainer.TrainConfig(**{**cfg.__dict__, "success_threshold": 1e-9, "stop_when_done": True})

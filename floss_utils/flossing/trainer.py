@@ -360,10 +360,10 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
                 out = flosser.step(act)
                 fl_epochs.append(epoch)
                 fl_losses.append(_copy_to_twins(out.loss, twins) if epoch == 1 and twins else out.loss)
-                if epoch == 1:  # the pre-flossing, a loop of its own for progress (the epochs after it are not in it)
+                if epoch == 1:  # the pre-flossing, a loop of its own for progress (the training is not in it: partial)
                     report_progress("pre-flossing", j + 1, max(n_floss), unit="flossing steps before training",
                                     detail=f"{int(act.sum())} of {M} members flossed; "
-                                           f"the {cfg.epochs - 1} training epochs after it are not counted")
+                                           f"the {cfg.epochs} training epochs are not counted", partial=True)
             if epoch == 1:
                 for rep, dups in twins:
                     flosser.copy_member(rep, dups)
