@@ -47,10 +47,14 @@ def main() -> None:
     folder = records_root() / NAME
     folder.mkdir(parents=True, exist_ok=True)
     configs = [RunConfig(arch, p["nu0"], math.pi * f, hidden=p["hidden"]) for arch in p["lrs"] for f in p["theta0_over_pi"]]
+    def print_teacher(ts, frame):  # each teacher's runs as they finish (a long record shows where it is)
+        print(f"teacher {ts}\n", frame.groupby(["arch", "theta0_over_pi", "lr"])["final_loss"].describe().to_string(),
+              flush=True)
+
     with Stopwatch() as sw:
         runs = run_grid_per_teacher(configs, p["lrs"], p["seeds"], p["teacher_seeds"], partial=folder / "partial.csv",
                                     steps=p["steps"], batch_size=p["batch_size"], seq_len=p["seq_len"],
-                                    final_window=p["final_window"])
+                                    final_window=p["final_window"], on_teacher=print_teacher)
     best = best_learning_rates(runs, ["teacher_seed", *CONFIG_KEYS, "theta0_over_pi"])
     zero = {(ts, f): make_teacher(ts, p["nu0"], max_phase=math.pi * f).zero_output_loss(p["seq_len"])
             for ts in p["teacher_seeds"] for f in p["theta0_over_pi"]}

@@ -205,7 +205,10 @@ def test_run_grid_per_teacher_resumes_and_matches_run_grid(tmp_path):
     # resumed: teachers in the partial file are read back, not run again; teacher 5 is added
     stale = pd.read_csv(partial).assign(final_loss=-1.0)  # a marker that would be overwritten by a rerun
     stale.to_csv(partial, index=False)
-    resumed = run_grid_per_teacher(configs, lrs, [0, 1], [3, 4, 5], partial=partial, **kw)
+    told = []  # on_teacher hears of the teachers run now, not of those read back
+    resumed = run_grid_per_teacher(configs, lrs, [0, 1], [3, 4, 5], partial=partial,
+                                   on_teacher=lambda ts, frame: told.append((ts, len(frame))), **kw)
+    assert told == [(5, 2 * 3)]
     assert (resumed[resumed.teacher_seed < 5].final_loss == -1.0).all()
     assert (resumed[resumed.teacher_seed == 5].final_loss > 0).all()
     pd.testing.assert_frame_equal(pd.read_csv(partial), resumed, check_dtype=False)

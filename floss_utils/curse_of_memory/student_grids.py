@@ -123,13 +123,15 @@ def figure_configs(nu0s: Sequence[float], max_phases: Sequence[float], heads: Se
 
 
 def run_grid_per_teacher(configs: Sequence[RunConfig], lrs: dict[str, Sequence[float]], seeds: Sequence[int],
-                         teacher_seeds: Sequence[int], partial=None, **grid_kw):
+                         teacher_seeds: Sequence[int], partial=None, on_teacher=None, **grid_kw):
     """:func:`run_grid` on each teacher of ``teacher_seeds`` in turn, resumable.
 
     Returns the runs of every teacher in one table with a first column ``teacher_seed`` and a
     last column ``theta0_over_pi`` (``max_phase / pi``, rounded to 6 digits). With ``partial`` (a
     CSV path) the table so far is written there after each teacher, and teachers already in it
-    are not run again (a stopped record resumes). ``grid_kw`` goes to :func:`run_grid`.
+    are not run again (a stopped record resumes). ``on_teacher(teacher_seed, frame)`` is called
+    with each teacher's runs as soon as they are done (e.g. to print a summary; not for teachers
+    read back from ``partial``). ``grid_kw`` goes to :func:`run_grid`.
     """
     from pathlib import Path
 
@@ -146,8 +148,8 @@ def run_grid_per_teacher(configs: Sequence[RunConfig], lrs: dict[str, Sequence[f
         done = pd.concat([done, frame], ignore_index=True)
         if partial is not None:
             done.to_csv(partial, index=False)
-        print(f"teacher {ts}\n", frame.groupby(["arch", "theta0_over_pi", "lr"])["final_loss"].describe().to_string(),
-              flush=True)
+        if on_teacher is not None:
+            on_teacher(ts, frame)
     return done
 
 
