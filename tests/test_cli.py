@@ -236,7 +236,7 @@ def test_run_writes_notebook_results_figures_and_run_json(tmp_path, capsys, monk
     assert f"ok: tiny (scale smoke, seed 3, device cpu) -> {out}/" in capsys.readouterr().out
     rec = _record(out)
     assert rec["chapter"] == "tiny" and rec["status"] == "ok" and rec["error"] is None
-    # the chapter reported an unfinished loop, but the run ended ok: no loop kept; the variable restored
+    # the chapter reported an unfinished loop, but the run ended ok: no loop kept; the caller's variable untouched
     assert json.loads((out / "progress.json").read_text())["done"] == 1
     assert "loop" not in rec and os.environ[runner.PROGRESS_ENV] == str(tmp_path / "outer.json")
     assert not (tmp_path / "outer.json").exists()  # the kernel wrote the run's file, not the caller's

@@ -98,13 +98,14 @@ class KernelWatch:
         return f"the kernel stopped answering; {seen} (see kernel.log in the run directory)"
 
 
-def kernel_manager_class(log: Path, watch: KernelWatch | None = None):
+def kernel_manager_class(log: Path, watch: KernelWatch | None = None, env: dict[str, str] | None = None):
     """A kernel manager class for papermill: nbclient's default, but the kernel process's own
     stderr goes to ``log`` instead of the user's terminal, ``watch`` (if given) samples the
-    kernel's memory from its start, and the kernel talks over IPC (Unix sockets in a fresh
-    temporary folder of its own) instead of TCP: two kernels started at the same moment cannot
-    race for one free port, as they can over TCP (jupyter_client frees a port before the kernel
-    binds it)."""
+    kernel's memory from its start, ``env`` (if given) is added to the kernel's environment (and
+    to no other process's), and the kernel talks over IPC (Unix sockets in a fresh temporary
+    folder of its own) instead of TCP: two kernels started at the same moment cannot race for
+    one free port, as they can over TCP (jupyter_client frees a port before the kernel binds
+    it)."""
     import os
     import shutil
     import tempfile
@@ -130,6 +131,8 @@ def kernel_manager_class(log: Path, watch: KernelWatch | None = None):
                 self._ipc_dir = None
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):  # jupyter_client's documented hook
+            if env:  # the provisioner has built the kernel's environment by now (os.environ and the kernel spec's)
+                kw["env"] = {**kw.get("env", os.environ), **env}
             with open(log, "ab") as stream:  # the child keeps its own copy of the descriptor
                 kw["stderr"] = stream
                 await super()._async_launch_kernel(kernel_cmd, **kw)

@@ -562,8 +562,6 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
     watch = KernelWatch()
     progress_file = out / PROGRESS_JSON
     progress_file.unlink(missing_ok=True)
-    outer_progress = os.environ.get(PROGRESS_ENV)
-    os.environ[PROGRESS_ENV] = str(progress_file)  # the kernel inherits it
     try:  # from here on, whatever happens, the record says it
         import papermill
 
@@ -575,7 +573,8 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
             task["notebook"], str(executed),
             parameters={**task["overrides"], "output_dir": str(out)},
             kernel_name=KERNEL, cwd=task["cwd"], progress_bar=progress, log_output=False,
-            engine_name=_ENGINE, floss_cell=tracker, kernel_manager_class=kernel_manager_class(out / KERNEL_LOG, watch),
+            engine_name=_ENGINE, floss_cell=tracker,
+            kernel_manager_class=kernel_manager_class(out / KERNEL_LOG, watch, env={PROGRESS_ENV: str(progress_file)}),
             start_timeout=KERNEL_START_TIMEOUT,
         )
         record["status"] = "ok"
@@ -603,10 +602,6 @@ def execute(task: Mapping[str, Any], *, progress: bool = False) -> dict[str, Any
             record["error"] = f"{type(exc).__name__}: {_strip_ansi(str(exc))}"
     finally:
         watch.stop()
-        if outer_progress is None:
-            os.environ.pop(PROGRESS_ENV, None)
-        else:
-            os.environ[PROGRESS_ENV] = outer_progress
         with _signals_deferred():  # a signal now would leave the record at "running"
             record["wall_s"] = round(time.perf_counter() - start, 3)
             record["finished"] = _now()
