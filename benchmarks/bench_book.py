@@ -62,8 +62,12 @@ def keep_record(out: Path, dest: Path) -> None:
     The run's temporary folder ``out`` is named in its records (the command, ``output_dir``); the
     copies name ``dest`` instead (relative to the checkout when inside it), so that a committed
     record holds no path of one machine's temporary directory; the Python installation's folders
-    (in the tracebacks a kernel log may hold) become ``<venv>`` and ``<python>``."""
+    (in the tracebacks a kernel log may hold) become ``<venv>`` and ``<python>``. What an earlier
+    run kept in ``dest`` goes first: a record is one run's files, never a mix of two runs' (a run
+    stopped early writes fewer tables than one that went further)."""
     dest.mkdir(parents=True, exist_ok=True)
+    for old in [*dest.glob("*.json"), *dest.glob("*.csv"), dest / "kernel.log"]:
+        old.unlink(missing_ok=True)
     for f in [*out.glob("*.json"), *out.glob("*.csv"), out / "kernel.log"]:
         if f.is_file() and f.name != "progress.json":  # a stopped run's record carries its unfinished loop
             (dest / f.name).write_text(without_install_paths(relocate(f.read_text(), out, dest)))

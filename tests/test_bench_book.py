@@ -26,8 +26,11 @@ def test_kept_record_names_its_kept_folder_not_the_temporary_one(tmp_path):
     (out / "table.csv").write_text("a,b\n1,2\n")
     (out / "notebook.ipynb").write_text("{}")  # not kept
     dest = tmp_path / "kept" / "02-paper"
+    dest.mkdir(parents=True)
+    (dest / "older_table.csv").write_text("x\n1\n")  # an earlier run's table, which this run did not write
+    (dest / "README.md").write_text("kept")  # not a record file: left alone
     keep_record(out, dest)
-    assert sorted(p.name for p in dest.iterdir()) == ["results.json", "run.json", "table.csv"]
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "results.json", "run.json", "table.csv"]
     run = json.loads((dest / "run.json").read_text())
     assert run == {"command": f"floss run 02 --out {dest.resolve().as_posix()}", "status": "ok"}
     assert json.loads((dest / "results.json").read_text())["parameters"]["output_dir"] == dest.resolve().as_posix()
