@@ -227,6 +227,11 @@ LOOP_EXTRAPOLATION = ("estimate_s = (loop start - run start) + loop time so far 
 #: estimate then multiplies the loop's time so far by at most 100, so that its first, slowest units
 #: (warm-up, allocation) cannot dominate it
 MIN_LOOP_FRACTION = 0.01
+#: the largest share of the chapter (by its book-scale time) that a loop estimate may leave out (the cells after
+#: the loop's) and still be called an estimate of the whole run; beyond it, or when the share is unknown, the
+#: estimate is a lower bound (the same 10 % as MIN_FRACTION: what is left out is then more than the error a
+#: cell-share extrapolation is allowed)
+MAX_AFTER_SHARE = 0.10
 
 
 def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
@@ -237,7 +242,8 @@ def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
     cells after it are left out of the estimate (so it is low by their cost); the share of the
     chapter's book-scale time in the cells after it is given (``after_share``, None when the
     notebooks' cells do not pair up). A ``partial`` loop (followed in its call by work it does not
-    count, e.g. the pre-flossing before the training) gives a lower bound. None when the record has
+    count, e.g. the pre-flossing before the training), or one whose cells after it hold more than
+    :data:`MAX_AFTER_SHARE` of the chapter (or an unknown share), gives a lower bound. None when the record has
     no unfinished loop, the loop had done less than :data:`MIN_LOOP_FRACTION`, or its times are
     missing.
 
@@ -256,10 +262,11 @@ def loop_progress(rec: dict, partial_nb: Path, book_nb: Path) -> dict | None:
     if frac < MIN_LOOP_FRACTION:
         return None
     estimate = (started - run_start) + (updated - started) / frac
+    after = _share_after(rec.get("cell"), partial_nb, book_nb)
+    partial = bool(loop.get("partial")) or after is None or after > MAX_AFTER_SHARE
     return {"task": loop.get("task"), "unit": loop.get("unit"), "detail": loop.get("detail") or "",
-            "partial": bool(loop.get("partial")), "done": loop["done"], "total": loop["total"],
-            "loop_fraction": round(frac, 4), "estimate_s": round(estimate, 1),
-            "after_share": _share_after(rec.get("cell"), partial_nb, book_nb)}
+            "partial": partial, "done": loop["done"], "total": loop["total"],
+            "loop_fraction": round(frac, 4), "estimate_s": round(estimate, 1), "after_share": after}
 
 
 def _share_after(cell: dict | None, partial_nb: Path, book_nb: Path) -> float | None:
