@@ -6,11 +6,13 @@ CHAPTERS: list[Chapter] = [
     chapter(
         "01_lyapunov_spectra",
         "Lyapunov spectra of recurrent networks",
-        "Engelken, Wolf & Abbott (2023) Figs. 1-4 (spectra, collapse, dimension, entropy); "
-        "mean-field and Newman validations",
+        "Engelken, Wolf & Abbott (2023): extensive chaos, dimension below N, input reduces entropy rate and "
+        "dimension, on the discrete-time map; mean-field and Newman validations",
         {"smoke": 0.3, "book": 2.0, "paper": 60.0},
         sizes=Param("list[int]", "network sizes N for the mean-field comparison of lambda_max",
                     {"smoke": [30, 60], "book": [100, 400], "paper": [100, 400, 1000, 2000]}, bounds="[2, inf)"),
+        mf_seeds=Param("int", "coupling draws per size for the mean-field comparison of lambda_max (one exponent each: cheap)",
+                       {"smoke": 2, "book": 3, "paper": 3}, bounds="[2, inf)"),
         gains=Param("list[float]", "coupling gains g swept for lambda_max, dimension and entropy",
                     {"smoke": [0.5, 1.5, 2.5, 4.0],
                      "book": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0],
