@@ -392,7 +392,7 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
             if row.get("extrapolated wall (s)") and is_partial_loop(row):
                 minutes = round(float(row["extrapolated wall (s)"]) / 60, 2)
                 basis = (f"at least: extrapolated from a run stopped after {float(row['wall (s)']) / 60:.0f} min "
-                         f"with {100 * float(row['share done']):.0f} % done of {of}, " + basis)
+                         f"with {100 * float(row['share done']):.0f} % done of {of[len(PARTIAL_LOOP):]}, " + basis)
             elif row.get("extrapolated wall (s)") and is_lower_bound(row):
                 basis = (f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min inside a cell, with "
                          f"{100 * float(row['share done']):.0f} % done of {of}, whose "
@@ -456,7 +456,8 @@ def _cell(row: dict) -> str:
         share = 100 * float(row["share done"])
         of = row.get("share of") or CHAPTER_SHARE
         if is_partial_loop(row):
-            return f"{status}, {t}{peak}{when}; whole run > {est:.0f} min (extrapolated from {share:.0f} % done of {of})"
+            return (f"{status}, {t}{peak}{when}; whole run > {est:.0f} min (extrapolated from {share:.0f} % done of "
+                    f"{of[len(PARTIAL_LOOP):]})")
         if is_lower_bound(row):
             return (f"{status}, {t}{peak}{when}; whole run > {wall / 60:.0f} min (stopped inside a cell, "
                     f"{share:.0f} % done of {of})")

@@ -251,8 +251,10 @@ def test_a_partial_loop_gives_a_lower_bound(tmp_path):
     assert bb.is_partial_loop(row | {"share of": of}) and bb.is_lower_bound(row | {"share of": of})
     cost = bb.registry_entries(csv_path)["11_x"]["paper"]
     assert cost["minutes"] == round(2600 / 60, 2) and cost["basis"].startswith(
-        "at least: extrapolated from a run stopped after 10 min with 20 % done of a lower bound: its pre-flossing")
-    assert bb._cell(row | {"share of": of}).endswith(f"whole run > 43 min (extrapolated from 20 % done of {of})")
+        "at least: extrapolated from a run stopped after 10 min with 20 % done of its pre-flossing loop alone")
+    assert bb._cell(row | {"share of": of}).endswith(
+        "whole run > 43 min (extrapolated from 20 % done of its pre-flossing loop alone, in flossing steps; what "
+        "follows it in its cell and the cells after it not counted)")
     # the same loop, not partial: an estimate, not a bound
     assert not bb.is_lower_bound(row | {"share of": bb.share_of(dict(got, partial=False))})
 
