@@ -403,6 +403,8 @@ def registry_entries(csv_path: Path) -> dict[str, dict[str, dict]]:
                          f"{100 * float(row['share done']):.0f} % done of {of}, " + basis)
             elif status != "ok" and status.startswith("timed out"):
                 basis = f"at least: a run stopped after {float(row['wall (s)']) / 60:.0f} min, not extrapolated, " + basis
+            elif status != "ok":  # a run that failed (a check, an error) did not do the whole chapter: a lower bound
+                basis = f"at least: a run that {status} after {float(row['wall (s)']) / 60:.1f} min, " + basis
             out.setdefault(row["chapter"], {})[row["scale"]] = {
                 "minutes": minutes, "peak_gib": float(peak) if peak else None, "status": status, "basis": basis}
     return out

@@ -234,6 +234,16 @@ def test_a_timed_out_run_without_an_extrapolation_is_a_lower_bound(tmp_path):
     assert bb._cell(row).endswith("whole run > 15 min (not extrapolated)")
 
 
+def test_a_failed_run_is_a_lower_bound_of_the_chapters_cost(tmp_path):
+    # a check failed after 282 s: the chapter's cost is at least that, not that
+    bb = _bench_book()
+    csv_path, row = _stopped_run(bb, tmp_path, ["12_x", "paper", '"failed (exit 1): cell 5: ChapterCheckError: x"',
+                                                "281.7", "542.5", "0.94", "", "-", "1.0", "2", "2026-12-06", "M", "", ""])
+    cost = bb.registry_entries(csv_path)["12_x"]["paper"]
+    assert cost["status"] == "failed (exit 1)" and cost["minutes"] == round(281.7 / 60, 2)
+    assert cost["basis"].startswith("at least: a run that failed (exit 1) after 4.7 min")
+
+
 def test_a_partial_loop_gives_a_lower_bound(tmp_path):
     # stopped after 600 s in a pre-flossing loop (1/5 of its flossing steps done, started at 100 s): 100 + 500 / 0.2 =
     # 2600 s for the pre-flossing alone; the training after it in the same call is not counted: whole run > 43 min
@@ -277,8 +287,12 @@ def test_loop_progress_by_hand(tmp_path):
     assert got == {"task": "train", "unit": "epochs", "detail": "", "partial": True, "done": 30, "total": 300,
                    "loop_fraction": 0.1, "estimate_s": 1060.0, "after_share": 0.6}
     # stopped in the last cell: nothing after it, an estimate of the whole run
-    last = bb.loop_progress(dict(rec, cell={"index": 4, "execution_count": 4, "source": "c = 3"}), part, book)
+    at_end = dict(rec, cell={"index": 4, "execution_count": 4, "source": "c = 3"})
+    last = bb.loop_progress(at_end, part, book)
     assert (last["after_share"], last["partial"]) == (0.0, False)
+    # the same stop in a loop that reported itself partial (work after it in its call): a lower bound
+    flagged = bb.loop_progress(dict(at_end, loop=dict(rec["loop"], partial=True)), part, book)
+    assert (flagged["after_share"], flagged["partial"]) == (0.0, True)
     # below 1 % of its loop (a multiplier above 100): no estimate
     assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=2)), part, book) is None
     assert bb.share_of(got) == ("a lower bound: its train loop alone, in epochs; what follows it in its cell and "

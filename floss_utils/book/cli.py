@@ -59,7 +59,7 @@ def _cost_line(chapter) -> str:
         if cost is not None:
             mem = f", {cost.peak_gib:.1f} GiB" if cost.peak_gib is not None else ""
             mark = "" if cost.status == "ok" else f" ({cost.status})"
-            if cost.basis.startswith("at least"):  # a stopped run that cannot be extrapolated: a lower bound
+            if cost.basis.startswith("at least"):  # a stopped or failed run whose whole time is not known: a lower bound
                 parts.append(f"{s} >{_minutes(cost.minutes)}{mem} ({cost.status}: a lower bound)")
                 continue
             if cost.basis.startswith("extrapolated"):  # a stopped run: its whole time is an estimate
