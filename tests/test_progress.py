@@ -94,9 +94,9 @@ def test_train_reports_the_epochs_after_the_first_and_its_end(progress_file, mon
     trainer.train([trainer.Member(0, 0, copy_task(2), sched)], cfg)
     # the pre-flossing is a loop of its own (flossing steps), then the training epochs after the first
     pre = "1 of 1 members flossed; the 5 training epochs are not counted"
-    assert seen[:2] == [("pre-flossing", 1, 2, pre), ("pre-flossing", 2, 2, pre)]
-    assert seen[2] == ("train", 0, 4, "2 later epochs also floss (from epoch 2), costing more")
-    assert not any(s[0] == "pre-flossing" for s in seen[3:])  # the later flossing rounds are inside the epochs' loop
+    assert seen[:3] == [("pre-flossing", 0, 2, pre), ("pre-flossing", 1, 2, pre), ("pre-flossing", 2, 2, pre)]
+    assert seen[3] == ("train", 0, 4, "2 later epochs also floss (from epoch 2), costing more")
+    assert not any(s[0] == "pre-flossing" for s in seen[4:])  # the later flossing rounds are inside the epochs' loop
     # the training epochs follow the pre-flossing in the same call: an estimate from it is a lower bound
     assert partial == {"pre-flossing": {True}, "train": {False}}
     # stopped early (every member succeeded): the loop still ends at its total

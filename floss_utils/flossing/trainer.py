@@ -355,15 +355,18 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
             flossed = alive.cpu().clone()
             if epoch == 1 and twins:
                 flossed[[d for _, dups in twins for d in dups]] = False
+            pre = dict(unit="flossing steps before training", partial=True,
+                       detail=f"{int((torch.tensor([n > 0 for n in n_floss]) & flossed).sum())} of {M} members flossed; "
+                              f"the {cfg.epochs} training epochs are not counted")
+            if epoch == 1:  # the pre-flossing, a loop of its own for progress (the training is not in it: partial)
+                report_progress("pre-flossing", 0, max(n_floss), **pre)
             for j in range(max(n_floss)):
                 act = torch.tensor([n > j for n in n_floss]) & flossed
                 out = flosser.step(act)
                 fl_epochs.append(epoch)
                 fl_losses.append(_copy_to_twins(out.loss, twins) if epoch == 1 and twins else out.loss)
-                if epoch == 1:  # the pre-flossing, a loop of its own for progress (the training is not in it: partial)
-                    report_progress("pre-flossing", j + 1, max(n_floss), unit="flossing steps before training",
-                                    detail=f"{int(act.sum())} of {M} members flossed; "
-                                           f"the {cfg.epochs} training epochs are not counted", partial=True)
+                if epoch == 1:
+                    report_progress("pre-flossing", j + 1, max(n_floss), **pre)
             if epoch == 1:
                 for rep, dups in twins:
                     flosser.copy_member(rep, dups)
