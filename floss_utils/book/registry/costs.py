@@ -131,7 +131,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=3.2, peak_gib=1.74, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
         'paper': Cost(minutes=4.69, peak_gib=0.94, status='failed (exit 1)',
-                    basis='measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+                    basis='at least: a run that failed (exit 1) after 4.7 min, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '13_flossing_your_own_network': {
         'smoke': Cost(minutes=0.3, peak_gib=0.5, status='ok',
@@ -139,7 +139,7 @@ COSTS: dict[str, dict[str, Cost]] = {
         'book': Cost(minutes=1.38, peak_gib=0.51, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'paper': Cost(minutes=85.43, peak_gib=0.65, status='timed out after 1500 s',
-                    basis="at least: extrapolated from a run stopped after 25 min with 27 % done of its copy-task runs loop alone, in training epochs (stopped in the LSTM runs; flossed runs also floss before training; the GRU runs after them counted at the LSTM's cost per epoch (the chapter now reports them as a loop of their own)); what follows it in its cell and the cells after it (9 % of the chapter at book scale) not counted, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300"),
+                    basis="extrapolated from a run stopped after 25 min with 27 % done of its copy-task runs loop, in training epochs (stopped in the LSTM runs; flossed runs also floss before training; the GRU runs after them counted at the LSTM's cost per epoch, not measured at paper scale (at book scale a GRU training step costs about 3.7 times an LSTM's, a GRU flossing step about 0.9 times)); the rest of its cell and the cells after it (9 % of the chapter at book scale) not counted, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300"),
     },
     'rerunning_and_sweeping': {
         'smoke': Cost(minutes=0.42, peak_gib=1.3, status='ok',
