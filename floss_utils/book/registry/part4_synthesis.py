@@ -75,9 +75,10 @@ CHAPTERS: list[Chapter] = [
                       {"smoke": [0.0, -1.0], "book": [0.0, -0.1, -0.3, -1.0], "paper": [0.0, -0.05, -0.1, -0.3, -1.0]}),
         # book 8 seeds: the paired sign-flip tests can decide at 0.05 from 5 seeds on (their smallest p is 2^-n)
         n_seeds=Param("int", "networks (seeds) per condition", {"smoke": 1, "book": 8, "paper": 8}, bounds="[1, inf)"),
-        # paper 1000, not GF's 500: K = 75 of N = 80 flossed to 0 at rate 3e-3 approach 0 slowly (the median network
-        # 0.025 below it after 500 steps, 0.006 after 1000; every other target within 0.004 after 500: record
-        # gf_flossing_arrival_at_zero, made after the 500-step paper run failed section 12.2's arrival check)
+        # paper 1000, not GF's 500: K = 75 of N = 80 flossed to 0 at rate 3e-3 approach 0 slowly (record
+        # gf_flossing_arrival_at_zero, made after the 500-step paper run of 2026-12-06 failed section 12.2's arrival
+        # check: the median network 0.025 below 0 after 500 steps, 0.0055 after 1000, on the flossing's own
+        # estimate; that run's other targets landed within 0.004). Not yet run at paper scale with 1000 steps
         floss_steps=Param("int", "flossing steps (Adam updates) of the GF networks",
                           {"smoke": 30, "book": 150, "paper": 1000}, bounds="[1, inf)"),
         floss_lr=Param("float", "learning rate of the flossing Adam", {"smoke": 0.01, "book": 0.01, "paper": 0.003}, bounds="(0, inf)"),
