@@ -418,6 +418,25 @@ def test_history_records_running_estimate():
     assert torch.equal(res.history[-1], res.exponents)
 
 
+@pytest.mark.parametrize("steps, transient, ons, every", [(100, 10, 2, 1), (101, 7, 3, 2), (5, 0, 7, 1), (64, 3, 1, 5)])
+def test_history_holds_every_recorded_point_and_nothing_else(steps, transient, ons, every):
+    # the buffer is sized up front: its length must be the number of recorded QR points, counted
+    # here by hand (QR every ons-th step and at the last one; every `every`-th after the transient)
+    total = transient + steps
+    qr_after = [t for t in range(transient, total) if (t + 1) % ons == 0 or t == total - 1]
+    kept = [t + 1 - transient for i, t in enumerate(qr_after, 1) if i % every == 0]
+    J = gaussian_coupling(1, 6, 2.0, generator=gen(59))
+    res = lyapunov_spectrum(TanhRNN(J), torch.randn(1, 6, dtype=F64, generator=gen(60)), steps=steps,
+                            transient=transient, ons=ons, record=True, record_every=every, generator=gen(61))
+    if not kept:
+        assert res.history is None and res.times is None or res.times.numel() == 0
+        return
+    assert res.times.tolist() == kept and res.history.shape == (len(kept), 1, 6)
+    assert torch.isfinite(res.history).all()
+    if kept[-1] == steps:
+        assert torch.equal(res.history[-1], res.exponents)
+
+
 def test_continuous_time_exponents_are_per_tau():
     # The same flow with dt and dt/2 must give the same exponents per tau (up to O(dt) Euler
     # error): a direct check that time_step scales the estimate. Linear flow dh/dt = (-1 + a) h
