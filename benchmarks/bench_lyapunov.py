@@ -7,6 +7,12 @@
    per step, both timed here. Goal: estimator >= 90 % of the floor's speed.
 2. Many small networks (the flossing case: 16 networks, N = 80, k = 75, 55 steps): the 16 as one
    batch against the same 16 run one after another. Goal: batched throughput >= 2x.
+3. A saturated full spectrum (N = k = 200, g = 3, one network: Cholesky QR breaks down at about
+   half of its steps): ``reorth="auto"`` (Cholesky QR until the first breakdown, Householder QR
+   after it) against an explicit ``"cholqr"`` (a Cholesky run, then a replay that redoes each
+   broken step with Householder QR: what ``"auto"`` did before) and against ``"qr"`` throughout.
+   Goal: ``"auto"`` within ``1 + SWITCH_CHECK_EVERY / steps`` of ``"qr"`` (it runs at most one
+   look's interval of Cholesky steps again; 1.12 for 1050 steps).
 
 Times are medians over repeats; everything runs in float64 on the default torch device threads.
 """
@@ -20,7 +26,7 @@ import time
 import torch
 
 from floss_utils.lyapunov.maps import TanhRNN, gaussian_coupling
-from floss_utils.lyapunov.estimator import lyapunov_spectrum, random_orthonormal
+from floss_utils.lyapunov.estimator import SWITCH_CHECK_EVERY, lyapunov_spectrum, random_orthonormal
 
 
 def median_time(fn, repeats: int) -> float:
@@ -79,6 +85,20 @@ def small_networks(repeats: int, b: int = 16, n: int = 80, k: int = 75, steps: i
     return t_b, t_s_auto, t_s_qr, agree
 
 
+def saturated_full_spectrum(repeats: int, n: int = 200, steps: int = 1000) -> dict[str, tuple[float, object]]:
+    gen = torch.Generator().manual_seed(2)
+    J = gaussian_coupling(1, n, 3.0, generator=gen)
+    h0 = torch.randn(1, n, dtype=torch.float64, generator=gen)
+    Q0 = random_orthonormal(1, n, n, generator=gen)
+    net = TanhRNN(J)
+    out = {}
+    for reorth in ("auto", "cholqr", "qr"):
+        run = lambda: lyapunov_spectrum(net, h0, steps=steps, transient=50, q0=Q0, reorth=reorth)  # noqa: E731
+        res = run()
+        out[reorth] = (median_time(run, repeats) / (steps + 50), res)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -97,6 +117,20 @@ def main() -> None:
     print(f"  one after another (auto)         {t_s_auto * 1e3:8.2f} ms   batched speed-up {t_s_auto / t_b:5.2f}x  (goal >= 2)")
     print(f"  one after another (LAPACK qr)    {t_s_qr * 1e3:8.2f} ms   batched speed-up {t_s_qr / t_b:5.2f}x")
     print(f"  max |difference| of exponents, batched cholqr vs sequential LAPACK: {agree:.1e}")
+
+    sat = saturated_full_spectrum(max(3, args.repeats // 2))
+    t_qr = sat["qr"][0]
+    bound = 1 + SWITCH_CHECK_EVERY / 1050
+    print("\n[3] one saturated network, N = k = 200, g = 3, 1050 steps (time per step)")
+    for reorth, (t, res) in sat.items():
+        how = {"auto": f"switched to Householder QR at step {res.switched_at}",
+               "cholqr": f"{res.fallback_steps} steps redone with Householder QR in a replay",
+               "qr": "Householder QR throughout"}[reorth]
+        goal = f"  (goal <= {bound:.2f})" if reorth == "auto" else ""
+        print(f"  {reorth:6s} {t * 1e6:8.0f} us   time vs qr {t / t_qr:5.2f}{goal}   {how}")
+    diff = (sat["auto"][1].exponents - sat["qr"][1].exponents).abs()
+    print(f"  max |difference| of exponents, auto vs qr: {diff.max().item():.1e} "
+          f"(top half of the spectrum: {diff[:, : diff.shape[1] // 2].max().item():.1e})")
 
 
 if __name__ == "__main__":

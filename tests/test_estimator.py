@@ -294,19 +294,69 @@ def test_cholesky_breakdown_on_cpu_redoes_the_step_with_householder():
     _check_squashing_result(res, scales)
 
 
-def test_cholesky_breakdown_without_per_step_checks_recomputes_or_refuses():
-    # The accelerator path (no host sync in the loop): "auto" recomputes with LAPACK and warns;
-    # an explicit "cholqr" refuses.
+def test_cholesky_breakdown_without_per_step_checks_switches_or_refuses():
+    # The accelerator path (no host sync in the loop): "auto" switches to Householder QR from its
+    # last look at the breakdown record (here the start: 40 steps < one look's interval); an
+    # explicit "cholqr" refuses.
     W, scales = _squashing_map()
     h0 = torch.zeros(1, 4, dtype=F64)
-    with pytest.warns(RuntimeWarning, match="Householder"):
-        res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="auto", generator=gen(40),
-                                per_step_checks=False)
-    assert res.reorth == "qr"
+    res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="auto", generator=gen(40), per_step_checks=False)
+    assert res.reorth == "qr" and res.switched_at == 0
     _check_squashing_result(res, scales)
     with pytest.raises(FloatingPointError, match="reorth='qr'"):
         lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="cholqr", generator=gen(40),
                           per_step_checks=False)
+
+
+class _SquashesLater(LinearMap):
+    """A linear map that is the identity until step ``start`` and the squashing map after it."""
+
+    def __init__(self, W, start):
+        super().__init__(W)
+        self.start = start
+
+    def step(self, h, u):
+        return h if u is None else h + u
+
+    def tangent(self, h, u, h_next, Q):  # the step index travels in the drive's first entry
+        return torch.matmul(self.W, Q) if bool(u[0, 0] >= self.start) else Q
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_auto_switches_to_householder_at_the_look_before_a_breakdown(record):
+    # Identity for 300 steps (no breakdown), then W squashes one direction by 1e-12 per step.
+    # Ground truth: the exponents sum to ln|det W| = sum(log s) times the share of the averaged
+    # steps that apply W, which Householder QR resolves to 1e-4 (see _check_squashing_result);
+    # a Cholesky factor kept through the breakdown would be off by ~10; "auto" must look at its
+    # record at 256 (the last look before 300), rewind there and give Householder's numbers.
+    from floss_utils.lyapunov.estimator import SWITCH_CHECK_EVERY
+
+    W, scales = _squashing_map()
+    total = 500
+    drive = torch.zeros(total, 1, 4, dtype=F64)
+    drive[:, 0, 0] = torch.arange(total, dtype=F64)  # only the tangent reads it (the state is not used)
+    seen = []
+    kw = dict(steps=total - 10, transient=10, record=record)
+    auto = lyapunov_spectrum(_SquashesLater(W, 300), torch.zeros(1, 4, dtype=F64), drive, reorth="auto",
+                             generator=gen(41), on_step=lambda done, tot: seen.append(done), **kw)
+    lapack = lyapunov_spectrum(_SquashesLater(W, 300), torch.zeros(1, 4, dtype=F64), drive, reorth="qr",
+                               generator=gen(41), **kw)
+    assert auto.switched_at == (300 // SWITCH_CHECK_EVERY) * SWITCH_CHECK_EVERY and auto.reorth == "qr"
+    assert auto.fallback_steps == 0
+    expected = torch.log(scales).sum().item() * (total - 300) / (total - 10)
+    assert abs(auto.exponents.sum().item() - expected) < 1e-4
+    assert torch.allclose(auto.exponents, lapack.exponents, rtol=0, atol=1e-9)
+    assert seen == list(range(1, total + 1))  # every step reported once, in order, despite the rewind
+    if record:
+        assert torch.equal(auto.times, lapack.times) and auto.history.shape == lapack.history.shape
+        assert torch.allclose(auto.history, lapack.history, rtol=0, atol=1e-9)
+
+
+def test_auto_without_breakdown_stays_cholesky():
+    J = gaussian_coupling(2, 20, 1.5, generator=gen(42))
+    res = lyapunov_spectrum(TanhRNN(J), torch.randn(2, 20, dtype=F64, generator=gen(43)), steps=300, k=5,
+                            generator=gen(44))
+    assert res.reorth == "cholqr" and res.switched_at is None
 
 
 def test_running_breakdown_record_survives_a_later_nan():
@@ -326,8 +376,8 @@ def test_running_breakdown_record_survives_a_later_nan():
 
 def test_breakdown_then_nan_is_reported_at_the_nan_step():
     # Cholesky breaks down at every step (the squashing map), then the drive poisons the state at
-    # t = 30 and the tangent with it. On either path (CPU replay with per-step checks, or the
-    # accelerator path that recomputes with Householder QR), the run must end in NonFiniteError
+    # t = 30 and the tangent with it. On either path (CPU replay with per-step checks, or "auto",
+    # which switches to Householder QR), the run must end in NonFiniteError
     # naming step 30, not in a result or a message about the breakdown.
     W, _ = _squashing_map()
 
@@ -340,7 +390,7 @@ def test_breakdown_then_nan_is_reported_at_the_nan_step():
     h0 = torch.zeros(1, 4, dtype=F64)
     with pytest.raises(NonFiniteError, match="t=30"):
         lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="cholqr", generator=gen(40))
-    with pytest.warns(RuntimeWarning, match="Householder"), pytest.raises(NonFiniteError, match="t=30"):
+    with pytest.raises(NonFiniteError, match="t=30"):
         lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="auto", generator=gen(40), per_step_checks=False)
 
 
@@ -528,6 +578,6 @@ def test_non_finite_state_is_named_on_the_accelerator_path_too():
     J = gaussian_coupling(2, 5, 1.0, generator=gen(62))
     drive = torch.zeros(20, 2, 5, dtype=F64)
     drive[7, 1, 0] = float("nan")
-    # (the NaN also fails that step's Cholesky factorization: "auto" first says it falls back)
-    with pytest.raises(NonFiniteError, match=r"b=1 .* t=7"), pytest.warns(RuntimeWarning, match="Householder"):
+    # (the NaN also fails that step's Cholesky factorization: "auto" switches to Householder QR first)
+    with pytest.raises(NonFiniteError, match=r"b=1 .* t=7"):
         lyapunov_spectrum(TanhRNN(J), torch.zeros(2, 5, dtype=F64), drive, steps=20, per_step_checks=False)

@@ -24,17 +24,21 @@ exact up to ``log vol(Q_T)``, which stays bounded because every pass re-orthonor
 ``O(u cond(A)^2)``. Cholesky breaks down when ``cond(A)`` approaches ``u^{-1/2}`` (about 1e8 in
 float64, a few thousand in float32: strongly saturated units, full spectra). A breakdown is always
 detected (failed factorization or a pivot lost to cancellation) and never returned silently.
-The loop never synchronizes with the host: the breakdown test is a running maximum decided at
-the end. On the CPU, where a per-step check costs little, a run that broke down is then replayed
-with a check at every step and only the broken steps are redone with Householder QR; on an
-accelerator the ``"auto"`` method recomputes the whole spectrum with Householder QR (with a
-warning), while an explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
+``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32. In float64 it looks at a running
+breakdown record every :data:`SWITCH_CHECK_EVERY` steps (one host synchronization each) and, at the
+first breakdown, rewinds to its previous look and runs the rest of the spectrum with Householder QR
+(``LyapunovResult.switched_at`` says from which step): a strongly saturated full spectrum, whose
+Cholesky QR breaks down at a large share of its steps, then costs one Householder run, not a
+Cholesky run, a replay and Householder steps (measured: N = k = 400 at g = 3, 2.5x). An explicit
+``"cholqr"`` never switches; its loop never synchronizes with the host: the breakdown test is a
+running maximum decided at the end. On the CPU, where a per-step check costs little, a run that
+broke down is then replayed with a check at every step and only the broken steps are redone with
+Householder QR; on an accelerator (``per_step_checks=False``) it raises.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, Union
 
@@ -55,6 +59,10 @@ __all__ = [
 ]
 
 Reorth = Literal["auto", "qr", "cholqr", "cholqr2"]
+
+#: steps between two looks (host synchronizations) at the breakdown record of ``reorth="auto"``; a
+#: breakdown costs at most that many steps of Cholesky QR run again with Householder QR
+SWITCH_CHECK_EVERY = 128
 Drive = Union[None, Tensor, Callable[[int], Optional[Tensor]]]
 
 
@@ -75,6 +83,8 @@ class LyapunovResult:
         history: (R, B, k) running estimate at each recorded point (if ``record``).
         reorth: the re-orthonormalization method actually used.
         fallback_steps: steps at which a Cholesky QR breakdown was redone with Householder QR.
+        switched_at: the step from which ``reorth="auto"`` ran Householder QR after a Cholesky
+            breakdown (``None``: Cholesky QR throughout, or another method).
     """
 
     exponents: Tensor
@@ -84,6 +94,7 @@ class LyapunovResult:
     history: Optional[Tensor] = None
     reorth: str = "qr"
     fallback_steps: int = 0
+    switched_at: Optional[int] = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,10 +297,11 @@ def lyapunov_spectrum(
         record: keep the running estimate at QR points after the transient.
         record_every: keep every ``record_every``-th QR point.
         generator: torch random generator for ``q0``.
-        per_step_checks: after a Cholesky breakdown, replay the run with a check (a host sync)
-            at every step and redo only the broken steps with Householder QR (default: True on
-            CPU, False on accelerators, where the whole run is redone with Householder QR; see
-            the module docstring). The loop itself never synchronizes. A replay reruns the map
+        per_step_checks: for ``reorth="cholqr"``: after a breakdown, replay the run with a check
+            (a host sync) at every step and redo only the broken steps with Householder QR
+            (default: True on CPU; False on accelerators, where a breakdown raises; ``"auto"``
+            switches to Householder QR instead, see the module docstring). The loop itself never
+            synchronizes. A replay reruns the map
             and the drive, which must therefore be deterministic (a map that draws fresh random
             matrices from a generator that has moved on would differ on the replay).
         on_step: called as ``on_step(done, total)`` after each step (``total = transient + steps``),
@@ -334,29 +346,24 @@ def lyapunov_spectrum(
     if per_step_checks is None:
         per_step_checks = h0.device.type == "cpu"
 
-    def run(method: str, step_checks: bool):
+    def run(method: str, step_checks: bool, switch_every: Optional[int] = None):
         result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
-                      step_checks, on_step=on_step)
+                      step_checks, on_step=on_step, switch_every=switch_every)
         if result is NotImplemented:  # something went non-finite: replay step by step to name it
             result = _run(system, h0, q0, get_u, total, transient, ons, method, record,
-                          record_every, step_checks, locate=True, on_step=on_step)
+                          record_every, step_checks, locate=True, on_step=on_step, switch_every=switch_every)
         return result
 
+    if reorth == "auto" and method == "cholqr":  # Cholesky QR until a breakdown, Householder QR after it
+        return run(method, False, switch_every=SWITCH_CHECK_EVERY)
     result = run(method, False)  # no host synchronization inside the loop
     if result is None and per_step_checks:  # replay, redoing each broken step with Householder QR
         result = run(method, True)
     if result is None:  # Cholesky breakdown somewhere
-        if reorth != "auto":
-            raise FloatingPointError(
-                f"Cholesky QR broke down (a tangent basis with condition number beyond "
-                f"u^-1/2 for {h0.dtype}); use reorth='qr'"
-            )
-        warnings.warn(
-            "Cholesky QR broke down on an ill-conditioned tangent basis; recomputing the "
-            "spectrum with Householder QR", RuntimeWarning, stacklevel=2,
+        raise FloatingPointError(
+            f"Cholesky QR broke down (a tangent basis with condition number beyond "
+            f"u^-1/2 for {h0.dtype}); use reorth='qr' or 'auto'"
         )
-        result = run("qr", False)
-        assert isinstance(result, LyapunovResult)
     return result
 
 
@@ -365,6 +372,20 @@ def _n_records(total: int, transient: int, ons: int, record_every: int) -> int:
     ``ons``-th step and the last one), every ``record_every``-th of them."""
     n_qr = (total // ons - transient // ons) + (total % ons != 0)
     return n_qr // record_every
+
+
+def _checkpoint(t: int, h: Tensor, Q: Tensor, acc: Tensor, h_sum: Tensor, transient_sum: Tensor,
+                first_bad: Tensor, n_qr_after: int, last_qr: int, times: list[int], fallback_steps: int) -> tuple:
+    """The loop's state before step ``t``, to rewind to (the running sums updated in place are copied)."""
+    return (t, h, Q, acc, h_sum.clone(), transient_sum.clone(), first_bad, n_qr_after, last_qr, len(times),
+            fallback_steps)
+
+
+def _breakdown_seen(worst_margin: Optional[Tensor], worst_info: Optional[Tensor]) -> bool:
+    """Whether the running breakdown record holds a breakdown (a host synchronization)."""
+    if worst_info is None:
+        return False
+    return bool((worst_info if worst_margin is None else _broke_down(worst_margin, worst_info)).any())
 
 
 def _run(
@@ -381,9 +402,10 @@ def _run(
     step_checks: bool,
     locate: bool = False,
     on_step: Optional[Callable[[int, int], None]] = None,
+    switch_every: Optional[int] = None,
 ):
-    """The QR loop. Returns the result; ``None`` after a Cholesky breakdown that was not redone
-    step by step; ``NotImplemented`` when a state or ``log R_ii`` went non-finite (cheaply
+    """The QR loop. Returns the result; ``None`` after a Cholesky breakdown that was neither redone
+    step by step nor switched from (``switch_every``: see the module docstring); ``NotImplemented`` when a state or ``log R_ii`` went non-finite (cheaply
     detected through running sums), in which case the caller replays the run with
     ``locate=True``, which tracks the first bad step per system and raises
     :class:`NonFiniteError` naming it.
@@ -411,42 +433,67 @@ def _run(
     last_qr = 0
     fallback_steps = 0
     fused = getattr(system, "step_and_tangent", None)
-    for t in range(total):
-        u = get_u(t)
-        if fused is not None:  # a map that computes the step and D_t Q in one pass
-            h, Q = fused(h, u, Q)
+    switched_at: Optional[int] = None
+    reported = 0
+    start = 0
+    while True:
+        # switch_every: check the breakdown record every that many steps (one host sync each); on a
+        # breakdown, rewind to the last check and run the rest with Householder QR
+        watch = switch_every is not None and method == "cholqr"
+        ckpt = _checkpoint(start, h, Q, acc, h_sum, transient_sum, first_bad, n_qr_after, last_qr, times,
+                           fallback_steps) if watch else None
+        rewind = False
+        for t in range(start, total):
+            if watch and t > start and t % switch_every == 0:  # the state after step t - 1
+                if _breakdown_seen(worst_margin, worst_info):
+                    rewind = True
+                    break
+                ckpt = _checkpoint(t, h, Q, acc, h_sum, transient_sum, first_bad, n_qr_after, last_qr, times,
+                                   fallback_steps)
+            u = get_u(t)
+            if fused is not None:  # a map that computes the step and D_t Q in one pass
+                h, Q = fused(h, u, Q)
+            else:
+                h_next = system.step(h, u)
+                Q = system.tangent(h, u, h_next, Q)
+                h = h_next
+            if on_step is not None and t + 1 > reported:  # a rewound chunk is not reported twice
+                on_step(t + 1, total)
+                reported = t + 1
+            if (t + 1) % ons and t != transient - 1 and t != total - 1:
+                continue
+            A = Q
+            Q, logr, margin, info = _orthonormalize_step(A, method)
+            if info is not None:
+                if step_checks:  # redo this one step with Householder QR
+                    bad_qr = (info != 0) if margin is None else _broke_down(margin, info)
+                    if bool(bad_qr.any()):
+                        Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
+                        fallback_steps += 1
+                else:  # no host synchronization in the loop; decide at the end
+                    worst_margin, worst_info = _record_breakdown(worst_margin, worst_info, margin, info)
+            if locate:  # remember the first step where anything went non-finite (no host sync)
+                ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
+                first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
+            else:
+                h_sum += h.detach()
+                if t < transient:
+                    transient_sum += logr.detach()
+            if t >= transient:
+                acc = acc + logr
+                n_qr_after += 1
+                if record and n_qr_after % record_every == 0:
+                    history[len(times)] = acc / ((t + 1 - transient) * system.time_step)
+                    times.append(t + 1 - transient)
+            last_qr = t
         else:
-            h_next = system.step(h, u)
-            Q = system.tangent(h, u, h_next, Q)
-            h = h_next
-        if on_step is not None:
-            on_step(t + 1, total)
-        if (t + 1) % ons and t != transient - 1 and t != total - 1:
-            continue
-        A = Q
-        Q, logr, margin, info = _orthonormalize_step(A, method)
-        if info is not None:
-            if step_checks:  # redo this one step with Householder QR
-                bad_qr = (info != 0) if margin is None else _broke_down(margin, info)
-                if bool(bad_qr.any()):
-                    Q, logr, _ = orthonormalize(A, "qr")  # the Cholesky result leaves the graph
-                    fallback_steps += 1
-            else:  # no host synchronization in the loop; decide at the end
-                worst_margin, worst_info = _record_breakdown(worst_margin, worst_info, margin, info)
-        if locate:  # remember the first step where anything went non-finite (no host sync)
-            ok = torch.isfinite(logr).all(dim=-1) & torch.isfinite(h).all(dim=-1)
-            first_bad = torch.where(ok | (first_bad >= 0), first_bad, t)
-        else:
-            h_sum += h.detach()
-            if t < transient:
-                transient_sum += logr.detach()
-        if t >= transient:
-            acc = acc + logr
-            n_qr_after += 1
-            if record and n_qr_after % record_every == 0:
-                history[len(times)] = acc / ((t + 1 - transient) * system.time_step)
-                times.append(t + 1 - transient)
-        last_qr = t
+            rewind = watch and _breakdown_seen(worst_margin, worst_info)
+        if not rewind:
+            break
+        (start, h, Q, acc, h_sum, transient_sum, first_bad, n_qr_after, last_qr, n_times, fallback_steps) = ckpt
+        del times[n_times:]
+        method, switched_at = "qr", start
+        worst_margin = worst_info = None
     assert last_qr == total - 1
 
     if worst_info is not None:
@@ -473,6 +520,7 @@ def _run(
         history=history[:len(times)] if record and times else None,
         reorth=method,
         fallback_steps=fallback_steps,
+        switched_at=switched_at,
     )
 
 
