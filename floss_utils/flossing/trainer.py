@@ -355,10 +355,10 @@ def train(members: Sequence[Member], config: TrainConfig = TrainConfig(),
             flossed = alive.cpu().clone()
             if epoch == 1 and twins:
                 flossed[[d for _, dups in twins for d in dups]] = False
-            pre = dict(unit="flossing steps before training", partial=True,
-                       detail=f"{int((torch.tensor([n > 0 for n in n_floss]) & flossed).sum())} of {M} members flossed; "
-                              f"the {cfg.epochs} training epochs are not counted")
             if epoch == 1:  # the pre-flossing, a loop of its own for progress (the training is not in it: partial)
+                pre = dict(unit="flossing steps before training", partial=True,
+                           detail=f"{int((torch.tensor([n > 0 for n in n_floss]) & flossed).sum())} of {M} members "
+                                  f"flossed; the {cfg.epochs} training epochs are not counted")
                 report_progress("pre-flossing", 0, max(n_floss), **pre)
             for j in range(max(n_floss)):
                 act = torch.tensor([n > j for n in n_floss]) & flossed
