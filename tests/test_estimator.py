@@ -352,6 +352,38 @@ def test_auto_switches_to_householder_at_the_look_before_a_breakdown(record):
         assert torch.allclose(auto.history, lapack.history, rtol=0, atol=1e-9)
 
 
+def test_gradients_through_the_history_survive_a_switch():
+    # A rotation (scaled by 1.1) until step 300, then [[1, 1], [0, 1e-9]], which breaks Cholesky
+    # QR down: "auto" discards steps 256..299 of Cholesky QR (whose factors are broken after 300)
+    # and redoes them with Householder QR. Gradients through the recorded estimates, the first one
+    # included, must be finite and equal Householder's (the discarded steps must not stay in the graph).
+    class Later(LinearMap):
+        def __init__(self, W, W2, start):
+            super().__init__(W)
+            self.W2, self.start = W2, start
+
+        def step(self, h, u):
+            return h
+
+        def tangent(self, h, u, h_next, Q):
+            return torch.matmul(self.W if bool(u[0, 0] >= self.start) else self.W2, Q)
+
+    total = 500
+    drive = torch.zeros(total, 1, 2, dtype=F64)
+    drive[:, 0, 0] = torch.arange(total, dtype=F64)
+    grads = {}
+    for reorth in ("auto", "qr"):
+        W = torch.tensor([[[1.0, 1.0], [0.0, 1e-9]]], dtype=F64, requires_grad=True)
+        W2 = torch.tensor([[[0.0, -1.1], [1.1, 0.0]]], dtype=F64, requires_grad=True)
+        res = lyapunov_spectrum(Later(W, W2, 300), torch.zeros(1, 2, dtype=F64), drive, steps=total - 10,
+                                transient=10, reorth=reorth, generator=gen(45), record=True)
+        (res.history[0].sum() + res.history.sum()).backward()
+        grads[reorth] = (W.grad, W2.grad, res.switched_at)
+    assert grads["auto"][2] == 256
+    for a, b in zip(grads["auto"][:2], grads["qr"][:2]):
+        assert torch.isfinite(a).all() and torch.allclose(a, b, rtol=1e-6, atol=1e-9 * b.abs().max().item())
+
+
 def test_auto_without_breakdown_stays_cholesky():
     J = gaussian_coupling(2, 20, 1.5, generator=gen(42))
     res = lyapunov_spectrum(TanhRNN(J), torch.randn(2, 20, dtype=F64, generator=gen(43)), steps=300, k=5,

@@ -49,7 +49,9 @@ flosses the module (``torch.func.functional_call`` substitutions are seen too).
 
 Batches of sequences are batches of trajectories: one spectrum per sequence (``(B, k)``), or
 their mean (``reduce="mean"``). Everything runs on the module's device in the module's dtype
-(or ``dtype=``), with no host synchronization inside the time loop on accelerators.
+(or ``dtype=``); on accelerators the time loop synchronizes with the host only where the
+estimator's ``reorth="auto"`` looks at its Cholesky breakdown record (every
+:data:`~floss_utils.lyapunov.estimator.SWITCH_CHECK_EVERY` steps, in float64).
 
 Refused with a ``TypeError``/``ValueError`` that names what and where: modules other than the
 six above (wrap your own cell as a function ``step(state, x)``), packed sequences,

@@ -300,8 +300,9 @@ def lyapunov_spectrum(
         per_step_checks: for ``reorth="cholqr"``: after a breakdown, replay the run with a check
             (a host sync) at every step and redo only the broken steps with Householder QR
             (default: True on CPU; False on accelerators, where a breakdown raises; ``"auto"``
-            switches to Householder QR instead, see the module docstring). The loop itself never
-            synchronizes. A replay reruns the map
+            switches to Householder QR instead, see the module docstring). The loop of an explicit
+            ``"cholqr"`` never synchronizes; ``"auto"`` in float64 looks every
+            :data:`SWITCH_CHECK_EVERY` steps. A replay reruns the map
             and the drive, which must therefore be deterministic (a map that draws fresh random
             matrices from a generator that has moved on would differ on the replay).
         on_step: called as ``on_step(done, total)`` after each step (``total = transient + steps``),
@@ -411,9 +412,11 @@ def _run(
     :class:`NonFiniteError` naming it.
 
     With ``step_checks`` a Cholesky breakdown is tested at every step (a host synchronization)
-    and that one step is redone with Householder QR; without, nothing in the loop synchronizes:
-    the breakdown test is a running maximum, decided at the end (the caller then replays with
-    ``step_checks`` on a CPU, or recomputes with Householder QR on an accelerator)."""
+    and that one step is redone with Householder QR; with ``switch_every``, the running breakdown
+    record is looked at every that many steps and the run goes on with Householder QR from the
+    last look before a breakdown; with neither, nothing in the loop synchronizes: the breakdown
+    test is a running maximum, decided at the end (the caller then replays with ``step_checks``
+    on a CPU, or raises on an accelerator)."""
     B, k = Q.shape[0], Q.shape[-1]
     acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
     # running sums that a NaN/inf anywhere makes non-finite for good: states at QR points, and
@@ -425,9 +428,12 @@ def _run(
     worst_info: Optional[Tensor] = None
     # the running estimates live in one buffer allocated up front: appending one small tensor per
     # step, interleaved with the step's large temporaries, fragments the heap of a long run
-    # (measured: +0.5 MB per step at N = k = 400 when a breakdown replay runs, GBs at paper scale)
-    history = (torch.empty(_n_records(total, transient, ons, record_every), B, k, dtype=Q.dtype, device=Q.device)
-               if record else None)
+    # (measured: +0.5 MB per step at N = k = 400 when a breakdown replay runs, GBs at paper scale).
+    # Estimates in autograd's graph are kept one tensor each instead (rows written in place would
+    # make the backward pass quadratic in the rows, and a row overwritten after a rewind would
+    # leave the discarded steps in the graph)
+    history: Optional[Tensor] = None
+    history_rows: list[Tensor] = []
     times: list[int] = []
     n_qr_after = 0
     last_qr = 0
@@ -483,7 +489,14 @@ def _run(
                 acc = acc + logr
                 n_qr_after += 1
                 if record and n_qr_after % record_every == 0:
-                    history[len(times)] = acc / ((t + 1 - transient) * system.time_step)
+                    estimate = acc / ((t + 1 - transient) * system.time_step)
+                    if estimate.requires_grad:
+                        history_rows.append(estimate)
+                    else:
+                        if history is None:
+                            history = torch.empty(_n_records(total, transient, ons, record_every), B, k,
+                                                  dtype=Q.dtype, device=Q.device)
+                        history[len(times)] = estimate
                     times.append(t + 1 - transient)
             last_qr = t
         else:
@@ -491,7 +504,7 @@ def _run(
         if not rewind:
             break
         (start, h, Q, acc, h_sum, transient_sum, first_bad, n_qr_after, last_qr, n_times, fallback_steps) = ckpt
-        del times[n_times:]
+        del times[n_times:], history_rows[n_times:]
         method, switched_at = "qr", start
         worst_margin = worst_info = None
     assert last_qr == total - 1
@@ -517,7 +530,7 @@ def _run(
         final_state=h,
         final_basis=Q,
         times=torch.tensor(times, dtype=Q.dtype, device=Q.device) * system.time_step if record else None,
-        history=history[:len(times)] if record and times else None,
+        history=(torch.stack(history_rows) if history_rows else history[:len(times)]) if record and times else None,
         reorth=method,
         fallback_steps=fallback_steps,
         switched_at=switched_at,
