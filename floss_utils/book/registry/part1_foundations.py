@@ -11,7 +11,8 @@ CHAPTERS: list[Chapter] = [
         {"smoke": 0.3, "book": 2.0, "paper": 60.0},
         sizes=Param("list[int]", "network sizes N for the mean-field comparison of lambda_max",
                     {"smoke": [30, 60], "book": [100, 400], "paper": [100, 400, 1000, 2000]}, bounds="[2, inf)"),
-        mf_seeds=Param("int", "coupling draws per size for the mean-field comparison of lambda_max (one exponent per network; at paper scale a draw of the largest networks costs tens of minutes on 2 CPU cores)",
+        mf_seeds=Param("int", "coupling draws per size for the mean-field comparison of lambda_max (one exponent per "
+                              "network; at paper scale a draw of the largest networks costs tens of minutes on 2 CPU cores)",
                        {"smoke": 2, "book": 3, "paper": 3}, bounds="[2, inf)"),
         gains=Param("list[float]", "coupling gains g swept for lambda_max, dimension and entropy",
                     {"smoke": [0.5, 1.5, 2.5, 4.0],
