@@ -128,3 +128,23 @@ def test_tanh_spectra_and_gaussian_products_report_their_steps(progress_file):
     got = json.loads(progress_file.read_text())
     assert (got["task"], got["done"], got["total"], got["detail"]) == ("gaussian_product_spectra", 9, 9,
                                                                       "2 products of N = 4")
+
+
+def test_chapter_12_training_loops_report_their_steps(progress_file):
+    # the Adam runs of chapter 12 (the self-teacher run and the diagonal networks on the task) say how
+    # far they are; the diagonal one is partial (the chapter trains several versions one after another)
+    from floss_utils.flossing.tasks import copy_task
+    from floss_utils.flossing.tanh_network import init_gf_networks
+    from floss_utils.synthesis import init_diagonal_population
+    from floss_utils.synthesis.diagonal_task import train_diagonal_on_task
+    from floss_utils.synthesis.self_teacher import adam_self_teacher_run
+
+    adam_self_teacher_run(init_gf_networks([0, 1], 6, 2), [0, 1], steps=7, lr=1e-3, seq_len=12, burn_in=2)
+    got = json.loads(progress_file.read_text())
+    assert (got["task"], got["done"], got["total"], got["unit"], got["partial"]) == (
+        "adam_self_teacher_run", 7, 7, "Adam steps", False)
+    train_diagonal_on_task(init_diagonal_population([0, 1], 3, r_min=0.5, r_max=0.9), [0, 1], copy_task(3),
+                           parametrization="exp", normalized=True, steps=5, lr=1e-2, seq_len=12, batch=4,
+                           lanczos_iters=2)
+    got = json.loads(progress_file.read_text())
+    assert (got["task"], got["done"], got["total"], got["partial"]) == ("train_diagonal_on_task", 5, 5, True)

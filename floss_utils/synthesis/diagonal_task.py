@@ -33,6 +33,7 @@ from ..curse_of_memory.scans import lower_toeplitz
 from ..curse_of_memory.students import lambda_from_params, params_from_lambda
 from ..flossing.tasks import HELD_OUT, TRAIN, Task, TaskBatch, accuracy, bce_loss, sample_batch
 from ..optim import BatchedAdam
+from ..progress import report_progress
 from .curvature import sharpness
 from .diagonal import PARAMETRIZATIONS, DiagonalPopulation
 
@@ -153,6 +154,10 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
     losses = []
     never_frozen = torch.ones(M, dtype=torch.bool, device=pop.nu.device)
     projected = torch.zeros(M, dtype=torch.long, device=pop.nu.device)
+    # progress: one call's steps; a caller may train several versions one after another, so the loop is
+    # reported as partial (an extrapolation from it is a lower bound)
+    where = dict(unit="Adam steps", partial=True, detail=f"{M} members, {parametrization}, normalized={normalized}")
+    report_progress("train_diagonal_on_task", 0, steps, **where)
     for step in range(steps):
         b = sample_batch(tasks, data, TRAIN, step, seq_len, batch, dtype=pop.nu.dtype, device=pop.nu.device)
         logits = _logits(p["mag"], p["ang"], torch.view_as_complex(p["B"]), torch.view_as_complex(p["C"]), p["c"],
@@ -167,6 +172,7 @@ def train_diagonal_on_task(pop: DiagonalPopulation, seeds: Sequence[int], task: 
                 projected += outside.any(-1)
                 p["mag"].clamp_(0.0, nu_max)
         losses.append(loss.detach())
+        report_progress("train_diagonal_on_task", step + 1, steps, **where)
     losses = torch.stack(losses)
     trained = {k: v.detach() for k, v in p.items()}
     trained["B"], trained["C"] = torch.view_as_complex(trained["B"]), torch.view_as_complex(trained["C"])

@@ -25,6 +25,7 @@ from torch import Tensor
 from ..common import seeded_generator
 from ..flossing.tanh_network import GFNetwork
 from ..optim import BatchedAdam
+from ..progress import report_progress
 from .curvature import flatten, unflatten
 
 __all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run", "AdamSelfTeacherRun",
@@ -216,6 +217,8 @@ def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, l
     J = (teacher.J + perturbation * Z / math.sqrt(N)).requires_grad_(True)
     opt = BatchedAdam([J], lr=lr)
     losses, norms = [], []
+    where = f"{M} networks of N = {N}, sequences of {seq_len}"
+    report_progress("adam_self_teacher_run", 0, steps, unit="Adam steps", detail=where)
     for step in range(steps):
         bits = task_bits(seeds, ADAM_BITS, step, seq_len, B).to(teacher.J)
         with torch.no_grad():
@@ -230,6 +233,7 @@ def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, l
         opt.step([g])
         losses.append(loss.detach())
         norms.append(g.reshape(M, -1).norm(dim=-1))
+        report_progress("adam_self_teacher_run", step + 1, steps, unit="Adam steps", detail=where)
     drift = (J.detach() - teacher.J).reshape(M, -1).norm(dim=1) / math.sqrt(N)
     return AdamSelfTeacherRun(m=opt.m[0].detach(), v=opt.v[0].detach(), steps=steps, lr=lr,
                               losses=torch.stack(losses), grad_norms=torch.stack(norms), drift=drift)
