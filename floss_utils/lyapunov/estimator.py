@@ -28,8 +28,10 @@ detected (failed factorization or a pivot lost to cancellation) and never return
 breakdown record every :data:`SWITCH_CHECK_EVERY` steps (one host synchronization each) and, at the
 first breakdown, rewinds to its previous look and runs the rest of the spectrum with Householder QR
 (``LyapunovResult.switched_at`` says from which step): a strongly saturated full spectrum, whose
-Cholesky QR breaks down at a large share of its steps, then costs one Householder run, not a
-Cholesky run, a replay and Householder steps (measured: N = k = 400 at g = 3, 2.5x). An explicit
+Cholesky QR breaks down at a large share of its steps, then costs one Householder run (plus at
+most one look's interval of Cholesky steps), not a Cholesky run, a replay and Householder steps
+(measured before the switch existed: N = k = 400 at g = 3, the replay path cost 2.5x a Householder
+run; ``benchmarks/bench_lyapunov.py`` case 3 compares the three). An explicit
 ``"cholqr"`` never switches; its loop never synchronizes with the host: the breakdown test is a
 running maximum decided at the end. On the CPU, where a per-step check costs little, a run that
 broke down is then replayed with a check at every step and only the broken steps are redone with
@@ -428,7 +430,8 @@ def _run(
     worst_info: Optional[Tensor] = None
     # the running estimates live in one buffer allocated up front: appending one small tensor per
     # step, interleaved with the step's large temporaries, fragments the heap of a long run
-    # (measured: +0.5 MB per step at N = k = 400 when a breakdown replay runs, GBs at paper scale).
+    # (measured: +0.5 MB per step at N = k = 400 while a breakdown replay ran; chapter 1's first cell at paper
+    # size, 11 000 steps, peaked at 2.5 GB with the list, 0.33 GB with the buffer).
     # Estimates in autograd's graph are kept one tensor each instead (rows written in place would
     # make the backward pass quadratic in the rows, and a row overwritten after a rewind would
     # leave the discarded steps in the graph)

@@ -79,7 +79,7 @@ CHAPTERS: list[Chapter] = [
         # gf_flossing_arrival_at_zero, made after the 500-step paper run of 2026-12-06 failed section 12.2's arrival
         # check: the median network 0.025 below 0 after 500 steps, 0.0055 after 1000, on the flossing's own
         # estimate; that run's other targets landed within 0.004). After 1000 steps the 1000-step evaluation that the
-        # check reads has the median at -0.021: near 0 the flossing's 55-step windows read higher than long
+        # check reads has the median at -0.021: flossed to 0, the flossing's 55-step windows read higher than long
         # trajectories, in 8 of 8 seeds by 0.014 on average (record gf_flossing_window_bias; section 12.2 says so)
         floss_steps=Param("int", "flossing steps (Adam updates) of the GF networks",
                           {"smoke": 30, "book": 150, "paper": 1000}, bounds="[1, inf)"),
