@@ -42,8 +42,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=1.32, peak_gib=0.43, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=38.43, peak_gib=11.5, status='timed out after 900 s',
-                    basis='at least: extrapolated from a run stopped after 15 min with 15 % done of its tanh_spectra loop alone, in steps (29 networks of N = 2000, k = 1); what follows it in its cell and the cells after it (68 % of the chapter at book scale) not counted, measured 2026-12-06, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1300'),
+        'paper': Cost(minutes=14.85, peak_gib=0.65, status='timed out after 840 s',
+                    basis='at least: extrapolated from a run stopped after 14 min with 84 % done of its tanh_spectra loop alone, in steps (29 networks of N = 1000, k = 1); what follows it in its cell and the cells after it (62 % of the chapter at book scale) not counted, measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '02_exponents_to_gradients': {
         'smoke': Cost(minutes=0.22, peak_gib=0.41, status='ok',
