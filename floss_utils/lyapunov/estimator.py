@@ -25,7 +25,7 @@ exact up to ``log vol(Q_T)``, which stays bounded because every pass re-orthonor
 float64, a few thousand in float32: strongly saturated units, full spectra). A breakdown is always
 detected (failed factorization or a pivot lost to cancellation) and never returned silently.
 ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32. In float64 it looks at a running
-breakdown record every :data:`SWITCH_CHECK_EVERY` steps (one host synchronization each) and, at the
+breakdown record every ``SWITCH_CHECK_EVERY`` (128) steps (one host synchronization each) and, at the
 first breakdown, rewinds to its previous look and runs the rest of the spectrum with Householder QR
 (``LyapunovResult.switched_at`` says from which step): a strongly saturated full spectrum, whose
 Cholesky QR breaks down at a large share of its steps, then costs one Householder run (plus at
@@ -304,7 +304,7 @@ def lyapunov_spectrum(
             (default: True on CPU; False on accelerators, where a breakdown raises; ``"auto"``
             switches to Householder QR instead, see the module docstring). The loop of an explicit
             ``"cholqr"`` never synchronizes; ``"auto"`` in float64 looks every
-            :data:`SWITCH_CHECK_EVERY` steps. A replay reruns the map
+            ``SWITCH_CHECK_EVERY`` (128) steps. A replay reruns the map
             and the drive, which must therefore be deterministic (a map that draws fresh random
             matrices from a generator that has moved on would differ on the replay).
         on_step: called as ``on_step(done, total)`` after each step (``total = transient + steps``),
