@@ -294,13 +294,18 @@ def test_cholesky_breakdown_on_cpu_redoes_the_step_with_householder():
     _check_squashing_result(res, scales)
 
 
-def test_cholesky_breakdown_without_per_step_checks_switches_or_refuses():
-    # The accelerator path (no host sync in the loop): "auto" switches to Householder QR from its
-    # last look at the breakdown record (here the start: 40 steps < one look's interval); an
-    # explicit "cholqr" refuses.
+def test_cholesky_breakdown_without_per_step_checks_recomputes_or_refuses():
+    # The accelerator path (no host sync in the loop): "auto" recomputes with LAPACK and warns;
+    # an explicit "cholqr" refuses; "switch" switches to Householder QR from its last look at the
+    # breakdown record (here the start: 40 steps < one look's interval).
     W, scales = _squashing_map()
     h0 = torch.zeros(1, 4, dtype=F64)
-    res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="auto", generator=gen(40), per_step_checks=False)
+    with pytest.warns(RuntimeWarning, match="Householder"):
+        res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="auto", generator=gen(40),
+                                per_step_checks=False)
+    assert res.reorth == "qr"
+    _check_squashing_result(res, scales)
+    res = lyapunov_spectrum(LinearMap(W), h0, steps=40, reorth="switch", generator=gen(40))
     assert res.reorth == "qr" and res.switched_at == 0
     _check_squashing_result(res, scales)
     with pytest.raises(FloatingPointError, match="reorth='qr'"):
@@ -323,11 +328,11 @@ class _SquashesLater(LinearMap):
 
 
 @pytest.mark.parametrize("record", [False, True])
-def test_auto_switches_to_householder_at_the_look_before_a_breakdown(record):
+def test_switch_goes_to_householder_at_the_look_before_a_breakdown(record):
     # Identity for 300 steps (no breakdown), then W squashes one direction by 1e-12 per step.
     # Ground truth: the exponents sum to ln|det W| = sum(log s) times the share of the averaged
     # steps that apply W, which Householder QR resolves to 1e-4 (see _check_squashing_result);
-    # a Cholesky factor kept through the breakdown would be off by ~10; "auto" must look at its
+    # a Cholesky factor kept through the breakdown would be off by ~10; "switch" must look at its
     # record at 256 (the last look before 300), rewind there and give Householder's numbers.
     from floss_utils.lyapunov.estimator import SWITCH_CHECK_EVERY
 
@@ -337,7 +342,7 @@ def test_auto_switches_to_householder_at_the_look_before_a_breakdown(record):
     drive[:, 0, 0] = torch.arange(total, dtype=F64)  # only the tangent reads it (the state is not used)
     seen = []
     kw = dict(steps=total - 10, transient=10, record=record)
-    auto = lyapunov_spectrum(_SquashesLater(W, 300), torch.zeros(1, 4, dtype=F64), drive, reorth="auto",
+    auto = lyapunov_spectrum(_SquashesLater(W, 300), torch.zeros(1, 4, dtype=F64), drive, reorth="switch",
                              generator=gen(41), on_step=lambda done, tot: seen.append(done), **kw)
     lapack = lyapunov_spectrum(_SquashesLater(W, 300), torch.zeros(1, 4, dtype=F64), drive, reorth="qr",
                                generator=gen(41), **kw)
@@ -354,7 +359,7 @@ def test_auto_switches_to_householder_at_the_look_before_a_breakdown(record):
 
 def test_gradients_through_the_history_survive_a_switch():
     # A rotation (scaled by 1.1) until step 300, then [[1, 1], [0, 1e-9]], which breaks Cholesky
-    # QR down: "auto" discards steps 256..299 of Cholesky QR (whose factors are broken after 300)
+    # QR down: "switch" discards steps 256..299 of Cholesky QR (whose factors are broken after 300)
     # and redoes them with Householder QR. Gradients through the recorded estimates, the first one
     # included, must be finite and equal Householder's (the discarded steps must not stay in the graph).
     class Later(LinearMap):
@@ -372,23 +377,24 @@ def test_gradients_through_the_history_survive_a_switch():
     drive = torch.zeros(total, 1, 2, dtype=F64)
     drive[:, 0, 0] = torch.arange(total, dtype=F64)
     grads = {}
-    for reorth in ("auto", "qr"):
+    for reorth in ("switch", "qr"):
         W = torch.tensor([[[1.0, 1.0], [0.0, 1e-9]]], dtype=F64, requires_grad=True)
         W2 = torch.tensor([[[0.0, -1.1], [1.1, 0.0]]], dtype=F64, requires_grad=True)
         res = lyapunov_spectrum(Later(W, W2, 300), torch.zeros(1, 2, dtype=F64), drive, steps=total - 10,
                                 transient=10, reorth=reorth, generator=gen(45), record=True)
         (res.history[0].sum() + res.history.sum()).backward()
         grads[reorth] = (W.grad, W2.grad, res.switched_at)
-    assert grads["auto"][2] == 256
-    for a, b in zip(grads["auto"][:2], grads["qr"][:2]):
+    assert grads["switch"][2] == 256
+    for a, b in zip(grads["switch"][:2], grads["qr"][:2]):
         assert torch.isfinite(a).all() and torch.allclose(a, b, rtol=1e-6, atol=1e-9 * b.abs().max().item())
 
 
-def test_auto_without_breakdown_stays_cholesky():
+def test_switch_without_breakdown_stays_cholesky_and_equals_auto():
     J = gaussian_coupling(2, 20, 1.5, generator=gen(42))
-    res = lyapunov_spectrum(TanhRNN(J), torch.randn(2, 20, dtype=F64, generator=gen(43)), steps=300, k=5,
-                            generator=gen(44))
-    assert res.reorth == "cholqr" and res.switched_at is None
+    h0 = torch.randn(2, 20, dtype=F64, generator=gen(43))
+    res = lyapunov_spectrum(TanhRNN(J), h0, steps=300, k=5, generator=gen(44), reorth="switch")
+    auto = lyapunov_spectrum(TanhRNN(J), h0, steps=300, k=5, generator=gen(44))
+    assert res.reorth == "cholqr" and res.switched_at is None and torch.equal(res.exponents, auto.exponents)
 
 
 def test_running_breakdown_record_survives_a_later_nan():
@@ -408,8 +414,8 @@ def test_running_breakdown_record_survives_a_later_nan():
 
 def test_breakdown_then_nan_is_reported_at_the_nan_step():
     # Cholesky breaks down at every step (the squashing map), then the drive poisons the state at
-    # t = 30 and the tangent with it. On either path (CPU replay with per-step checks, or "auto",
-    # which switches to Householder QR), the run must end in NonFiniteError
+    # t = 30 and the tangent with it. On every path (CPU replay with per-step checks, the
+    # accelerator path that recomputes with Householder QR, "switch"), the run must end in NonFiniteError
     # naming step 30, not in a result or a message about the breakdown.
     W, _ = _squashing_map()
 
@@ -422,8 +428,10 @@ def test_breakdown_then_nan_is_reported_at_the_nan_step():
     h0 = torch.zeros(1, 4, dtype=F64)
     with pytest.raises(NonFiniteError, match="t=30"):
         lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="cholqr", generator=gen(40))
-    with pytest.raises(NonFiniteError, match="t=30"):
+    with pytest.warns(RuntimeWarning, match="Householder"), pytest.raises(NonFiniteError, match="t=30"):
         lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="auto", generator=gen(40), per_step_checks=False)
+    with pytest.raises(NonFiniteError, match="t=30"):
+        lyapunov_spectrum(Poisoned(W), h0, drive, steps=40, reorth="switch", generator=gen(40))
 
 
 # ---------------------------------------------------------------- equivalences
@@ -610,6 +618,6 @@ def test_non_finite_state_is_named_on_the_accelerator_path_too():
     J = gaussian_coupling(2, 5, 1.0, generator=gen(62))
     drive = torch.zeros(20, 2, 5, dtype=F64)
     drive[7, 1, 0] = float("nan")
-    # (the NaN also fails that step's Cholesky factorization: "auto" switches to Householder QR first)
-    with pytest.raises(NonFiniteError, match=r"b=1 .* t=7"):
+    # (the NaN also fails that step's Cholesky factorization: "auto" first says it falls back)
+    with pytest.raises(NonFiniteError, match=r"b=1 .* t=7"), pytest.warns(RuntimeWarning, match="Householder"):
         lyapunov_spectrum(TanhRNN(J), torch.zeros(2, 5, dtype=F64), drive, steps=20, per_step_checks=False)

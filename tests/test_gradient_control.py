@@ -85,11 +85,14 @@ def test_flossed_ensemble_keeps_unflossed_copies_and_does_not_depend_on_the_batc
             assert moved == 0.0
         else:
             assert moved > 0.0
-    # one member flossed alone ends where it ends in the batch (per-member streams and optimizer states)
+    # one member flossed alone ends where it ends in the batch (per-member streams and optimizer states). A leak
+    # between members would move it by O(1); batched and single BLAS calls may round differently (on an AMD EPYC
+    # 5e-12 absolute, 6e-9 relative after 20 flossing steps at g = 3, where the dynamics amplify round-off; the
+    # Intel machine agreed to 1e-12), so the test allows round-off amplified by 1e6, far below any leak
     alone, _ = flossed_ensemble([3.0], [2], [6], **SMALL)
     i = members.index((3.0, 2, 6))
     for n in PARAM_NAMES:
-        torch.testing.assert_close(getattr(alone, n)[0], getattr(net, n)[i], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(getattr(alone, n)[0], getattr(net, n)[i], rtol=1e-7, atol=1e-10)
     with pytest.raises(ValueError, match="k_flossed"):
         flossed_ensemble([1.0], [5], [0], **SMALL)
 

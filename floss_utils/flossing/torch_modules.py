@@ -49,9 +49,7 @@ flosses the module (``torch.func.functional_call`` substitutions are seen too).
 
 Batches of sequences are batches of trajectories: one spectrum per sequence (``(B, k)``), or
 their mean (``reduce="mean"``). Everything runs on the module's device in the module's dtype
-(or ``dtype=``); on accelerators the time loop synchronizes with the host only where the
-estimator's ``reorth="auto"`` looks at its Cholesky breakdown record (every
-``floss_utils.lyapunov.estimator.SWITCH_CHECK_EVERY`` (128) steps, in float64).
+(or ``dtype=``), with no host synchronization inside the time loop on accelerators.
 
 Refused with a ``TypeError``/``ValueError`` that names what and where: modules other than the
 six above (wrap your own cell as a function ``step(state, x)``), packed sequences,

@@ -24,23 +24,28 @@ exact up to ``log vol(Q_T)``, which stays bounded because every pass re-orthonor
 ``O(u cond(A)^2)``. Cholesky breaks down when ``cond(A)`` approaches ``u^{-1/2}`` (about 1e8 in
 float64, a few thousand in float32: strongly saturated units, full spectra). A breakdown is always
 detected (failed factorization or a pivot lost to cancellation) and never returned silently.
-``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32. In float64 it looks at a running
-breakdown record every ``SWITCH_CHECK_EVERY`` (128) steps (one host synchronization each) and, at the
-first breakdown, rewinds to its previous look and runs the rest of the spectrum with Householder QR
-(``LyapunovResult.switched_at`` says from which step): a strongly saturated full spectrum, whose
-Cholesky QR breaks down at a large share of its steps, then costs one Householder run (plus at
-most one look's interval of Cholesky steps), not a Cholesky run, a replay and Householder steps
-(measured before the switch existed: N = k = 400 at g = 3, the replay path cost 2.5x a Householder
-run; ``benchmarks/bench_lyapunov.py`` case 3 compares the three). An explicit
-``"cholqr"`` never switches; its loop never synchronizes with the host: the breakdown test is a
-running maximum decided at the end. On the CPU, where a per-step check costs little, a run that
-broke down is then replayed with a check at every step and only the broken steps are redone with
-Householder QR; on an accelerator (``per_step_checks=False``) it raises.
+The loop never synchronizes with the host: the breakdown test is a running maximum decided at
+the end. On the CPU, where a per-step check costs little, a run that broke down is then replayed
+with a check at every step and only the broken steps are redone with Householder QR; on an
+accelerator the ``"auto"`` method recomputes the whole spectrum with Householder QR (with a
+warning), while an explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
+
+``reorth="switch"`` (opt-in) looks at the running breakdown record every ``SWITCH_CHECK_EVERY``
+(128) steps (one host synchronization each) and, at the first breakdown, rewinds to its previous
+look and runs the rest with Householder QR (``LyapunovResult.switched_at`` says from which step):
+a strongly saturated full spectrum, whose Cholesky QR breaks down at a large share of its steps,
+then costs one Householder run plus at most one look's interval of Cholesky steps, where
+``"auto"``'s replay path costs a Cholesky run, a replay and Householder steps (measured: N = k =
+400 at g = 3, 2.5x a Householder run; ``benchmarks/bench_lyapunov.py`` case 3 compares them). It
+is not the default: a breakdown in one member switches the whole batch, so a member's round-off
+depends on its batch-mates more than under ``"auto"``, and the committed chapters were computed
+with ``"auto"``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, Union
 
@@ -60,7 +65,7 @@ __all__ = [
     "NonFiniteError",
 ]
 
-Reorth = Literal["auto", "qr", "cholqr", "cholqr2"]
+Reorth = Literal["auto", "qr", "cholqr", "cholqr2", "switch"]
 
 #: steps between two looks (host synchronizations) at the breakdown record of ``reorth="auto"``; a
 #: breakdown costs at most that many steps of Cholesky QR run again with Householder QR
@@ -85,7 +90,7 @@ class LyapunovResult:
         history: (R, B, k) running estimate at each recorded point (if ``record``).
         reorth: the re-orthonormalization method actually used.
         fallback_steps: steps at which a Cholesky QR breakdown was redone with Householder QR.
-        switched_at: the step from which ``reorth="auto"`` ran Householder QR after a Cholesky
+        switched_at: the step from which ``reorth="switch"`` ran Householder QR after a Cholesky
             breakdown (``None``: Cholesky QR throughout, or another method).
     """
 
@@ -295,16 +300,15 @@ def lyapunov_spectrum(
         ons: orthonormalization interval in steps (a QR is also forced at the end of the
             transient and at the last step).
         q0: initial tangent basis (B, N, k); default Haar-random from ``generator``.
-        reorth: ``"auto"``, ``"qr"``, ``"cholqr"`` or ``"cholqr2"`` (see the module docstring).
+        reorth: ``"auto"``, ``"qr"``, ``"cholqr"``, ``"cholqr2"`` or ``"switch"`` (see the module docstring).
         record: keep the running estimate at QR points after the transient.
         record_every: keep every ``record_every``-th QR point.
         generator: torch random generator for ``q0``.
-        per_step_checks: for ``reorth="cholqr"``: after a breakdown, replay the run with a check
-            (a host sync) at every step and redo only the broken steps with Householder QR
-            (default: True on CPU; False on accelerators, where a breakdown raises; ``"auto"``
-            switches to Householder QR instead, see the module docstring). The loop of an explicit
-            ``"cholqr"`` never synchronizes; ``"auto"`` in float64 looks every
-            ``SWITCH_CHECK_EVERY`` (128) steps. A replay reruns the map
+        per_step_checks: after a Cholesky breakdown, replay the run with a check (a host sync)
+            at every step and redo only the broken steps with Householder QR (default: True on
+            CPU, False on accelerators, where the whole run is redone with Householder QR; see
+            the module docstring). The loop itself never synchronizes (``"switch"`` looks every
+            ``SWITCH_CHECK_EVERY`` steps and ignores this argument). A replay reruns the map
             and the drive, which must therefore be deterministic (a map that draws fresh random
             matrices from a generator that has moved on would differ on the replay).
         on_step: called as ``on_step(done, total)`` after each step (``total = transient + steps``),
@@ -333,8 +337,8 @@ def lyapunov_spectrum(
         raise ValueError(f"h0 must be a tensor of shape (B, N) = ({B}, {N}), got {got}")
     if not torch.isfinite(h0).all():
         raise NonFiniteError("h0 contains NaN/inf")
-    if reorth not in ("auto", "qr", "cholqr", "cholqr2"):
-        raise ValueError(f"reorth must be 'auto', 'qr', 'cholqr' or 'cholqr2', got {reorth!r}")
+    if reorth not in ("auto", "qr", "cholqr", "cholqr2", "switch"):
+        raise ValueError(f"reorth must be 'auto', 'qr', 'cholqr', 'cholqr2' or 'switch', got {reorth!r}")
     method = reorth
     if reorth == "auto":
         method = "cholqr" if h0.dtype == torch.float64 else "qr"
@@ -357,16 +361,23 @@ def lyapunov_spectrum(
                           record_every, step_checks, locate=True, on_step=on_step, switch_every=switch_every)
         return result
 
-    if reorth == "auto" and method == "cholqr":  # Cholesky QR until a breakdown, Householder QR after it
-        return run(method, False, switch_every=SWITCH_CHECK_EVERY)
+    if reorth == "switch":  # Cholesky QR until a breakdown, Householder QR after it
+        return run("cholqr", False, switch_every=SWITCH_CHECK_EVERY)
     result = run(method, False)  # no host synchronization inside the loop
     if result is None and per_step_checks:  # replay, redoing each broken step with Householder QR
         result = run(method, True)
     if result is None:  # Cholesky breakdown somewhere
-        raise FloatingPointError(
-            f"Cholesky QR broke down (a tangent basis with condition number beyond "
-            f"u^-1/2 for {h0.dtype}); use reorth='qr' or 'auto'"
+        if reorth != "auto":
+            raise FloatingPointError(
+                f"Cholesky QR broke down (a tangent basis with condition number beyond "
+                f"u^-1/2 for {h0.dtype}); use reorth='qr'"
+            )
+        warnings.warn(
+            "Cholesky QR broke down on an ill-conditioned tangent basis; recomputing the "
+            "spectrum with Householder QR", RuntimeWarning, stacklevel=2,
         )
+        result = run("qr", False)
+        assert isinstance(result, LyapunovResult)
     return result
 
 
@@ -418,7 +429,7 @@ def _run(
     record is looked at every that many steps and the run goes on with Householder QR from the
     last look before a breakdown; with neither, nothing in the loop synchronizes: the breakdown
     test is a running maximum, decided at the end (the caller then replays with ``step_checks``
-    on a CPU, or raises on an accelerator)."""
+    on a CPU, or, for ``"auto"``, recomputes with Householder QR on an accelerator)."""
     B, k = Q.shape[0], Q.shape[-1]
     acc = torch.zeros(B, k, dtype=Q.dtype, device=Q.device)
     # running sums that a NaN/inf anywhere makes non-finite for good: states at QR points, and
