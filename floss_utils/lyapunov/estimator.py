@@ -67,7 +67,7 @@ __all__ = [
 
 Reorth = Literal["auto", "qr", "cholqr", "cholqr2", "switch"]
 
-#: steps between two looks (host synchronizations) at the breakdown record of ``reorth="auto"``; a
+#: steps between two looks (host synchronizations) at the breakdown record of ``reorth="switch"``; a
 #: breakdown costs at most that many steps of Cholesky QR run again with Householder QR
 SWITCH_CHECK_EVERY = 128
 Drive = Union[None, Tensor, Callable[[int], Optional[Tensor]]]
@@ -523,10 +523,8 @@ def _run(
         worst_margin = worst_info = None
     assert last_qr == total - 1
 
-    if worst_info is not None:
-        broke = worst_info if worst_margin is None else _broke_down(worst_margin, worst_info)
-        if bool(broke.any()):
-            return None  # the caller falls back to Householder QR (which also locates NaN/inf)
+    if _breakdown_seen(worst_margin, worst_info):
+        return None  # the caller falls back to Householder QR (which also locates NaN/inf)
     if not locate and not all(bool(torch.isfinite(x).all()) for x in (acc, h_sum, transient_sum)):
         return NotImplemented
     bad = first_bad >= 0
