@@ -154,6 +154,18 @@ def test_tanh_spectra_is_reproducible():
     assert not torch.isclose(a, c).any()
 
 
+def test_tanh_spectra_saturated_full_spectrum_switches_to_householder():
+    # Chapter 1's saturated full spectra (g >= 3, k = N) break Cholesky QR; tanh_spectra's default
+    # "switch" then runs Householder QR from its last look on, so its exponents are those of a
+    # Householder run (the reference method, itself checked against the sum rule) up to the
+    # round-off of the Cholesky steps before the switch. Driven, so the rewind replays the drive.
+    kw = dict(input_std=0.5, steps=400, transient=50, n_seeds=2, seed=2)
+    sw = tanh_spectra(30, [1.5, 4.0], **kw)
+    qr = tanh_spectra(30, [1.5, 4.0], reorth="qr", **kw)
+    assert sw.result.switched_at is not None, "precondition: Cholesky QR broke down at g = 4"
+    assert (sw.exponents - qr.exponents).abs().max() < 1e-9
+
+
 def test_tanh_spectra_below_one_equal_log_eigenvalue_moduli():
     # g < 1, no input, zero bias: the state decays to 0 (checked: rho(J) < 1 for every drawn
     # network), where D_t = J, so lambda_i = ln|mu_i(J)| of the returned networks. After a

@@ -38,8 +38,9 @@ then costs one Householder run plus at most one look's interval of Cholesky step
 ``"auto"``'s replay path costs a Cholesky run, a replay and Householder steps (measured: N = k =
 400 at g = 3, 2.5x a Householder run; ``benchmarks/bench_lyapunov.py`` case 3 compares them). It
 is not the default: a breakdown in one member switches the whole batch, so a member's round-off
-depends on its batch-mates more than under ``"auto"``, and the committed chapters were computed
-with ``"auto"``.
+depends on its batch-mates more than under ``"auto"``. Chapter 1's saturated full spectra use it
+(:func:`~floss_utils.lyapunov.random_networks.tanh_spectra`'s default); the other chapters use
+``"auto"``. Like the replay, the rewind needs a deterministic drive.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..progress import report_progress
 from .maps import RandomGaussianProduct, TanhRNN, gaussian_coupling, log_sech2
-from .estimator import LyapunovResult, lyapunov_spectrum
+from .estimator import LyapunovResult, Reorth, lyapunov_spectrum
 
 __all__ = ["white_noise_drive", "random_tanh_networks", "tanh_spectra", "TanhSpectra",
            "gaussian_product_spectra", "sum_rule_terms"]
@@ -105,11 +105,16 @@ def tanh_spectra(
     device: str | torch.device = "cpu",
     record: bool = False,
     record_every: int = 1,
+    reorth: Reorth = "switch",
 ) -> TanhSpectra:
     """Lyapunov spectra of random tanh networks ``x_{t+1} = J tanh(x_t) + xi_{t+1}``.
 
     Either ``gains`` or ``input_std`` may be a sequence (the swept condition, C values); the
     other is a scalar shared by all. Everything runs as one batch of ``C * n_seeds`` networks.
+    ``reorth`` is passed to :func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum`; the default
+    ``"switch"`` (Householder QR from the first Cholesky breakdown on) suits saturated full spectra
+    (g >= 3, k = N), whose Cholesky QR breaks down at a large share of the steps; the drive here is
+    deterministic in the step, which its rewind needs.
 
     Returns:
         :class:`TanhSpectra` with exponents of shape (C, n_seeds, k), sorted descending.
@@ -130,7 +135,7 @@ def tanh_spectra(
     drive = None if bool((std == 0).all()) else (lambda t: std * base(t).repeat(C, 1))
     where = f"{C * n_seeds} networks of N = {n_units}, k = {n_units if k is None else k}"
     res = lyapunov_spectrum(net, h0, drive, steps=steps, transient=transient, k=k,
-                            record=record, record_every=record_every, generator=gen,
+                            record=record, record_every=record_every, generator=gen, reorth=reorth,
                             on_step=lambda done, total: report_progress("tanh_spectra", done, total, detail=where))
     lam = torch.sort(res.exponents, dim=-1, descending=True).values
     return TanhSpectra(lam.reshape(C, n_seeds, -1), res, net)
