@@ -304,3 +304,40 @@ def test_loop_progress_by_hand(tmp_path):
     assert bb.loop_progress(dict(rec, loop=dict(rec["loop"], done=0)), part, book) is None
     assert bb.loop_progress({"started": start}, part, book) is None
     assert bb.loop_progress(dict(rec, cell={"index": 2}), part, book)["after_share"] is None
+
+
+def test_stop_kills_the_whole_group_of_a_runner_that_ignores_sigterm(tmp_path):
+    # A runner that does not end on SIGTERM within the grace period is killed with its whole process
+    # group (a kernel it started in its group would otherwise live on); stop says it did not end on SIGTERM
+    import os
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    code = ("import os, signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(100):  # until the grandchild is up
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    t0 = time.monotonic()
+    assert _bench_book().stop(proc, grace=1.0) is False
+    assert time.monotonic() - t0 < 15 and proc.returncode == -9
+    for _ in range(50):  # the grandchild went with the group (reaped by init once its parent is gone)
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as f:  # a zombie waiting for its reaper is dead too
+            if f.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the runner's child {child} outlived stop()")
