@@ -20,7 +20,7 @@ noise: the largest, the networks at or above half per condition, the paired shri
 0 (geometric mean, exact sign-flip test) and the log-log slope against the sharpness (cluster
 bootstrap over seeds), the two claims section 12.4 makes.
 
-Run from the repository's root (about 40 minutes on a 2-core AMD EPYC, 1 thread):
+Run from the repository's root (49 minutes on a 2-core AMD EPYC, 1 thread, beside other 1-thread runs):
 
     OMP_NUM_THREADS=1 .venv/bin/python records/gf_adam_saturation_paper.py
 """
