@@ -322,22 +322,30 @@ def test_stop_kills_the_whole_group_of_a_runner_that_ignores_sigterm(tmp_path):
             "time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for _ in range(100):  # until the grandchild is up
-        if pid_file.exists() and pid_file.read_text():
-            break
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
-    t0 = time.monotonic()
-    assert _bench_book().stop(proc, grace=1.0) is False
-    assert time.monotonic() - t0 < 15 and proc.returncode == -9
-    for _ in range(50):  # the grandchild went with the group (reaped by init once its parent is gone)
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        with open(f"/proc/{child}/stat") as f:  # a zombie waiting for its reaper is dead too
-            if f.read().split(") ")[1].startswith("Z"):
+    try:
+        for _ in range(100):  # until the grandchild is up
+            if pid_file.exists() and pid_file.read_text():
                 break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"the runner's child {child} outlived stop()")
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the stand-in runner did not start its child within 10 s")
+        child = int(pid_file.read_text())
+        t0 = time.monotonic()
+        assert _bench_book().stop(proc, grace=1.0) is False
+        assert time.monotonic() - t0 < 15 and proc.returncode == -9
+        for _ in range(50):  # the grandchild went with the group (reaped by init once its parent is gone)
+            try:
+                os.kill(child, 0)
+                with open(f"/proc/{child}/stat") as f:  # a zombie waiting for its reaper is dead too
+                    if f.read().split(") ")[1].startswith("Z"):
+                        break
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the runner's child {child} outlived stop()")
+    finally:  # nothing left behind, whatever failed
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass

@@ -30,16 +30,17 @@ with a check at every step and only the broken steps are redone with Householder
 accelerator the ``"auto"`` method recomputes the whole spectrum with Householder QR (with a
 warning), while an explicit ``"cholqr"`` raises. ``"auto"`` picks ``"cholqr"`` in float64 and ``"qr"`` in float32.
 
-``reorth="switch"`` (opt-in) looks at the running breakdown record every ``SWITCH_CHECK_EVERY``
+``reorth="switch"`` (opt-in here) looks at the running breakdown record every ``SWITCH_CHECK_EVERY``
 (128) steps (one host synchronization each) and, at the first breakdown, rewinds to its previous
 look and runs the rest with Householder QR (``LyapunovResult.switched_at`` says from which step):
 a strongly saturated full spectrum, whose Cholesky QR breaks down at a large share of its steps,
 then costs one Householder run plus at most one look's interval of Cholesky steps, where
 ``"auto"``'s replay path costs a Cholesky run, a replay and Householder steps (measured: N = k =
 400 at g = 3, 2.5x a Householder run; ``benchmarks/bench_lyapunov.py`` case 3 compares them). It
-is not the default: a breakdown in one member switches the whole batch, so a member's round-off
-depends on its batch-mates more than under ``"auto"``. Chapter 1's saturated full spectra use it
-(:func:`~floss_utils.lyapunov.random_networks.tanh_spectra`'s default); the other chapters use
+is not :func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum`'s default: a breakdown in one member switches the whole batch, so
+a member's round-off depends on its batch-mates more than under ``"auto"``. It is
+:func:`~floss_utils.lyapunov.random_networks.tanh_spectra`'s default, so every ``tanh_spectra`` call
+of chapter 1 uses it (it acts only where Cholesky QR breaks down); the other chapters use
 ``"auto"``. Like the replay, the rewind needs a deterministic drive.
 """
 

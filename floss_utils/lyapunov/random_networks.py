@@ -112,9 +112,10 @@ def tanh_spectra(
     Either ``gains`` or ``input_std`` may be a sequence (the swept condition, C values); the
     other is a scalar shared by all. Everything runs as one batch of ``C * n_seeds`` networks.
     ``reorth`` is passed to :func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum`; the default
-    ``"switch"`` (Householder QR from the first Cholesky breakdown on) suits saturated full spectra
-    (g >= 3, k = N), whose Cholesky QR breaks down at a large share of the steps; the drive here is
-    deterministic in the step, which its rewind needs.
+    ``"switch"`` (Cholesky QR until the first breakdown, then Householder QR from its last look
+    before it, at most 128 steps back) suits saturated full spectra (g >= 3, k = N), whose Cholesky
+    QR breaks down at a large share of the steps, and acts only where Cholesky QR breaks down; the
+    drive here is deterministic in the step, which its rewind needs.
 
     Returns:
         :class:`TanhSpectra` with exponents of shape (C, n_seeds, k), sorted descending.
