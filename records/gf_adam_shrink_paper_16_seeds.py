@@ -10,7 +10,7 @@ section 12.2), then section 12.4's Adam run (1000 steps at 1e-3, T 350, burn-in 
 Per seed: the median effective learning rate of J of both networks; the paired test over 16 seeds and,
 for comparison, over the first 8.
 
-Run from the repository's root (9.5 minutes on a 2-core AMD EPYC, 2 threads, alone):
+Run from the repository's root (9.9 minutes on a 2-core AMD EPYC, 2 threads, alone):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/gf_adam_shrink_paper_16_seeds.py
 """
