@@ -562,3 +562,62 @@ def test_diagonal_task_logits_equal_the_step_by_step_recurrence(parametrization,
     fast = derivatives(lambda mag, ang, B, C, c: _logits(mag, ang, B, C, c, bits, magnitude, angle, normalized))
     for a, r in zip(fast, derivatives(stepwise)):
         assert float((a - r).abs().max() / r.abs().max()) < 1e-12
+
+
+def test_paired_shrink_is_the_geometric_mean_ratio_with_an_exact_sign_flip_p():
+    from itertools import product
+    from floss_utils.synthesis.self_teacher import paired_shrink
+    before = np.array([1.0, 2.0, 4.0, 1.0])
+    after = np.array([2.0, 1.0, 1.0, 1.0])  # ratios 2, 1/2, 1/4, 1: geometric mean (1/4)^(1/4)
+    s = paired_shrink(before, after, level=0.9)
+    assert s.ratio == pytest.approx(0.25 ** 0.25, rel=1e-12)
+    assert (s.n, s.n_smaller, s.p_min, s.level) == (4, 2, 1 / 16, 0.9)
+    # the sign-flip p by hand: log-ratio magnitudes, all 16 sign patterns, share with mean >= the observed
+    d = np.log(before / after)
+    hits = sum(np.dot(sg, np.abs(d)) >= d.sum() - 1e-12 for sg in product((1, -1), repeat=4))
+    assert s.p == pytest.approx(hits / 16)
+    assert s.lo <= s.ratio <= s.hi and s.lo >= 0.25 and s.hi <= 2.0  # a mean of the ratios' logs stays within them
+    # every seed halved: ratio 1/2 with a degenerate interval and the smallest p of 6 seeds
+    s = paired_shrink(np.ones(6), np.full(6, 0.5), level=0.9)
+    assert (s.ratio, s.lo, s.hi, s.p, s.n_smaller) == pytest.approx((0.5, 0.5, 0.5, 2 ** -6, 6))
+    assert s.decidable(0.05) and not paired_shrink(np.ones(4), np.full(4, 0.5), level=0.9).decidable(0.05)
+    with pytest.raises(ValueError, match="positive"):
+        paired_shrink([1.0, 0.0], [1.0, 1.0], level=0.9)
+    with pytest.raises(ValueError, match="one value per seed"):
+        paired_shrink([1.0, 2.0], [1.0], level=0.9)
+
+
+def test_paired_shrink_in_table_pairs_by_seed_not_by_row_order():
+    import pandas as pd
+    from floss_utils.synthesis.self_teacher import paired_shrink, paired_shrink_in_table
+    before = {0: 1.0, 1: 3.0, 2: 2.0, 3: 5.0, 4: 1.5}
+    after = {0: 0.5, 1: 3.3, 2: 1.0, 3: 2.0, 4: 1.4}
+    rows = [("0", s, v) for s, v in after.items()][::-1] + [("unflossed", s, v) for s, v in before.items()]
+    table = pd.DataFrame(rows, columns=["condition", "seed", "eta"]).sample(frac=1.0, random_state=3)
+    got = paired_shrink_in_table(table, "eta", level=0.9, seed=1)
+    want = paired_shrink(list(before.values()), list(after.values()), level=0.9, seed=1)
+    assert got == want
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        paired_shrink_in_table(table, "nope", level=0.9)
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_shrink_in_table(table[~((table.condition == "0") & (table.seed == 2))], "eta", level=0.9)
+    with pytest.raises(ValueError, match="no rows"):
+        paired_shrink_in_table(table, "eta", after="-0.1", level=0.9)
+
+
+def test_shrink_weaker_compares_intervals_not_points():
+    from floss_utils.synthesis.self_teacher import Shrink, shrink_weaker
+    mk = lambda r, lo, hi, level=0.9: Shrink(ratio=r, lo=lo, hi=hi, p=0.01, n_smaller=8, n=8, p_min=2 ** -8, level=level)
+    strong, weak = mk(0.3, 0.2, 0.4), mk(0.8, 0.7, 0.9)
+    steep, shallow = (-0.7, -0.5), (-0.12, -0.08)
+    assert shrink_weaker(weak, shallow, strong, steep)
+    assert not shrink_weaker(strong, steep, weak, shallow)
+    # points apart but intervals overlapping: not shown weaker
+    assert not shrink_weaker(mk(0.8, 0.35, 0.95), shallow, strong, steep)
+    assert not shrink_weaker(weak, (-0.6, -0.1), strong, steep)
+    # no interval (one seed) shows nothing; intervals at different levels are refused
+    assert not shrink_weaker(weak, shallow, mk(0.3, float("nan"), float("nan")), steep)
+    one_seed = Shrink(ratio=0.3, lo=0.3, hi=0.3, p=0.5, n_smaller=1, n=1, p_min=0.5, level=0.9)
+    assert not shrink_weaker(weak, shallow, one_seed, steep)
+    with pytest.raises(ValueError, match="one level"):
+        shrink_weaker(weak, shallow, mk(0.3, 0.2, 0.4, level=0.95), steep)

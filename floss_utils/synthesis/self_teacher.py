@@ -11,6 +11,9 @@ flossed network (Part IV, *ours*).
   moments, for
   :func:`floss_utils.curse_of_memory.landscape.effective_learning_rates`.
 * :func:`task_bits` - the random input bits of these losses, one stream per member.
+* :func:`paired_shrink`, :func:`paired_shrink_in_table` - how much smaller a per-seed quantity is
+  after flossing (geometric-mean ratio, bootstrap interval, sign-flip test), and
+  :func:`shrink_weaker` - whether one such effect is weaker than another, interval against interval.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
-from ..common import seeded_generator
+from ..common import paired_comparison, seeded_generator
 from ..flossing.tanh_network import GFNetwork
 from ..optim import BatchedAdam
 from ..progress import report_progress
 from .curvature import flatten, unflatten
 
 __all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run", "AdamSelfTeacherRun",
-           "task_bits", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
+           "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
 SHARP_BITS, ADAM_BITS, ADAM_PERTURB, ADAM_NOISE = 20, 21, 22, 23
@@ -237,3 +242,84 @@ def adam_self_teacher_run(net: GFNetwork, seeds: Sequence[int], *, steps: int, l
     drift = (J.detach() - teacher.J).reshape(M, -1).norm(dim=1) / math.sqrt(N)
     return AdamSelfTeacherRun(m=opt.m[0].detach(), v=opt.v[0].detach(), steps=steps, lr=lr,
                               losses=torch.stack(losses), grad_norms=torch.stack(norms), drift=drift)
+
+
+@dataclass(frozen=True)
+class Shrink:
+    """How much smaller a positive per-seed quantity is *after* than *before*, paired by seed.
+
+    Attributes:
+        ratio: geometric mean over seeds of ``after / before`` (below 1: smaller after).
+        lo, hi: its percentile-bootstrap interval at ``level`` (resampling the seeds).
+        p: one-sided sign-flip p-value of "smaller after" (exact up to 20 seeds).
+        n_smaller: seeds where ``after < before``.
+        n: seeds.
+        p_min: the smallest p the test can reach with ``n`` seeds (``2^-n``).
+        level: the interval's confidence level.
+    """
+
+    ratio: float
+    lo: float
+    hi: float
+    p: float
+    n_smaller: int
+    n: int
+    p_min: float
+    level: float
+
+    def decidable(self, alpha: float) -> bool:
+        """Whether ``n`` seeds can reach ``p < alpha`` at all."""
+        return self.p_min < alpha
+
+    def __str__(self) -> str:
+        return (f"ratio {self.ratio:.2f} ({100 * self.level:g} % interval {self.lo:.2f} to {self.hi:.2f}), "
+                f"{self.n_smaller} of {self.n} seeds smaller, p = {self.p:.2g}")
+
+
+def paired_shrink(before, after, *, level: float, seed: int = 0) -> Shrink:
+    """The paired shrink ``after / before`` of positive per-seed values ``(n,)`` each, same seed
+    order: :func:`floss_utils.common.paired_comparison` on their logarithms, back on the ratio
+    scale (the interval of the mean log ratio, exponentiated)."""
+    before, after = np.asarray(before, dtype=float).reshape(-1), np.asarray(after, dtype=float).reshape(-1)
+    if before.shape != after.shape:
+        raise ValueError(f"need one value per seed in both conditions, got {before.size} and {after.size}")
+    if not (np.isfinite(before).all() and np.isfinite(after).all() and (before > 0).all() and (after > 0).all()):
+        raise ValueError("need finite positive values to compare as ratios")
+    pc = paired_comparison(np.log(before), np.log(after), level=level, seed=seed)
+    return Shrink(ratio=math.exp(-pc.mean), lo=math.exp(-pc.hi), hi=math.exp(-pc.lo), p=pc.p_greater,
+                  n_smaller=pc.n_greater, n=pc.n, p_min=pc.p_min, level=level)
+
+
+def paired_shrink_in_table(table: pd.DataFrame, column: str, *, before: str = "unflossed", after: str = "0",
+                           level: float, seed: int = 0) -> Shrink:
+    """:func:`paired_shrink` of ``column`` between two conditions of a table with one row per
+    ``(condition, seed)`` (columns ``condition``, ``seed``, ``column``), paired by seed."""
+    for name in ("condition", "seed", column):
+        if name not in table.columns:
+            raise KeyError(f"the table has no column {name!r} (columns: {list(table.columns)})")
+    cond = table.condition.astype(str)
+    a = table[cond == before].set_index("seed")[column]
+    b = table[cond == after].set_index("seed")[column]
+    if a.empty or b.empty:
+        raise ValueError(f"the table has no rows for condition {before!r} or {after!r} "
+                         f"(conditions: {sorted(cond.unique())})")
+    if not (a.index.is_unique and b.index.is_unique) or set(a.index) != set(b.index):
+        raise ValueError(f"conditions {before!r} and {after!r} must have the same seeds, once each: "
+                         f"{sorted(a.index)} vs {sorted(b.index)}")
+    seeds = sorted(a.index)
+    return paired_shrink(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy(), level=level, seed=seed)
+
+
+def shrink_weaker(other: Shrink, other_slope: tuple[float, float], this: Shrink, this_slope: tuple[float, float]
+                  ) -> bool:
+    """Whether the effect measured as ``other`` is weaker than ``this``, interval against interval:
+    the interval of ``other``'s ratio lies wholly above ``this``'s (nearer 1: a smaller shrink) and
+    the interval ``(lo, hi)`` of ``other``'s (negative) slope against the sharpness wholly above
+    ``this``'s (shallower). Both ratios must carry intervals at the same level; an interval that is
+    NaN, or a ratio over one seed (its bootstrap interval is a point), gives False: nothing is shown."""
+    if other.level != this.level:
+        raise ValueError(f"compare intervals at one level, got {other.level} and {this.level}")
+    values = (other.lo, other.hi, this.lo, this.hi, *other_slope, *this_slope)
+    if min(other.n, this.n) < 2 or not all(math.isfinite(v) for v in values):
+        return False
+    return other.lo > this.hi and other_slope[0] > this_slope[1]
