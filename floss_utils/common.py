@@ -277,8 +277,9 @@ class PairedComparison:
         n_greater: pairs with ``d_j > 0``.
         p_greater: exact one-sided sign-flip p-value for "the mean difference is > 0" (under
             the null each ``d_j`` is as likely to have either sign); Monte Carlo beyond 20 pairs.
-        p_min: the smallest p-value the test can reach with ``n`` pairs (``2^-n``): at level
-            ``alpha`` the test can decide only when ``p_min < alpha``.
+        p_min: the smallest p-value the test can reach with ``n`` pairs: ``2^-n`` when exact
+            (``n <= 20``), ``1 / (1 + n_flips)`` on the Monte Carlo path; at level ``alpha`` the
+            test can decide only when ``p_min < alpha``.
         level: the interval's confidence level.
     """
 
@@ -366,7 +367,7 @@ def paired_comparison(a, b, *, level: float = 0.95, n_boot: int = 10000, seed: i
     boot = np.random.default_rng(seed).choice(d, size=(n_boot, n)).mean(1)
     return PairedComparison(n=n, mean=float(observed), lo=float(np.quantile(boot, (1 - level) / 2)),
                             hi=float(np.quantile(boot, (1 + level) / 2)), n_greater=int((d > 0).sum()),
-                            p_greater=float(p), p_min=float(2.0 ** -n), level=level)
+                            p_greater=float(p), p_min=float(2.0 ** -n if n <= 20 else 1 / (1 + n_flips)), level=level)
 
 
 def sign_test_greater(n_for: int, n_against: int) -> float:

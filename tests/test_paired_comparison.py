@@ -56,3 +56,10 @@ def test_refuses_non_finite_or_empty():
         paired_comparison([1.0, np.nan], [0.0, 0.0])
     with pytest.raises(ValueError):
         paired_comparison([], [])
+
+
+def test_monte_carlo_path_reports_its_own_smallest_p():
+    # beyond 20 pairs p = (1 + hits) / (1 + n_flips) >= 1 / (1 + n_flips), not 2^-n: unanimous pairs reach exactly that
+    r = paired_comparison(np.arange(30) + 2.0, np.ones(30), n_flips=999)
+    assert r.p_min == 1 / 1000 and r.p_greater == r.p_min
+    assert not paired_comparison(np.arange(30) + 2.0, np.ones(30), n_flips=9).decidable(0.05)

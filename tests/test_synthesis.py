@@ -576,6 +576,9 @@ def test_paired_shrink_is_the_geometric_mean_ratio_with_an_exact_sign_flip_p():
     d = np.log(before / after)
     hits = sum(np.dot(sg, np.abs(d)) >= d.sum() - 1e-12 for sg in product((1, -1), repeat=4))
     assert s.p == pytest.approx(hits / 16)
+    # by hand: |d| = (ln 2, ln 2, ln 4, 0), observed sum ln 4; the sign patterns reaching it are +++, -++, +-+ on the
+    # first three (the fourth's sign is free): 6 of 16
+    assert s.p == pytest.approx(6 / 16)
     assert s.lo <= s.ratio <= s.hi and s.lo >= 0.25 and s.hi <= 2.0  # a mean of the ratios' logs stays within them
     # every seed halved: ratio 1/2 with a degenerate interval and the smallest p of 6 seeds
     s = paired_shrink(np.ones(6), np.full(6, 0.5), level=0.9)
@@ -597,6 +600,11 @@ def test_paired_shrink_in_table_pairs_by_seed_not_by_row_order():
     got = paired_shrink_in_table(table, "eta", level=0.9, seed=1)
     want = paired_shrink(list(before.values()), list(after.values()), level=0.9, seed=1)
     assert got == want
+    # a subset of seeds, in any order, is the test over those seeds only
+    sub = paired_shrink_in_table(table, "eta", level=0.9, seed=1, seeds=[3, 0, 2])
+    assert sub == paired_shrink([5.0, 1.0, 2.0], [2.0, 0.5, 1.0], level=0.9, seed=1)
+    with pytest.raises(ValueError, match="not in the table"):
+        paired_shrink_in_table(table, "eta", level=0.9, seeds=[0, 9])
     with pytest.raises(KeyError, match="no column 'nope'"):
         paired_shrink_in_table(table, "nope", level=0.9)
     with pytest.raises(ValueError, match="same seeds"):
@@ -617,7 +625,20 @@ def test_shrink_weaker_compares_intervals_not_points():
     assert not shrink_weaker(weak, (-0.6, -0.1), strong, steep)
     # no interval (one seed) shows nothing; intervals at different levels are refused
     assert not shrink_weaker(weak, shallow, mk(0.3, float("nan"), float("nan")), steep)
+    assert not shrink_weaker(weak, (float("nan"), float("nan")), strong, steep)
     one_seed = Shrink(ratio=0.3, lo=0.3, hi=0.3, p=0.5, n_smaller=1, n=1, p_min=0.5, level=0.9)
     assert not shrink_weaker(weak, shallow, one_seed, steep)
     with pytest.raises(ValueError, match="one level"):
         shrink_weaker(weak, shallow, mk(0.3, 0.2, 0.4, level=0.95), steep)
+
+
+def test_arrival_misses_names_the_networks_outside_the_tolerance():
+    import pandas as pd
+    from floss_utils.synthesis.self_teacher import arrival_misses
+    table = pd.DataFrame({"condition": ["0"] * 4 + ["-0.1"] * 2 + ["unflossed"],
+                          "seed": [0, 1, 2, 3, 0, 1, 0],
+                          "mean flossed lambda": [-0.01, -0.11, 0.03, -0.024, -0.2, -0.09, -0.9]})
+    assert arrival_misses(table, "0", 0.0, 0.025) == [1, 2]  # |-0.11| and |0.03| >= 0.025; -0.024 arrived
+    assert arrival_misses(table, "-0.1", -0.1, 0.025) == [0]
+    with pytest.raises(ValueError, match="no rows"):
+        arrival_misses(table, "-0.3", -0.3, 0.025)

@@ -13,7 +13,8 @@ flossed network (Part IV, *ours*).
 * :func:`task_bits` - the random input bits of these losses, one stream per member.
 * :func:`paired_shrink`, :func:`paired_shrink_in_table` - how much smaller a per-seed quantity is
   after flossing (geometric-mean ratio, bootstrap interval, sign-flip test), and
-  :func:`shrink_weaker` - whether one such effect is weaker than another, interval against interval.
+  :func:`shrink_weaker` - whether one such effect is weaker than another, interval against interval;
+  :func:`arrival_misses` - the networks that did not arrive at their flossing target.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..progress import report_progress
 from .curvature import flatten, unflatten
 
 __all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run", "AdamSelfTeacherRun",
-           "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
+           "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "arrival_misses", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
 SHARP_BITS, ADAM_BITS, ADAM_PERTURB, ADAM_NOISE = 20, 21, 22, 23
@@ -291,9 +292,10 @@ def paired_shrink(before, after, *, level: float, seed: int = 0) -> Shrink:
 
 
 def paired_shrink_in_table(table: pd.DataFrame, column: str, *, before: str = "unflossed", after: str = "0",
-                           level: float, seed: int = 0) -> Shrink:
+                           level: float, seed: int = 0, seeds: Sequence[int] | None = None) -> Shrink:
     """:func:`paired_shrink` of ``column`` between two conditions of a table with one row per
-    ``(condition, seed)`` (columns ``condition``, ``seed``, ``column``), paired by seed."""
+    ``(condition, seed)`` (columns ``condition``, ``seed``, ``column``), paired by seed; over the
+    seeds ``seeds`` only where given (each must be in the table)."""
     for name in ("condition", "seed", column):
         if name not in table.columns:
             raise KeyError(f"the table has no column {name!r} (columns: {list(table.columns)})")
@@ -306,8 +308,22 @@ def paired_shrink_in_table(table: pd.DataFrame, column: str, *, before: str = "u
     if not (a.index.is_unique and b.index.is_unique) or set(a.index) != set(b.index):
         raise ValueError(f"conditions {before!r} and {after!r} must have the same seeds, once each: "
                          f"{sorted(a.index)} vs {sorted(b.index)}")
-    seeds = sorted(a.index)
-    return paired_shrink(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy(), level=level, seed=seed)
+    if seeds is None:
+        seeds = sorted(a.index)
+    elif not set(seeds) <= set(a.index):
+        raise ValueError(f"seeds {sorted(set(seeds) - set(a.index))} are not in the table")
+    return paired_shrink(a.loc[list(seeds)].to_numpy(), b.loc[list(seeds)].to_numpy(), level=level, seed=seed)
+
+
+def arrival_misses(table: pd.DataFrame, condition: str, target: float, tol: float,
+                   column: str = "mean flossed lambda") -> list[int]:
+    """Seeds of ``condition`` whose ``column`` (per step) lies ``tol`` or farther from ``target``:
+    the networks flossed to ``target`` that did not arrive, by chapter 12's criterion (the mean of
+    the flossed exponents within ``tol`` of the target)."""
+    rows = table[table.condition.astype(str) == condition]
+    if rows.empty:
+        raise ValueError(f"the table has no rows for condition {condition!r}")
+    return sorted(int(s) for s in rows.loc[(rows[column] - target).abs() >= tol, "seed"])
 
 
 def shrink_weaker(other: Shrink, other_slope: tuple[float, float], this: Shrink, this_slope: tuple[float, float]
