@@ -253,6 +253,31 @@ def test_published_growth_table_matches_by_hand():
         deep.published_growth_table(s, pub, factor=0.5)
 
 
+def test_zo_fig5_published_maps_the_record_onto_the_book_quantities():
+    res = {"fig5b_growth": {"complex": {"lambda": 7.0, "all_but_lambda": 6.0},
+                            "lru": {"theta": 5.0, "nu": 4.0, "all_but_lambda": 3.0}},
+           "fig5c_layer_norm": {"lambda": {"growth": 2.0}, "all_but_lambda": {"growth": 0.5}}}
+    pub = deep.zo_fig5_published(res)
+    assert pub[("complex", "none", "grad lambda")] == 7.0 and pub[("complex", "none", "grad other")] == 6.0
+    assert pub[("lru", "none", "grad angle")] == 5.0 and pub[("lru", "none", "grad magnitude")] == 4.0
+    assert pub[("lru", "none", "grad other")] == 3.0
+    assert pub[("complex", "layer", "grad lambda")] == 2.0 and pub[("complex", "layer", "grad other")] == 0.5
+    assert all(pub[k] == v for k, v in deep.ZO_FIG5_GROWTH.items())  # the panel readings are kept
+    with pytest.raises(KeyError, match="lacks"):
+        deep.zo_fig5_published({"fig5b_growth": {}})
+
+
+def test_the_committed_fig5_record_agrees_with_the_panel_readings_it_replaces():
+    # ZO's printed Fig. 5B values against the orders of magnitude the methods page reads off the panels
+    # (complex lambda ~3e-6 -> ~1e10, other ~1e-6 -> ~1e6, LRU angle ~1e-6 -> ~1e-2, the rest flat): within a decade
+    from floss_utils.book.records import read_record
+    pub = deep.zo_fig5_published(read_record("zo_fig5_published").results)
+    read_off = {("complex", "none", "grad lambda"): 1e10 / 3e-6, ("complex", "none", "grad other"): 1e12,
+                ("lru", "none", "grad angle"): 1e4, ("lru", "none", "grad other"): 1.0}
+    for key, value in read_off.items():
+        assert 0.1 <= pub[key] / value <= 10, key
+
+
 def test_last_step_loss_by_hand_and_equal_to_next_input_loss_for_two_steps():
     out = torch.randn(3, 4, 5, 2, generator=gen(1), dtype=F64)
     x = torch.randn(4, 5, 2, generator=gen(2), dtype=F64)
