@@ -25,9 +25,11 @@ so a whole memory sweep is one tensor program)::
   scale and bias); statistics never mix members.
 * the GLU is ``(W_1 v + b_1) * sigmoid(W_2 v + b_2)``; GELU is the exact (erf) one.
 
-Initialization *(ours where ZO's deep code is not public)*: every linear weight ``N(0, 1/fan_in)``,
+Initialization *(ours)*: every linear weight ``N(0, 1/fan_in)``,
 biases 0; ``Re B, Im B ~ N(0, 1/(2 d_model))``, ``Re C, Im C ~ N(0, 1/d_hidden)``, ``D ~ N(0, 1)``
-(the LRU's initialization of Orvieto et al. 2023); GRU weights ``N(0, 1/fan_in)``. Member ``i``
+(the LRU's initialization of Orvieto et al. 2023); GRU weights ``N(0, 1/fan_in)``. ZO's deep code
+(``figures/signal_propagation.ipynb`` of their repository) initializes its chrono GRU differently: orthogonal
+recurrent weights and input weights of variance ``2/fan_in``; that difference is not tested here. Member ``i``
 draws everything from ``torch.Generator().manual_seed(seeds[i])`` in a fixed order, so members
 with the same seed and different memories share every random number (common random numbers:
 only the memory differs between them).
