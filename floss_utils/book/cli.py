@@ -232,7 +232,7 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
                    help="set a parameter; VALUE is a Python literal (200, 0.5, [1, 2], 'x'); "
                         "bare words are strings for str parameters; None = default/from scale")
     p.add_argument("--scale", choices=SCALES, help="smoke (seconds), book (the committed outputs), "
-                                                   "paper (the sources' sizes); default: book")
+                                                   "paper (the papers' configuration where they give one, else the book's largest; see floss params); default: book")
     p.add_argument("--device", help="'auto' (CUDA when present, the default), 'cpu', 'cuda', 'cuda:1'...")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 

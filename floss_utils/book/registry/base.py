@@ -88,7 +88,7 @@ class Constraint:
 def common_params(chapter_id: str) -> dict[str, Param]:
     """The parameters every chapter has: scale, seed, device, dtype, output_dir."""
     return {
-        "scale": Param("str", "smoke (seconds) | book (committed outputs, minutes on 2 CPU cores) | paper (the sources' sizes)",
+        "scale": Param("str", "smoke (seconds) | book (committed outputs, minutes on 2 CPU cores) | paper (the papers' configuration where they give one, else the book's largest; see floss params)",
                        default="book", choices=SCALES),
         "seed": Param("int", "base random seed; every experiment derives its own from it", default=0,
                       bounds="[0, inf)"),
