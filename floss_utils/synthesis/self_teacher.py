@@ -255,7 +255,8 @@ class Shrink:
         p: one-sided sign-flip p-value of "smaller after" (exact up to 20 seeds).
         n_smaller: seeds where ``after < before``.
         n: seeds.
-        p_min: the smallest p the test can reach with ``n`` seeds (``2^-n``).
+        p_min: the smallest p the test can reach with ``n`` seeds (the underlying
+            :class:`floss_utils.common.PairedComparison`'s ``p_min``: ``2^-n`` up to 20 seeds).
         level: the interval's confidence level.
     """
 
