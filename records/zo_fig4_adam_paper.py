@@ -36,7 +36,8 @@ from floss_utils.curse_of_memory import landscape as ls
 
 NAME = "zo_fig4_adam_paper"
 PROTOCOL = dict(nu0=0.99, teacher_hidden=10, hidden=64, seq_len=300, batch_size=128, steps=10_000, schedule="constant",
-                lrs=[1e-2, 3.2e-3, 1e-3, 3.2e-4, 1e-4, 3.2e-5], seeds=5, seed_base=1000, data_seed=7, teacher_seed=0, final_fraction=0.1)
+                lrs=[1e-2, 3.2e-3, 1e-3, 3.2e-4, 1e-4, 3.2e-5], seeds=5, seed_base=1000, data_seed=7, teacher_seed=0,
+                final_fraction=0.1, trend_fraction=0.5)
 #: ZO Figs. 4 and 9 (bottom): median effective learning rates at lr 1e-3 (approximate, read off the panels)
 PUBLISHED = {"dense RNN": {"A": 1.9e-7, "B": 1.1e-5, "C": 5e-6, "D": 1.4e-3},
              "complex diagonal": {"lam_re": 2.0e-3, "lam_im": 2.0e-3},
@@ -66,11 +67,13 @@ def main() -> None:
     members, effective = [], []
     for name, run in zip(models, runs):
         final, before = run.final_losses(p["final_fraction"])
+        trend = run.loss_trend(p["trend_fraction"], p["final_fraction"])  # factor per tenth, fitted over the last half
         eff = run.effective_learning_rates()
         for i, (seed, lr) in enumerate(zip(seeds, lrs)):
             members.append({"student": name, "lr": lr, "seed": seed, "final_loss": float(final[i]),
                             "loss_before": float(before[i]), "zero_output_loss": zero_loss,
-                            "relative_loss": float(final[i]) / zero_loss, "diverged": bool(run.diverged[i])})
+                            "relative_loss": float(final[i]) / zero_loss, "loss_trend": float(trend[i]),
+                            "diverged": bool(run.diverged[i])})
             ceiling = ls.adam_ceiling(lr, run.step)
             for param, t in eff.items():
                 median = float(t[i].abs().median())

@@ -38,7 +38,7 @@ from floss_utils.curse_of_memory import landscape as ls
 
 NAME = "zo_fig9_lru_angles"
 PROTOCOL = dict(nu0=0.99, teacher_hidden=10, hidden=64, seq_len=300, batch_size=128, steps=10_000, schedule="constant",
-                lr=1e-3, seeds=10, seed_base=2000, data_seed=7, teacher_seed=0, final_fraction=0.1)
+                lr=1e-3, seeds=10, seed_base=2000, data_seed=7, teacher_seed=0, final_fraction=0.1, trend_fraction=0.5)
 #: initial angles drawn on [0, max_phase): the book's ring, and the range ZO's code draws
 RANGES = {"[0, pi) (book)": math.pi, "[0, 2pi) (ZO's code)": 2 * math.pi}
 #: ZO Fig. 9 (LRU panel): median effective learning rates at lr 1e-3, read off the panel
@@ -58,12 +58,14 @@ def main() -> None:
         (run,) = ls.train_keep_adam_state([model], teacher, lr=p["lr"], steps=p["steps"], data_seed=p["data_seed"],
                                           batch_size=p["batch_size"], seq_len=p["seq_len"])
     final, before = run.final_losses(p["final_fraction"])
+    trend = run.loss_trend(p["trend_fraction"], p["final_fraction"])  # factor per tenth, fitted over the last half
     eff = run.effective_learning_rates()
     ceiling = ls.adam_ceiling(p["lr"], run.step)
     rows = []
     for i, (label, seed) in enumerate(zip(labels, all_seeds)):
         row = {"angle_range": label, "seed": seed, "relative_loss": float(final[i]) / zero_loss,
-               "relative_loss_before": float(before[i]) / zero_loss, "diverged": bool(run.diverged[i])}
+               "relative_loss_before": float(before[i]) / zero_loss, "loss_trend": float(trend[i]),
+               "diverged": bool(run.diverged[i])}
         for param, t in eff.items():
             row[f"eff_{param}"] = float(t[i].abs().median())
         rows.append(row)

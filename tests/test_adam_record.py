@@ -18,17 +18,20 @@ from floss_utils.curse_of_memory.adam_record import (best_rate_table, best_rates
 
 def _members() -> pd.DataFrame:
     rows = []
+    # columns: student, lr, seed, final loss, loss before, relative loss, loss trend per tenth, diverged
     # dense RNN: at 1e-3 it learns little (0.8), at 1e-4 it learns (0.01); one run at 1e-3 blew up
     for seed, rel in zip(range(3), [0.8, 0.9, 5.0]):
-        rows.append(("dense RNN", 1e-3, seed, rel, rel, rel, False))
+        rows.append(("dense RNN", 1e-3, seed, rel, rel, rel, 1.0, False))
     for seed, rel in zip(range(3), [0.01, 0.02, 0.03]):
-        rows.append(("dense RNN", 1e-4, seed, rel, rel * 1.1, rel, False))
-    # diagonal: converged at 1e-4 (tiny, flat loss), still falling 4x per tenth at 1e-3; one NaN run
+        rows.append(("dense RNN", 1e-4, seed, rel, rel * 1.1, rel, 0.9, False))
+    # diagonal: converged at 1e-4 (tiny, flat loss; two windows 3x apart, as spikes make them, but a flat
+    # trend), still falling 4x per tenth at 1e-3; one NaN run
     for seed in range(3):
-        rows.append(("diag", 1e-4, seed, 1e-5, 1.2e-5, 1e-5, False))
-        rows.append(("diag", 1e-3, seed, 1e-4, 4e-4, 1e-4, False))
-    rows.append(("diag", 1e-2, 0, float("nan"), 1.0, float("nan"), True))
-    return pd.DataFrame(rows, columns=["student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "diverged"])
+        rows.append(("diag", 1e-4, seed, 3e-5, 1e-5, 3e-5, 0.8, False))
+        rows.append(("diag", 1e-3, seed, 1e-4, 4e-4, 1e-4, 0.25, False))
+    rows.append(("diag", 1e-2, 0, float("nan"), 1.0, float("nan"), float("nan"), True))
+    return pd.DataFrame(rows, columns=["student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "loss_trend",
+                                       "diverged"])
 
 
 def _effective(members: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +53,7 @@ def test_classify_runs_flags_blown_up_nan_and_plateau():
     assert np.isinf(dense.relative_loss.iloc[2])
     diag = m[m.student == "diag"]
     assert diag.failed.tolist() == [False] * 6 + [True]  # the diverged NaN run
-    # converged: below 1e-3 and within 2x of the tenth before; the 1e-3 runs fell 4x
+    # converged: below 1e-3 and a trend within 2x per tenth; the 1e-3 runs fall 4x per tenth
     assert diag[np.isclose(diag.lr, 1e-4)].converged.all() and not diag[np.isclose(diag.lr, 1e-3)].converged.any()
     assert not dense.converged.any()  # 0.01 is not below 1e-3
     assert (m.drop(columns=["failed", "converged", "relative_loss"]).equals(_members().drop(columns=["relative_loss"])))
@@ -99,28 +102,28 @@ def test_contrast_by_rate_rules_and_hand_counted_p():
 
 
 def test_missing_columns_are_named():
-    with pytest.raises(KeyError, match="loss_before"):
-        classify_runs(_members().drop(columns=["loss_before"]))
+    with pytest.raises(KeyError, match="loss_trend"):
+        classify_runs(_members().drop(columns=["loss_trend"]))
 
 
-def test_classify_runs_accepts_relative_losses_for_the_plateau():
-    # the same runs with relative losses only (the zero-output loss cancels in the plateau ratio)
-    m = _members()
-    rel = m.drop(columns=["final_loss", "loss_before"]).assign(relative_loss_before=m.loss_before / m.final_loss * m.relative_loss)
-    a, b = classify_runs(m), classify_runs(rel)
-    assert a.failed.tolist() == b.failed.tolist() and a.converged.tolist() == b.converged.tolist()
-    with pytest.raises(KeyError, match="relative_loss_before"):
-        classify_runs(m.drop(columns=["final_loss", "loss_before"]))
+def test_classify_runs_reads_the_trend_both_ways():
+    # rising 2.5x per tenth is moving as much as falling 2.5x; exactly 2x is not "within" 2x
+    m = _members().assign(loss_trend=lambda f: f.loss_trend.where(~np.isclose(f.lr, 1e-3), 2.5))
+    assert not classify_runs(m)[np.isclose(m.lr, 1e-3)].converged.any()
+    assert not classify_runs(m.assign(loss_trend=2.0)).converged.any()
+    assert classify_runs(m.assign(loss_trend=1.99))[lambda f: f.relative_loss < 1e-3].converged.all()
+    with pytest.raises(ValueError, match="plateau_factor"):
+        classify_runs(m, plateau_factor=1.0)
 
 
 def _settings() -> pd.DataFrame:
-    # 5 seeds; "wide" is 10x "narrow" on seeds 0-3 and 0.5x on seed 4; one wide run still falls 4x
+    # 5 seeds; "wide" is 10x "narrow" on seeds 0-3 and 0.5x on seed 4; one wide run still falls 4x per tenth
     rows = []
     for seed in range(5):
         base = 1e-4 * (seed + 1)
-        rows.append(("narrow", seed, base, 1e-5, 1e-5, False))
-        rows.append(("wide", seed, base * (10 if seed < 4 else 0.5), 1e-5, 4e-5 if seed == 0 else 1e-5, False))
-    return pd.DataFrame(rows, columns=["range", "seed", "eff", "relative_loss", "relative_loss_before", "diverged"])
+        rows.append(("narrow", seed, base, 1e-5, 1.0, False))
+        rows.append(("wide", seed, base * (10 if seed < 4 else 0.5), 1e-5, 0.25 if seed == 0 else 1.0, False))
+    return pd.DataFrame(rows, columns=["range", "seed", "eff", "relative_loss", "loss_trend", "diverged"])
 
 
 def test_paired_setting_contrast_counts_and_exact_p():

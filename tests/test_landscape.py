@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -251,6 +252,38 @@ def test_train_keep_adam_state_matches_torch_adam_and_shares_batches():
     assert last.tolist() == [7.0, 17.0] and before.tolist() == [2.0, 12.0]
     with pytest.raises(ValueError, match="fraction"):
         solo.final_losses(0.8)
+
+
+def test_loss_trend_is_the_least_squares_line_through_the_log_loss():
+    run = ls.AdamRun(losses=torch.zeros(1, 1), m={}, v={}, step=0, lr=torch.zeros(1), diverged=torch.zeros(1, dtype=torch.bool),
+                     betas=(0.9, 0.999), eps=1e-8, model=None, history=[])
+    n, t = 2000, torch.arange(2000, dtype=F64)
+    # exact exponentials: halving every 100 steps (so 4x over a tenth of 2000 steps), and flat
+    run.losses = torch.stack([torch.exp(-math.log(2) * t / 100), torch.full((n,), 3e-6, dtype=F64)])
+    assert run.loss_trend(0.5, 0.1).tolist() == pytest.approx([0.25, 1.0], rel=1e-10)
+    # any series: numpy's polyfit over the last half, independently
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.exp(torch.randn(3, n, generator=g, dtype=F64) - 1e-3 * t)
+    run.losses = noisy
+    want = [math.exp(np.polyfit(np.arange(n // 2), np.log(row[-n // 2:].numpy()), 1)[0] * 0.1 * n) for row in noisy]
+    assert run.loss_trend().tolist() == pytest.approx(want, rel=1e-9)
+    # a flat floor with two 1000x spikes in its last tenth: the window means differ ~3x, the trend barely moves
+    spiky = torch.full((1, n), 1e-6, dtype=F64)
+    spiky[0, -50], spiky[0, -20] = 1e-3, 1e-3
+    run.losses = spiky
+    last, before = run.final_losses(0.1)
+    assert (last / before).item() > 2.9
+    assert 0.9 < run.loss_trend().item() < 1.1
+    # a loss that is not finite (a diverged member) gives NaN; bad arguments are refused
+    run.losses = torch.cat([noisy[:1], noisy[:1].clone().index_fill_(1, torch.tensor([n - 3]), float("nan"))])
+    trend = run.loss_trend()
+    assert math.isfinite(trend[0].item()) and math.isnan(trend[1].item())
+    for bad in (dict(fraction=0.0), dict(fraction=1.5), dict(per=0.0)):
+        with pytest.raises(ValueError, match="fraction"):
+            run.loss_trend(**bad)
+    run.losses = torch.ones(1, 3)
+    with pytest.raises(ValueError, match="too few"):
+        run.loss_trend(0.5)
 
 
 def test_eigenvector_concentration_of_coordinate_and_spread_vectors():

@@ -3,8 +3,10 @@
 The record (chapter 6's ``zo_fig4_adam_paper``) holds two tidy tables:
 
 * ``members``: one row per run — ``student, lr, seed, final_loss, loss_before, relative_loss,
-  diverged`` (``final_loss``: mean over the last tenth of the steps; ``loss_before``: over the
-  tenth before; ``relative_loss``: ``final_loss`` over the loss of the zero output);
+  loss_trend, diverged`` (``final_loss``: mean batch loss over the last tenth of the steps;
+  ``loss_before``: over the tenth before; ``relative_loss``: ``final_loss`` over the loss of the
+  zero output; ``loss_trend``: the factor by which the loss moves per tenth of training, fitted
+  over the last half);
 * ``effective``: one row per run and parameter tensor — ``student, lr, seed, parameter,
   median_effective_lr, ceiling, fraction_of_ceiling``.
 
@@ -37,7 +39,7 @@ from .landscape import effective_lr_contrast
 __all__ = ["classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate",
            "PairedSettingContrast", "paired_setting_contrast"]
 
-_MEMBER_COLUMNS = ("student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "diverged")
+_MEMBER_COLUMNS = ("student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "loss_trend", "diverged")
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
@@ -52,21 +54,13 @@ def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plate
     A run **failed** when it diverged, when its relative loss is not finite, or when it ends above
     the zero output's loss (relative loss > 1: it blew up); its relative loss becomes ``inf``, so
     that it ranks last. A run **converged** when its relative loss is below ``converged_below``
-    and its final loss is within ``plateau_factor`` of the loss one tenth of training earlier
-    (it no longer moves).
+    and it no longer moves: the fitted trend of its log batch loss over the last half of training
+    changes the loss by less than ``plateau_factor`` (up or down) per tenth of training
+    (``loss_trend``, from :meth:`~floss_utils.curse_of_memory.landscape.AdamRun.loss_trend`).
 
-    ``members`` needs ``relative_loss`` and ``diverged``, and for the plateau either
-    ``final_loss`` and ``loss_before`` (absolute losses) or ``relative_loss_before`` (the tenth
-    before, relative to the same zero-output loss: the ratio is the same).
+    ``members`` needs ``relative_loss``, ``diverged`` and ``loss_trend``.
     """
-    _require(members, ("relative_loss", "diverged"), "members")
-    if {"final_loss", "loss_before"} <= set(members.columns):
-        now, before = members["final_loss"], members["loss_before"]
-    elif "relative_loss_before" in members.columns:
-        now, before = members["relative_loss"], members["relative_loss_before"]
-    else:
-        raise KeyError("members needs final_loss and loss_before, or relative_loss_before, to tell a plateau "
-                       f"(has {list(members.columns)})")
+    _require(members, ("relative_loss", "diverged", "loss_trend"), "members")
     if not (converged_below > 0 and plateau_factor > 1):
         raise ValueError(f"need converged_below > 0 and plateau_factor > 1, got {converged_below}, {plateau_factor}")
     out = members.copy()
@@ -74,7 +68,7 @@ def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plate
     out["failed"] = out["diverged"].astype(bool) | ~np.isfinite(rel) | (rel > 1)
     out["relative_loss"] = rel.where(~out["failed"], np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        moved = np.abs(np.log(now.astype(float) / before.astype(float)))
+        moved = np.abs(np.log(out["loss_trend"].astype(float)))
     out["converged"] = (out["relative_loss"] < converged_below) & (moved < math.log(plateau_factor))
     return out
 
@@ -192,7 +186,7 @@ def paired_setting_contrast(members: pd.DataFrame, column: str, *, setting: str,
 
     Args:
         members: one row per run with ``seed``, the column ``setting``, ``column``, and what
-            :func:`classify_runs` needs (``relative_loss``, ``diverged`` and the loss before).
+            :func:`classify_runs` needs (``relative_loss``, ``diverged``, ``loss_trend``).
         column: the positive quantity compared (e.g. ``"eff_lam_ang"``); compared as log ratios.
         setting: the column naming the setting of each run.
         treated, control: the two values of ``setting``; the ratio is treated / control.

@@ -541,6 +541,28 @@ class AdamRun:
             raise ValueError(f"{self.losses.shape[1]} steps are too few for two windows of {w}")
         return self.losses[:, -w:].mean(1), self.losses[:, -2 * w:-w].mean(1)
 
+    def loss_trend(self, fraction: float = 0.5, per: float = 0.1) -> Tensor:
+        """Whether the run is still moving: the factor by which the batch loss changes over ``per``
+        of the run's steps, from a least-squares line through ``ln(batch loss)`` against the step
+        over the last ``fraction`` of the steps (``(M,)``; 1: flat, 0.5: halving every ``per`` of
+        training; NaN where a loss in that window is not finite and positive).
+
+        A line through the log of every step, rather than the ratio of two window means, because
+        at a constant learning rate Adam's loss near its floor spikes: a few steps can carry a
+        window's mean, and two windows of a stationary run then differ by several times."""
+        if not (0 < fraction <= 1 and per > 0):
+            raise ValueError(f"need 0 < fraction <= 1 and per > 0, got fraction={fraction}, per={per}")
+        n = self.losses.shape[1]
+        w = int(n * fraction)
+        if w < 2:
+            raise ValueError(f"{n} steps are too few for a trend over the last {fraction} of them")
+        y = self.losses[:, -w:].log()
+        t = torch.arange(w, dtype=y.dtype, device=y.device)
+        t = t - t.mean()
+        slope = ((y - y.mean(1, keepdim=True)) * t).sum(1) / (t * t).sum()  # per step, in ln(loss)
+        factor = torch.exp(slope * per * n)
+        return torch.where(torch.isfinite(factor), factor, torch.full_like(factor, float("nan"))).cpu()
+
     def effective_learning_rates(self) -> dict[str, Tensor]:
         """:func:`effective_learning_rates` of every parameter at the end of the run
         (``{name: (M, ...)}``, CPU), with each member's last learning rate."""
