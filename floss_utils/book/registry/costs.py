@@ -82,8 +82,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=2.96, peak_gib=0.66, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=1.49, peak_gib=0.55, status='failed (exit 1)',
-                    basis='at least: a run that failed (exit 1) after 1.5 min, measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
+        'paper': Cost(minutes=1.95, peak_gib=0.78, status='ok',
+                    basis='measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '07_deep_networks_at_init': {
         'smoke': Cost(minutes=0.33, peak_gib=0.54, status='ok',
