@@ -140,3 +140,29 @@ def test_parameters_differ_names_what_is_not_the_preset(tmp_path):
         parameters_differ(rec, "10_flossing_schedules", "paper", ["success_threshold"])
     with pytest.raises(ValueError, match="no chapter"):
         parameters_differ(rec, "99_nothing", "paper", ["n_units"])
+
+
+def test_run_reached_places_the_stopped_cell_past_the_injected_parameters(tmp_path):
+    from floss_utils.book.records import run_reached
+
+    def cell(cid, source, tags=()):
+        return {"id": cid, "cell_type": "code", "metadata": {"tags": list(tags)}, "source": source, "outputs": []}
+
+    nb = tmp_path / "ch.ipynb"
+    nb.write_text(json.dumps({"cells": [cell("md", "# title"), cell("p", "scale = 'book'", ["parameters"]),
+                                        cell("two", "\n# the second step\nx = 2"), cell("three", "# " + "long " * 30)]}))
+    # executed notebook: md 0, parameters 1, injected 2, "two" 3, "three" 4
+    stopped = lambda index, source: {"status": "timed out", "cell": {"index": index, "source": source}}
+    long_first = ("# " + "long " * 30).strip()
+    assert run_reached(stopped(4, long_first[:77] + "..."), nb, "two") is True
+    assert run_reached(stopped(4, long_first[:77] + "..."), nb, "three") is False
+    assert run_reached(stopped(3, "# the second step"), nb, "two") is False
+    assert run_reached(stopped(3, "# the second step"), nb, "md") is True
+    assert run_reached(stopped(3, "# something else"), nb, "md") is None  # the notebook changed since the run
+    assert run_reached(stopped(9, "# the second step"), nb, "md") is None
+    assert run_reached({"status": "timed out"}, nb, "two") is None
+    assert run_reached({"status": "ok"}, nb, "three") is True
+    failed_in_three = {"status": "failed", "cell": {"index": 4, "source": long_first[:77] + "..."}}
+    assert run_reached(failed_in_three, nb, "two") is True and run_reached(failed_in_three, nb, "three") is False
+    with pytest.raises(KeyError, match="nope"):
+        run_reached(stopped(3, "# the second step"), nb, "nope")

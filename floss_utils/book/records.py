@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records",
-           "published_comparison", "parameters_differ"]
+           "published_comparison", "parameters_differ", "run_reached"]
 
 #: the folder of the records, relative to the book's checkout
 RECORDS_DIR = "records"
@@ -222,3 +222,41 @@ def published_comparison(published: Mapping[str, float], paper: Mapping[str, flo
                      "within factor": bool(1 / factor <= ratio <= factor),
                      "book scale": (book or {}).get(k, math.nan)})
     return pd.DataFrame(rows)
+
+
+def run_reached(run: Mapping[str, Any], notebook: str | Path, cell_id: str) -> bool | None:
+    """Whether a chapter run got past one cell of its notebook.
+
+    Args:
+        run: the run's ``run.json`` (as kept by ``benchmarks/bench_book.py`` in
+            ``records/chapter_runs/``): its ``status`` and, for a stopped run, the ``cell`` it was
+            executing (``index`` in the executed notebook, which holds papermill's injected
+            parameters cell right after the cell tagged ``parameters``, and ``source``, its first line).
+        notebook: the chapter's committed notebook (no injected cell).
+        cell_id: the id of the cell asked about.
+
+    Returns:
+        True if the run completed, or stopped (timed out, interrupted, or failed: a chapter stops
+        at its first failed check) in a cell after ``cell_id``, which then ran to its end; False if
+        it stopped in ``cell_id`` or before; None when the stopped cell cannot be placed (no cell
+        recorded, or the notebook has changed since: the recorded first line does not match).
+    """
+    if run.get("status") == "ok":
+        return True
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    ids = [c.get("id") for c in cells]
+    if cell_id not in ids:
+        raise KeyError(f"no cell with id {cell_id!r} in {notebook}")
+    stopped = (run.get("cell") or {})
+    if "index" not in stopped:
+        return None
+    params = next((i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    index = stopped["index"] - (1 if params is not None and stopped["index"] > params else 0)
+    if not 0 <= index < len(cells):
+        return None
+    text = "".join(cells[index]["source"])
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    recorded = str(stopped.get("source") or "")
+    if not (first == recorded or (recorded.endswith("...") and first.startswith(recorded[:-3]))):
+        return None
+    return index > ids.index(cell_id)
