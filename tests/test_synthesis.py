@@ -642,3 +642,52 @@ def test_arrival_misses_names_the_networks_outside_the_tolerance():
     assert arrival_misses(table, "-0.1", -0.1, 0.025) == [0]
     with pytest.raises(ValueError, match="no rows"):
         arrival_misses(table, "-0.3", -0.3, 0.025)
+
+
+def test_kept_run_shrink_reads_a_kept_table_by_hand():
+    import pandas as pd
+    from floss_utils.synthesis.self_teacher import kept_run_shrink, paired_shrink
+    # 4 seeds; flossed to 0 halves eta on seeds 0-2 and doubles it on seed 3, which did not arrive (-0.2)
+    before = {0: 4.0, 1: 2.0, 2: 8.0, 3: 1.0}
+    after = {0: 2.0, 1: 1.0, 2: 4.0, 3: 2.0}
+    lam = {0: -0.01, 1: 0.02, 2: -0.03, 3: -0.2}
+    rows = [("unflossed", s, v, -0.9) for s, v in before.items()] + [("0", s, after[s], lam[s]) for s in (3, 1, 0, 2)]
+    table = pd.DataFrame(rows, columns=["condition", "seed", "median effective lr", "mean flossed lambda"])
+    record = pd.DataFrame({"seed": [0, 1, 7], "eta_unflossed": [4.0, 2.0, 9.0], "eta_flossed_to_0": [2.0, 1.0, 9.0]})
+    k = kept_run_shrink(table, record, tol=0.05, level=0.9, seed=3)
+    assert k.seeds == [0, 1, 2, 3] and k.not_arrived == [3] and k.worst == 3
+    assert k.ratios.to_dict() == {0: 0.5, 1: 0.5, 2: 0.5, 3: 2.0}
+    assert k.flossed_lambda.loc[3] == -0.2
+    # geometric mean of (1/2)^3 * 2 = (1/4)^(1/4); over the arrived seeds exactly 1/2
+    assert k.shrink.ratio == pytest.approx(0.25 ** 0.25) and k.shrink.n_smaller == 3
+    assert k.shrink == paired_shrink(list(before.values()), [after[s] for s in before], level=0.9, seed=3)
+    assert k.shrink_arrived.ratio == pytest.approx(0.5) and k.shrink_arrived.n == 3
+    assert k.shared == [0, 1] and k.equal_to_record
+    # one value off on a shared seed breaks the equality; nothing shared is not equality
+    assert not kept_run_shrink(table, record.assign(eta_flossed_to_0=[2.0, 1.0000001, 9.0]), tol=0.05, level=0.9).equal_to_record
+    assert not kept_run_shrink(table, record.assign(seed=[7, 8, 9]), tol=0.05, level=0.9).equal_to_record
+    # fewer than 2 arrived: no test over them
+    assert kept_run_shrink(table, record, tol=0.005, level=0.9).shrink_arrived is None
+    with pytest.raises(KeyError, match="eta_unflossed"):
+        kept_run_shrink(table, record.drop(columns=["eta_unflossed"]), tol=0.05, level=0.9)
+    assert k.arrival_text() == ("1 of the 4 networks flossed to 0 did not arrive by section 12.2's criterion (seeds 3 at "
+                                f"-0.200: the mean of their flossed exponents); over the 3 that did: {k.shrink_arrived}")
+
+
+def test_read_kept_run_reads_the_folder_with_the_runs_own_tolerance(tmp_path):
+    import json
+    import pandas as pd
+    from floss_utils.synthesis.self_teacher import kept_run_shrink, read_kept_run
+    record = pd.DataFrame({"seed": [0], "eta_unflossed": [4.0], "eta_flossed_to_0": [2.0]})
+    assert read_kept_run(tmp_path / "none", record, tolerance=lambda t: 0.05, level=0.9) == (None, None)
+    run = {"status": "timed out", "parameters": {"targets": [0.0, -0.1]}}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert read_kept_run(tmp_path, record, tolerance=lambda t: 0.05, level=0.9) == (run, None)  # stopped before 12.4
+    table = pd.DataFrame({"condition": ["unflossed", "unflossed", "0", "0"], "seed": [0, 1, 0, 1],
+                          "median effective lr": [4.0, 3.0, 2.0, 1.0], "mean flossed lambda": [-0.9, -0.9, -0.04, 0.0]})
+    table.to_csv(tmp_path / "populations.csv", index=False)
+    seen = []
+    got_run, got = read_kept_run(tmp_path, record, tolerance=lambda t: seen.append(list(t)) or 0.03, level=0.9, seed=2)
+    assert got_run == run and seen == [[0.0, -0.1]] and got.not_arrived == [0]  # -0.04 is outside 0.03
+    want = kept_run_shrink(table, record, tol=0.03, level=0.9, seed=2)
+    assert got.shrink == want.shrink and got.ratios.equals(want.ratios) and got.equal_to_record and want.equal_to_record

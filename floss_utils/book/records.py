@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records",
-           "published_comparison", "parameters_differ", "run_reached"]
+           "published_comparison", "parameters_differ", "run_reached",
+           "stopped_cell", "section_of"]
 
 #: the folder of the records, relative to the book's checkout
 RECORDS_DIR = "records"
@@ -224,30 +225,16 @@ def published_comparison(published: Mapping[str, float], paper: Mapping[str, flo
     return pd.DataFrame(rows)
 
 
-def run_reached(run: Mapping[str, Any], notebook: str | Path, cell_id: str) -> bool | None:
-    """Whether a chapter run got past one cell of its notebook.
+def stopped_cell(run: Mapping[str, Any], notebook: str | Path) -> int | None:
+    """The index, in the chapter's committed ``notebook``, of the cell a stopped run was executing.
 
-    Args:
-        run: the run's ``run.json`` (as kept by ``benchmarks/bench_book.py`` in
-            ``records/chapter_runs/``): its ``status`` and, for a stopped run, the ``cell`` it was
-            executing (``index`` in the executed notebook, which holds papermill's injected
-            parameters cell right after the cell tagged ``parameters``, and ``source``, its first line).
-        notebook: the chapter's committed notebook (no injected cell).
-        cell_id: the id of the cell asked about.
-
-    Returns:
-        True if the run completed, or stopped (timed out, interrupted, or failed: a chapter stops
-        at its first failed check) in a cell after ``cell_id``, which then ran to its end; False if
-        it stopped in ``cell_id`` or before; None when the stopped cell cannot be placed (no cell
-        recorded, or the notebook has changed since: the recorded first line does not match).
-    """
-    if run.get("status") == "ok":
-        return True
+    ``run`` is the run's ``run.json`` (as kept by ``benchmarks/bench_book.py`` in
+    ``records/chapter_runs/``); its ``cell`` holds the ``index`` in the executed notebook, which has
+    papermill's injected parameters cell right after the cell tagged ``parameters``, and ``source``,
+    the cell's first line. None when no cell is recorded or it cannot be placed (the notebook has
+    changed since: the recorded first line does not match)."""
     cells = json.loads(Path(notebook).read_text())["cells"]
-    ids = [c.get("id") for c in cells]
-    if cell_id not in ids:
-        raise KeyError(f"no cell with id {cell_id!r} in {notebook}")
-    stopped = (run.get("cell") or {})
+    stopped = run.get("cell") or {}
     if "index" not in stopped:
         return None
     params = next((i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
@@ -259,4 +246,39 @@ def run_reached(run: Mapping[str, Any], notebook: str | Path, cell_id: str) -> b
     recorded = str(stopped.get("source") or "")
     if not (first == recorded or (recorded.endswith("...") and first.startswith(recorded[:-3]))):
         return None
-    return index > ids.index(cell_id)
+    return index
+
+
+def section_of(notebook: str | Path, index: int) -> str:
+    """The heading (without its ``#`` marks) of the last markdown heading of level 2 or 3 at or
+    before cell ``index`` of ``notebook``; '' if none."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    for cell in reversed(cells[:index + 1]):
+        if cell["cell_type"] == "markdown":
+            heads = [ln for ln in "".join(cell["source"]).splitlines() if ln.startswith(("## ", "### "))]
+            if heads:
+                return heads[-1].lstrip("#").strip()
+    return ""
+
+
+def run_reached(run: Mapping[str, Any], notebook: str | Path, cell_id: str) -> bool | None:
+    """Whether a chapter run got past one cell of its notebook.
+
+    Args:
+        run: the run's ``run.json`` (see :func:`stopped_cell`) with its ``status``.
+        notebook: the chapter's committed notebook (no injected cell).
+        cell_id: the id of the cell asked about.
+
+    Returns:
+        True if the run completed, or stopped (timed out, interrupted, or failed: a chapter stops
+        at its first failed check) in a cell after ``cell_id``, which then ran to its end; False if
+        it stopped in ``cell_id`` or before; None when the stopped cell cannot be placed
+        (:func:`stopped_cell`).
+    """
+    if run.get("status") == "ok":
+        return True
+    ids = [c.get("id") for c in json.loads(Path(notebook).read_text())["cells"]]
+    if cell_id not in ids:
+        raise KeyError(f"no cell with id {cell_id!r} in {notebook}")
+    index = stopped_cell(run, notebook)
+    return None if index is None else index > ids.index(cell_id)

@@ -15,7 +15,8 @@ from .curvature import (
 )
 from .self_teacher import (
     gf_self_teacher_loss, gf_readout_variance, gain, with_gain, with_memory, adam_self_teacher_run, AdamSelfTeacherRun,
-    task_bits, Shrink, paired_shrink, paired_shrink_in_table, shrink_weaker, arrival_misses, SHARP_BITS, ADAM_BITS, ADAM_PERTURB,
+    task_bits, Shrink, paired_shrink, paired_shrink_in_table, shrink_weaker, arrival_misses, KeptRunShrink, kept_run_shrink, read_kept_run,
+    SHARP_BITS, ADAM_BITS, ADAM_PERTURB,
     ADAM_NOISE,
 )
 from .controls import (
@@ -35,7 +36,7 @@ from .diagonal_task import (
 __all__ = [
     "lanczos_top_eigenvalue", "hvp_operator", "sharpness", "flatten", "unflatten", "LANCZOS",
     "gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run",
-    "AdamSelfTeacherRun", "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "arrival_misses", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE",
+    "AdamSelfTeacherRun", "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "arrival_misses", "KeptRunShrink", "kept_run_shrink", "read_kept_run", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE",
     "SelfTeacherControls", "self_teacher_controls", "control_comparisons", "CONTROLS", "FRESH_KEY",
     "TradeOff", "PairedSuccess", "memory_trade_off",
     "DiagonalPopulation", "init_diagonal_population", "diagonal_block_matrix",

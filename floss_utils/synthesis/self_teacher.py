@@ -14,13 +14,17 @@ flossed network (Part IV, *ours*).
 * :func:`paired_shrink`, :func:`paired_shrink_in_table` - how much smaller a per-seed quantity is
   after flossing (geometric-mean ratio, bootstrap interval, sign-flip test), and
   :func:`shrink_weaker` - whether one such effect is weaker than another, interval against interval;
-  :func:`arrival_misses` - the networks that did not arrive at their flossing target.
+  :func:`arrival_misses` - the networks that did not arrive at their flossing target;
+  :func:`kept_run_shrink`, :func:`read_kept_run` - the paired test read off a kept chapter run's
+  table, with its networks that did not arrive and its agreement with a record of the same networks.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,7 +39,7 @@ from ..progress import report_progress
 from .curvature import flatten, unflatten
 
 __all__ = ["gf_self_teacher_loss", "gf_readout_variance", "gain", "with_gain", "with_memory", "adam_self_teacher_run", "AdamSelfTeacherRun",
-           "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "arrival_misses", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
+           "task_bits", "Shrink", "paired_shrink", "paired_shrink_in_table", "shrink_weaker", "arrival_misses", "KeptRunShrink", "kept_run_shrink", "read_kept_run", "SHARP_BITS", "ADAM_BITS", "ADAM_PERTURB", "ADAM_NOISE"]
 
 #: generator purposes of this module (seeded_generator(seed, purpose, ...)); 0-5 are taken by Part III
 SHARP_BITS, ADAM_BITS, ADAM_PERTURB, ADAM_NOISE = 20, 21, 22, 23
@@ -340,3 +344,87 @@ def shrink_weaker(other: Shrink, other_slope: tuple[float, float], this: Shrink,
     if min(other.n, this.n) < 2 or not all(math.isfinite(v) for v in values):
         return False
     return other.lo > this.hi and other_slope[0] > this_slope[1]
+
+
+@dataclass(frozen=True)
+class KeptRunShrink:
+    """Section 12.4's paired test read off a kept chapter run (see :func:`kept_run_shrink`).
+
+    Attributes:
+        seeds: the run's seeds, sorted.
+        shrink: unflossed -> flossed to 0 over every seed.
+        not_arrived: seeds whose network flossed to 0 did not arrive (:func:`arrival_misses`).
+        shrink_arrived: the same test over the seeds that arrived (None with fewer than 2).
+        ratios: per seed, flossed to 0 over unflossed (``pd.Series`` indexed by seed).
+        flossed_lambda: per seed, the mean flossed exponent of the network flossed to 0 (per step).
+        shared: the seeds the run shares with the record it is compared with.
+        equal_to_record: whether both conditions' values equal the record's exactly on ``shared``
+            (False when nothing is shared).
+    """
+
+    seeds: list[int]
+    shrink: Shrink
+    not_arrived: list[int]
+    shrink_arrived: Shrink | None
+    ratios: pd.Series
+    flossed_lambda: pd.Series
+    shared: list[int]
+    equal_to_record: bool
+
+    @property
+    def worst(self) -> int:
+        """The seed with the largest ratio (the least shrink)."""
+        return int(self.ratios.idxmax())
+
+    def arrival_text(self) -> str:
+        """Which networks flossed to 0 did not arrive, and the test over those that did, in words."""
+        if not self.not_arrived:
+            return "every network flossed to 0 arrived by section 12.2's criterion"
+        return (f"{len(self.not_arrived)} of the {len(self.seeds)} networks flossed to 0 did not arrive by section 12.2's "
+                f"criterion (seeds {', '.join(f'{s} at {self.flossed_lambda[s]:+.3f}' for s in self.not_arrived)}: the "
+                f"mean of their flossed exponents); over the {len(self.seeds) - len(self.not_arrived)} that did: "
+                + (f"{self.shrink_arrived}" if self.shrink_arrived is not None else "too few to compare"))
+
+
+def kept_run_shrink(populations: pd.DataFrame, record: pd.DataFrame, *, tol: float, level: float, seed: int = 0,
+                    column: str = "median effective lr") -> KeptRunShrink:
+    """The paired shrink of ``column`` from the unflossed networks to those flossed to 0 in a kept
+    run's ``populations`` table (one row per ``condition, seed``, with ``column`` and ``mean
+    flossed lambda``), over every seed and over those that arrived within ``tol`` of 0; and the
+    run's values against a ``record`` of the same networks (columns ``seed, eta_unflossed,
+    eta_flossed_to_0``), exact equality on the seeds both hold."""
+    for name in ("seed", "eta_unflossed", "eta_flossed_to_0"):
+        if name not in record.columns:
+            raise KeyError(f"the record has no column {name!r} (columns: {list(record.columns)})")
+    shrink = paired_shrink_in_table(populations, column, level=level, seed=seed)
+    cond = populations.condition.astype(str)
+    seeds = sorted(int(s) for s in populations.seed[cond == "0"])
+    missed = arrival_misses(populations, "0", 0.0, tol)
+    arrived = [s for s in seeds if s not in missed]
+    shrink_arrived = (paired_shrink_in_table(populations, column, level=level, seed=seed, seeds=arrived)
+                      if len(arrived) >= 2 else None)
+    value = lambda c: populations[cond == c].set_index("seed")[column].loc[seeds]  # noqa: E731
+    ratios = value("0") / value("unflossed")
+    lam = populations[cond == "0"].set_index("seed")["mean flossed lambda"].loc[seeds]
+    rec = record.set_index("seed")
+    shared = [s for s in seeds if s in rec.index]
+    equal = bool(shared) and (np.array_equal(rec.loc[shared, "eta_unflossed"].to_numpy(), value("unflossed").loc[shared].to_numpy())
+                              and np.array_equal(rec.loc[shared, "eta_flossed_to_0"].to_numpy(), value("0").loc[shared].to_numpy()))
+    return KeptRunShrink(seeds=seeds, shrink=shrink, not_arrived=missed, shrink_arrived=shrink_arrived, ratios=ratios,
+                         flossed_lambda=lam, shared=shared, equal_to_record=equal)
+
+
+def read_kept_run(directory: str | Path, record: pd.DataFrame, *, tolerance: Callable[[Sequence[float]], float],
+                  level: float, seed: int = 0) -> tuple[dict | None, KeptRunShrink | None]:
+    """A chapter-12 run kept by ``benchmarks/bench_book.py`` (a folder with ``run.json`` and, where
+    the run got that far, section 12.4's ``populations.csv``): its ``run.json`` (None if absent) and
+    :func:`kept_run_shrink` of its table (None if the run wrote none), with the arrival tolerance
+    ``tolerance(targets)`` of the run's own flossing targets."""
+    directory = Path(directory)
+    if not (directory / "run.json").is_file():
+        return None, None
+    run = json.loads((directory / "run.json").read_text())
+    if not (directory / "populations.csv").is_file():
+        return run, None
+    tol = tolerance(run["parameters"]["targets"])
+    return run, kept_run_shrink(pd.read_csv(directory / "populations.csv"), record, tol=tol, level=level, seed=seed)
