@@ -116,14 +116,29 @@ def test_classify_runs_reads_the_trend_both_ways():
         classify_runs(m, plateau_factor=1.0)
 
 
+def test_classify_runs_needs_both_last_tenths_below_the_level():
+    # a run at 9e-4 of the zero output whose tenth before sat 139x higher (a late excursion): Adam's second moment
+    # still remembers it, so it has not converged, whatever its trend
+    m = _members()
+    late = m.assign(loss_before=lambda f: f.final_loss.where(~np.isclose(f.lr, 1e-4) | (f.student != "diag"),
+                                                             f.final_loss * 139))
+    assert not classify_runs(late)[(late.student == "diag") & np.isclose(late.lr, 1e-4)].converged.any()
+    # the same read from relative losses
+    rel = late.drop(columns=["final_loss", "loss_before"]).assign(relative_loss_before=late.loss_before / late.final_loss
+                                                                  * late.relative_loss)
+    assert classify_runs(rel).converged.tolist() == classify_runs(late).converged.tolist()
+    with pytest.raises(KeyError, match="relative_loss_before"):
+        classify_runs(m.drop(columns=["loss_before"]))
+
+
 def _settings() -> pd.DataFrame:
     # 5 seeds; "wide" is 10x "narrow" on seeds 0-3 and 0.5x on seed 4; one wide run still falls 4x per tenth
     rows = []
     for seed in range(5):
         base = 1e-4 * (seed + 1)
-        rows.append(("narrow", seed, base, 1e-5, 1.0, False))
-        rows.append(("wide", seed, base * (10 if seed < 4 else 0.5), 1e-5, 0.25 if seed == 0 else 1.0, False))
-    return pd.DataFrame(rows, columns=["range", "seed", "eff", "relative_loss", "loss_trend", "diverged"])
+        rows.append(("narrow", seed, base, 1e-5, 2e-5, 1.0, False))
+        rows.append(("wide", seed, base * (10 if seed < 4 else 0.5), 1e-5, 2e-5, 0.25 if seed == 0 else 1.0, False))
+    return pd.DataFrame(rows, columns=["range", "seed", "eff", "relative_loss", "relative_loss_before", "loss_trend", "diverged"])
 
 
 def test_paired_setting_contrast_counts_and_exact_p():

@@ -382,3 +382,20 @@ def test_numerical_rank_of_a_known_rank_matrix_with_round_off():
     assert float(noise[1]) == pytest.approx(5 * torch.finfo(F64).eps * 1e6, rel=1e-6)
     with pytest.raises(ValueError, match="one shape"):
         ls.numerical_rank(H, other[:4, :4])
+
+
+def test_second_moment_lag_behind_a_geometric_fall_is_one_over_one_minus_ln_f():
+    # chapter 6's convergence criterion: if the squared gradients fall by f per Adam memory 1/(1 - b2) = 1000 steps,
+    # Adam's v (run through the library's own update) exceeds the current squared gradient by about 1/(1 - ln f)
+    from floss_utils.optim import adam_update
+    steps, tau = 20_000, 1000
+    for f in (2.0, 1.5, 0.5):
+        p, m, v = torch.zeros(1, 1, dtype=F64), torch.zeros(1, 1, dtype=F64), torch.zeros(1, 1, dtype=F64)
+        g2 = None
+        for t in range(1, steps + 1):
+            g2 = f ** (-t / tau)
+            adam_update([p], [torch.full((1, 1), math.sqrt(g2), dtype=F64)], [m], [v], lr=0.0,
+                        steps=torch.tensor([t]), mask=torch.tensor([True]))
+        v_hat = v.item() / (1 - 0.999 ** steps)
+        assert v_hat / g2 == pytest.approx(1 / (1 - math.log(f)), rel=0.01)
+    assert (1 / (1 - math.log(2))) ** 0.5 == pytest.approx(1.8, abs=0.01)  # the chapter's "about 1.8"

@@ -53,23 +53,39 @@ def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plate
 
     A run **failed** when it diverged, when its relative loss is not finite, or when it ends above
     the zero output's loss (relative loss > 1: it blew up); its relative loss becomes ``inf``, so
-    that it ranks last. A run **converged** when its relative loss is below ``converged_below``
-    and it no longer moves: the fitted trend of its log batch loss over the last half of training
-    changes the loss by less than ``plateau_factor`` (up or down) per tenth of training
-    (``loss_trend``, from :meth:`~floss_utils.curse_of_memory.landscape.AdamRun.loss_trend`).
+    that it ranks last. A run **converged** (its Adam state reflects gradients at the optimum, the
+    sense chapter 6 needs) when
 
-    ``members`` needs ``relative_loss``, ``diverged`` and ``loss_trend``.
+    * its mean loss over each of the last two tenths of training is below ``converged_below`` times
+      the zero output's (with 10 000 steps a tenth is Adam's second-moment memory ``1/(1 - b2)``,
+      so ``v`` is built from gradients at that level), and
+    * the fitted trend of its log batch loss over the last half of training moves the loss by less
+      than ``plateau_factor`` per tenth, up or down (``loss_trend``, from
+      :meth:`~floss_utils.curse_of_memory.landscape.AdamRun.loss_trend`).
+
+    ``members`` needs ``relative_loss``, ``diverged``, ``loss_trend``, and the tenth before the last
+    either as ``relative_loss_before`` or as ``loss_before`` with ``final_loss`` (absolute losses:
+    the zero-output loss cancels in their ratio).
     """
     _require(members, ("relative_loss", "diverged", "loss_trend"), "members")
     if not (converged_below > 0 and plateau_factor > 1):
         raise ValueError(f"need converged_below > 0 and plateau_factor > 1, got {converged_below}, {plateau_factor}")
     out = members.copy()
     rel = out["relative_loss"].astype(float)
+    if "relative_loss_before" in out.columns:
+        rel_before = out["relative_loss_before"].astype(float)
+    elif {"loss_before", "final_loss"} <= set(out.columns):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_before = rel * out["loss_before"].astype(float) / out["final_loss"].astype(float)
+    else:
+        raise KeyError("members needs relative_loss_before, or loss_before and final_loss, for the tenth before the last "
+                       f"(has {list(out.columns)})")
     out["failed"] = out["diverged"].astype(bool) | ~np.isfinite(rel) | (rel > 1)
     out["relative_loss"] = rel.where(~out["failed"], np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         moved = np.abs(np.log(out["loss_trend"].astype(float)))
-    out["converged"] = (out["relative_loss"] < converged_below) & (moved < math.log(plateau_factor))
+    out["converged"] = ((out["relative_loss"] < converged_below) & (rel_before < converged_below)
+                        & (moved < math.log(plateau_factor)))
     return out
 
 
