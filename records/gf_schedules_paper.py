@@ -1,5 +1,5 @@
 """Record: GF's flossing schedules at the public code's own configuration, to be set beside
-chapter 10's `book` scale (section 10.5). ``--estimate`` prints the projected cost of a run first (2026-12-05,
+chapter 10's `book` scale (section 10.4). ``--estimate`` prints the projected cost of a run first (2026-12-05,
 AMD EPYC, 2 threads, 10 seeds: about 1.1 h, an upper bound); the committed record ran 7 seeds, the fewest with which
 Holm's five tests can pass.
 
