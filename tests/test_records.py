@@ -171,14 +171,17 @@ def test_run_reached_places_the_stopped_cell_past_the_injected_parameters(tmp_pa
 def test_stopped_cell_and_its_section(tmp_path):
     from floss_utils.book.records import section_of, stopped_cell
 
-    def cell(kind, source, tags=()):
-        return {"cell_type": kind, "metadata": {"tags": list(tags)}, "source": source}
+    def cell(kind, source, tags=(), cid=None):
+        return {"id": cid, "cell_type": kind, "metadata": {"tags": list(tags)}, "source": source}
 
     nb = tmp_path / "ch.ipynb"
     nb.write_text(json.dumps({"cells": [cell("markdown", "# 1. Title\n\n## 1.1 First"), cell("code", "x = 1", ["parameters"]),
                                         cell("markdown", "text\n### A control\nmore"), cell("code", "y = 2"),
-                                        cell("markdown", "## 1.2 Second"), cell("code", "z = 3")]}))
+                                        cell("markdown", "## 1.2 Second"), cell("code", "z = 3", cid="last")]}))
     assert stopped_cell({"cell": {"index": 4, "source": "y = 2"}}, nb) == 3  # after the injected cell
     assert stopped_cell({"cell": {"index": 1, "source": "x = 1"}}, nb) == 1  # the parameters cell itself
     assert stopped_cell({"cell": {"index": 6, "source": "y = 2"}}, nb) is None
     assert [section_of(nb, i) for i in (0, 1, 3, 5)] == ["1.1 First", "1.1 First", "A control", "1.2 Second"]
+    assert section_of(nb, "last") == "1.2 Second"
+    with pytest.raises(KeyError, match="nope"):
+        section_of(nb, "nope")

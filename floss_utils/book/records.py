@@ -249,13 +249,18 @@ def stopped_cell(run: Mapping[str, Any], notebook: str | Path) -> int | None:
     return index
 
 
-def section_of(notebook: str | Path, index: int) -> str:
+def section_of(notebook: str | Path, cell: int | str) -> str:
     """The heading (without its ``#`` marks) of the last markdown heading of level 2 or 3 at or
-    before cell ``index`` of ``notebook``; '' if none."""
+    before a cell of ``notebook``, given by its index or its id; '' if none."""
     cells = json.loads(Path(notebook).read_text())["cells"]
-    for cell in reversed(cells[:index + 1]):
-        if cell["cell_type"] == "markdown":
-            heads = [ln for ln in "".join(cell["source"]).splitlines() if ln.startswith(("## ", "### "))]
+    if isinstance(cell, str):
+        ids = [c.get("id") for c in cells]
+        if cell not in ids:
+            raise KeyError(f"no cell with id {cell!r} in {notebook}")
+        cell = ids.index(cell)
+    for c in reversed(cells[:cell + 1]):
+        if c["cell_type"] == "markdown":
+            heads = [ln for ln in "".join(c["source"]).splitlines() if ln.startswith(("## ", "### "))]
             if heads:
                 return heads[-1].lstrip("#").strip()
     return ""
