@@ -354,6 +354,21 @@ def test_sig2_and_glue_sig2(monkeypatch):
         glue_sig2("bad", float("inf"))
 
 
+def test_glue_md_glues_markdown_that_keeps_its_markup(monkeypatch):
+    import IPython.core.formatters as formatters
+    import myst_nb
+    from floss_utils.book.chapters import glue_md
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
+    assert glue_md("verdict", "the moves of $W_s$ are **not** it") == "the moves of $W_s$ are **not** it"
+    (name, value, display), = calls
+    bundle, _ = formatters.format_display_data(value)
+    assert (name, display) == ("verdict", False) and bundle["text/markdown"] == "the moves of $W_s$ are **not** it"
+    with pytest.raises(TypeError, match="needs a str"):
+        glue_md("bad", 3.0)
+
+
 def test_glue_number_works_outside_a_kernel():
     # myst_nb.glue only formats and displays; outside IPython it must not raise.
     assert glue_number("outside", 3.14159, digits=2) == 3.14

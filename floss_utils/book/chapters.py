@@ -47,6 +47,7 @@ __all__ = [
     "write_results",
     "write_table",
     "glue_number",
+    "glue_md",
 ]
 
 
@@ -190,6 +191,19 @@ def write_table(cfg: Config, name: str, frame: Any) -> Path:
     path = cfg.output_dir / f"{name}.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+def glue_md(name: str, text: str) -> str:
+    """Glue a piece of prose that carries markup (``$math$``, ``**bold**``, code) for use in the
+    text as ``{glue:md}`name:myst```, which parses it as MyST (``{glue:text}`` would paste the
+    markup verbatim). Returns ``text``."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    if not isinstance(text, str):
+        raise TypeError(f"glue_md({name!r}) needs a str, got {type(text).__name__}")
+    glue(name, Markdown(text), display=False)
+    return text
 
 
 def glue_number(name: str, value: float, digits: int = 3) -> float | int:
