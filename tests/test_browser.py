@@ -147,6 +147,12 @@ def test_page_as_a_reader_sees_it(browser, site: str, built_html: Path, entry: s
     if entry in CHAPTER_ENTRIES:
         assert has_math, f"{entry}: a chapter without math?"
 
+    # glued text ({glue:text}) is pasted verbatim: markup in it would show raw (math, bold, code go through {glue:md})
+    raw = browser.execute_script(
+        r"""return Array.from(document.querySelectorAll('main .pasted-text')).map(e => e.textContent)
+             .filter(t => /\$[^$]+\$|\*\*|`/.test(t));""")
+    assert not raw, f"{entry}: glued text shows raw markup: {raw[:3]}"
+
     # internal links resolve to existing pages and anchors
     hrefs = browser.execute_script(
         "return Array.from(document.querySelectorAll('a[href]')).map(a => a.href);")
