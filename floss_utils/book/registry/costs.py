@@ -130,8 +130,8 @@ COSTS: dict[str, dict[str, Cost]] = {
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
         'book': Cost(minutes=3.2, peak_gib=1.74, status='ok',
                     basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
-        'paper': Cost(minutes=585.7, peak_gib=7.16, status='timed out after 6000 s',
-                    basis='extrapolated from a run stopped after 100 min with 10 % done of the chapter (by book-scale cell times), measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
+        'paper': Cost(minutes=130.83, peak_gib=7.15, status='timed out after 5100 s',
+                    basis='extrapolated from a run stopped after 85 min with 58 % done of the chapter (by book-scale cell times), measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '13_flossing_your_own_network': {
         'smoke': Cost(minutes=0.3, peak_gib=0.5, status='ok',
