@@ -80,9 +80,9 @@ COSTS: dict[str, dict[str, Cost]] = {
     '06_loss_landscape_and_adam': {
         'smoke': Cost(minutes=0.38, peak_gib=0.61, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'book': Cost(minutes=2.96, peak_gib=0.66, status='ok',
-                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=1.95, peak_gib=0.78, status='ok',
+        'book': Cost(minutes=1.76, peak_gib=0.88, status='ok',
+                    basis='measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
+        'paper': Cost(minutes=1.49, peak_gib=0.87, status='ok',
                     basis='measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '07_deep_networks_at_init': {
