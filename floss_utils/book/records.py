@@ -241,12 +241,9 @@ def stopped_cell(run: Mapping[str, Any], notebook: str | Path) -> int | None:
     index = stopped["index"] - (1 if params is not None and stopped["index"] > params else 0)
     if not 0 <= index < len(cells):
         return None
-    text = "".join(cells[index]["source"])
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    recorded = str(stopped.get("source") or "")
-    if not (first == recorded or (recorded.endswith("...") and first.startswith(recorded[:-3]))):
-        return None
-    return index
+    from .runs import _first_line  # how floss run records the cell's first line
+
+    return index if _first_line(cells[index]["source"]) == stopped.get("source") else None
 
 
 def section_of(notebook: str | Path, cell: int | str) -> str:
