@@ -162,3 +162,9 @@ def test_paired_setting_contrast_refuses_unpaired_or_unknown():
         paired_setting_contrast(m, "eff", setting="range", treated="broad", control="narrow")
     with pytest.raises(ValueError, match="positive"):
         paired_setting_contrast(m.assign(eff=-m.eff), "eff", setting="range", treated="wide", control="narrow")
+
+
+def test_converged_on_arrays_is_classify_runs_definition():
+    from floss_utils.curse_of_memory.adam_record import converged
+    got = converged([5e-4, 5e-4, 5e-4, 2e-3, float("nan")], [5e-4, 2e-3, 5e-4, 5e-4, 5e-4], [1.9, 1.0, 0.49, 1.0, 1.0])
+    assert got.tolist() == [True, False, False, False, False]

@@ -36,7 +36,7 @@ import pandas as pd
 from ..common import paired_comparison
 from .landscape import effective_lr_contrast
 
-__all__ = ["classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate",
+__all__ = ["classify_runs", "converged", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate",
            "PairedSettingContrast", "paired_setting_contrast"]
 
 _MEMBER_COLUMNS = ("student", "lr", "seed", "final_loss", "loss_before", "relative_loss", "loss_trend", "diverged")
@@ -82,11 +82,20 @@ def classify_runs(members: pd.DataFrame, *, converged_below: float = 1e-3, plate
                        f"(has {list(out.columns)})")
     out["failed"] = out["diverged"].astype(bool) | ~np.isfinite(rel) | (rel > 1)
     out["relative_loss"] = rel.where(~out["failed"], np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        moved = np.abs(np.log(out["loss_trend"].astype(float)))
-    out["converged"] = ((out["relative_loss"] < converged_below) & (rel_before < converged_below)
-                        & (moved < math.log(plateau_factor)))
+    out["converged"] = converged(out["relative_loss"].to_numpy(), rel_before.to_numpy(), out["loss_trend"].to_numpy(),
+                                 converged_below=converged_below, plateau_factor=plateau_factor)
     return out
+
+
+def converged(relative_loss, relative_loss_before, loss_trend, *, converged_below: float = 1e-3,
+              plateau_factor: float = 2.0) -> np.ndarray:
+    """:func:`classify_runs`' definition of a converged run on arrays of equal shape (one entry per
+    run): both last tenths' mean losses below ``converged_below`` of the zero output's, and a fitted
+    trend within ``plateau_factor`` per tenth, up or down. NaN anywhere gives False."""
+    rel, before, trend = (np.asarray(x, dtype=float) for x in (relative_loss, relative_loss_before, loss_trend))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = np.abs(np.log(trend))
+    return (rel < converged_below) & (before < converged_below) & (moved < math.log(plateau_factor))
 
 
 def best_rates(members: pd.DataFrame) -> pd.Series:
