@@ -76,7 +76,7 @@ from .landscape import (
     effective_learning_rates, adam_ceiling, effective_lr_contrast, eigenvalue_condition_numbers,
 )
 from .adam_record import (
-    classify_runs, best_rates, slowest_reported, best_rate_table, contrast_by_rate, PairedSettingContrast,
+    classify_runs, converged, best_rates, slowest_reported, best_rate_table, contrast_by_rate, PairedSettingContrast,
     paired_setting_contrast,
 )
 from .deep_stacks import (
@@ -113,7 +113,7 @@ __all__ = [
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
     "make_landscape_teacher", "student_at_teacher", "MemoryControl", "memory_control", "mse_loss_fn", "AdamRun",
     "train_keep_adam_state", "effective_learning_rates", "adam_ceiling", "effective_lr_contrast", "eigenvalue_condition_numbers",
-    "classify_runs", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate", "PairedSettingContrast",
+    "classify_runs", "converged", "best_rates", "slowest_reported", "best_rate_table", "contrast_by_rate", "PairedSettingContrast",
     "paired_setting_contrast", "LAYERS", "NORMS",
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "last_step_loss", "LOSSES", "INPUTS", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
