@@ -293,7 +293,8 @@ def run_one(cid: str, scale: str, floss: str, timeout: int, keep: Path | None = 
         env = dict(os.environ, TQDM_DISABLE="1")
         t0 = time.perf_counter()
         stopped_cleanly = True
-        proc = subprocess.Popen([floss, "run", cid, "--scale", scale, "--out", str(out), "-q", "--device", "cpu"],
+        proc = subprocess.Popen([floss, "run", cid, "--scale", scale, "--out", str(out), "-q", "--device", "cpu",
+                              "--accept-cost"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
                                 start_new_session=True)
         try:

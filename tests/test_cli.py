@@ -114,6 +114,61 @@ def test_run_warns_when_the_machine_has_less_memory_than_the_scale_needed(monkey
     assert runs.memory_warning("03_signal_propagation", "book", available=1) is None  # never measured
 
 
+_STOPPED = "timed out after 900 s"
+
+
+def _stopped_tiny(monkeypatch, scale="paper", status=_STOPPED, basis="at least: extrapolated from a run stopped"):
+    from floss_utils.book import runs
+    from floss_utils.book.registry.costs import Cost
+
+    monkeypatch.setitem(runs.expected_cost.__globals__["COSTS"], "tiny",
+                        {scale: Cost(minutes=303.0, peak_gib=7.54, status=status, basis=basis)})
+
+
+def test_a_cpu_run_that_never_finished_on_the_reference_machine_is_refused_with_its_need(monkeypatch, tmp_path, capsys):
+    _stopped_tiny(monkeypatch)
+    out = tmp_path / "o"
+    assert main(["run", "tiny", "--scale", "paper", "--device", "cpu", "--out", str(out)], book=BOOK) == 2
+    err = capsys.readouterr().err
+    assert "did not finish on the reference machine" in err and _STOPPED in err
+    assert "more than 303 min (a lower bound)" in err and "7.54 GiB" in err and "--accept-cost" in err
+    assert not out.exists()  # refused before anything was written
+    # the seed and the device do not change the cost: still refused
+    assert main(["run", "tiny", "--scale", "paper", "--device", "cpu", "-p", "seed", "3",
+                 "--out", str(out)], book=BOOK) == 2
+    # asked for: it runs
+    assert main(["run", "tiny", "--scale", "paper", "--device", "cpu", "--accept-cost", "-q",
+                 "--out", str(out)], book=BOOK) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "ok"
+
+
+def test_cost_refusal_only_for_the_recorded_configuration_on_a_cpu(monkeypatch):
+    from floss_utils.book.runs import cost_refusal
+
+    _stopped_tiny(monkeypatch)
+    paper = {"scale": "paper", "device": "cpu"}
+    assert cost_refusal(TINY, paper) is not None
+    assert cost_refusal(TINY, {"scale": "book", "device": "cpu"}) is None  # that scale was never measured
+    assert cost_refusal(TINY, {**paper, "x": 1.0}) is None  # another configuration: the record is not its
+    assert cost_refusal(TINY, paper, on_cuda=True) is None  # the record is a CPU's
+    assert cost_refusal(TINY, {"scale": "paper", "device": "cuda"}) is None
+    assert cost_refusal(TINY, {"scale": "paper"}, on_cuda=False) is not None  # device auto, no GPU
+    _stopped_tiny(monkeypatch, status="failed (exit 1)", basis="measured 2026-12-02, test")
+    assert cost_refusal(TINY, paper) is None  # a run that failed a check finished: not a matter of cost
+    _stopped_tiny(monkeypatch, status="killed", basis="extrapolated from 20 % of the chapter")
+    assert "about 303 min (extrapolated)" in cost_refusal(TINY, paper)
+
+
+def test_a_sweep_of_a_configuration_that_never_finished_is_refused(monkeypatch, tmp_path, capsys):
+    _stopped_tiny(monkeypatch)
+    out = tmp_path / "s"
+    common = ["--scale", "paper", "--device", "cpu", "-q", "--out", str(out)]
+    assert main(["sweep", "tiny", "--grid", "seed=1,2", *common], book=BOOK) == 2
+    assert "2 of 2 points refused" in capsys.readouterr().err and not out.exists()
+    # a grid that changes the configuration is not the recorded run: it runs
+    assert main(["sweep", "tiny", "--grid", "x=1.5,2.5", *common], book=BOOK) == 0
+
+
 def _cell_comments(nb_path: Path) -> dict[str, tuple[object, str]]:
     """Independent parse of a parameters cell: {name: (literal, comment)} via ast + regex."""
     nb = json.loads(nb_path.read_text())

@@ -163,7 +163,8 @@ def cmd_run(args: argparse.Namespace, book: Book) -> int:
     chapter = book.chapter(args.chapter)
     out = args.out or f"runs/{chapter.id}"
     record = run(book, chapter.id, _overrides(args), out, progress=not args.quiet,
-                 notify=lambda note: print(f"floss run: note: {note}", file=sys.stderr))
+                 notify=lambda note: print(f"floss run: note: {note}", file=sys.stderr),
+                 accept_cost=args.accept_cost)
     if record["status"] == "ok":
         print(f"ok: {chapter.id} (scale {record['scale']}, seed {record['seed']}, device {record['device']}) "
               f"-> {out}/ : {record['notebook']}, results.json, {len(record['outputs']['figures'])} figure(s), "
@@ -181,7 +182,7 @@ def cmd_sweep(args: argparse.Namespace, book: Book) -> int:
     out = args.out or f"runs/{chapter.id}-sweep"
     grid = parse_grid(args.grid or [])
     result = sweep(book, chapter.id, grid, out, fixed=_overrides(args), workers=args.workers,
-                   scheduler=args.scheduler, progress=not args.quiet)
+                   scheduler=args.scheduler, progress=not args.quiet, accept_cost=args.accept_cost)
     n, skipped = len(result.points), sum(bool(p.get("skipped")) for p in result.points)
     summary = (f"{n} points: {result.count('ok')} ok ({skipped} already complete), "
                f"{result.count('failed')} failed")
@@ -237,6 +238,12 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
 
+def _add_accept_cost(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-cost", action="store_true",
+                   help="start a CPU run whose configuration never finished on the reference machine "
+                        "(2-core CPU; see floss list), which is otherwise refused with its measured need")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="floss",
@@ -274,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/CHAPTER); a directory "
                                                 "holding anything but a run of the same chapter is refused")
+    _add_accept_cost(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="run a chapter at every point of a parameter grid (local or Dask)",
@@ -293,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the points on the Dask distributed cluster at ADDRESS (e.g. tcp://host:8786); "
                         "its workers need this environment and DIR on a shared filesystem")
+    _add_accept_cost(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("build", help="render the book into _build/html (as `make book`)",

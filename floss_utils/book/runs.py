@@ -68,6 +68,8 @@ __all__ = [
     "interruption_signal",
     "exit_status",
     "process_state",
+    "cost_refusal",
+    "COST_NEUTRAL",
     "TERMINATING",
 ]
 
@@ -707,10 +709,13 @@ def _clear(directory: Path) -> None:
 
 
 def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Path,
-        *, progress: bool = True, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
+        *, progress: bool = True, notify: Callable[[str], None] | None = None,
+        accept_cost: bool = False) -> dict[str, Any]:
     """Validate ``overrides``, then execute the chapter into ``out``; returns the run record.
 
-    Raises :class:`~floss_utils.book.parameters.ParameterError`/:class:`RunError` before anything runs on bad input.
+    Raises :class:`~floss_utils.book.parameters.ParameterError`/:class:`RunError` before anything runs on bad input,
+    and :class:`RunError` for a run that never finished on the reference machine (:func:`cost_refusal`)
+    unless ``accept_cost``.
     The record's ``status`` is ``ok`` or ``failed`` (with ``error``).
 
     An interruption is recorded ``interrupted`` and propagates (``KeyboardInterrupt``). What
@@ -721,6 +726,9 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
     values = validate(chapter, overrides, reserved=RESERVED)
     check_device(values.get("device"), local=True)
     book.notebook(chapter)  # no checkout, no notebook: refused before `out` is touched
+    refusal = None if accept_cost else cost_refusal(chapter, values)
+    if refusal:
+        raise RunError(refusal)
     out = Path(out)
     say = notify or (lambda text: print(text, file=sys.stderr))
     note = prepare_run_dir(out, chapter.id)
@@ -730,6 +738,57 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
     if warning:
         say(warning)
     return execute(make_task(book, chapter, values, out), progress=progress)
+
+
+#: parameters that do not change what a run costs: a run that overrides only these is the run whose
+#: cost the registry recorded
+COST_NEUTRAL = frozenset({"scale", "device", "seed"})
+
+
+def _runs_on_cuda(device: str) -> bool:
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def cost_refusal(chapter: Chapter, overrides: Mapping[str, Any], *, on_cuda: bool | None = None) -> str | None:
+    """Why this run should not start without being asked to: the same configuration never
+    finished on the reference machine (a 2-core CPU; the registry's
+    :data:`~floss_utils.book.registry.costs.COSTS` say it was stopped for time or killed), with
+    its measured need and what to do instead. None when it finished there, was never measured,
+    runs on CUDA (the record is a CPU's), or ``overrides`` change a parameter other than
+    :data:`COST_NEUTRAL` (the record is not this run's).
+
+    ``overrides``: typed, as :func:`~floss_utils.book.parameters.validate` returns them;
+    ``on_cuda``: whether the run's device is a GPU (default: resolved from the ``device``
+    parameter and this machine).
+    """
+    values = resolve(chapter, overrides)
+    scale = values["scale"]
+    cost = expected_cost(chapter.id, scale)
+    if cost is None or not cost.status.startswith(("timed out", "killed")):
+        return None
+    if set(k for k, v in overrides.items() if v is not None) - COST_NEUTRAL:
+        return None
+    if on_cuda is None:
+        on_cuda = "device" in values and _runs_on_cuda(str(values["device"]))
+    if on_cuda:
+        return None
+    if cost.basis.startswith("at least"):
+        need = f"more than {cost.minutes:.0f} min (a lower bound)"
+    elif cost.basis.startswith("extrapolated"):
+        need = f"about {cost.minutes:.0f} min (extrapolated)"
+    else:
+        need = f"more than {cost.minutes:.0f} min"
+    memory = f"; its memory peaked at {cost.peak_gib:.2f} GiB before it stopped" if cost.peak_gib is not None else ""
+    hint = MEMORY_HINTS.get(chapter.id)
+    lower = f"lower {hint} with -p, " if hint else ""
+    return (f"{chapter.id} at scale {scale} did not finish on the reference machine (a 2-core CPU, 24 GiB): "
+            f"{cost.status}; the whole run needs {need} there{memory} ({cost.basis}). Not started: "
+            f"{lower}run it on a GPU (--device cuda), choose a smaller scale, or pass --accept-cost to "
+            f"start it anyway.")
 
 
 def memory_warning(chapter_id: str, scale: str, available: int | None = None) -> str | None:

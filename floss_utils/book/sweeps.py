@@ -35,7 +35,7 @@ from .parameters import (ParameterError, report, check_device, check_names, coer
                          resolve, validate)
 from .registry import Chapter
 from .runs import (RESERVED, RUN_JSON, SWEEP_JSON, Book, RunError, _clear, _entries, _now, _read_json, check_writable,
-                   _strip_ansi, _write_json_atomic, is_complete, make_task)
+                   _strip_ansi, _write_json_atomic, cost_refusal, is_complete, make_task)
 from .runs import PARENT_ENV, TERMINATING, interruption_signal, process_state
 
 __all__ = ["sweep", "SweepResult", "point_name", "expand_grid", "collect", "run_point"]
@@ -418,7 +418,8 @@ def collect(directory: str | Path, points: Sequence[Mapping[str, Any]], grid_nam
 
 def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: str | Path, *,
           fixed: Mapping[str, Any] | None = None, workers: int = 2, scheduler: str | None = None,
-          progress: bool = True, on_point: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
+          progress: bool = True, on_point: Callable[[dict[str, Any]], None] | None = None,
+          accept_cost: bool = False) -> SweepResult:
     """Run ``chapter_id`` at every point of the cartesian product of ``grid``.
 
     ``grid``: ``{name: [values]}`` (strings are parsed like ``-p`` values); ``fixed``: overrides
@@ -432,7 +433,11 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
     where the caller turns them into :class:`~floss_utils.book.runs.Interrupted` (``floss``
     does, with :func:`~floss_utils.book.runs.interrupt_on_signals`): the running points are
     stopped with the same signal. A point found at ``"running"`` with no process behind it
-    (a stale record) is run again, and its result carries a ``note`` saying so.
+    (a stale record) is run again, and its result carries a ``note`` saying so. A sweep with a
+    point that :func:`~floss_utils.book.runs.cost_refusal` refuses (a configuration that never
+    finished on the reference machine, run on a CPU) is refused before anything runs, unless
+    ``accept_cost``; on a Dask cluster with ``device`` left at ``auto`` the workers' devices are
+    not known here, so nothing is refused.
     """
     chapter = book.chapter(chapter_id)
     fixed_values = validate(chapter, dict(fixed or {}), reserved=RESERVED, constraints=False)
@@ -441,6 +446,12 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
     if workers < 1:
         raise RunError(f"--workers must be >= 1, got {workers}")
     book.notebook(chapter)  # no checkout, no notebook: refused before `out` is touched
+    if not accept_cost:
+        on_cuda = None if scheduler is None else fixed_values.get("device", "auto") != "cpu"
+        refused = [(p, r) for p in points if (r := cost_refusal(chapter, {**fixed_values, **p}, on_cuda=on_cuda))]
+        if refused:
+            raise RunError(f"{len(refused)} of {len(points)} points refused, e.g. {point_name(refused[0][0])}: "
+                           f"{refused[0][1]}")
     out = Path(out)
     prepare_sweep_dir(out, chapter.id, fixed_values)
     client = _connect(scheduler) if scheduler else None  # before writing anything
