@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from floss_utils.book.records import Stopwatch, records_root, write_record
-from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, missing_learning_rates, run_grid
+from floss_utils.curse_of_memory.student_grids import merge_runs, CONFIG_KEYS, RunConfig, missing_learning_rates, run_grid
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
 NAME = "zo_fig3a_paper"
@@ -82,7 +82,9 @@ def main() -> None:
             configs = [RunConfig(arch, nu0, 3.14, hidden=p["hidden"]) for nu0 in batch for arch in todo]
             frame = run_grid(configs, todo, range(a.seeds), steps=p["steps"], batch_size=p["batch_size"],
                              seq_len=p["seq_len"], teacher_seed=p["teacher_seed"], final_window=p["final_window"])
-            done = pd.concat([done, frame], ignore_index=True)
+            # a learning rate short of seeds runs all of them again: the new run replaces its earlier rows, so
+            # that every seed of a point comes from one ensemble and none is counted twice
+            done = merge_runs(done, frame)
             done.to_csv(partial, index=False)
             print(frame.groupby(["arch", "nu0", "lr"])["final_loss"].mean().to_string(), flush=True)
     if any(missing_learning_rates(done, PROTOCOL["lrs"], where={"nu0": v}, seeds=a.seeds) for v in nu0s):

@@ -83,6 +83,27 @@ def test_bracket_reads_the_neighbouring_rates_by_hand():
     assert math.isnan(b.loc["lru", "above"]) and b.loc["lru", "below"] == 0.032 and b.loc["lru", "below_mean"] == 2e-5
 
 
+def test_merge_runs_counts_each_seed_once_from_its_latest_run():
+    # a record grown from 2 to 3 seeds: the rate short of a seed ran all three again; the new rows replace the old
+    from floss_utils.curse_of_memory.student_grids import merge_runs
+
+    cfg = dict(arch="rnn", nu0=0.92, max_phase=3.14, heads=1, hidden=64)
+    done = pd.DataFrame([{**cfg, "lr": 1e-3, "seed": s, "final_loss": 1.0 + s} for s in (0, 1)]
+                        + [{**cfg, "lr": 3.2e-4, "seed": 0, "final_loss": 9.0}])
+    new = pd.DataFrame([{**cfg, "lr": 1e-3, "seed": s, "final_loss": 10.0 + s} for s in (0, 1, 2)])
+    merged = merge_runs(done, new)
+    at = merged[merged.lr == 1e-3].sort_values("seed")
+    assert at.seed.tolist() == [0, 1, 2] and at.final_loss.tolist() == [10.0, 11.0, 12.0]
+    assert merged[merged.lr == 3.2e-4].final_loss.tolist() == [9.0]  # untouched
+    assert len(merge_runs(pd.DataFrame(), new)) == 3
+    # another teacher is another run, when the table says so
+    other = new.assign(teacher_seed=1)
+    both = merge_runs(new.assign(teacher_seed=0), other, extra_keys=["teacher_seed"])
+    assert len(both) == 6
+    with pytest.raises(KeyError, match="teacher_seed"):
+        merge_runs(done, new, extra_keys=["teacher_seed"])
+
+
 def test_missing_learning_rates_resumes_by_rate_seed_and_condition():
     # A hand-made table of finished runs: at nu0 0.92 the dense rate 1e-3 ran with seeds 0 and 1,
     # 3.2e-4 only with seed 0; the LRU's 0.1 ran at nu0 0.96 only (another condition).

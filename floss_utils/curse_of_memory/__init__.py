@@ -67,7 +67,7 @@ from .student_training import (
 )
 from .student_grids import (
     ARCHITECTURES, ZO_FIG10_GRIDS, CONFIG_KEYS, RunConfig, FigureConfigs, figure_configs, run_grid, run_grid_per_teacher, rows_of, best_run, off_grid, beyond_edge, at_learning_rates, runs_at_best, bracket,
-    best_at_grid_edge, missing_learning_rates,
+    best_at_grid_edge, missing_learning_rates, merge_runs,
 )
 from .landscape import (
     FlatLayout, flat_parameters, loss_hessian, residual_jacobian, gauss_newton, hessian_eigen, numerical_rank,
@@ -108,7 +108,7 @@ __all__ = [
     "make_teacher", "teacher_data", "EnsembleResult", "train_ensemble", "lagged_gram",
     "quadratic_loss", "fft_loss", "expected_loss", "kernel_error", "cosine_lr",
     "best_learning_rates", "ARCHITECTURES", "ZO_FIG10_GRIDS", "CONFIG_KEYS", "RunConfig", "FigureConfigs",
-    "figure_configs", "run_grid", "run_grid_per_teacher", "rows_of", "best_run", "off_grid", "beyond_edge", "at_learning_rates", "runs_at_best", "bracket", "best_at_grid_edge", "missing_learning_rates", "FlatLayout",
+    "figure_configs", "run_grid", "run_grid_per_teacher", "rows_of", "best_run", "off_grid", "beyond_edge", "at_learning_rates", "runs_at_best", "bracket", "best_at_grid_edge", "missing_learning_rates", "merge_runs", "FlatLayout",
     "flat_parameters", "loss_hessian", "residual_jacobian", "gauss_newton", "hessian_eigen", "numerical_rank",
     "participation_ratio", "eigenvector_concentration", "top_mass", "group_mass",
     "make_landscape_teacher", "student_at_teacher", "MemoryControl", "memory_control", "mse_loss_fn", "AdamRun",

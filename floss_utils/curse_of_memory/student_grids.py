@@ -26,7 +26,7 @@ from .teacher import make_teacher
 from .student_training import train_ensemble
 
 __all__ = ["ARCHITECTURES", "ZO_FIG10_GRIDS", "CONFIG_KEYS", "RunConfig", "FigureConfigs", "figure_configs", "run_grid", "run_grid_per_teacher", "rows_of", "best_run", "off_grid", "beyond_edge",
-           "at_learning_rates", "runs_at_best", "best_at_grid_edge", "bracket", "missing_learning_rates"]
+           "at_learning_rates", "runs_at_best", "best_at_grid_edge", "bracket", "missing_learning_rates", "merge_runs"]
 
 #: ZO's learning-rate grids for Fig. 10 (their ``scans/shrink_eigvals_p1``/``p2``/``p3.yaml``: LRU, complex diagonal
 #: RNN, dense RNN), by architecture name; Fig. 3B's scans use other grids
@@ -297,6 +297,22 @@ def beyond_edge(best_lr: float, run: Sequence[float], grid: Sequence[float]) -> 
         if lower:
             return lower[-1]
     return None
+
+
+def merge_runs(done, new, *, extra_keys: Sequence[str] = ()):
+    """``done`` with the rows of ``new`` (both tables of finished runs, as :func:`run_grid` returns),
+    a run of ``new`` replacing any earlier one of the same configuration (:data:`CONFIG_KEYS`, plus
+    ``extra_keys`` for a table that tells runs apart by more columns, e.g. a teacher seed), learning
+    rate and seed — so that a record grown to more seeds (where a learning rate short of seeds runs
+    all of them again) counts each seed once, from its latest run."""
+    import pandas as pd
+
+    keys = [*CONFIG_KEYS, *extra_keys, "lr", "seed"]
+    missing = [k for k in keys if k not in new.columns or (len(done) and k not in done.columns)]
+    if missing:
+        raise KeyError(f"merge_runs: the tables lack the key columns {missing}")
+    merged = pd.concat([done, new], ignore_index=True)
+    return merged.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
 
 
 def missing_learning_rates(done, grids: Mapping[str, Sequence[float]], *, where: Mapping[str, float] | None = None,
