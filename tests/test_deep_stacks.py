@@ -251,6 +251,11 @@ def test_published_growth_table_matches_by_hand():
         deep.published_growth_table(s, {("complex", "none", "grad theta"): 1.0})
     with pytest.raises(ValueError, match="factor"):
         deep.published_growth_table(s, pub, factor=0.5)
+    # the rows outside, as text: this run's growth against ZO's, the "grad " prefix dropped
+    assert deep.outside_text(t) == "complex (no norm) D: 6e+08 against 1e+12; complex (no norm) F: inf against 1e+12"
+    assert deep.outside_text(t[t["within factor"]]) == "none"
+    t_ln = t.assign(norm="layer")
+    assert deep.outside_text(t_ln).startswith("complex (layer norm) D: ")
 
 
 def test_zo_fig5_published_maps_the_record_onto_the_book_quantities():

@@ -9,7 +9,8 @@ import shlex
 import pandas as pd
 import pytest
 
-from floss_utils.book.records import Stopwatch, list_records, read_record, records_root, write_record
+from floss_utils.book.records import (Stopwatch, kept_run, list_records, read_record, records_root,
+                                      write_record)
 
 from conftest import REPO_ROOT
 
@@ -185,3 +186,22 @@ def test_stopped_cell_and_its_section(tmp_path):
     assert section_of(nb, "last") == "1.2 Second"
     with pytest.raises(KeyError, match="nope"):
         section_of(nb, "nope")
+
+
+def test_kept_run_reads_run_json_and_tables_and_names_what_is_missing(tmp_path):
+    folder = tmp_path / "records" / "chapter_runs" / "07_x-paper"
+    with pytest.raises(FileNotFoundError, match="bench_book.py --scales paper --chapters 07"):
+        kept_run("07_x", root=tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"status": "ok", "started": "2026-12-07T10:00:00",
+                                                 "parameters": {"d_model": 256}}))
+    pd.DataFrame({"a": [1, 2]}).to_csv(folder / "growth.csv", index=False)
+    run = kept_run("07_x", root=tmp_path)
+    assert run.ok and run.date == "2026-12-07" and run.parameters == {"d_model": 256}
+    assert run.table("growth").a.tolist() == [1, 2]
+    with pytest.raises(FileNotFoundError, match="no table 'spectra'.*'ok'"):
+        run.table("spectra")
+    (folder / "run.json").write_text(json.dumps({"status": "failed", "started": "2026-12-08", "parameters": {}}))
+    assert not kept_run("07_x", root=tmp_path).ok
+    # the committed kept runs read back
+    assert kept_run("07_deep_networks_at_init").parameters["d_model"] == 256

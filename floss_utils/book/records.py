@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 __all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records",
            "published_comparison", "parameters_differ", "run_reached",
-           "stopped_cell", "section_of"]
+           "stopped_cell", "section_of", "KeptRun", "kept_run"]
 
 #: the folder of the records, relative to the book's checkout
 RECORDS_DIR = "records"
@@ -166,6 +166,52 @@ def read_record(name: str, root: str | Path | None = None) -> Record:
     return Record(name=data["name"], description=data["description"], command=data["command"],
                   parameters=data["parameters"], results=data["results"], tables=data.get("tables", []),
                   provenance=data.get("provenance", {}), folder=folder)
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """A chapter's run kept by ``benchmarks/bench_book.py --keep`` in
+    ``records/chapter_runs/<chapter>-<scale>/``: its ``run.json`` and the tables it wrote."""
+
+    folder: Path
+    run: dict
+
+    @property
+    def parameters(self) -> dict:
+        """Every parameter the run resolved to (``run.json``'s ``parameters``)."""
+        return self.run["parameters"]
+
+    @property
+    def date(self) -> str:
+        """The day it started, ``YYYY-MM-DD``."""
+        return str(self.run.get("started", "?"))[:10]
+
+    @property
+    def ok(self) -> bool:
+        """Whether it ran to the end with every check holding."""
+        return self.run.get("status") == "ok"
+
+    def table(self, name: str):
+        """Table ``name`` (``<name>.csv``) as a pandas DataFrame; ``FileNotFoundError`` naming
+        the folder when the run did not write it."""
+        import pandas as pd
+
+        path = self.folder / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"the kept run at {self.folder} has no table {name!r} "
+                                    f"(status {self.run.get('status')!r})")
+        return pd.read_csv(path)
+
+
+def kept_run(chapter_id: str, scale: str = "paper", root: str | Path | None = None) -> KeptRun:
+    """The kept run of ``chapter_id`` at ``scale`` (``FileNotFoundError`` with the command that
+    makes it when there is none)."""
+    folder = records_root(root) / "chapter_runs" / f"{chapter_id}-{scale}"
+    path = folder / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no kept run at {folder} (make it with `python benchmarks/bench_book.py "
+                                f"--scales {scale} --chapters {chapter_id[:2]} --append --keep records/chapter_runs`)")
+    return KeptRun(folder=folder, run=json.loads(path.read_text()))
 
 
 def list_records(root: str | Path | None = None) -> list[str]:

@@ -77,6 +77,7 @@ __all__ = [
     "ZO_FIG5_FACTOR",
     "zo_fig5_published",
     "published_growth_table",
+    "outside_text",
 ]
 
 #: the recurrent layers a stack can be built from.
@@ -640,3 +641,13 @@ def published_growth_table(summary, published: dict[tuple[str, str, str], float]
                          "book / published": book / pub,
                          "within factor": bool(math.isfinite(book) and 1 / factor <= book / pub <= factor)})
     return pd.DataFrame(rows)
+
+
+def outside_text(table) -> str:
+    """The rows of a :func:`published_growth_table` outside its factor, as one line of text:
+    ``"complex (no norm) D: 2.6e+08 against 1.2e+12; ..."`` (this run's growth against ZO's; the
+    ``grad`` prefix dropped), or ``"none"`` when every row agrees."""
+    out = table[~table["within factor"].astype(bool)]
+    return "; ".join(f"{r.layer} ({'no' if r.norm == 'none' else r.norm} norm) "
+                     f"{r.quantity[5:] if r.quantity.startswith('grad ') else r.quantity}: "
+                     f"{r.book:.2g} against {r.published:.2g}" for r in out.itertuples()) or "none"
