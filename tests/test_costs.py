@@ -54,3 +54,17 @@ def test_floss_list_marks_a_lower_bound_cost(monkeypatch):
                                       "at least: a run stopped after 40 min inside a cell, with 10 % of the chapter done, M")}}
     monkeypatch.setattr(costs, "COSTS", fake)
     assert "paper >40 min (timed out after 2400 s: a lower bound)" in cli._cost_line(CHAPTERS[cid])
+
+
+def test_a_chapter_whose_paper_run_fits_a_chapters_budget_is_committed_at_it():
+    # issue 19: where the paper configuration finished within the book's budget for one chapter
+    # (bench_book.BUDGET["book"], 4 minutes) on the reference machine, the committed book scale is it
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_book import BUDGET
+
+    fits = [cid for cid, scales in COSTS.items()
+            if "paper" in scales and scales["paper"].status == "ok" and scales["paper"].minutes * 60 <= BUDGET["book"]]
+    assert fits, "no chapter's paper run fits: the rule below would hold vacuously"
+    for cid in fits:
+        differ = {n for n, p in CHAPTERS[cid].params.items() if p.presets and p.presets["book"] != p.presets["paper"]}
+        assert not differ, f"{cid}: its paper run fits the book's budget, but book differs from paper in {sorted(differ)}"

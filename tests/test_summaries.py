@@ -387,3 +387,21 @@ def test_describe_claims_reads_each_row_in_words():
     assert describe_claims(tab) == ("pre vs none (success): not supported (success rates 0.80 against 0.50, seeds 4 for, "
                                     "0 against, p = 0.062); both vs pre (further horizon): not supported (seeds 2 for, "
                                     "1 against, p = 0.5)")
+
+
+def test_lowered_by_network_averages_members_per_network_and_flips_signs_over_networks():
+    from floss_utils.flossing.summaries import lowered_by_network
+
+    # 3 networks, 2 members each (two targets): per-network drops 0.3, 0.02 and -0.01 (a stall ending above)
+    before = torch.tensor([0.1, 0.1, 0.06, 0.06, 0.08, 0.08])
+    after = torch.tensor([-0.2, -0.2, 0.05, 0.03, 0.09, 0.09])
+    pc = lowered_by_network(before, after, [0, 0, 1, 1, 2, 2])
+    assert pc.n == 3 and pc.n_greater == 2 and pc.mean == pytest.approx((0.3 + 0.02 - 0.01) / 3)
+    # sign-flip by hand: the 8 patterns of |d| = (0.3, 0.02, 0.01); means >= observed: (+,+,-) and (+,+,+)
+    assert pc.p_greater == pytest.approx(2 / 8) and pc.p_min == pytest.approx(1 / 8)
+    # the unit is the network: member order does not matter
+    perm = [5, 0, 3, 1, 4, 2]
+    again = lowered_by_network(before[perm], after[perm], np.array([0, 0, 1, 1, 2, 2])[perm])
+    assert again.p_greater == pc.p_greater and again.mean == pytest.approx(pc.mean)
+    with pytest.raises(ValueError, match="no members"):
+        lowered_by_network(torch.tensor([]), torch.tensor([]), [])

@@ -740,8 +740,8 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
     return execute(make_task(book, chapter, values, out), progress=progress)
 
 
-#: parameters that do not change what a run costs: a run that overrides only these is the run whose
-#: cost the registry recorded
+#: The parameters that do not change what a run costs (a run that overrides only these is the run
+#: whose cost the registry recorded).
 COST_NEUTRAL = frozenset({"scale", "device", "seed"})
 
 

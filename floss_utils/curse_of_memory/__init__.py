@@ -82,7 +82,7 @@ from .adam_record import (
 from .deep_stacks import (
     LAYERS, NORMS, memory_ring, chrono_bias, DeepRecurrentStack, next_input_loss, last_step_loss, LOSSES, INPUTS, DeepStats,
     deep_signal_propagation, memory_means, group_gradient, stats_table, growth_with_memory, fig5_directions, variant_growth, ZO_FIG5_GROWTH,
-    ZO_FIG5_FACTOR, published_growth_table, zo_fig5_published,
+    ZO_FIG5_FACTOR, published_growth_table, zo_fig5_published, outside_text,
 )
 from .zo_comparison import (
     within_factor, on_learning_rates, restrict_to_protocol, both_averagings, teacher_spread, seed_rank_test, rank_among,
@@ -117,7 +117,7 @@ __all__ = [
     "paired_setting_contrast", "LAYERS", "NORMS",
     "memory_ring", "chrono_bias", "DeepRecurrentStack", "next_input_loss", "last_step_loss", "LOSSES", "INPUTS", "DeepStats",
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
-    "growth_with_memory", "fig5_directions", "variant_growth", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table", "zo_fig5_published",
+    "growth_with_memory", "fig5_directions", "variant_growth", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table", "zo_fig5_published", "outside_text",
     "within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread", "seed_rank_test",
     "rank_among", "runs_array", "teacher_separation", "separation_test", "ordinal",
 ]

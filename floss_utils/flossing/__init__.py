@@ -38,7 +38,7 @@ from .trainer import (
 )
 from .summaries import (
     member_table, success_summary, longest_bridged, schedule_contrasts, ScheduleClaims, schedule_claims, paired_speedup, horizon_contrast, exponents_needed, needed_contrast, ComplexityClaims, complexity_claims, accuracy_curves,
-    exponent_contrast, Arrival, arrival, claims_table, CLAIM_LABELS, describe_claims,
+    exponent_contrast, Arrival, arrival, lowered_by_network, claims_table, CLAIM_LABELS, describe_claims,
 )
 from .gradient_control import flossed_ensemble, held_out_drive, seed_interval, sign_test, sign_test_decidable, sign_tests_holm
 from .gated_fair_test import (
@@ -64,6 +64,6 @@ __all__ = [
     "targets", "score_mask", "sample_bits", "TaskBatch", "sample_batch", "accuracy", "bce_loss", "TRAIN",
     "HELD_OUT", "FLOSS", "Schedule", "SCHEDULES", "schedule", "Member", "grid", "TrainConfig",
     "TrainResult", "train", "task_loss", "first_flossing_twins", "member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast",
-    "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "CLAIM_LABELS", "describe_claims", "SUPPORTED_MODULES", "state_size", "pack_state",
+    "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "lowered_by_network", "claims_table", "CLAIM_LABELS", "describe_claims", "SUPPORTED_MODULES", "state_size", "pack_state",
     "unpack_state", "RecurrentModuleMap", "module_exponents", "ModuleFlosser", "lstm_gate_means",
 ]

@@ -37,7 +37,7 @@ import torch
 from ..common import PairedComparison, bootstrap_interval, cluster_signs, holm_reachable, holm_threshold, paired_comparison, sign_test_greater
 from .trainer import TrainResult
 
-__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "claims_table", "CLAIM_LABELS", "describe_claims"]
+__all__ = ["member_table", "success_summary", "longest_bridged", "schedule_contrasts", "ScheduleClaims", "schedule_claims", "paired_speedup", "horizon_contrast", "exponents_needed", "needed_contrast", "ComplexityClaims", "complexity_claims", "accuracy_curves", "exponent_contrast", "Arrival", "arrival", "lowered_by_network", "claims_table", "CLAIM_LABELS", "describe_claims"]
 
 
 def member_table(result: TrainResult, window: int = 3, **extra: Sequence) -> pd.DataFrame:
@@ -551,6 +551,26 @@ def arrival(lambda_before: torch.Tensor, lambda_after: torch.Tensor, targets: to
     before, after = (b - t).abs(), (a - t).abs()
     far = before >= tol
     return Arrival(before=before, after=after, far_start=far, arrived=far & (after < tol), tol=float(tol), targets=t)
+
+
+def lowered_by_network(lambda_before, lambda_after, networks) -> PairedComparison:
+    """Whether flossing lowered an exponent, network by network: each network's mean of
+    ``lambda_before`` and of ``lambda_after`` over its members (e.g. the targets it was flossed
+    to), compared by :func:`~floss_utils.common.paired_comparison` (``before - after`` per network:
+    ``mean`` > 0 and ``n_greater`` count a drop; ``p_greater`` is the exact one-sided sign-flip p
+    over the networks, the unit that is independent: members of one network share its weights).
+
+    Args:
+        lambda_before, lambda_after: ``(M,)`` the exponent of each member before and after.
+        networks: ``(M,)`` the network (seed) each member was flossed from.
+    """
+    frame = pd.DataFrame({"net": np.asarray(networks).reshape(-1),
+                          "before": torch.as_tensor(lambda_before).reshape(-1).double().cpu().numpy(),
+                          "after": torch.as_tensor(lambda_after).reshape(-1).double().cpu().numpy()})
+    if frame.empty:
+        raise ValueError("no members to compare")
+    per_net = frame.groupby("net")[["before", "after"]].mean()
+    return paired_comparison(per_net["before"].to_numpy(), per_net["after"].to_numpy())
 
 
 CLAIM_TESTS = ("pre_none", "inter_none", "both_none", "further", "speed")
