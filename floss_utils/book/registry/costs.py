@@ -96,10 +96,10 @@ COSTS: dict[str, dict[str, Cost]] = {
     '08_gradient_flossing': {
         'smoke': Cost(minutes=0.23, peak_gib=0.4, status='ok',
                     basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'book': Cost(minutes=0.7, peak_gib=0.43, status='ok',
-                    basis='measured 2026-12-03, Intel(R) Xeon(R) Processor, 2 cores, Linux 6.18.44-fc-v1045'),
-        'paper': Cost(minutes=2.99, peak_gib=0.66, status='ok',
-                    basis='measured 2026-12-05, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1252'),
+        'book': Cost(minutes=3.62, peak_gib=0.66, status='ok',
+                    basis='measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
+        'paper': Cost(minutes=3.77, peak_gib=0.65, status='ok',
+                    basis='measured 2026-12-07, AMD EPYC, 2 cores, Linux 6.18.44-fc-v1300'),
     },
     '09_flossing_controls_gradients': {
         'smoke': Cost(minutes=0.23, peak_gib=0.43, status='ok',
