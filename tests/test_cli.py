@@ -150,9 +150,11 @@ def test_cost_refusal_only_for_the_recorded_configuration_on_a_cpu(monkeypatch):
     assert cost_refusal(TINY, paper) is not None
     assert cost_refusal(TINY, {"scale": "book", "device": "cpu"}) is None  # that scale was never measured
     assert cost_refusal(TINY, {**paper, "x": 1.0}) is None  # another configuration: the record is not its
-    assert cost_refusal(TINY, paper, on_cuda=True) is None  # the record is a CPU's
+    assert cost_refusal(TINY, {**paper, "x": 3.0}) is not None  # the paper value given again: still the recorded run
+    assert cost_refusal(TINY, paper, on_accelerator=True) is None  # the record is a CPU's
     assert cost_refusal(TINY, {"scale": "paper", "device": "cuda"}) is None
-    assert cost_refusal(TINY, {"scale": "paper"}, on_cuda=False) is not None  # device auto, no GPU
+    assert cost_refusal(TINY, {"scale": "paper", "device": "cuda:1"}) is None
+    assert cost_refusal(TINY, {"scale": "paper"}, on_accelerator=False) is not None  # device auto, no GPU
     _stopped_tiny(monkeypatch, status="failed (exit 1)", basis="measured 2026-12-02, test")
     assert cost_refusal(TINY, paper) is None  # a run that failed a check finished: not a matter of cost
     _stopped_tiny(monkeypatch, status="killed", basis="extrapolated from 20 % of the chapter")
@@ -167,6 +169,23 @@ def test_a_sweep_of_a_configuration_that_never_finished_is_refused(monkeypatch, 
     assert "2 of 2 points refused" in capsys.readouterr().err and not out.exists()
     # a grid that changes the configuration is not the recorded run: it runs
     assert main(["sweep", "tiny", "--grid", "x=1.5,2.5", *common], book=BOOK) == 0
+
+    # on a Dask cluster the workers' devices are not known here: an explicit CPU point is refused before connecting,
+    # a point left at auto is not (this sweep then fails to reach the made-up scheduler, not on its cost)
+    from floss_utils.book import sweeps
+    from floss_utils.book.runs import RunError
+    from floss_utils.book.sweeps import sweep
+
+    def no_cluster(address):
+        raise ConnectionError(f"no cluster at {address} (test)")
+
+    monkeypatch.setattr(sweeps, "_connect", no_cluster)
+    with pytest.raises(RunError, match="1 of 2 points refused"):
+        sweep(BOOK, "tiny", {"device": ["cpu", "auto"]}, tmp_path / "d", fixed={"scale": "paper"},
+              scheduler="tcp://127.0.0.1:9", progress=False)
+    with pytest.raises(ConnectionError, match="no cluster"):
+        sweep(BOOK, "tiny", {"seed": [1, 2]}, tmp_path / "d2", fixed={"scale": "paper"},
+              scheduler="tcp://127.0.0.1:9", progress=False)
 
 
 def _cell_comments(nb_path: Path) -> dict[str, tuple[object, str]]:

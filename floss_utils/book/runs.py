@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import json
+import math
 import os
 import platform
 import re
@@ -70,6 +71,7 @@ __all__ = [
     "process_state",
     "cost_refusal",
     "COST_NEUTRAL",
+    "runs_on_accelerator",
     "TERMINATING",
 ]
 
@@ -745,39 +747,42 @@ def run(book: Book, chapter_id: str, overrides: Mapping[str, Any], out: str | Pa
 COST_NEUTRAL = frozenset({"scale", "device", "seed"})
 
 
-def _runs_on_cuda(device: str) -> bool:
+def runs_on_accelerator(device: str) -> bool:
+    """Whether a run with this ``device`` parameter uses an accelerator (``auto``: CUDA when this
+    machine has it; otherwise any torch device other than the CPU)."""
+    import torch
+
     if device == "auto":
-        import torch
-
         return torch.cuda.is_available()
-    return device.startswith("cuda")
+    return torch.device(device).type != "cpu"
 
 
-def cost_refusal(chapter: Chapter, overrides: Mapping[str, Any], *, on_cuda: bool | None = None) -> str | None:
+def cost_refusal(chapter: Chapter, overrides: Mapping[str, Any], *, on_accelerator: bool | None = None) -> str | None:
     """Why this run should not start without being asked to: the same configuration never
     finished on the reference machine (a 2-core CPU; the registry's
     :data:`~floss_utils.book.registry.costs.COSTS` say it was stopped for time or killed), with
     its measured need and what to do instead. None when it finished there, was never measured,
-    runs on CUDA (the record is a CPU's), or ``overrides`` change a parameter other than
-    :data:`COST_NEUTRAL` (the record is not this run's).
+    runs on an accelerator (the record is a CPU's), or ``overrides`` resolve a parameter other
+    than :data:`COST_NEUTRAL` to another value than the scale's (the record is not this run's).
 
     ``overrides``: typed, as :func:`~floss_utils.book.parameters.validate` returns them;
-    ``on_cuda``: whether the run's device is a GPU (default: resolved from the ``device``
-    parameter and this machine).
+    ``on_accelerator``: whether the run's device is a GPU or another accelerator (default:
+    :func:`runs_on_accelerator` of the ``device`` parameter on this machine).
     """
     values = resolve(chapter, overrides)
     scale = values["scale"]
     cost = expected_cost(chapter.id, scale)
     if cost is None or not cost.status.startswith(("timed out", "killed")):
         return None
-    if set(k for k, v in overrides.items() if v is not None) - COST_NEUTRAL:
+    recorded = resolve(chapter, {"scale": scale})
+    if any(values[n] != recorded[n] for n in values if n not in COST_NEUTRAL):
         return None
-    if on_cuda is None:
-        on_cuda = "device" in values and _runs_on_cuda(str(values["device"]))
-    if on_cuda:
+    if on_accelerator is None:
+        on_accelerator = "device" in values and runs_on_accelerator(str(values["device"]))
+    if on_accelerator:
         return None
     if cost.basis.startswith("at least"):
-        need = f"more than {cost.minutes:.0f} min (a lower bound)"
+        need = f"more than {math.floor(cost.minutes)} min (a lower bound)"
     elif cost.basis.startswith("extrapolated"):
         need = f"about {cost.minutes:.0f} min (extrapolated)"
     else:

@@ -35,7 +35,8 @@ from .parameters import (ParameterError, report, check_device, check_names, coer
                          resolve, validate)
 from .registry import Chapter
 from .runs import (RESERVED, RUN_JSON, SWEEP_JSON, Book, RunError, _clear, _entries, _now, _read_json, check_writable,
-                   _strip_ansi, _write_json_atomic, cost_refusal, is_complete, make_task)
+                   _strip_ansi, _write_json_atomic, cost_refusal, is_complete, make_task,
+                   runs_on_accelerator)
 from .runs import PARENT_ENV, TERMINATING, interruption_signal, process_state
 
 __all__ = ["sweep", "SweepResult", "point_name", "expand_grid", "collect", "run_point"]
@@ -447,8 +448,15 @@ def sweep(book: Book, chapter_id: str, grid: Mapping[str, Sequence[Any]], out: s
         raise RunError(f"--workers must be >= 1, got {workers}")
     book.notebook(chapter)  # no checkout, no notebook: refused before `out` is touched
     if not accept_cost:
-        on_cuda = None if scheduler is None else fixed_values.get("device", "auto") != "cpu"
-        refused = [(p, r) for p in points if (r := cost_refusal(chapter, {**fixed_values, **p}, on_cuda=on_cuda))]
+        def on_accelerator(point: Mapping[str, Any]) -> bool | None:
+            """None: resolved here (a local sweep); on a cluster ``auto`` counts as an accelerator."""
+            if scheduler is None:
+                return None
+            device = str({**fixed_values, **point}.get("device") or "auto")
+            return device == "auto" or runs_on_accelerator(device)
+
+        refused = [(p, r) for p in points
+                   if (r := cost_refusal(chapter, {**fixed_values, **p}, on_accelerator=on_accelerator(p)))]
         if refused:
             raise RunError(f"{len(refused)} of {len(points)} points refused, e.g. {point_name(refused[0][0])}: "
                            f"{refused[0][1]}")

@@ -2,11 +2,11 @@
 
 ``paper`` is GF's public protocol: N = 80, k = 75 of 80 exponents flossed on trajectories of
 T_p = 55 steps (first 16 discarded), 500 flossing steps with Adam at lr 1e-3, a QR at every step.
-Chapter 8's ``book`` is that protocol (since 2026-12-07: its paper run took 179 s on the 2-core
-AMD CPU, within a chapter's budget; issue 19). Chapter 9's ``book`` keeps the protocol but halves
-the network (N = 40, k = 36 and the flossed counts scaled with N), takes 300 flossing steps and a
-QR every 3 steps (same exponents and gradients to round-off, see ``FlossingConfig.ons``) to fit
-2 CPU cores in under two minutes.
+Chapter 8's ``book`` is that protocol (since 2026-12-07, issue 19: its paper run, with 8 networks per
+target, took 226 s on the 2-core AMD CPU, just within a chapter's 240-s budget). Chapter 9's ``book``
+halves the network (N = 40, k = 36 and the flossed counts scaled with N), takes 300 flossing steps
+at lr 0.01 (see its ``floss_lr``) and a QR every 3 steps (same exponents and gradients to round-off,
+see ``FlossingConfig.ons``) to fit 2 CPU cores in under two minutes.
 """
 
 from dataclasses import replace
@@ -91,7 +91,8 @@ CHAPTERS: list[Chapter] = [
         "before/after flossing k exponents, and the mean squared exponent under flossing",
         {"smoke": 0.3, "book": 3.0, "paper": 3.0},
         constraints=_flossing_constraints(),
-        # book = paper since 2026-12-07 (issue 19: GF's protocol fits the chapter's budget, 179 s on the 2-core AMD CPU)
+        # book = paper since 2026-12-07 (issue 19: GF's protocol fits the chapter's budget, 226 s on the 2-core AMD CPU);
+        # _book_at_paper replaces every book preset below by the paper one
         **_book_at_paper(dict(
             **_flossing_params(),
             targets=Param("list[float]", "targets lambda* for flossing lambda_1 (per step)",
@@ -100,8 +101,8 @@ CHAPTERS: list[Chapter] = [
             # networks, which needs >= 5 to reach p < 0.05 (2^-5); 4 could not decide it
             target_seeds=Param("int", "networks (seeds) per target in the lambda_1 experiment",
                                {"smoke": 1, "book": 3, "paper": 8}, bounds="[1, inf)"),
-            # chapter 9's gains: g = 2 starts chaotic (lambda_1 > 0 in 10 of 10 seeds at N = 40); at smoke's N = 16
-            # a larger gain keeps the start chaotic
+            # g = 2 starts chaotic (lambda_1 > 0 in 10 of 10 seeds at N = 40, chapter 9; at N = 80 the chapter checks
+            # it every run); at smoke's N = 16 a larger gain keeps the start chaotic
             start_gains=Param("list[float]", "coupling gains g of the networks flossed to each target (1: GF's "
                               "initialization; larger: a chaotic start, lambda_1 > 0)",
                               {"smoke": [1.0, 3.0], "book": [1.0, 2.0], "paper": [1.0, 2.0]}, bounds="(0, inf)"),
