@@ -28,7 +28,7 @@ import json
 import pandas as pd
 
 from floss_utils.book.records import Stopwatch, records_root, write_record
-from floss_utils.curse_of_memory.student_grids import (CONFIG_KEYS, at_learning_rates, figure_configs,
+from floss_utils.curse_of_memory.student_grids import (CONFIG_KEYS, merge_runs, at_learning_rates, figure_configs,
                                                        missing_learning_rates, run_grid, runs_at_best)
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
@@ -64,7 +64,7 @@ def main() -> None:
             frame = run_grid([config], todo, range(a.seeds), steps=p["steps"],
                              batch_size=p["batch_size"], seq_len=p["seq_len"], teacher_seed=p["teacher_seed"],
                              final_window=p["final_window"])
-            done = pd.concat([done, frame], ignore_index=True)
+            done = merge_runs(done, frame)  # a seed run again replaces its earlier row
             done.to_csv(partial, index=False)
             print(config.heads, "heads\n", frame.groupby("lr")["final_loss"].describe().to_string(), flush=True)
     results = {"published": {str(h): v for h, v in PUBLISHED.items()}, "seeds": a.seeds,
