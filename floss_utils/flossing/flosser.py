@@ -89,6 +89,10 @@ class FlossingConfig:
             not depend on it in exact arithmetic (``D_T..D_1 Q_0 = Q R_T..R_1`` and the diagonal
             of a product of triangular matrices is the product of their diagonals); a few steps
             per QR cost less, at ``O(u exp(2 ons (lambda_1 - lambda_k)))`` round-off.
+        engine: the estimator's engine (:func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum`):
+            ``"torch"`` (batched, any configuration) or ``"lapack"`` (direct BLAS/LAPACK calls
+            per network on a CPU, float64, ``ons = 1``: faster for one or a few networks; the
+            same values up to round-off).
     """
 
     k: int = 75
@@ -100,6 +104,7 @@ class FlossingConfig:
     reorth: str = "auto"
     ons: int = 1
     dtype: str = "float64"
+    engine: str = "torch"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -110,6 +115,8 @@ class FlossingConfig:
             raise ValueError(f"FlossingConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.ons < 1:
             raise ValueError(f"FlossingConfig.ons must be >= 1, got {self.ons}")
+        if self.engine not in ("torch", "lapack"):
+            raise ValueError(f"FlossingConfig.engine must be 'torch' or 'lapack', got {self.engine!r}")
         if not self.params:
             raise ValueError("FlossingConfig.params must name at least one parameter")
         if not math.isfinite(self.target):
@@ -234,6 +241,7 @@ def network_exponents(
     reorth: str = "auto",
     x0: Optional[Tensor] = None,
     ons: int = 1,
+    engine: str = "torch",
 ) -> Tensor:
     """The k largest exponents of each member along one input-driven trajectory (differentiable).
 
@@ -243,6 +251,7 @@ def network_exponents(
         q0: (M, N, k) initial bases (default Haar-random from torch's global generator).
         x0: (M, N) initial states (default: the learned initial state of batch slot 0, detached).
         ons: steps between QRs (see :class:`FlossingConfig`).
+        engine: the estimator's engine (see :class:`FlossingConfig`).
     Returns:
         (M, k) exponents per step.
     """
@@ -253,7 +262,7 @@ def network_exponents(
         raise ValueError(f"transient = {transient} must be < trajectory length T = {T}")
     x0 = net.x0[:, 0].detach() if x0 is None else x0
     res = lyapunov_spectrum(net.recurrent_map(), x0, net.drive(bits.to(net.dtype)), steps=T - transient,
-                            k=k, transient=transient, ons=ons, q0=q0, reorth=reorth)  # type: ignore[arg-type]
+                            k=k, transient=transient, ons=ons, q0=q0, reorth=reorth, engine=engine)  # type: ignore[arg-type]
     return res.exponents
 
 
@@ -332,7 +341,7 @@ class Flosser:
         def fn() -> tuple[Tensor, Tensor]:
             sub = net.select(idx).to(resolve_dtype(c.dtype))
             lam = network_exponents(sub, bits, k=c.k, transient=c.n_transient, q0=q0, reorth=c.reorth,
-                                    ons=c.ons)
+                                    ons=c.ons, engine=c.engine)
             t_idx = torch.as_tensor(idx, device=net.device)
             nf = None if self.n_floss is None else self.n_floss[t_idx]
             loss_sub = flossing_loss(lam, self.targets[t_idx], nf)

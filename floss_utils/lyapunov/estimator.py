@@ -286,6 +286,7 @@ def lyapunov_spectrum(
     generator: Optional[torch.Generator] = None,
     per_step_checks: Optional[bool] = None,
     on_step: Optional[Callable[[int, int], None]] = None,
+    engine: Literal["torch", "lapack"] = "torch",
 ) -> LyapunovResult:
     """The ``k`` largest Lyapunov exponents of a batch of recurrent maps.
 
@@ -316,6 +317,16 @@ def lyapunov_spectrum(
         on_step: called as ``on_step(done, total)`` after each step (``total = transient + steps``),
             e.g. to report progress (:func:`~floss_utils.progress.report_progress`); a replay
             (after a breakdown or a non-finite value) counts from 0 again.
+        engine: ``"torch"`` (batched tensor operations, any map, device and method) or
+            ``"lapack"``: the same Cholesky QR loop as direct BLAS/LAPACK calls on a CPU, one
+            network after another, differentiable through a hand-written adjoint
+            (:mod:`~floss_utils.lyapunov.lapack_engine`): faster for one or a few small networks,
+            where PyTorch's per-operation dispatch dominates a step (the crossover is measured by
+            ``benchmarks/bench_lyapunov_engines.py``). For a :class:`~floss_utils.lyapunov.maps.TanhRNN`
+            in pre-activation form, float64, CPU, ``reorth`` ``"auto"``/``"cholqr"``, ``ons=1``,
+            no ``record``; anything else raises ``ValueError`` saying what. Where its Cholesky QR
+            breaks down or a value goes non-finite, the PyTorch engine runs instead (same rules
+            as always: replay, Householder QR, or an error naming the step).
 
     Returns:
         A :class:`LyapunovResult`; exponents are per ``system.time_step`` unit of time.
@@ -354,6 +365,24 @@ def lyapunov_spectrum(
 
     if per_step_checks is None:
         per_step_checks = h0.device.type == "cpu"
+
+    if engine not in ("torch", "lapack"):
+        raise ValueError(f"engine must be 'torch' or 'lapack', got {engine!r}")
+    if engine == "lapack":
+        from . import lapack_engine
+
+        why = lapack_engine.unsupported(system, h0, ons=ons, record=record, reorth=reorth)
+        if why:
+            raise ValueError("engine='lapack' cannot run this call: " + "; ".join(why) + ". Use engine='torch'")
+        if callable(drive):  # materialized once (a deterministic function of t, as the replay requires)
+            drive = torch.stack([torch.broadcast_to(drive(t), (B, N)) for t in range(total)])
+        elif drive is not None:
+            get_u(0)  # validates the drive's shape
+            drive = drive.unsqueeze(1) if drive.ndim == 2 else drive
+        out = lapack_engine.run(system, h0, q0, drive, total, transient, on_step=on_step)
+        if out is not None:
+            exps, h_final, q_final = out
+            return LyapunovResult(exponents=exps, final_state=h_final, final_basis=q_final, reorth="cholqr")
 
     def run(method: str, step_checks: bool, switch_every: Optional[int] = None):
         result = _run(system, h0, q0, get_u, total, transient, ons, method, record, record_every,
