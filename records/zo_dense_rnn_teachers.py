@@ -41,7 +41,7 @@ import torch
 from floss_utils.book.records import Stopwatch, records_root, write_record
 from floss_utils.common import bootstrap_interval
 from floss_utils.curse_of_memory.landscape import eigenvalue_condition_numbers
-from floss_utils.curse_of_memory.student_grids import RunConfig, missing_learning_rates, run_grid
+from floss_utils.curse_of_memory.student_grids import RunConfig, merge_runs, missing_learning_rates, run_grid
 from floss_utils.curse_of_memory.teacher import make_teacher
 
 NAME = "zo_dense_rnn_teachers"
@@ -99,7 +99,7 @@ def main() -> None:
             if not todo:
                 continue
             frame = one_teacher(seed, dtype, todo)
-            done = pd.concat([done, frame], ignore_index=True)
+            done = merge_runs(done, frame, extra_keys=("teacher_seed",))
             done.to_csv(partial, index=False)
             print(frame[["arch", "lr", "final_loss", "zero_output_loss", "kappa_max"]].to_string(index=False),
                   flush=True)

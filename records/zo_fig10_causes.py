@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
-from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, run_grid, runs_at_best
+from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, merge_runs, run_grid, runs_at_best
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
 NAME = "zo_fig10_causes"
@@ -92,7 +92,7 @@ def main() -> None:
                                  dtype=DTYPES[spec["dtype"]], real_eigenvalues=spec["real_eigenvalues"])
                 frame.insert(0, "part", part)
                 frame["theta0_over_pi"] = frac
-                done = pd.concat([done, frame], ignore_index=True)
+                done = merge_runs(done, frame, extra_keys=("part", "theta0_over_pi"))
                 done.to_csv(partial, index=False)
                 print(f"{part} theta0 = {frac:g} pi\n",
                       frame.groupby(["arch", "lr"])["final_loss"].describe().to_string(), flush=True)

@@ -27,7 +27,7 @@ import argparse
 import pandas as pd
 
 from floss_utils.book.records import Stopwatch, records_root, write_record
-from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, figure_configs, run_grid
+from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, figure_configs, merge_runs, run_grid
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 
 NAME = "zo_fig3b_paper"
@@ -58,14 +58,15 @@ def main() -> None:
     with Stopwatch() as sw:
         chosen = [int(i) for i in a.variants.split(",") if i] or range(len(ablation))
         for i, (label, config) in enumerate(ablation.items()):
-            if (len(done) and label in set(done["variant"])) or i not in chosen:
-                continue
             seeds = range(p["dense_seeds"] if label == "dense RNN" else a.seeds)
+            have = done[done["variant"] == label]["seed"].nunique() if len(done) else 0
+            if have >= len(seeds) or i not in chosen:  # a variant short of seeds runs all of them again
+                continue
             frame = run_grid([config], {config.arch: p["lrs"][label]}, seeds, steps=p["steps"],
                              batch_size=p["batch_size"], seq_len=p["seq_len"], teacher_seed=p["teacher_seed"],
                              final_window=p["final_window"])
             frame.insert(0, "variant", label)
-            done = pd.concat([done, frame], ignore_index=True)
+            done = merge_runs(done, frame, extra_keys=("variant",))  # the rerun replaces its earlier rows
             done.to_csv(partial, index=False)
             print(label, frame.groupby("lr")["final_loss"].describe().to_string(), flush=True)
     if len(done) == 0 or set(done["variant"]) != set(ablation):
