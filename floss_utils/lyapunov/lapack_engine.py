@@ -72,11 +72,13 @@ def _np(x: Tensor) -> np.ndarray:
 
 
 class _Trajectory:
-    """What the backward pass needs of one network's run: states before each step (T, N), bases
-    (T + 1, N, k; index 0 the initial one) and Cholesky factors R (T, k, k), column-major."""
+    """What the backward pass needs of one network's run, per step ``t``: ``tanh`` and ``sech^2`` of
+    the state before it (T, N), the bases (T + 1, N, k; index 0 the initial one) and the Cholesky
+    factors R (T, k, k), each matrix column-major."""
 
     def __init__(self, total: int, n: int, k: int) -> None:
-        self.h = np.empty((total, n))
+        self.a = np.empty((total, n))
+        self.s = np.empty((total, n))
         self.Q = np.empty((total + 1, k, n)).transpose(0, 2, 1)  # each Q[t] column-major
         self.R = np.empty((total, k, k)).transpose(0, 2, 1)
 
@@ -108,7 +110,7 @@ def _forward_one(W: np.ndarray, h: np.ndarray, Q: np.ndarray, drive: Optional[np
         if t >= transient:
             acc += np.log(r)
         if keep is not None:
-            keep.h[t], keep.Q[t + 1], keep.R[t] = h, Q, R
+            keep.a[t], keep.s[t], keep.Q[t + 1], keep.R[t] = a, s, Q, R
         h = h_next
         if on_step is not None:
             on_step(t + 1, total)
@@ -117,38 +119,51 @@ def _forward_one(W: np.ndarray, h: np.ndarray, Q: np.ndarray, drive: Optional[np
     return acc, h, Q
 
 
+#: steps whose contributions to the gradient of J are summed in one matrix product (two per step otherwise)
+_BLOCK = 32
+
+
 def _backward_one(W: np.ndarray, traj: _Trajectory, drive_given: bool, transient: int, g_log: np.ndarray,
                   g_h: np.ndarray, g_Q: np.ndarray):
     """The adjoint of :func:`_forward_one` for one network: gradients with respect to ``W``, the
     drive per step (total, N; the bias's is its sum), the initial state and the initial basis,
     from ``g_log`` (k,) (the gradient of each accumulated ``log R_ii``), ``g_h`` (N,) and ``g_Q``
     (N, k) (those of the final state and basis)."""
-    total, n = traj.h.shape
+    total, n = traj.a.shape
+    k = g_log.shape[0]
     gW = np.zeros((n, n), order="F")
     g_drive = np.empty((total, n)) if drive_given else None
-    gh, gQ = g_h.copy(), np.asfortranarray(g_Q)
+    gh, gQ = g_h.copy(), np.array(g_Q, order="F")  # copies: gQ is overwritten in place below
     zero = np.zeros_like(g_log)
+    # the gradient of J sums gA_t (s_t Q_{t-1})^T + gh_{t+1} a_t^T over steps: blocks of steps in one product each
+    gA_buf, SQ_buf = np.empty((n, _BLOCK * k), order="F"), np.empty((n, _BLOCK * k), order="F")
+    gh_buf, a_buf = np.empty((n, _BLOCK), order="F"), np.empty((n, _BLOCK), order="F")
+    j = 0
     for t in range(total - 1, -1, -1):
-        h, Qp, Qn, R = traj.h[t], traj.Q[t], traj.Q[t + 1], traj.R[t]
-        a = np.tanh(h)
-        s = np.cosh(h) ** -2.0
+        a, s, Qp, Qn, R = traj.a[t], traj.s[t], traj.Q[t], traj.Q[t + 1], traj.R[t]
         # Cholesky QR: dA = (dQ + Q C) R^{-T}, C = copyltu(diag(dlog) - dQ^T Q)
         M = blas.dgemm(-1.0, gQ, Qn, trans_a=1)
         C = np.tril(M, -1)
         C = C + C.T
         C[np.diag_indices_from(C)] += M.diagonal() + (g_log if t >= transient else zero)
-        X = blas.dgemm(1.0, Qn, np.asfortranarray(C), beta=1.0, c=gQ.copy(order="F"), overwrite_c=1)
-        gA = blas.dtrsm(1.0, R, X, side=1, lower=0, trans_a=1)  # X R^{-T}
+        X = blas.dgemm(1.0, Qn, C.T, beta=1.0, c=gQ, overwrite_c=1)  # C symmetric: C.T is its column-major view
+        gA = blas.dtrsm(1.0, R, X, side=1, lower=0, trans_a=1, overwrite_b=1)  # X R^{-T}
         # A = W diag(s) Qp
-        SQ = s[:, None] * Qp
-        gW = blas.dgemm(1.0, gA, SQ, trans_b=1, beta=1.0, c=gW, overwrite_c=1)
+        cols = slice(j * k, (j + 1) * k)
+        gA_buf[:, cols] = gA
+        np.multiply(s[:, None], Qp, out=SQ_buf[:, cols])
         Y = blas.dgemm(1.0, W, gA, trans_a=1)  # W^T gA
         gQ = s[:, None] * Y
         g_s = np.einsum("ij,ij->i", Y, Qp)
         # x_{t+1} = W tanh(x_t) + drive_t, gh the gradient of x_{t+1}
         if g_drive is not None:
             g_drive[t] = gh
-        gW = blas.dger(1.0, gh, a, a=gW, overwrite_a=1)
+        gh_buf[:, j], a_buf[:, j] = gh, a
+        j += 1
+        if j == _BLOCK or t == 0:
+            gW = blas.dgemm(1.0, gA_buf[:, : j * k], SQ_buf[:, : j * k], trans_b=1, beta=1.0, c=gW, overwrite_c=1)
+            gW = blas.dgemm(1.0, gh_buf[:, :j], a_buf[:, :j], trans_b=1, beta=1.0, c=gW, overwrite_c=1)
+            j = 0
         g_a = blas.dgemv(1.0, W, gh, trans=1)
         gh = s * (g_a - 2.0 * a * g_s)  # d tanh = s, d sech^2 = -2 s tanh
     return gW, g_drive, gh, gQ
