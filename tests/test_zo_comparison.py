@@ -130,3 +130,19 @@ def test_separation_test_finds_a_teacher_effect_and_is_calibrated_without_one():
     assert frac <= 0.1 + 3 * np.sqrt(0.1 * 0.9 / 300), frac
     # same seed, same p
     assert separation_test(strong, n_perm=99, seed=5) == separation_test(strong, n_perm=99, seed=5)
+
+
+def test_same_member_factors_pairs_members_by_key_rate_and_seed():
+    import pandas as pd
+
+    from floss_utils.curse_of_memory.zo_comparison import same_member_factors
+
+    first = pd.DataFrame({"arch": ["rnn", "rnn", "rnn", "lru"], "lr": [1e-3, 1e-3, 1e-2, 1e-3], "seed": [0, 1, 0, 0],
+                          "final_loss": [2e-3, 1e-3, float("inf"), 5.0]})
+    second = pd.DataFrame({"arch": ["rnn", "rnn", "rnn", "lru", "lru"], "lr": [1e-3, 1e-3, 1e-2, 1e-3, 1e-3],
+                           "seed": [1, 0, 0, 0, 1], "final_loss": [4e-3, 1e-3, 1.0, 5.0, 7.0]})
+    out = same_member_factors(first, second, ["arch"])
+    # rnn seed 0 (2e-3 vs 1e-3: 2x), rnn seed 1 (1e-3 vs 4e-3: 4x, order does not matter), lru seed 0 (equal);
+    # the member infinite in one table and the one run only once are left out
+    got = {(r.arch, r.seed): r.factor for r in out.itertuples()}
+    assert got == {("rnn", 0): 2.0, ("rnn", 1): 4.0, ("lru", 0): 1.0}

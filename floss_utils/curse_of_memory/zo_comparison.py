@@ -17,6 +17,8 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
 * :func:`teacher_separation`, :func:`separation_test` - how far the hardest teacher's best run
   ends above the easiest teacher's worst seed, and how often shuffling the teachers within each
   student seed gives as large a gap (a permutation test of a teacher effect).
+* :func:`same_member_factors` - how far one member (configuration, learning rate, seed) ends
+  from itself when it is trained again in another ensemble.
 * :func:`ordinal` - 1st, 2nd, 3rd, ... for the prose.
 """
 
@@ -28,7 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread",
-           "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "ordinal"]
+           "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors", "ordinal"]
 
 
 def within_factor(value: float, reference: float, factor: float = 3.0) -> bool:
@@ -203,6 +205,24 @@ def separation_test(values: np.ndarray, n_perm: int = 4000, seed: int = 0) -> tu
     lowest, _, highest = _separation_stats(shuffled)
     null = lowest.max(axis=-1) / highest.min(axis=-1)
     return ratio, float((1 + np.count_nonzero(null >= ratio)) / (1 + n_perm))
+
+
+def same_member_factors(first, second, keys: Sequence[str]):
+    """The runs that two tables of runs share (same ``keys``, ``lr`` and ``seed``: one member trained
+    twice, e.g. in two records' ensembles of different composition), each with the factor between
+    its two final losses (``max / min``, >= 1; members that are not finite in both are left out).
+
+    Each member of :func:`~floss_utils.curse_of_memory.student_grids.run_grid` has its own
+    student and data seeds, so only round-off tells its two runs apart (batched products of
+    another size sum in another order); a factor far above 1 is round-off that training amplified.
+    Returns a ``pandas.DataFrame``: ``keys``, ``lr``, ``seed``, ``first``, ``second``, ``factor``.
+    """
+    on = [*keys, "lr", "seed"]
+    both = first[on + ["final_loss"]].merge(second[on + ["final_loss"]], on=on, suffixes=("_first", "_second"))
+    both = both.rename(columns={"final_loss_first": "first", "final_loss_second": "second"})
+    both = both[np.isfinite(both["first"]) & np.isfinite(both["second"])].reset_index(drop=True)
+    both["factor"] = np.maximum(both["first"], both["second"]) / np.minimum(both["first"], both["second"])
+    return both
 
 
 def ordinal(k: int) -> str:
