@@ -176,8 +176,9 @@ class Report:
             f"- machine: {machine()}; {self.threads} thread(s) per library",
             f"- versions: Python {platform.python_version()}, {vers}",
             f"- load average (1, 5, 15 min) at start: {self.load_start}; at end: {load_end}"
+            # the benchmark's own threads make a load of about ``threads``; more means someone else ran too
             + ("  **(machine shared and loaded: absolute times are inflated; compare ratios)**"
-               if os.getloadavg()[0] > 1.0 else ""),
+               if os.getloadavg()[0] > self.threads + 0.5 else ""),
             "",
         ]
         for i, (heading, cols, rows, note) in enumerate(self.sections):

@@ -71,7 +71,7 @@ def main() -> None:
                          {"torch": torch.__version__}, args.threads)
     rep.table(f"k = N, g = 1, {args.steps} steps; us per step and network",
               ["N", "B", "torch fwd", "lapack fwd", "torch / lapack", "torch fwd+bwd", "lapack fwd+bwd",
-               "torch / lapack (fwd+bwd)", "max |exponent difference|"], rows,
+               "torch / lapack (fwd+bwd)", "max abs. exponent difference"], rows,
               "ratio > 1: the LAPACK engine is faster; medians of interleaved repeats")
     if args.record:
         rep.name = args.record

@@ -10,8 +10,8 @@ final losses set beside the 3-seed record's show whether one member's result dep
 ensemble it runs in (each member has its own student and data seeds, so it should not, beyond
 round-off).
 
-Run from the repository's root (one ensemble per architecture; resumable per (memory,
-architecture): finished points are kept in ``records/zo_fig3a_ten_seeds/partial.csv``):
+Run from the repository's root (one ensemble per architecture holding all its memories; resumable per
+architecture: the points finished are kept in ``records/zo_fig3a_ten_seeds/partial.csv``):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/zo_fig3a_ten_seeds.py [--points rnn:0.68,rnn:0.98,lru:0.68]
 """

@@ -59,8 +59,8 @@ def main() -> None:
         chosen = [int(i) for i in a.variants.split(",") if i] or range(len(ablation))
         for i, (label, config) in enumerate(ablation.items()):
             seeds = range(p["dense_seeds"] if label == "dense RNN" else a.seeds)
-            have = done[done["variant"] == label]["seed"].nunique() if len(done) else 0
-            if have >= len(seeds) or i not in chosen:  # a variant short of seeds runs all of them again
+            have = set(done[done["variant"] == label]["seed"]) if len(done) else set()
+            if set(seeds) <= have or i not in chosen:  # a variant short of seeds runs all of them again
                 continue
             frame = run_grid([config], {config.arch: p["lrs"][label]}, seeds, steps=p["steps"],
                              batch_size=p["batch_size"], seq_len=p["seq_len"], teacher_seed=p["teacher_seed"],

@@ -213,8 +213,10 @@ def same_member_factors(first, second, keys: Sequence[str]):
     its two final losses (``max / min``, >= 1; members that are not finite in both are left out).
 
     Each member of :func:`~floss_utils.curse_of_memory.student_grids.run_grid` has its own
-    student and data seeds, so only round-off tells its two runs apart (batched products of
-    another size sum in another order); a factor far above 1 is round-off that training amplified.
+    student and data seeds, so where nothing else changed between the two runs (the code's
+    arithmetic) only round-off tells them apart — batched products of another size, or another
+    machine, sum in another order — and a factor far above 1 is round-off that training amplified;
+    whether nothing else changed is for the caller to show (e.g. runs that agree where training is gentle).
     Returns a ``pandas.DataFrame``: ``keys``, ``lr``, ``seed``, ``first``, ``second``, ``factor``.
     """
     on = [*keys, "lr", "seed"]

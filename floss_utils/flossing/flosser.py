@@ -91,8 +91,9 @@ class FlossingConfig:
             per QR cost less, at ``O(u exp(2 ons (lambda_1 - lambda_k)))`` round-off.
         engine: the estimator's engine (:func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum`):
             ``"torch"`` (batched, any configuration) or ``"lapack"`` (direct BLAS/LAPACK calls
-            per network on a CPU, float64, ``ons = 1``: faster for one or a few networks; the
-            same values up to round-off).
+            per network on a CPU, float64, ``ons = 1``, Cholesky QR: faster on the reference CPU
+            except for batches of tiny networks; the same values up to round-off, which a chaotic
+            network amplifies to the exponents' finite-time spread).
     """
 
     k: int = 75
@@ -117,6 +118,9 @@ class FlossingConfig:
             raise ValueError(f"FlossingConfig.ons must be >= 1, got {self.ons}")
         if self.engine not in ("torch", "lapack"):
             raise ValueError(f"FlossingConfig.engine must be 'torch' or 'lapack', got {self.engine!r}")
+        if self.engine == "lapack" and (self.dtype != "float64" or self.ons != 1 or self.reorth not in ("auto", "cholqr")):
+            raise ValueError("FlossingConfig: engine='lapack' runs float64, ons=1 and reorth 'auto' or 'cholqr'; got "
+                             f"dtype={self.dtype!r}, ons={self.ons}, reorth={self.reorth!r}")
         if not self.params:
             raise ValueError("FlossingConfig.params must name at least one parameter")
         if not math.isfinite(self.target):

@@ -320,9 +320,10 @@ def lyapunov_spectrum(
         engine: ``"torch"`` (batched tensor operations, any map, device and method) or
             ``"lapack"``: the same Cholesky QR loop as direct BLAS/LAPACK calls on a CPU, one
             network after another, differentiable through a hand-written adjoint
-            (:mod:`~floss_utils.lyapunov.lapack_engine`): faster for one or a few small networks,
-            where PyTorch's per-operation dispatch dominates a step (the crossover is measured by
-            ``benchmarks/bench_lyapunov_engines.py``). For a :class:`~floss_utils.lyapunov.maps.TanhRNN`
+            (:mod:`~floss_utils.lyapunov.lapack_engine`). On the reference CPU it is faster for one
+            network at every size measured (N = 16 to 256, 1.7-2.4x) and for batches from N = 64 on;
+            the torch engine wins for batches of tiny networks (N <= 32, 16 networks), see
+            ``benchmarks/results/lyapunov_engines.md`` (``benchmarks/bench_lyapunov_engines.py``). For a :class:`~floss_utils.lyapunov.maps.TanhRNN`
             in pre-activation form, float64, CPU, ``reorth`` ``"auto"``/``"cholqr"``, ``ons=1``,
             no ``record``; anything else raises ``ValueError`` saying what. Where its Cholesky QR
             breaks down or a value goes non-finite, the PyTorch engine runs instead (same rules
@@ -371,14 +372,16 @@ def lyapunov_spectrum(
     if engine == "lapack":
         from . import lapack_engine
 
-        why = lapack_engine.unsupported(system, h0, ons=ons, record=record, reorth=reorth)
+        if callable(drive):  # materialized once (a deterministic function of t, as the replay requires)
+            steps_u = [drive(t) for t in range(total)]
+            drive = None if all(u is None for u in steps_u) else torch.stack(
+                [torch.zeros(B, N, dtype=h0.dtype, device=h0.device) if u is None else torch.broadcast_to(u, (B, N))
+                 for u in steps_u])
+        elif drive is not None:
+            drive = drive.unsqueeze(1) if drive.ndim == 2 else drive  # (its shape was checked by _drive_getter)
+        why = lapack_engine.unsupported(system, h0, ons=ons, record=record, reorth=reorth, q0=q0, drive=drive)
         if why:
             raise ValueError("engine='lapack' cannot run this call: " + "; ".join(why) + ". Use engine='torch'")
-        if callable(drive):  # materialized once (a deterministic function of t, as the replay requires)
-            drive = torch.stack([torch.broadcast_to(drive(t), (B, N)) for t in range(total)])
-        elif drive is not None:
-            get_u(0)  # validates the drive's shape
-            drive = drive.unsqueeze(1) if drive.ndim == 2 else drive
         out = lapack_engine.run(system, h0, q0, drive, total, transient, on_step=on_step)
         if out is not None:
             exps, h_final, q_final = out

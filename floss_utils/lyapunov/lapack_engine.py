@@ -13,15 +13,15 @@ network a PyTorch step costs more in per-operation dispatch than in arithmetic (
 20 us of arithmetic per product, a few us of dispatch per operation, twenty operations); here the
 Python between two calls is about a microsecond. Networks of a batch run one after another (the
 arithmetic is the same as batched; the batched PyTorch engine amortizes dispatch over the batch
-instead, which pays from a few networks on: ``benchmarks/bench_lyapunov_engines.py`` measures the
-crossover).
+instead, which wins for batches of tiny networks: ``benchmarks/bench_lyapunov_engines.py`` measures
+the crossover, ``benchmarks/results/lyapunov_engines.md``).
 
 Gradients: the run is one node of autograd's graph, whose backward is the adjoint of the loop
 written out by hand (per step: the Cholesky QR derivative of
 :class:`~floss_utils.lyapunov.estimator._CholeskyQRStep`, then the chain rule through
 ``A = J diag(s) Q`` and ``x_{t+1} = J tanh(x_t) + ...``), with respect to ``J``, the bias, the
 drive, the initial state and the initial basis, from the gradients of the exponents, the final
-state and the final basis. It keeps each step's state, basis and ``R`` (``(T + 1) N k`` numbers).
+state and the final basis. It keeps each step's state's ``tanh`` and ``sech^2``, basis and ``R`` (``(T + 1) N k + T k^2 + 2 T N`` numbers).
 
 The breakdown test is the estimator's (a failed factorization, or a pivot with
 ``R_ii^2 < 16 k u G_ii``), and so is the rule for non-finite values: where either happens this
@@ -44,9 +44,10 @@ from torch import Tensor
 __all__: list[str] = []
 
 
-def unsupported(system: object, h0: Tensor, *, ons: int, record: bool, reorth: str) -> list[str]:
+def unsupported(system: object, h0: Tensor, *, ons: int, record: bool, reorth: str, q0: Optional[Tensor] = None,
+                drive: Optional[Tensor] = None) -> list[str]:
     """What of a :func:`~floss_utils.lyapunov.estimator.lyapunov_spectrum` call the LAPACK engine
-    does not do (empty: it runs here)."""
+    does not do (empty: it runs here); ``drive`` a tensor or None (a callable is materialized first)."""
     from .maps import TanhRNN
 
     why = []
@@ -54,10 +55,16 @@ def unsupported(system: object, h0: Tensor, *, ons: int, record: bool, reorth: s
         why.append(f"the map is a {type(system).__name__} (the engine runs TanhRNN only)")
     elif system.form != "preactivation":
         why.append(f"TanhRNN form={system.form!r} (the engine runs the 'preactivation' form)")
-    if h0.dtype != torch.float64:
-        why.append(f"dtype {h0.dtype} (the engine runs float64)")
-    if h0.device.type != "cpu":
-        why.append(f"device {h0.device} (the engine runs on a CPU)")
+    tensors = {"h0": h0, "q0": q0, "drive": drive}
+    if isinstance(system, TanhRNN):
+        tensors |= {"J": system.W, "bias": system.bias}
+    for name, x in tensors.items():
+        if x is None:
+            continue
+        if x.dtype != torch.float64:
+            why.append(f"{name} is {x.dtype} (the engine runs float64)")
+        if x.device.type != "cpu":
+            why.append(f"{name} is on {x.device} (the engine runs on a CPU)")
     if reorth not in ("auto", "cholqr"):
         why.append(f"reorth={reorth!r} (the engine runs Cholesky QR: 'auto' or 'cholqr')")
     if ons != 1:
@@ -95,7 +102,8 @@ def _forward_one(W: np.ndarray, h: np.ndarray, Q: np.ndarray, drive: Optional[np
         keep.Q[0] = Q
     for t in range(total):
         a = np.tanh(h)
-        s = np.cosh(h) ** -2.0
+        with np.errstate(over="ignore"):  # cosh overflows beyond |x| ~ 710, where sech^2 is 0 (as in torch)
+            s = np.cosh(h) ** -2.0
         h_next = blas.dgemv(1.0, W, a)
         if drive is not None:
             h_next += drive[t]
@@ -182,14 +190,12 @@ class _Run(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_exp: Tensor, g_h: Tensor, g_Q: Tensor):
-        st = ctx.state
+        st = ctx.state  # autograd passes zeros for outputs that did not reach the loss
         B, k = g_exp.shape
         W_np = st["W"]
         n = W_np[0].shape[0]
         total = st["total"]
-        g_exp = np.zeros((B, k)) if g_exp is None else _np(g_exp) / st["elapsed"]
-        g_h = np.zeros((B, n)) if g_h is None else _np(g_h)
-        g_Q = np.zeros((B, n, k)) if g_Q is None else _np(g_Q)
+        g_exp, g_h, g_Q = _np(g_exp) / st["elapsed"], _np(g_h), _np(g_Q)
         needs = ctx.needs_input_grad  # (state, W, bias, drive, h0, q0)
         drive_given = needs[2] or needs[3]
         gW, g_drive, gh0, gq0 = (np.zeros((B, n, n)), np.zeros((total, B, n)) if drive_given else None,
@@ -227,7 +233,7 @@ def run(system, h0: Tensor, q0: Tensor, drive: Optional[Tensor], total: int, tra
     k = q0.shape[-1]
     W, bias = system.W, system.bias
     grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (W, bias, drive, h0, q0))
-    W_np = [np.asfortranarray(_np(W)[b]) for b in range(B)]  # column-major, as BLAS wants them
+    W_np = [np.array(_np(W)[b], order="F") for b in range(B)]  # column-major copies (never views of W)
     u = None
     if drive is not None or bias is not None:
         u = np.zeros((total, B, n))
@@ -239,7 +245,8 @@ def run(system, h0: Tensor, q0: Tensor, drive: Optional[Tensor], total: int, tra
     h0_np, q0_np = _np(h0), _np(q0)
     for b in range(B):
         keep = _Trajectory(total, n, k) if grad else None
-        report = None if on_step is None else (lambda done, _, b=b: on_step((b * total + done) // B, total))
+        # progress over the whole batch, in steps of one network (B networks run one after another)
+        report = None if on_step is None else (lambda done, _, b=b: on_step(max(1, (b * total + done) // B), total))
         out = _forward_one(W_np[b], h0_np[b].copy(), np.asfortranarray(q0_np[b]), None if u is None else u[:, b],
                            transient, total, keep, report)
         if out is None:
