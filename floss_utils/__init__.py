@@ -7,7 +7,7 @@ the part's package (``from floss_utils.lyapunov import lyapunov_spectrum``).
 lyapunov/           Part I - Lyapunov exponents (chapters 1-2)
     maps                batched recurrent maps (tanh RNNs, linear maps, rate networks, any cell)
     estimator           Lyapunov spectra by the QR method (batched, differentiable), D_KY, entropy rate
-    lapack_engine       the estimator's loop for one or a few small tanh networks as direct BLAS/LAPACK
+    lapack_engine       the estimator's loop for tanh networks, one after another, as direct BLAS/LAPACK
                         calls on a CPU, with its hand-written adjoint
     theory              closed forms: mean-field largest exponent, Newman's spectrum
     random_networks     ready-made spectrum experiments on random tanh networks, sum rule

@@ -7,7 +7,7 @@ Modules (each public name is also importable from this package)::
                      products
     estimator        the QR estimator of Lyapunov spectra (batched, differentiable, any device,
                      float32/64), batched Cholesky QR, Kaplan-Yorke dimension, entropy rate
-    lapack_engine    the estimator's ``engine="lapack"``: its loop for one or a few small tanh networks as
+    lapack_engine    the estimator's ``engine="lapack"``: its loop for tanh networks, one after another, as
                      direct BLAS/LAPACK calls on a CPU, with its hand-written adjoint (internal)
     theory           closed forms the estimates are checked against: mean-field largest exponent,
                      Newman's spectrum
