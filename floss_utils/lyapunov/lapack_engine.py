@@ -18,7 +18,7 @@ the crossover, ``benchmarks/results/lyapunov_engines.md``).
 
 Gradients: the run is one node of autograd's graph, whose backward is the adjoint of the loop
 written out by hand (per step: the Cholesky QR derivative of
-:class:`~floss_utils.lyapunov.estimator._CholeskyQRStep`, then the chain rule through
+the estimator's ``_CholeskyQRStep``, then the chain rule through
 ``A = J diag(s) Q`` and ``x_{t+1} = J tanh(x_t) + ...``), with respect to ``J``, the bias, the
 drive, the initial state and the initial basis, from the gradients of the exponents, the final
 state and the final basis. It keeps each step's state's ``tanh`` and ``sech^2``, basis and ``R`` (``(T + 1) N k + T k^2 + 2 T N`` numbers).
