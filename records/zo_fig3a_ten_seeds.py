@@ -28,6 +28,7 @@ import pandas as pd
 from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
 from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, merge_runs, run_grid
 from floss_utils.curse_of_memory.student_training import best_learning_rates
+from floss_utils.curse_of_memory.zo_comparison import same_member_factors
 
 NAME = "zo_fig3a_ten_seeds"
 SEEDS = 10  # ZO's seeds per point
@@ -89,12 +90,9 @@ def main() -> None:
                      "median_ten": float(np.median(seeds)), "max_ten": float(seeds.max()),
                      "ratio_to_published": b10["mean"] / rec3.published})
         # the same member (configuration, rate, seed) in the 3-seed record's ensemble and here
-        old = runs3[(runs3.arch == arch) & np.isclose(runs3.nu0, nu0)]
-        new = done[(done.arch == arch) & np.isclose(done.nu0, nu0) & (done.seed < 3)]
-        m = old.merge(new, on=["lr", "seed"], suffixes=("_old", "_new"))
-        fin = np.isfinite(m.final_loss_old) & np.isfinite(m.final_loss_new)
-        same_seed.append(float(np.max(np.abs(np.log(m.final_loss_new[fin] / m.final_loss_old[fin]))))
-                         if fin.any() else float("nan"))
+        twice = same_member_factors(runs3[(runs3.arch == arch) & np.isclose(runs3.nu0, nu0)],
+                                    done[(done.arch == arch) & np.isclose(done.nu0, nu0)], keys)
+        same_seed.append(float(np.log(twice.factor.max())) if len(twice) else float("nan"))
     table = pd.DataFrame(rows)
     table["largest_log_change_same_member"] = same_seed
     results = {
