@@ -59,3 +59,47 @@ def test_the_mkl_pin_cost_is_its_records():
     avx2_80 = float(re.search(r"^\| 80 \| AVX2 \| ([0-9.]+) \|", rec, flags=re.M).group(1))
     default_80_max = float(re.search(r"^\| 80 \| default \| [0-9.]+ \| [0-9.]+-([0-9.]+) \|", rec, flags=re.M).group(1))
     assert "at N = 80 the pinned median lies above every default process" in text and avx2_80 > default_80_max
+
+
+def _engine_rows() -> list[dict]:
+    """The rows of the crossover record (benchmarks/bench_lyapunov_engines.py): N, B and the two ratios."""
+    rec = (RESULTS / "lyapunov_engines.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| (\d+) \| \d+ \| \d+ \| ([0-9.]+) \| \d+ \| \d+ \| ([0-9.]+) \|", rec, flags=re.M)
+    assert len(rows) >= 9, rows
+    return [{"N": int(n), "B": int(b), "fwd": float(f), "fb": float(fb)} for n, b, f, fb in rows]
+
+
+def _span(values) -> str:
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def test_the_engine_crossover_prose_is_its_record():
+    rows = _engine_rows()
+    sizes = sorted({r["N"] for r in rows})
+    text = _section("One small network: the LAPACK engine")
+    one = [r for r in rows if r["B"] == 1]
+    assert (f"at every size measured (N = {sizes[0]} to {sizes[-1]}: {_span([r['fwd'] for r in one])}× forward, "
+            f"{_span([r['fb'] for r in one])}× with the backward pass)") in text
+    assert all(r["fwd"] > 1 and r["fb"] > 1 for r in one + [r for r in rows if r["B"] == 4])  # "and with 4 networks too"
+    sixteen = {r["N"]: r for r in rows if r["B"] == 16}
+    assert f"with 16 networks the PyTorch engine wins at N = 16 ({sixteen[16]['fwd']:.2f}×)" in text
+    assert sixteen[16]["fwd"] < 1 and sixteen[16]["fb"] < 1
+    # "at par at N = 32": within 10 % either way, forward and with the backward pass
+    assert "is at par at N = 32 and loses from N = 64 on" in text
+    assert 0.9 <= sixteen[32]["fwd"] <= 1.1 and 0.9 <= sixteen[32]["fb"] <= 1.1
+    assert all(r["fwd"] > 1 and r["fb"] > 1 for n, r in sixteen.items() if n >= 64)
+
+
+def test_forward_backward_over_forward_is_the_peers_records():
+    peers = (RESULTS / "peers_lyapunov.md").read_text()
+    rows = re.findall(r"^\| (floss_utils|floss_utils \(engine='lapack'\)|lyapax[^|]*) \| [0-9.]+ \| [0-9.]+ \| ([0-9.]+) \|",
+                      peers, flags=re.M)
+    ratios: dict[str, list[float]] = {}
+    for code, ratio in rows:
+        ratios.setdefault("lapack" if "lapack" in code else "lyapax" if code.startswith("lyapax") else "torch",
+                          []).append(float(ratio))
+    assert all(len(v) == 2 for v in ratios.values()) and len(ratios) == 3, ratios  # the two differentiable tables
+    text = _section("One small network: the LAPACK engine")
+    assert (f"forward + backward costs {_span(ratios['lapack'])} times the forward pass for the LAPACK engine, "
+            f"{_span(ratios['torch'])} for the PyTorch engine and {_span(ratios['lyapax'])} for lyapax in this run") in text
