@@ -244,21 +244,20 @@ def differentiable_fns(batch: int, n: int = 80, k: int = 75, steps: int = 55):
     q0 = torch.eye(n, k, dtype=J.dtype).expand(batch, -1, -1).contiguous()
     Jg = J.clone().requires_grad_(True)
 
-    def f_fwd():
-        with torch.no_grad():
-            lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0)
+    def calls(engine: str):
+        """The forward call and the forward + backward call (returning the gradient) of one engine."""
+        def forward():
+            with torch.no_grad():
+                lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0, engine=engine)
 
-    def f_fb():
-        lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0).exponents
-        torch.autograd.grad((lam ** 2).sum(), Jg)
+        def forward_backward():
+            lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0, engine=engine).exponents
+            return torch.autograd.grad((lam ** 2).sum(), Jg)[0]
 
-    def l_fwd():
-        with torch.no_grad():
-            lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0, engine="lapack")
+        return forward, forward_backward
 
-    def l_fb():
-        lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0, engine="lapack").exponents
-        return torch.autograd.grad((lam ** 2).sum(), Jg)[0]
+    f_fwd, f_fb = calls("torch")
+    l_fwd, l_fb = calls("lapack")
 
     one = lyapax_fn(steps, k)
     Jj, xj = jnp.asarray(J.numpy()), jnp.asarray(x0.numpy())
@@ -270,8 +269,7 @@ def differentiable_fns(batch: int, n: int = 80, k: int = 75, steps: int = 55):
         jf = jax.jit(jax.vmap(one))
         jg = jax.jit(jax.grad(lambda Ja, xa: jnp.sum(jax.vmap(one)(Ja, xa) ** 2)))
     # the two gradients must agree before their times are compared
-    lam = lyapunov_spectrum(TanhRNN(Jg), x0, steps=steps, k=k, q0=q0).exponents
-    g_t = torch.autograd.grad((lam ** 2).sum(), Jg)[0].numpy().reshape(np.shape(Jj))
+    g_t = f_fb().numpy().reshape(np.shape(Jj))
     g_j = np.asarray(jg(Jj, xj))
     g_l = l_fb().numpy().reshape(np.shape(Jj))
     err = float(max(np.abs(g_t - g_j).max(), np.abs(g_l - g_j).max()) / np.abs(g_j).max())
@@ -288,15 +286,11 @@ def differentiable(repeats: int, batch: int = 16):
     """Forward + backward (gradient of sum lambda_i^2 w.r.t. J, the flossing loss) vs forward."""
     fns, err = differentiable_fns(batch)
     t = _common.interleaved_medians(fns, repeats)
-    rows = [["floss_utils", f"{t['floss_utils forward'] * 1e3 / batch:.2f}",
-             f"{t['floss_utils forward + backward'] * 1e3 / batch:.2f}",
-             f"{t['floss_utils forward + backward'] / t['floss_utils forward']:.2f}"],
-            ["floss_utils (engine='lapack')", f"{t['floss_utils lapack forward'] * 1e3 / batch:.2f}",
-             f"{t['floss_utils lapack forward + backward'] * 1e3 / batch:.2f}",
-             f"{t['floss_utils lapack forward + backward'] / t['floss_utils lapack forward']:.2f}"],
-            ["lyapax (jit" + (", vmap" if batch > 1 else "") + ")", f"{t['lyapax forward'] * 1e3 / batch:.2f}",
-             f"{t['lyapax forward + backward'] * 1e3 / batch:.2f}",
-             f"{t['lyapax forward + backward'] / t['lyapax forward']:.2f}"]]
+    rows = []
+    for label, key in [("floss_utils", "floss_utils"), ("floss_utils (engine='lapack')", "floss_utils lapack"),
+                       ("lyapax (jit" + (", vmap" if batch > 1 else "") + ")", "lyapax")]:
+        fwd, fb = t[f"{key} forward"], t[f"{key} forward + backward"]
+        rows.append([label, f"{fwd * 1e3 / batch:.2f}", f"{fb * 1e3 / batch:.2f}", f"{fb / fwd:.2f}"])
     return rows, f"gradients of sum lambda^2 w.r.t. J agree to {err:.1e} (relative, max norm); goal: ratio <= 3"
 
 
