@@ -146,3 +146,62 @@ def test_same_member_factors_pairs_members_by_key_rate_and_seed():
     # the member infinite in one table and the one run only once are left out
     got = {(r.arch, r.seed): r.factor for r in out.itertuples()}
     assert got == {("rnn", 0): 2.0, ("rnn", 1): 4.0, ("lru", 0): 1.0}
+
+
+def test_log_spread_test_exact_p_by_hand():
+    """Two of five deviations are 2 (log 1 and log e^4 about their median 2), three are 0: only one
+    of the C(5, 2) = 10 splits puts both 2s in the first group, so p = 1/10 and the factor e^2."""
+    from floss_utils.curse_of_memory.zo_comparison import log_spread_test
+
+    factor, p = log_spread_test([1.0, math.exp(4.0)], [1.0, 1.0, 1.0])
+    assert p == pytest.approx(0.1, abs=1e-12) and factor == pytest.approx(math.exp(2.0))
+    # the other way round nothing is wider: every split reaches the observed difference
+    assert log_spread_test([1.0, 1.0, 1.0], [1.0, math.exp(4.0)])[1] == pytest.approx(1.0)
+    # scale and location of the whole sample do not matter (logs, deviations from the median)
+    a, b = [2.0, 5.0, 40.0, 0.3], [1.0, 1.5, 0.8, 1.2, 0.9]
+    assert log_spread_test(a, b)[1] == pytest.approx(log_spread_test([7 * v for v in a], b)[1], abs=1e-12)
+
+
+def test_log_spread_test_holds_its_level_under_the_null_and_finds_a_wider_sample():
+    """Both samples log-normal with one sigma: p < 0.05 in about 5 % of 300 draws (the exact test's
+    level; the bound is the binomial 99.9 % quantile); three times the sigma: found in most draws."""
+    from scipy.stats import binom
+
+    from floss_utils.curse_of_memory.zo_comparison import log_spread_test
+
+    rng = np.random.default_rng(3)
+    rejections = sum(log_spread_test(np.exp(rng.normal(2, 1, 6)), np.exp(rng.normal(-1, 1, 7)))[1] < 0.05
+                     for _ in range(300))
+    assert rejections <= binom.ppf(0.999, 300, 0.05)
+    found = sum(log_spread_test(np.exp(rng.normal(0, 3, 8)), np.exp(rng.normal(0, 1, 10)))[1] < 0.05
+                for _ in range(50))
+    assert found >= 25  # power well above the level (about 0.8 by simulation of the same design)
+
+
+def test_log_spread_test_monte_carlo_branch_and_refusals():
+    from floss_utils.curse_of_memory.zo_comparison import log_spread_test
+
+    rng = np.random.default_rng(0)
+    a, b = np.exp(rng.normal(0, 2, 9)), np.exp(rng.normal(0, 1, 9))
+    exact = log_spread_test(a, b)[1]  # C(18, 9) = 48620 splits
+    sampled = log_spread_test(a, b, max_exact=10, n_perm=20_000)[1]
+    assert sampled == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 20_000) + 1e-4)
+    for bad in ([1.0], [1.0, float("inf")], [1.0, -2.0]):
+        with pytest.raises(ValueError):
+            log_spread_test(bad, [1.0, 2.0])
+
+
+def test_teachers_against_seeds_ranks_spreads_and_where_the_published_value_falls():
+    from floss_utils.curse_of_memory.zo_comparison import teachers_against_seeds
+
+    per_teacher = {0: 8.0, 1: 1.0, 2: 2.0, 3: 4.0}
+    r = teachers_against_seeds(per_teacher, [7.0, 8.0, 9.0], published=3.0)
+    assert r["published_rank"] == (3, 5) and r["published_where"] == "inside"
+    assert r["own_rank"] == 4 and r["teacher_spread"] == 8.0 and r["seed_spread"] == pytest.approx(9 / 7)
+    assert r["geometric_mean"] == pytest.approx(math.sqrt(8)) and r["within_factor_3"] == 4  # [1, 9] holds all four
+    assert teachers_against_seeds(per_teacher, [7.0, 8.0], 0.5)["within_factor_3"] == 1  # [1/6, 1.5]: only 1
+    assert teachers_against_seeds(per_teacher, [7.0, 8.0], 0.5)["published_where"] == "below"
+    assert teachers_against_seeds(per_teacher, [7.0, 8.0], 9.0)["published_where"] == "above"
+    assert teachers_against_seeds(per_teacher, [7.0, 8.0], 3.0, own_teacher=1)["own_rank"] == 1
+    with pytest.raises(ValueError, match="own_teacher 5"):
+        teachers_against_seeds(per_teacher, [7.0, 8.0], 3.0, own_teacher=5)

@@ -19,6 +19,10 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
   student seed gives as large a gap (a permutation test of a teacher effect).
 * :func:`same_member_factors` - how far one member (configuration, learning rate, seed) ends
   from itself when it is trained again in another ensemble.
+* :func:`log_spread_test` - whether one sample of losses spreads wider (in log) than another
+  (an exact permutation version of the Brown-Forsythe test).
+* :func:`teachers_against_seeds` - one memory's losses over teachers set beside one teacher's
+  seeds and the published value: ranks, spreads and the spread test.
 * :func:`ordinal` - 1st, 2nd, 3rd, ... for the prose.
 """
 
@@ -30,7 +34,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread",
-           "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors", "ordinal"]
+           "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors",
+           "log_spread_test", "teachers_against_seeds", "ordinal"]
 
 
 def within_factor(value: float, reference: float, factor: float = 3.0) -> bool:
@@ -225,6 +230,87 @@ def same_member_factors(first, second, keys: Sequence[str]):
     both = both[np.isfinite(both["first"]) & np.isfinite(both["second"])].reset_index(drop=True)
     both["factor"] = np.maximum(both["first"], both["second"]) / np.minimum(both["first"], both["second"])
     return both
+
+
+def log_spread_test(values: Sequence[float], reference: Sequence[float], *, max_exact: int = 200_000,
+                    n_perm: int = 20_000, seed: int = 0) -> tuple[float, float]:
+    """Whether the positive numbers ``values`` spread wider on a log scale than ``reference``.
+
+    The statistic is the difference of the two samples' mean absolute deviations of ``log(x)``
+    from their own median (the Brown-Forsythe measure of spread, which does not care where each
+    sample sits). Under "both are draws of one distribution up to location" the deviations are
+    exchangeable between the samples, so the one-sided p-value is the fraction of the splits of the
+    pooled deviations into groups of the two sizes whose difference is at least the observed one:
+    every split when there are at most ``max_exact`` of them (exact), else ``n_perm`` random
+    splits (``p = (1 + hits) / (1 + n_perm)``, generator ``seed``).
+
+    Returns ``(factor, p)``: ``factor`` is ``exp`` of the difference (how many times wider the
+    typical log deviation of ``values`` is, as a multiplicative factor) and ``p`` the p-value.
+    """
+    from math import comb
+    from itertools import combinations
+
+    a, b = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"each sample needs at least 2 values, got {a.size} and {b.size}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and (a > 0).all() and (b > 0).all()):
+        raise ValueError("values and reference must be finite and positive (losses; a diverged run has no spread)")
+    la, lb = np.log(a), np.log(b)
+    dev = np.concatenate([np.abs(la - np.median(la)), np.abs(lb - np.median(lb))])
+    n, total = a.size, dev.size
+    observed = dev[:n].mean() - dev[n:].mean()
+    if comb(total, n) <= max_exact:
+        mask = np.zeros((comb(total, n), total), dtype=bool)
+        for row, idx in enumerate(combinations(range(total), n)):
+            mask[row, list(idx)] = True
+        hits = np.count_nonzero(_split_difference(dev, mask, n) >= observed - 1e-12)
+        p = hits / mask.shape[0]
+    else:
+        rng = np.random.default_rng(seed)
+        order = np.argsort(rng.random((n_perm, total)), axis=1) < n  # a random n-subset per row
+        hits = np.count_nonzero(_split_difference(dev, order, n) >= observed - 1e-12)
+        p = (1 + hits) / (1 + n_perm)
+    return float(np.exp(observed)), float(p)
+
+
+def _split_difference(dev: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``dev`` where ``mask`` is True (``n`` entries per row) minus its mean elsewhere."""
+    inside = mask @ dev
+    return inside / n - (dev.sum() - inside) / (dev.size - n)
+
+
+def teachers_against_seeds(per_teacher: Mapping[int, float], seeds: Sequence[float], published: float,
+                           own_teacher: int = 0) -> dict:
+    """One architecture at one memory: the best final loss per teacher (``per_teacher``, one
+    student seed each) set beside one teacher's seeds (``seeds``: final losses of the seeds of
+    ``own_teacher`` at its best rate) and beside the published value (from one other teacher).
+
+    Returns a dict:
+
+    * ``n_teachers``, ``min``, ``max``, ``geometric_mean`` of the teachers' losses;
+    * ``published_rank``: ``(k, n + 1)`` from :func:`rank_among`, and ``published_where``:
+      ``"below"`` (lower than every teacher's), ``"above"`` or ``"inside"`` their range;
+    * ``within_factor_3``: how many teachers lie within :func:`within_factor` of the published value;
+    * ``teacher_spread`` and ``seed_spread``: largest over smallest of each sample;
+    * ``own_rank``: where ``own_teacher`` ranks among the teachers, 1 = the lowest loss (easiest);
+    * ``spread_factor``, ``spread_p``: :func:`log_spread_test` of the teachers against the seeds
+      (with one seed per teacher the teachers' spread holds a seed's too, so a small ``p`` says the
+      teacher adds spread of its own).
+    """
+    values = {int(k): float(v) for k, v in dict(per_teacher).items()}
+    if own_teacher not in values:
+        raise ValueError(f"own_teacher {own_teacher} is not among the teachers {sorted(values)}")
+    t = np.array(list(values.values()))
+    s = np.asarray(seeds, dtype=float)
+    rank, n = rank_among(published, t)
+    factor, p = log_spread_test(t, s)
+    return {"n_teachers": int(t.size), "min": float(t.min()), "max": float(t.max()),
+            "geometric_mean": float(np.exp(np.log(t).mean())),
+            "published_rank": (rank, n), "published_where": "below" if rank == 1 else "above" if rank == n else "inside",
+            "within_factor_3": int(sum(within_factor(v, published) for v in t)),
+            "teacher_spread": float(t.max() / t.min()), "seed_spread": float(s.max() / s.min()),
+            "own_rank": int((t < values[own_teacher]).sum()) + 1,
+            "spread_factor": factor, "spread_p": p}
 
 
 def ordinal(k: int) -> str:
