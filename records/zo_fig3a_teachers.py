@@ -22,7 +22,8 @@ before the others existed), ``zo_fig3a_teachers_084`` and ``zo_fig3a_teachers_09
 and 0.98, the dense RNN: the LRU is within the factor of 3 there at ten seeds). At long memory one
 student seed per teacher confounds the teacher with the seeds that stall (chapter 5), so there the
 record bounds the teacher's effect rather than measuring it. Run from the repository's root (resumable per teacher:
-``records/<name>/partial.csv``):
+``records/<name>/partial.csv``; a larger ``--teachers`` extends a committed record, keeping its runs and
+their provenance; to run every teacher again, remove the record's folder first):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/zo_fig3a_teachers.py [--nu0 0.68] [--teachers 8]
 """
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,16 +71,21 @@ def main() -> None:
     folder = records_root() / name
     folder.mkdir(parents=True, exist_ok=True)
     configs = [RunConfig(arch, a.nu0, 3.14, hidden=p["hidden"]) for arch in lrs]
+    partial, earlier = folder / "partial.csv", None
+    if not partial.exists() and (folder / "runs.csv").exists():  # extend the record to more teachers: its runs are kept
+        earlier = json.loads((folder / "record.json").read_text())["provenance"]
+        shutil.copyfile(folder / "runs.csv", partial)
     with Stopwatch() as sw:
         runs = run_grid_per_teacher(
-            configs, lrs, [p["student_seed"]], range(a.teachers), partial=folder / "partial.csv",
+            configs, lrs, [p["student_seed"]], range(a.teachers), partial=partial,
             on_teacher=lambda ts, f: print(f"teacher {ts}\n", f[["arch", "lr", "final_loss"]].to_string(index=False),
                                            flush=True),
             steps=p["steps"], batch_size=p["batch_size"], seq_len=p["seq_len"], final_window=p["final_window"])
     runs = runs[runs.teacher_seed < a.teachers].reset_index(drop=True)
     best = best_learning_rates(runs, ["teacher_seed", *CONFIG_KEYS])
     best["on_grid_edge"] = best_at_grid_edge(best, lrs)
-    results = {"published": published, "teachers": a.teachers}
+    results = {"published": published, "teachers": a.teachers,
+               "earlier_runs_provenance": earlier}  # where the runs of teachers kept from an earlier version came from
     for arch, g in best.groupby("arch"):
         v = g.set_index("teacher_seed")["mean"]
         finite = v[np.isfinite(v)]
