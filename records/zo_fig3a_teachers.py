@@ -73,7 +73,11 @@ def main() -> None:
     configs = [RunConfig(arch, a.nu0, 3.14, hidden=p["hidden"]) for arch in lrs]
     partial, earlier = folder / "partial.csv", None
     if not partial.exists() and (folder / "runs.csv").exists():  # extend the record to more teachers: its runs are kept
-        earlier = json.loads((folder / "record.json").read_text())["provenance"]
+        committed = json.loads((folder / "record.json").read_text())
+        if a.teachers <= committed["results"]["teachers"]:
+            raise SystemExit(f"records/{name} already holds {committed['results']['teachers']} teachers: pass a larger "
+                             f"--teachers to extend it, or remove records/{name}/ to run it again")
+        earlier = committed["provenance"]
         shutil.copyfile(folder / "runs.csv", partial)
     with Stopwatch() as sw:
         runs = run_grid_per_teacher(

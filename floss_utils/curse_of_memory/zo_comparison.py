@@ -21,6 +21,7 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
   from itself when it is trained again in another ensemble.
 * :func:`log_spread_test` - whether one sample of losses spreads wider (in log) than another
   (an exact permutation version of the Brown-Forsythe test).
+* :func:`best_over_rates` - each member's lowest final loss over a set of learning rates.
 * :func:`teachers_against_seeds` - one memory's losses over teachers set beside one teacher's
   seeds and the published value: ranks, spreads and the spread test.
 * :func:`ordinal` - 1st, 2nd, 3rd, ... for the prose.
@@ -35,7 +36,7 @@ import numpy as np
 
 __all__ = ["within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread",
            "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors",
-           "log_spread_test", "teachers_against_seeds", "ordinal"]
+           "log_spread_test", "best_over_rates", "teachers_against_seeds", "ordinal"]
 
 
 def within_factor(value: float, reference: float, factor: float = 3.0) -> bool:
@@ -239,10 +240,13 @@ def log_spread_test(values: Sequence[float], reference: Sequence[float], *, max_
     The statistic is the difference of the two samples' mean absolute deviations of ``log(x)``
     from their own median (the Brown-Forsythe measure of spread, which does not care where each
     sample sits). Under "both are draws of one distribution up to location" the deviations are
-    exchangeable between the samples, so the one-sided p-value is the fraction of the splits of the
-    pooled deviations into groups of the two sizes whose difference is at least the observed one:
-    every split when there are at most ``max_exact`` of them (exact), else ``n_perm`` random
-    splits (``p = (1 + hits) / (1 + n_perm)``, generator ``seed``).
+    nearly exchangeable between the samples, so the one-sided p-value is the fraction of the splits
+    of the pooled deviations into groups of the two sizes whose difference is at least the observed
+    one: every split when there are at most ``max_exact`` of them, else ``n_perm`` random splits
+    (``p = (1 + hits) / (1 + n_perm)``, generator ``seed``). The enumeration is exact, the level
+    approximate: deviations from each sample's own median are not exactly exchangeable, which
+    makes the test slightly conservative at small sizes (about 4 % rejections at the 5 % level for
+    8 against 10 log-normal values).
 
     Returns ``(factor, p)``: ``factor`` is ``exp`` of the difference (how many times wider the
     typical log deviation of ``values`` is, as a multiplicative factor) and ``p`` the p-value.
@@ -279,6 +283,19 @@ def _split_difference(dev: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return inside / n - (dev.sum() - inside) / (dev.size - n)
 
 
+def best_over_rates(runs, lrs: Sequence[float], by: str):
+    """Per value of column ``by`` (e.g. ``"seed"`` or ``"teacher_seed"``), the lowest final loss
+    over the runs whose learning rate lies on ``lrs`` (relative tolerance 1e-9) — each member's
+    best rate chosen on its own run, as a one-seed record chooses it. A diverged run (non-finite
+    loss) is never the best; a member that diverged at every rate gets ``inf``. Returns a
+    ``pandas.Series`` indexed by ``by``; a value of ``by`` without a run on ``lrs`` is absent."""
+    on = runs[[_on_grid(lr, lrs) for lr in runs["lr"]]]
+    if len(on) == 0:
+        raise ValueError(f"no runs at the learning rates {list(lrs)}")
+    loss = on["final_loss"].where(np.isfinite(on["final_loss"]), np.inf)
+    return loss.groupby(on[by]).min()
+
+
 def teachers_against_seeds(per_teacher: Mapping[int, float], seeds: Sequence[float], published: float,
                            own_teacher: int = 0) -> dict:
     """One architecture at one memory: the best final loss per teacher (``per_teacher``, one
@@ -293,17 +310,23 @@ def teachers_against_seeds(per_teacher: Mapping[int, float], seeds: Sequence[flo
     * ``within_factor_3``: how many teachers lie within :func:`within_factor` of the published value;
     * ``teacher_spread`` and ``seed_spread``: largest over smallest of each sample;
     * ``own_rank``: where ``own_teacher`` ranks among the teachers, 1 = the lowest loss (easiest);
-    * ``spread_factor``, ``spread_p``: :func:`log_spread_test` of the teachers against the seeds
-      (with one seed per teacher the teachers' spread holds a seed's too, so a small ``p`` says the
-      teacher adds spread of its own).
+    * ``spread_factor``, ``spread_p``: :func:`log_spread_test` of the other teachers (not
+      ``own_teacher``, whose seeds are the other sample) against the seeds. With one seed per
+      teacher the teachers' spread holds a seed's too, so a small ``p`` says the teacher adds spread
+      of its own. The two samples should be chosen alike (e.g. each value the best over the same
+      learning rates, :func:`best_over_rates`): a best over several rates is lower and less spread
+      than a value at one rate.
     """
     values = {int(k): float(v) for k, v in dict(per_teacher).items()}
     if own_teacher not in values:
         raise ValueError(f"own_teacher {own_teacher} is not among the teachers {sorted(values)}")
     t = np.array(list(values.values()))
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"every teacher needs a finite loss (a run that did not diverge), got {values}")
     s = np.asarray(seeds, dtype=float)
     rank, n = rank_among(published, t)
-    factor, p = log_spread_test(t, s)
+    others = np.array([v for k, v in values.items() if k != own_teacher])
+    factor, p = log_spread_test(others, s)
     return {"n_teachers": int(t.size), "min": float(t.min()), "max": float(t.max()),
             "geometric_mean": float(np.exp(np.log(t).mean())),
             "published_rank": (rank, n), "published_where": "below" if rank == 1 else "above" if rank == n else "inside",
