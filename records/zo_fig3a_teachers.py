@@ -41,7 +41,7 @@ import numpy as np
 from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
 from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, best_at_grid_edge, run_grid_per_teacher
 from floss_utils.curse_of_memory.student_training import best_learning_rates
-from floss_utils.curse_of_memory.zo_comparison import rank_among, same_member_factors, within_factor
+from floss_utils.curse_of_memory.zo_comparison import same_member_factors, teacher_record_summary
 
 #: per memory: the record's name and the learning rates run per architecture
 MEMORIES = {
@@ -91,17 +91,7 @@ def main() -> None:
     results = {"published": published, "teachers": a.teachers,
                "earlier_runs_provenance": earlier}  # where the runs of teachers kept from an earlier version came from
     for arch, g in best.groupby("arch"):
-        v = g.set_index("teacher_seed")["mean"]
-        finite = v[np.isfinite(v)]
-        rank, n = rank_among(published[arch], finite.to_numpy())
-        results[arch] = {
-            "per_teacher": {str(k): float(x) for k, x in v.items()},
-            "min": float(finite.min()), "max": float(finite.max()),
-            "geometric_mean": float(np.exp(np.log(finite).mean())),
-            "published_rank": [rank, n],
-            "teachers_within_factor_3": int(sum(within_factor(x, published[arch]) for x in finite)),
-            "best_lr_on_grid_edge": int(g.on_grid_edge.sum()),
-        }
+        results[arch] = teacher_record_summary(g, published[arch])
     # teacher 0, student seed 0: the same member as in zo_fig3a_ten_seeds (another ensemble)
     ten = read_record("zo_fig3a_ten_seeds").table("runs")
     same = same_member_factors(runs[runs.teacher_seed == 0], ten[np.isclose(ten.nu0, a.nu0)], list(CONFIG_KEYS))

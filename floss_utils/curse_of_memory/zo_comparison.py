@@ -22,6 +22,7 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
 * :func:`log_spread_test` - whether one sample of losses spreads wider (in log) than another
   (an exact permutation version of the Brown-Forsythe test).
 * :func:`best_over_rates` - each member's lowest final loss over a set of learning rates.
+* :func:`teacher_record_summary` - what a teachers record keeps of one point.
 * :func:`teachers_against_seeds` - one memory's losses over teachers set beside one teacher's
   seeds and the published value: ranks, spreads and the spread test.
 * :func:`ordinal` - 1st, 2nd, 3rd, ... for the prose.
@@ -36,7 +37,8 @@ import numpy as np
 
 __all__ = ["within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread",
            "seed_rank_test", "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors",
-           "log_spread_test", "best_over_rates", "teachers_against_seeds", "ordinal"]
+           "log_spread_test", "best_over_rates", "teacher_record_summary",
+           "teachers_against_seeds", "ordinal"]
 
 
 def within_factor(value: float, reference: float, factor: float = 3.0) -> bool:
@@ -334,6 +336,26 @@ def teachers_against_seeds(per_teacher: Mapping[int, float], seeds: Sequence[flo
             "teacher_spread": float(t.max() / t.min()), "seed_spread": float(s.max() / s.min()),
             "own_rank": int((t < values[own_teacher]).sum()) + 1,
             "spread_factor": factor, "spread_p": p}
+
+
+def teacher_record_summary(best_per_teacher, published: float) -> dict:
+    """What a teachers record keeps of one point: ``best_per_teacher`` holds one row per teacher
+    (columns ``teacher_seed``, ``mean`` — its best final loss — and ``on_grid_edge``), e.g. one
+    architecture's rows of ``best_learning_rates(runs, ["teacher_seed", ...])``. Returns the
+    per-teacher losses (``{str(teacher): loss}``), ``min``, ``max`` and ``geometric_mean`` over
+    the finite ones, where ``published`` ranks among them (:func:`rank_among`), how many are within
+    :func:`within_factor` of it, and how many best rates sit on an edge of the rates run."""
+    v = best_per_teacher.set_index("teacher_seed")["mean"]
+    finite = v[np.isfinite(v)]
+    if finite.empty:
+        raise ValueError("no teacher has a finite best loss")
+    rank, n = rank_among(published, finite.to_numpy())
+    return {"per_teacher": {str(k): float(x) for k, x in v.items()},
+            "min": float(finite.min()), "max": float(finite.max()),
+            "geometric_mean": float(np.exp(np.log(finite).mean())),
+            "published_rank": [rank, n],
+            "teachers_within_factor_3": int(sum(within_factor(x, published) for x in finite)),
+            "best_lr_on_grid_edge": int(best_per_teacher["on_grid_edge"].sum())}
 
 
 def ordinal(k: int) -> str:
