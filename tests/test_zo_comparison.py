@@ -229,3 +229,15 @@ def test_best_over_rates_takes_each_members_lowest_finite_loss_on_the_rates():
     assert best_over_rates(runs, [1e-3, 3.2e-4, 1e-4], "seed").to_dict() == {0: 0.2, 1: 3.0, 2: float("inf")}
     with pytest.raises(ValueError, match="no runs"):
         best_over_rates(runs, [0.5], "seed")
+
+
+def test_teacher_record_summary_by_hand():
+    from floss_utils.curse_of_memory.zo_comparison import teacher_record_summary
+
+    best = pd.DataFrame({"teacher_seed": [0, 1, 2], "mean": [1.0, 4.0, float("inf")], "on_grid_edge": [True, False, False]})
+    got = teacher_record_summary(best, 2.0)
+    assert got["per_teacher"] == {"0": 1.0, "1": 4.0, "2": float("inf")}
+    assert (got["min"], got["max"], got["geometric_mean"]) == (1.0, 4.0, pytest.approx(2.0))
+    assert got["published_rank"] == [2, 3] and got["teachers_within_factor_3"] == 2 and got["best_lr_on_grid_edge"] == 1
+    with pytest.raises(ValueError, match="finite"):
+        teacher_record_summary(best.iloc[2:], 2.0)
