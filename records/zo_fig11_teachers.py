@@ -19,10 +19,8 @@ teacher: ``records/zo_fig11_teachers/partial.csv``):
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
-from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
+from floss_utils.book.records import Stopwatch, read_record, record_script, records_root, write_record
 from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, best_at_grid_edge, run_grid_per_teacher
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 from floss_utils.curse_of_memory.zo_comparison import same_member_factors, teacher_record_summary
@@ -32,19 +30,11 @@ HEADS = 8
 LRS = {"rnn": [1e-3, 3.2e-4, 1e-4]}
 
 
-def _script(name: str):
-    """The module of ``records/<name>.py`` (its protocol and published values)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teachers", type=int, default=8, help="teacher seeds 0 .. n-1")
     a = ap.parse_args()
-    fig11 = _script("zo_fig11_paper")
+    fig11 = record_script("zo_fig11_paper")
     p = {k: fig11.PROTOCOL[k] for k in ("nu0", "hidden", "seq_len", "batch_size", "steps", "final_window")}
     p |= {"heads": HEADS, "lrs": LRS, "student_seed": 0}
     published = fig11.PUBLISHED[HEADS]

@@ -19,13 +19,11 @@ number of heads and learning rate: finished runs are kept in ``records/zo_fig11_
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
+from floss_utils.book.records import Stopwatch, read_record, record_script, records_root, write_record
 from floss_utils.curse_of_memory.student_grids import (CONFIG_KEYS, figure_configs, merge_runs, missing_learning_rates,
                                                        run_grid, runs_at_best)
 from floss_utils.curse_of_memory.student_training import best_learning_rates
@@ -36,16 +34,8 @@ SEEDS = 10  # ZO's seeds per point
 LRS = [1e-3, 3.2e-4, 1e-4]
 
 
-def _fig11_script():
-    """The module of ``records/zo_fig11_paper.py`` (its protocol and published values)."""
-    spec = importlib.util.spec_from_file_location("zo_fig11_paper", Path(__file__).with_name("zo_fig11_paper.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> None:
-    fig11 = _fig11_script()
+    fig11 = record_script("zo_fig11_paper")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--heads", default="4,8", help="comma-separated numbers of heads (of ZO's Fig. 11)")
     a = ap.parse_args()

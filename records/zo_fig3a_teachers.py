@@ -31,14 +31,12 @@ their provenance; to run every teacher again, remove the record's folder first):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 
-from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
+from floss_utils.book.records import Stopwatch, read_record, record_script, records_root, write_record
 from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, best_at_grid_edge, run_grid_per_teacher
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 from floss_utils.curse_of_memory.zo_comparison import same_member_factors, teacher_record_summary
@@ -52,21 +50,13 @@ MEMORIES = {
 PROTOCOL = dict(hidden=64, seq_len=300, batch_size=128, steps=10_000, final_window=100, student_seed=0)
 
 
-def _fig3a_script():
-    """The module of ``records/zo_fig3a_paper.py`` (its published values)."""
-    spec = importlib.util.spec_from_file_location("zo_fig3a_paper", Path(__file__).with_name("zo_fig3a_paper.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nu0", type=float, default=0.68, choices=sorted(MEMORIES), help="the memory")
     ap.add_argument("--teachers", type=int, default=8, help="teacher seeds 0 .. n-1")
     a = ap.parse_args()
     name, lrs = MEMORIES[a.nu0]
-    published = {arch: _fig3a_script().PUBLISHED[arch][a.nu0] for arch in lrs}
+    published = {arch: record_script("zo_fig3a_paper").PUBLISHED[arch][a.nu0] for arch in lrs}
     p = {"nu0": a.nu0, **PROTOCOL, "lrs": lrs}
     folder = records_root() / name
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,13 +19,11 @@ architecture: the points finished are kept in ``records/zo_fig3a_ten_seeds/parti
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from floss_utils.book.records import Stopwatch, read_record, records_root, write_record
+from floss_utils.book.records import Stopwatch, read_record, record_script, records_root, write_record
 from floss_utils.curse_of_memory.student_grids import CONFIG_KEYS, RunConfig, merge_runs, run_grid
 from floss_utils.curse_of_memory.student_training import best_learning_rates
 from floss_utils.curse_of_memory.zo_comparison import same_member_factors
@@ -34,16 +32,8 @@ NAME = "zo_fig3a_ten_seeds"
 SEEDS = 10  # ZO's seeds per point
 
 
-def _fig3a_script():
-    """The module of ``records/zo_fig3a_paper.py`` (its protocol, grids and published values)."""
-    spec = importlib.util.spec_from_file_location("zo_fig3a_paper", Path(__file__).with_name("zo_fig3a_paper.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> None:
-    fig3a = _fig3a_script()
+    fig3a = record_script("zo_fig3a_paper")
     three = read_record("zo_fig3a_paper")
     outside = three.table("best")
     outside = outside[(outside.ratio_to_published > 3) | (outside.ratio_to_published < 1 / 3)]

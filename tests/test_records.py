@@ -205,3 +205,12 @@ def test_kept_run_reads_run_json_and_tables_and_names_what_is_missing(tmp_path):
     assert not kept_run("07_x", root=tmp_path).ok
     # the committed kept runs read back
     assert kept_run("07_deep_networks_at_init").parameters["d_model"] == 256
+
+
+def test_record_script_loads_a_scripts_module_without_running_it():
+    from floss_utils.book.records import record_script
+
+    mod = record_script("zo_fig3a_paper")
+    assert mod.PUBLISHED["rnn"][0.68] == 1.3e-7 and callable(mod.main)  # its constants, its main not run
+    with pytest.raises(FileNotFoundError, match="no record script"):
+        record_script("no_such_record")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "write_record", "read_record", "list_records",
+__all__ = ["RECORDS_DIR", "Record", "Stopwatch", "records_root", "record_script", "write_record", "read_record", "list_records",
            "published_comparison", "parameters_differ", "run_reached",
            "stopped_cell", "section_of", "KeptRun", "kept_run"]
 
@@ -72,6 +72,21 @@ class Stopwatch:
         sw = cls()
         sw.started, sw.finished, sw.wall_s = provenance["started"], provenance["finished"], provenance["wall_s"]
         return sw
+
+
+def record_script(name: str, root: str | Path | None = None):
+    """The module of the record script ``records/<name>.py`` of the checkout ``root`` (as
+    :func:`records_root` finds it), loaded without running its ``main``: one record's script
+    reads another's protocol, grids and published values from it."""
+    import importlib.util
+
+    path = records_root(root) / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no record script {path}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _provenance(root: Path, stopwatch: Stopwatch | None, own_folder: str = "") -> dict[str, Any]:
