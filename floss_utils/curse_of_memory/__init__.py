@@ -86,7 +86,8 @@ from .deep_stacks import (
 )
 from .zo_comparison import (
     within_factor, on_learning_rates, restrict_to_protocol, both_averagings, teacher_spread, seed_rank_test, rank_among,
-    runs_array, teacher_separation, separation_test, same_member_factors, ordinal,
+    runs_array, teacher_separation, separation_test, same_member_factors, log_spread_test, best_over_rates,
+    teacher_record_summary, teachers_against_seeds, ordinal,
 )
 
 __all__ = [
@@ -119,5 +120,6 @@ __all__ = [
     "deep_signal_propagation", "memory_means", "group_gradient", "stats_table",
     "growth_with_memory", "fig5_directions", "variant_growth", "ZO_FIG5_GROWTH", "ZO_FIG5_FACTOR", "published_growth_table", "zo_fig5_published", "outside_text",
     "within_factor", "on_learning_rates", "restrict_to_protocol", "both_averagings", "teacher_spread", "seed_rank_test",
-    "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors", "ordinal",
+    "rank_among", "runs_array", "teacher_separation", "separation_test", "same_member_factors", "log_spread_test",
+    "best_over_rates", "teacher_record_summary", "teachers_against_seeds", "ordinal",
 ]
