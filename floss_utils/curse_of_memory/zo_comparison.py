@@ -20,7 +20,7 @@ configuration's fields, ``lr``, ``seed``, ``final_loss``, ...).
 * :func:`same_member_factors` - how far one member (configuration, learning rate, seed) ends
   from itself when it is trained again in another ensemble.
 * :func:`log_spread_test` - whether one sample of losses spreads wider (in log) than another
-  (an exact permutation version of the Brown-Forsythe test).
+  (a one-sided permutation version of the Brown-Forsythe test).
 * :func:`best_over_rates` - each member's lowest final loss over a set of learning rates.
 * :func:`teacher_record_summary` - what a teachers record keeps of one point.
 * :func:`teachers_against_seeds` - one memory's losses over teachers set beside one teacher's
@@ -301,8 +301,9 @@ def best_over_rates(runs, lrs: Sequence[float], by: str):
 def teachers_against_seeds(per_teacher: Mapping[int, float], seeds: Sequence[float], published: float,
                            own_teacher: int = 0) -> dict:
     """One architecture at one memory: the best final loss per teacher (``per_teacher``, one
-    student seed each) set beside one teacher's seeds (``seeds``: final losses of the seeds of
-    ``own_teacher`` at its best rate) and beside the published value (from one other teacher).
+    student seed each) set beside one teacher's seeds (``seeds``: the final losses of
+    ``own_teacher``'s seeds, each chosen as the teachers' values are) and beside the published value
+    (from one other teacher).
 
     Returns a dict:
 
