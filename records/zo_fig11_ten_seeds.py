@@ -15,7 +15,7 @@ runs in float32: the same initialization (drawn in float64, then rounded), but f
 input stream from each seed, so no member is the float64 record's member.
 
 Run from the repository's root (about 20 s per member on the 2-core reference CPU; resumable per
-number of heads and learning rate: finished runs are kept in ``records/zo_fig11_ten_seeds/partial.csv``):
+number of heads and learning rate: finished runs are kept in ``records/<record>/partial.csv``):
 
     OMP_NUM_THREADS=2 .venv/bin/python records/zo_fig11_ten_seeds.py [--heads 4,8] [--dtype float64]
 """
